@@ -1,0 +1,64 @@
+#include "cmd/common.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "util/duration.h"
+
+namespace conv::cmd {
+
+util::Result<std::string> ReadTokenFile(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return util::Status::Error(fmt::format("--auth-token-file: cannot stat '{}'", path));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return util::Status::Error(fmt::format("--auth-token-file: '{}' is not a regular file", path));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return util::Status::Error(fmt::format(
+        "--auth-token-file: '{}' has mode {:04o}; it must not be readable by group or others "
+        "(chmod 600 {})",
+        path, st.st_mode & 07777, path));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return util::Status::Error(fmt::format("--auth-token-file: cannot read '{}'", path));
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string token = buf.str();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  if (token.empty()) {
+    return util::Status::Error(fmt::format("--auth-token-file: '{}' is empty", path));
+  }
+  return token;
+}
+
+CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
+                               std::chrono::microseconds& target, const std::string& help) {
+  auto* opt = app.add_option_function<std::string>(
+      name,
+      [&target, name](const std::string& text) {
+        auto d = util::ParseDuration(text);
+        if (!d.ok()) throw CLI::ValidationError(name, d.message());
+        target = *d;
+      },
+      help);
+  opt->type_name("DURATION");
+  opt->default_str(util::FormatDuration(target));
+  return opt;
+}
+
+void PrintError(const std::string& message) {
+  std::fprintf(stderr, "convergence: %s\n", message.c_str());
+}
+
+std::string VersionText() {
+  return fmt::format("convergence {} (commit {}, {} build)", CONV_VERSION, CONV_GIT_COMMIT,
+                     CONV_BUILD_TYPE);
+}
+
+}  // namespace conv::cmd

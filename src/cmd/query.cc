@@ -1,0 +1,96 @@
+#include "cmd/query.h"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "cmd/common.h"
+#include "engine/record.h"
+#include "net/client.h"
+#include "util/json.h"
+
+namespace conv::cmd {
+
+CLI::App* RegisterQuery(CLI::App& app, QueryOptions& o) {
+  CLI::App* sub = app.add_subcommand(
+      "query", "Print an entity's converged record as JSON (exit 1: no such entity)");
+  sub->add_option("schema", o.schema, "Schema name, e.g. player")->required();
+  sub->add_option("id", o.id, "Entity id")->required();
+  sub->add_flag("--claims", o.claims, "Also print each source's claim");
+  sub->add_option("--server", o.server, "Server address, HOST:PORT")->capture_default_str();
+  sub->add_option("--auth-token-file", o.auth_token_file,
+                  "File (mode 0600) holding the server's auth token")
+      ->check(CLI::ExistingFile);
+  return sub;
+}
+
+namespace {
+
+// RESULT records are validated by the client's decoder, so they can be rendered.
+void AppendRecord(std::string& out, const engine::Schema& schema, const std::string& record) {
+  engine::RecordView view;
+  if (!engine::ParseRecord(schema, record, &view).ok()) {
+    out += "null";
+    return;
+  }
+  engine::AppendRecordJson(out, schema, view.mask, view.values);
+}
+
+}  // namespace
+
+int RunQuery(const QueryOptions& o) {
+  net::Hello hello;
+  if (!o.auth_token_file.empty()) {
+    auto token = ReadTokenFile(o.auth_token_file);
+    if (!token.ok()) {
+      PrintError(token.message());
+      return kExitError;
+    }
+    hello.auth_token = *token;
+  }
+  auto client = net::Client::Connect(o.server, hello);
+  if (!client.ok()) {
+    PrintError(client.message());
+    return kExitError;
+  }
+  const engine::Schema* schema = (*client)->FindSchema(o.schema);
+  if (schema == nullptr) {
+    std::string known;
+    for (const auto& s : (*client)->welcome().schemas) known += (known.empty() ? "" : ", ") + s.name;
+    PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema, known));
+    return kExitError;
+  }
+  auto result = (*client)->Query(*schema, o.id, o.claims);
+  if (!result.ok()) {
+    PrintError(fmt::format("query {} '{}': {}", o.schema, o.id, result.message()));
+    return kExitError;
+  }
+  if (!result->found) {
+    PrintError(fmt::format("{} '{}' does not exist", o.schema, o.id));
+    return kExitNotFound;
+  }
+  std::string out = "{\"schema\":";
+  util::AppendJsonString(out, schema->name);
+  out += ",\"id\":";
+  util::AppendJsonString(out, o.id);
+  out += ",\"record\":";
+  AppendRecord(out, *schema, result->record);
+  if (o.claims) {
+    out += ",\"claims\":[";
+    for (size_t i = 0; i < result->claims.size(); ++i) {
+      const auto& c = result->claims[i];
+      if (i > 0) out += ',';
+      out += "{\"source\":";
+      util::AppendJsonString(out, c.source);
+      out += fmt::format(",\"ts\":{},\"record\":", c.ts_max);
+      AppendRecord(out, *schema, c.record);
+      out += '}';
+    }
+    out += ']';
+  }
+  out += "}\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return kExitOk;
+}
+
+}  // namespace conv::cmd

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+namespace conv::cmd {
+
+struct QueryOptions {
+  std::string schema;
+  std::string id;
+  bool claims = false;
+  std::string server = "127.0.0.1:3727";
+  std::string auth_token_file;
+};
+
+CLI::App* RegisterQuery(CLI::App& app, QueryOptions& options);
+int RunQuery(const QueryOptions& options);
+
+}  // namespace conv::cmd

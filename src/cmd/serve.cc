@@ -1,0 +1,170 @@
+#include "cmd/serve.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <pthread.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "cmd/common.h"
+#include "engine/engine.h"
+#include "net/server.h"
+#include "util/duration.h"
+#include "util/log.h"
+
+namespace conv::cmd {
+
+CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
+  CLI::App* sub = app.add_subcommand("serve", "Run the convergence server");
+  sub->add_option("--listen", o.listen, "Address to listen on, HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  sub->add_option("--data-dir", o.data_dir, "Data directory (created 0700, locked while serving)")
+      ->capture_default_str();
+  sub->add_option("--partitions", o.partitions,
+                  "Engine partitions, each owned by one thread (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
+  sub->add_option("--io-threads", o.io_threads, "Network I/O threads (0: one per two cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 64));
+  AddDurationOption(*sub, "--window", o.window, "Coalescing window, e.g. 10ms");
+  sub->add_option("--schema-file", o.schema_file, "File with more schemas (see docs/schemas.md)")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--auth-token-file", o.auth_token_file,
+                  "File (mode 0600) holding the token every HELLO must carry")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--max-frame", o.max_frame, "Largest frame accepted, in bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(64u, 1u << 30));
+  sub->add_option("--max-connections", o.max_connections, "Connections served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1'000'000u));
+  AddDurationOption(*sub, "--handshake-timeout", o.handshake_timeout,
+                    "Time a new connection has to send HELLO");
+  AddDurationOption(*sub, "--idle-timeout", o.idle_timeout,
+                    "Close connections that send nothing for this long (0s: never)");
+  sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+  return sub;
+}
+
+namespace {
+
+// Creates the data dir (0700) and takes an exclusive lock on its LOCK file, so two
+// servers never share one directory. The fd stays open (and locked) until exit.
+util::Result<int> LockDataDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return util::Status::Error(
+        fmt::format("--data-dir: cannot create '{}': {}", dir, ec.message()));
+  }
+  if (!std::filesystem::is_directory(dir)) {
+    return util::Status::Error(fmt::format("--data-dir: '{}' is not a directory", dir));
+  }
+  ::chmod(dir.c_str(), 0700);
+  std::string lock_path = dir + "/LOCK";
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return util::Status::Error(
+        fmt::format("--data-dir: cannot open '{}': {}", lock_path, std::strerror(errno)));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return util::Status::Error(fmt::format(
+        "--data-dir: '{}' is in use by another convergence server (its LOCK is held)", dir));
+  }
+  return fd;
+}
+
+}  // namespace
+
+int RunServe(const ServeOptions& o) {
+  util::Logger log(*util::ParseLogLevel(o.log_level));
+
+  engine::SchemaSet schemas;
+  if (!o.schema_file.empty()) {
+    if (auto st = schemas.AddFromFile(o.schema_file); !st.ok()) {
+      PrintError(fmt::format("--schema-file: {}", st.message()));
+      return kExitError;
+    }
+  }
+  net::ServerOptions server_options;
+  server_options.listen = o.listen;
+  server_options.max_frame = o.max_frame;
+  server_options.max_connections = o.max_connections;
+  server_options.handshake_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout);
+  server_options.idle_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(o.idle_timeout);
+  if (!o.auth_token_file.empty()) {
+    auto token = ReadTokenFile(o.auth_token_file);
+    if (!token.ok()) {
+      PrintError(token.message());
+      return kExitError;
+    }
+    server_options.auth_token = *token;
+  }
+  if (o.window.count() < 100) {
+    PrintError(fmt::format("--window: {} is too short; the least is 100us",
+                           util::FormatDuration(o.window)));
+    return kExitError;
+  }
+  if (o.handshake_timeout.count() < 1000) {
+    PrintError("--handshake-timeout: the least is 1ms");
+    return kExitError;
+  }
+  auto lock_fd = LockDataDir(o.data_dir);
+  if (!lock_fd.ok()) {
+    PrintError(lock_fd.message());
+    return kExitError;
+  }
+
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  engine::EngineOptions engine_options;
+  engine_options.partitions = o.partitions != 0 ? o.partitions : cores;
+  engine_options.lanes = o.io_threads != 0 ? o.io_threads : std::max(1u, cores / 2);
+  engine_options.window = o.window;
+
+  // Signals are taken synchronously by this thread: block them before any other
+  // thread starts so that none of those receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  engine::SourceTable sources;
+  engine::Engine engine(engine_options, schemas, sources);
+  net::Server server(engine, server_options, log);
+  if (auto st = server.Listen(); !st.ok()) {
+    PrintError(st.message());
+    return kExitError;
+  }
+  server.Start();
+  std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  log.Info("convergence serving on {}:{} (partitions {}, io threads {}, window {}, data dir {}, "
+           "auth {}, schemas {})",
+           host, server.port(), engine_options.partitions, engine_options.lanes,
+           util::FormatDuration(o.window), o.data_dir,
+           server_options.auth_token.empty() ? "off" : "on", schemas.size());
+  std::printf("listening on %s:%u\n", host.c_str(), server.port());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log.Info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  server.Shutdown();
+  ::close(*lock_fd);
+  return kExitOk;
+}
+
+}  // namespace conv::cmd

@@ -1,0 +1,29 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace conv::cmd {
+
+struct ServeOptions {
+  std::string listen = "127.0.0.1:3727";
+  std::string data_dir = "./convergence-data";
+  uint32_t partitions = 0;  // 0: one per core
+  uint32_t io_threads = 0;  // 0: one per two cores
+  std::chrono::microseconds window{10'000};
+  std::string schema_file;
+  std::string auth_token_file;
+  uint32_t max_frame = 1 << 20;
+  uint32_t max_connections = 10'000;
+  std::chrono::microseconds handshake_timeout{5'000'000};
+  std::chrono::microseconds idle_timeout{0};
+  std::string log_level = "info";
+};
+
+CLI::App* RegisterServe(CLI::App& app, ServeOptions& options);
+int RunServe(const ServeOptions& options);
+
+}  // namespace conv::cmd

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+
+#include "engine/queues.h"
+
+namespace conv::engine {
+
+// Told when windows close and become durable. Implemented by the server, which
+// forwards each call to its I/O threads; called on the coalescer thread.
+class WindowListener {
+ public:
+  virtual ~WindowListener() = default;
+  // Window `w` is closing: every lane must call Lane::Cut(w), from its own thread.
+  virtual void OnCut(uint64_t w) = 0;
+  // Every op that a lane sent before its Cut(w) is applied and durable.
+  virtual void OnDurable(uint64_t w) = 0;
+};
+
+struct CoalescerCounters {
+  uint64_t windows = 0;
+  uint64_t window_ops = 0;        // ops applied, summed over closed windows
+  uint64_t claim_changes = 0;     // coalesced claim changes (one WAL record each)
+  uint64_t entity_changes = 0;    // coalesced entity changes (one notification each)
+  uint64_t last_window = 0;
+  uint64_t durable_window = 0;
+};
+
+// The window clock. A window opens with the first activity after the previous one
+// closed and closes `window` later: the coalescer asks every lane to cut, waits for
+// every partition's seal, then reports the window durable. With no activity it
+// blocks; it never ticks idly.
+class Coalescer {
+ public:
+  Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals);
+
+  // The coalescer thread's body; returns after Stop().
+  void Run(WindowListener* listener);
+  // Any thread; cheap when activity is already noted for the open window.
+  void NoteActivity() {
+    if (!activity_.load(std::memory_order_relaxed) && !activity_.exchange(true)) {
+      std::lock_guard lock(mu_);
+      cv_.notify_all();
+    }
+  }
+  // Closes a window at once (not waiting out the window length) and blocks until a
+  // window that started closing after this call is durable. Returns that window.
+  // Not from an I/O thread: the cut needs them.
+  uint64_t Flush();
+  void Stop();
+  CoalescerCounters counters() const;
+
+ private:
+  const std::chrono::microseconds window_;
+  const size_t partitions_;
+  SealQueue* seals_;
+
+  std::atomic<bool> activity_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;        // guarded by mu_
+  bool flush_now_ = false;   // guarded by mu_
+  uint64_t started_ = 0;     // guarded by mu_: last window whose cut began
+  uint64_t durable_ = 0;     // guarded by mu_
+  CoalescerCounters counters_;  // guarded by mu_
+};
+
+}  // namespace conv::engine

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/claim.h"
+#include "engine/schema.h"
+#include "engine/sources.h"
+
+namespace conv::engine {
+
+// An entity is its list of live claims. It exists while the list is non-empty.
+// Owned by exactly one partition thread; see partition.h for who may read it.
+struct Entity {
+  Claim* claims = nullptr;  // ordered by source id
+  uint32_t dirty = 0;       // 1 + index in the partition's dirty list; 0 = clean this window
+};
+
+Claim* FindClaim(const Entity& e, uint32_t source);
+// Installs `c` as its source's claim, freeing the claim it replaces.
+void PutClaim(Entity& e, Claim* c);
+// Removes and frees the claim of `source`; false when it had none.
+bool RemoveClaim(Entity& e, uint32_t source);
+void FreeClaims(Entity& e);
+size_t ClaimCount(const Entity& e);
+
+// The converged state: for each field, the value from the claim with the greatest
+// (field ts, source name) among the claims that set the field. Depends only on the
+// set of claims, never on the order they were applied in.
+struct ConvergedRecord {
+  uint64_t mask = 0;
+  uint64_t ts_max = 0;
+  std::string values;  // record values (no mask), as in record.h
+};
+void Converge(const Schema& schema, const Claim* claims, const SourceTable& sources,
+              ConvergedRecord* out);
+
+}  // namespace conv::engine

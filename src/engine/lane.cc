@@ -1,0 +1,60 @@
+#include "engine/lane.h"
+
+namespace conv::engine {
+
+Lane::Lane(uint32_t index, const std::vector<std::unique_ptr<Partition>>& partitions,
+           Coalescer* coalescer)
+    : index_(index), open_(partitions.size(), nullptr), coalescer_(coalescer) {
+  for (const auto& p : partitions) {
+    partitions_.push_back(p.get());
+    tokens_.emplace_back(p->queue());
+  }
+}
+
+Lane::~Lane() {
+  for (OpBatch* b : open_) delete b;
+}
+
+void Lane::Add(uint32_t partition, const OpView& op) {
+  OpBatch*& b = open_[partition];
+  if (b == nullptr) b = new OpBatch();
+  b->Append(op);
+}
+
+void Lane::Flush() {
+  bool any = false;
+  for (size_t p = 0; p < open_.size(); ++p) {
+    OpBatch* b = open_[p];
+    if (b == nullptr) continue;
+    open_[p] = nullptr;
+    partitions_[p]->backlog().fetch_add(static_cast<int64_t>(b->count()),
+                                        std::memory_order_relaxed);
+    PartitionMsg msg;
+    msg.kind = PartitionMsg::Kind::kOps;
+    msg.batch = b;
+    partitions_[p]->queue().enqueue(tokens_[p], msg);
+    any = true;
+  }
+  if (any) coalescer_->NoteActivity();
+}
+
+void Lane::Cut(uint64_t window) {
+  Flush();
+  for (size_t p = 0; p < partitions_.size(); ++p) {
+    PartitionMsg msg;
+    msg.kind = PartitionMsg::Kind::kCut;
+    msg.window = window;
+    partitions_[p]->queue().enqueue(tokens_[p], msg);
+  }
+}
+
+bool Lane::Congested() const {
+  for (const Partition* p : partitions_) {
+    if (const_cast<Partition*>(p)->backlog().load(std::memory_order_relaxed) > kCongestedBacklog) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace conv::engine

@@ -1,0 +1,114 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/entity.h"
+#include "engine/queues.h"
+#include "engine/schema.h"
+#include "engine/sources.h"
+
+namespace conv::engine {
+
+struct QueryResult {
+  bool found = false;
+  ConvergedRecord record;
+  struct ClaimInfo {
+    uint32_t source = 0;
+    uint64_t ts_max = 0;
+    uint64_t mask = 0;
+    std::string values;
+  };
+  std::vector<ClaimInfo> claims;  // filled only when asked for, ordered by source id
+};
+
+struct PartitionCounters {
+  uint64_t applied = 0;  // ops applied
+  uint64_t asserts = 0;
+  uint64_t patches = 0;
+  uint64_t retracts = 0;
+  uint64_t duplicates = 0;  // ops skipped because their seq was not above the mark
+  uint64_t entities = 0;    // live entities now
+  uint64_t claims = 0;      // live claims now
+  uint64_t claim_bytes = 0;
+};
+
+// One shard of the entity space, owned by one thread: only that thread applies ops
+// and seals windows. Point reads come from I/O threads and take `mu_`, which the
+// owner holds for at most kApplyChunk ops at a time, so a read waits for at most
+// one chunk and the owner pays one uncontended lock per chunk, not per op.
+class Partition {
+ public:
+  static constexpr size_t kApplyChunk = 64;
+
+  // `lanes`: how many lanes send cut markers; a window closes when all have.
+  Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources, size_t lanes,
+            SealQueue* seals);
+  ~Partition();
+  Partition(const Partition&) = delete;
+  Partition& operator=(const Partition&) = delete;
+
+  PartitionQueue& queue() { return queue_; }
+  uint32_t index() const { return index_; }
+
+  // The partition thread's body: applies messages until kStop.
+  void Run();
+
+  // Any thread.
+  bool Query(const Schema& schema, std::string_view id, bool with_claims, QueryResult* out) const;
+  PartitionCounters counters() const;
+  // Ops handed to this partition and not yet applied (a backpressure signal).
+  std::atomic<int64_t>& backlog() { return backlog_; }
+
+  // Owner thread only (public for in-process benchmarks and tests).
+  void Apply(const OpBatch& batch);
+  PartitionSeal Seal(uint64_t window);
+
+ private:
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using EntityMap = std::unordered_map<std::string, Entity, StringHash, std::equal_to<>>;
+
+  struct Dirty {
+    uint32_t schema = 0;
+    std::string id;
+    std::vector<uint32_t> sources;  // distinct sources whose claim changed this window
+  };
+
+  void ApplyOne(const OpView& op);
+  void MarkDirty(Entity& e, uint32_t schema, std::string_view id, uint32_t source);
+  void Add(std::atomic<uint64_t>& c, int64_t d) {
+    c.store(c.load(std::memory_order_relaxed) + static_cast<uint64_t>(d),
+            std::memory_order_relaxed);
+  }
+
+  const uint32_t index_;
+  const SchemaSet& schemas_;
+  const SourceTable& sources_;
+  const size_t lanes_;
+  SealQueue* seals_;
+  PartitionQueue queue_;
+
+  mutable std::mutex mu_;         // guards maps_ against point reads
+  std::vector<EntityMap> maps_;   // by schema id
+  std::vector<uint64_t> marks_;   // by source id: highest seq applied here
+  std::vector<Dirty> dirty_;      // entries [0, dirty_count_) belong to the open window
+  size_t dirty_count_ = 0;
+  uint64_t window_ops_ = 0;
+  uint64_t window_claim_changes_ = 0;
+  uint64_t cut_window_ = 0;  // window whose cut markers are being counted
+  size_t cuts_seen_ = 0;
+
+  std::atomic<int64_t> backlog_{0};
+  std::atomic<uint64_t> applied_{0}, asserts_{0}, patches_{0}, retracts_{0}, duplicates_{0},
+      entities_{0}, claims_{0}, claim_bytes_{0};
+};
+
+}  // namespace conv::engine

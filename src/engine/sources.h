@@ -1,0 +1,48 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "util/status.h"
+
+namespace conv::engine {
+
+constexpr size_t kDefaultMaxSources = 65536;
+constexpr size_t kMaxSourceNameBytes = 255;
+
+// Source names and their dense ids (from 1). Interning takes a mutex (once per
+// HELLO); Name() and acked_seq() are lock-free, for any thread holding an id that
+// Intern returned (the id travels with the ops, which orders the accesses).
+class SourceTable {
+ public:
+  explicit SourceTable(size_t capacity = kDefaultMaxSources);
+
+  // The id of `name`, registering it when new. Fails when the table is full.
+  util::Result<uint32_t> Intern(std::string_view name);
+  // 0 when unknown.
+  uint32_t Find(std::string_view name) const;
+  std::string_view Name(uint32_t id) const { return entries_[id].name; }
+  size_t size() const { return size_.load(std::memory_order_acquire); }
+
+  // Highest seq of the source acknowledged as durable: the prefix every later
+  // connection of the source resumes from (WELCOME last_applied_seq).
+  std::atomic<uint64_t>& acked_seq(uint32_t id) { return entries_[id].acked_seq; }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::atomic<uint64_t> acked_seq{0};
+  };
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint32_t> ids_;  // guarded by mu_
+  std::unique_ptr<Entry[]> entries_;               // index 0 unused
+  std::atomic<size_t> size_{0};
+};
+
+}  // namespace conv::engine

@@ -1,0 +1,246 @@
+#include "net/client.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "net/address.h"
+#include "util/clock.h"
+#include "util/coding.h"
+
+namespace conv::net {
+
+namespace {
+
+// Milliseconds left until `deadline_ns` (monotonic), at least 0.
+int MillisLeft(uint64_t deadline_ns) {
+  uint64_t now = util::MonoNanos();
+  return now >= deadline_ns ? 0 : static_cast<int>((deadline_ns - now + 999'999) / 1'000'000);
+}
+
+}  // namespace
+
+Client::~Client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
+                                                      const Hello& hello,
+                                                      std::chrono::milliseconds timeout) {
+  std::string host;
+  uint16_t port;
+  if (auto st = ParseHostPort(server, &host, &port); !st.ok()) return st;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port_text = std::to_string(port);
+  if (int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &res); rc != 0) {
+    return util::Status::Error(
+        fmt::format("cannot resolve '{}': {}", host, ::gai_strerror(rc)));
+  }
+  std::unique_ptr<Client> c(new Client());
+  c->timeout_ = timeout;
+  std::string last_error = "no address";
+  uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout.count()) * 1'000'000;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    int flags = ::fcntl(fd, F_GETFL, 0);
+    ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = ::poll(&p, 1, MillisLeft(deadline));
+      if (rc == 1) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        rc = err == 0 ? 0 : -1;
+        errno = err;
+      } else {
+        if (rc == 0) errno = ETIMEDOUT;
+        rc = -1;
+      }
+    }
+    if (rc == 0) {
+      ::fcntl(fd, F_SETFL, flags);
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      c->fd_ = fd;
+      break;
+    }
+    last_error = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  if (c->fd_ < 0) {
+    return util::Status::Error(fmt::format("cannot connect to {}: {}", server, last_error));
+  }
+  std::string frame;
+  EncodeHello(frame, hello);
+  if (auto st = c->Send(frame); !st.ok()) return st;
+  auto reply = c->ReadFrame();
+  if (!reply.ok()) {
+    return util::Status::Error(fmt::format("no WELCOME from {}: {}", server, reply.message()));
+  }
+  if (reply->type == static_cast<uint8_t>(FrameType::kError)) {
+    Error e;
+    if (DecodeError(reply->payload, &e)) {
+      c->last_error_code_ = e.code;
+      return util::Status::Error(
+          fmt::format("server refused HELLO: {} ({})", e.message, ErrorCodeName(e.code)));
+    }
+  }
+  if (reply->type != static_cast<uint8_t>(FrameType::kWelcome) ||
+      !DecodeWelcome(reply->payload, &c->welcome_)) {
+    return util::Status::Error(fmt::format("{} did not answer HELLO with a valid WELCOME", server));
+  }
+  return c;
+}
+
+const engine::Schema* Client::FindSchema(std::string_view name) const {
+  for (const auto& s : welcome_.schemas) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
+const engine::Schema* Client::FindSchema(uint64_t id) const {
+  for (const auto& s : welcome_.schemas) {
+    if (s.id == id) return &s;
+  }
+  return nullptr;
+}
+
+util::Status Client::Send(std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return util::Status::Error(fmt::format("send failed: {}", std::strerror(errno)));
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return util::Status::Ok();
+}
+
+bool Client::HasBufferedFrame() const {
+  Frame f;
+  size_t consumed;
+  return NextFrame(std::string_view(in_).substr(in_pos_), UINT32_MAX, &f, &consumed) ==
+         FrameStatus::kFrame;
+}
+
+util::Result<OwnedFrame> Client::ReadFrame() {
+  uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
+  for (;;) {
+    Frame f;
+    size_t consumed = 0;
+    FrameStatus st = NextFrame(std::string_view(in_).substr(in_pos_), UINT32_MAX, &f, &consumed);
+    if (st == FrameStatus::kFrame) {
+      OwnedFrame out{f.type, std::string(f.payload)};
+      in_pos_ += consumed;
+      if (in_pos_ == in_.size()) {
+        in_.clear();
+        in_pos_ = 0;
+      }
+      return out;
+    }
+    if (st == FrameStatus::kEmpty) return util::Status::Error("server sent a frame of length 0");
+    if (in_pos_ > 0) {
+      in_.erase(0, in_pos_);
+      in_pos_ = 0;
+    }
+    pollfd p{fd_, POLLIN, 0};
+    int rc = ::poll(&p, 1, MillisLeft(deadline));
+    if (rc == 0) {
+      return util::Status::Error(fmt::format("no reply within {} ms", timeout_.count()));
+    }
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return util::Status::Error(fmt::format("poll failed: {}", std::strerror(errno)));
+    }
+    char buf[64 * 1024];
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n == 0) return util::Status::Error("the server closed the connection");
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return util::Status::Error(fmt::format("receive failed: {}", std::strerror(errno)));
+    }
+    in_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req) {
+  for (;;) {
+    auto f = ReadFrame();
+    if (!f.ok()) return f;
+    if (f->type == static_cast<uint8_t>(FrameType::kError)) {
+      Error e;
+      if (!DecodeError(f->payload, &e)) return util::Status::Error("malformed ERROR from server");
+      if (e.seq_or_req == req || e.seq_or_req == 0) {
+        last_error_code_ = e.code;
+        return util::Status::Error(fmt::format("{} ({})", e.message, ErrorCodeName(e.code)));
+      }
+      continue;
+    }
+    if (f->type != static_cast<uint8_t>(type)) continue;
+    util::Reader r(f->payload);
+    uint64_t got;
+    if (r.Varint(&got) && got == req) return f;
+  }
+}
+
+util::Result<Result> Client::Query(const engine::Schema& schema, std::string_view id,
+                                   bool with_claims) {
+  net::Query q;
+  q.req = next_req_++;
+  q.schema_id = schema.id;
+  q.id = id;
+  q.flags = with_claims ? kQueryIncludeClaims : 0;
+  std::string frame;
+  EncodeQuery(frame, q);
+  if (auto st = Send(frame); !st.ok()) return st;
+  auto f = WaitFor(FrameType::kResult, q.req);
+  if (!f.ok()) return f.status();
+  Result r;
+  if (!DecodeResult(f->payload, schema, with_claims, &r)) {
+    return util::Status::Error("malformed RESULT from server");
+  }
+  return r;
+}
+
+util::Result<StatList> Client::Stats() {
+  uint64_t req = next_req_++;
+  std::string frame;
+  EncodeReq(frame, FrameType::kStats, req);
+  if (auto st = Send(frame); !st.ok()) return st;
+  auto f = WaitFor(FrameType::kStatsReply, req);
+  if (!f.ok()) return f.status();
+  StatList stats;
+  uint64_t got;
+  if (!DecodeStatsReply(f->payload, &got, &stats)) {
+    return util::Status::Error("malformed STATS_REPLY from server");
+  }
+  return stats;
+}
+
+util::Status Client::Sync() {
+  uint64_t req = next_req_++;
+  std::string frame;
+  EncodeReq(frame, FrameType::kSync, req);
+  if (auto st = Send(frame); !st.ok()) return st;
+  auto f = WaitFor(FrameType::kSynced, req);
+  return f.ok() ? util::Status::Ok() : f.status();
+}
+
+}  // namespace conv::net

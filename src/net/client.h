@@ -1,0 +1,72 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "engine/schema.h"
+#include "net/messages.h"
+#include "util/status.h"
+
+namespace conv::net {
+
+// A frame read by the client, owning its bytes.
+struct OwnedFrame {
+  uint8_t type = 0;
+  std::string payload;
+};
+
+// A blocking protocol v1 client over one TCP connection: connect and handshake,
+// send encoded frames (pipelining is the caller's choice), read frames with a
+// timeout, and a few request/response helpers. One thread at a time.
+class Client {
+ public:
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects to HOST:PORT, sends `hello` and waits for WELCOME. An ERROR instead of
+  // WELCOME becomes a failed Result carrying the server's code and message.
+  static util::Result<std::unique_ptr<Client>> Connect(
+      const std::string& server, const Hello& hello,
+      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  const Welcome& welcome() const { return welcome_; }
+  const engine::Schema* FindSchema(std::string_view name) const;
+  const engine::Schema* FindSchema(uint64_t id) const;
+
+  // Writes all of `bytes` (one or more whole frames).
+  util::Status Send(std::string_view bytes);
+  // The next frame; fails on timeout, a closed connection or a malformed stream.
+  util::Result<OwnedFrame> ReadFrame();
+  // True when a whole frame is already buffered (ReadFrame will not block).
+  bool HasBufferedFrame() const;
+  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  int fd() const { return fd_; }
+
+  // QUERY and wait for its RESULT (other frames in between are skipped). A server
+  // ERROR for the request becomes a failed Result with its message.
+  util::Result<Result> Query(const engine::Schema& schema, std::string_view id, bool with_claims);
+  util::Result<StatList> Stats();
+  // SYNC and wait for SYNCED: everything sent before is durable.
+  util::Status Sync();
+
+  // The server's ERROR, when the last failure was one (code 0 otherwise).
+  uint64_t last_error_code() const { return last_error_code_; }
+
+ private:
+  Client() = default;
+  util::Result<OwnedFrame> WaitFor(FrameType type, uint64_t req);
+
+  int fd_ = -1;
+  std::chrono::milliseconds timeout_{5000};
+  std::string in_;
+  size_t in_pos_ = 0;
+  Welcome welcome_;
+  uint64_t next_req_ = 1;
+  uint64_t last_error_code_ = 0;
+};
+
+}  // namespace conv::net

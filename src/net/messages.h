@@ -1,0 +1,123 @@
+#pragma once
+
+// Encoding and decoding of every protocol v1 frame: pure functions over bytes, no
+// sockets. Encoders append a whole frame (length, type, payload) to `out`. Decoders
+// take the payload (the bytes after the type) and return false when it is
+// malformed: the caller answers bad_frame. They never read past the payload, and
+// string views they return point into it.
+//
+// Records inside ASSERT/PATCH are not decoded here: the record is the rest of the
+// payload and is checked against its schema by engine::ParseRecord. RESULT records
+// can only be split with the schema in hand, so DecodeResult takes it.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "engine/schema.h"
+#include "net/protocol.h"
+
+namespace conv::net {
+
+struct Hello {
+  uint64_t version = kProtocolVersion;
+  std::string source;      // empty: not a writer
+  std::string auth_token;  // empty: none
+  uint64_t lease_ms = 0;
+};
+
+struct Welcome {
+  uint64_t version = kProtocolVersion;
+  std::string server_name;
+  uint64_t last_applied_seq = 0;
+  uint64_t window_us = 0;
+  uint64_t partitions = 0;
+  std::vector<engine::Schema> schemas;
+};
+
+struct Error {
+  uint64_t seq_or_req = 0;  // 0: connection-level
+  uint64_t code = 0;
+  std::string message;
+};
+
+// ASSERT, PATCH and RETRACT.
+struct WriteOp {
+  FrameType type = FrameType::kAssert;
+  uint64_t seq = 0;
+  uint64_t ts = 0;
+  uint64_t schema_id = 0;
+  std::string_view id;
+  std::string_view record;  // mask + values; empty for RETRACT
+};
+
+struct Query {
+  uint64_t req = 0;
+  uint64_t schema_id = 0;
+  std::string_view id;
+  uint8_t flags = 0;  // bit0: include claims
+};
+constexpr uint8_t kQueryIncludeClaims = 1;
+
+struct ResultClaim {
+  std::string source;
+  uint64_t ts_max = 0;
+  std::string record;  // mask + values
+};
+struct Result {
+  uint64_t req = 0;
+  bool found = false;
+  std::string record;  // mask + values, when found
+  bool has_claims = false;
+  std::vector<ResultClaim> claims;
+};
+
+using StatList = std::vector<std::pair<std::string, uint64_t>>;
+
+// A frame cut out of a byte stream.
+struct Frame {
+  uint8_t type = 0;
+  std::string_view payload;
+};
+
+enum class FrameStatus {
+  kFrame,     // *frame and *consumed are set
+  kNeedMore,  // the buffer holds no whole frame yet
+  kTooLarge,  // the declared length is over the limit
+  kEmpty,     // the declared length is 0: no type byte
+};
+// Cuts the first frame off `buf`. Checks the declared length against `max_frame`
+// before anything is waited for or allocated.
+FrameStatus NextFrame(std::string_view buf, uint32_t max_frame, Frame* frame, size_t* consumed);
+
+// Writes a frame's length and type in place; finish with EndFrame. Lets callers
+// append payload directly to `out` without an intermediate buffer.
+size_t BeginFrame(std::string& out, FrameType type);
+void EndFrame(std::string& out, size_t begin);
+
+void EncodeHello(std::string& out, const Hello& m);
+void EncodeWelcome(std::string& out, const Welcome& m);
+void EncodeError(std::string& out, const Error& m);
+void EncodeWriteOp(std::string& out, const WriteOp& m);
+void EncodeAck(std::string& out, uint64_t seq);
+void EncodeQuery(std::string& out, const Query& m);
+void EncodeResult(std::string& out, const Result& m);
+// SYNC, SYNCED, STATS, PING, PONG: a single varint req.
+void EncodeReq(std::string& out, FrameType type, uint64_t req);
+void EncodeStatsReply(std::string& out, uint64_t req, const StatList& stats);
+
+[[nodiscard]] bool DecodeHello(std::string_view payload, Hello* m);
+[[nodiscard]] bool DecodeWelcome(std::string_view payload, Welcome* m);
+[[nodiscard]] bool DecodeError(std::string_view payload, Error* m);
+[[nodiscard]] bool DecodeWriteOp(FrameType type, std::string_view payload, WriteOp* m);
+[[nodiscard]] bool DecodeAck(std::string_view payload, uint64_t* seq);
+[[nodiscard]] bool DecodeQuery(std::string_view payload, Query* m);
+// `schema`: the schema the QUERY named; `with_claims`: whether it asked for claims.
+[[nodiscard]] bool DecodeResult(std::string_view payload, const engine::Schema& schema,
+                                bool with_claims, Result* m);
+[[nodiscard]] bool DecodeReq(std::string_view payload, uint64_t* req);
+[[nodiscard]] bool DecodeStatsReply(std::string_view payload, uint64_t* req, StatList* stats);
+
+}  // namespace conv::net

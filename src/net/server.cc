@@ -1,0 +1,219 @@
+#include "net/server.h"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include "net/session.h"
+
+namespace conv::net {
+
+namespace {
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+}
+
+Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
+    : engine_(engine), options_(std::move(options)), log_(log) {
+  for (size_t i = 0; i < engine_.lane_count(); ++i) {
+    io_.push_back(std::make_unique<IoThread>(&engine_.lane(i)));
+  }
+}
+
+Server::~Server() { Shutdown(); }
+
+util::Status Server::Listen() {
+  std::string host;
+  uint16_t port;
+  if (auto st = ParseHostPort(options_.listen, &host, &port); !st.ok()) {
+    return util::Status::Error(fmt::format("--listen: {}", st.message()));
+  }
+  asio::error_code ec;
+  asio::ip::address addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) {
+    return util::Status::Error(fmt::format(
+        "--listen: '{}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or an interface "
+        "address)",
+        host));
+  }
+  if (!addr.is_loopback() && options_.auth_token.empty()) {
+    return util::Status::Error(fmt::format(
+        "refusing to listen on {} without authentication: anyone who can reach that "
+        "address could write and read every entity. Give --auth-token-file FILE, or "
+        "listen on 127.0.0.1",
+        options_.listen));
+  }
+  acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(io_[0]->ctx);
+  asio::ip::tcp::endpoint ep(addr, port);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    acceptor_.reset();
+    return util::Status::Error(fmt::format("cannot listen on {}: {}", options_.listen, ec.message()));
+  }
+  port_ = acceptor_->local_endpoint().port();
+  return util::Status::Ok();
+}
+
+void Server::Start() {
+  engine_.Start(this);
+  Accept();
+  for (auto& t : io_) {
+    IoThread* io = t.get();
+    io->guard.emplace(io->ctx.get_executor());
+    io->thread = std::thread([io] { io->ctx.run(); });
+  }
+  started_ = true;
+}
+
+void Server::Accept() {
+  asio::co_spawn(
+      io_[0]->ctx,
+      [this]() -> asio::awaitable<void> {
+        for (;;) {
+          IoThread& target = *io_[next_io_++ % io_.size()];
+          auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kNoThrow);
+          if (ec) {
+            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+            log_.Warn("accept failed: {}", ec.message());
+            continue;
+          }
+          if (counters_.connections.load() >= options_.max_connections) {
+            counters_.connections_rejected.fetch_add(1);
+            auto frame = std::make_shared<std::string>();
+            EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded),
+                                 fmt::format("the server has {} connections (--max-connections)",
+                                             options_.max_connections)});
+            auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+            asio::async_write(*sock, asio::buffer(*frame), [sock, frame](auto, auto) {
+              asio::error_code ignored;
+              sock->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+              sock->close(ignored);
+            });
+            continue;
+          }
+          asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
+            if (stopping()) return;
+            auto session = std::make_shared<Session>(std::move(s), target, *this);
+            target.sessions.emplace(session.get(), session);
+            session->Start();
+          });
+        }
+      },
+      asio::detached);
+}
+
+void Server::Shutdown() {
+  if (!started_ || shut_down_) return;
+  shut_down_ = true;
+  stopping_ = true;
+  log_.Info("stopping: closing the listener and flushing the last window");
+  asio::post(io_[0]->ctx, [this] {
+    asio::error_code ignored;
+    acceptor_->close(ignored);
+  });
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get()] {
+      for (auto& [p, s] : io->sessions) s->StopReading();
+    });
+  }
+  uint64_t w = engine_.Flush();
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get()] {
+      for (auto& [p, s] : io->sessions) s->Fail(ErrorCode::kShuttingDown, "the server is stopping");
+    });
+  }
+  // Each I/O thread returns once its sessions have written their last bytes (or
+  // their close grace period ran out).
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get()] { io->guard.reset(); });
+  }
+  for (auto& t : io_) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+  engine_.Stop();
+  log_.Info("stopped after window {}", w);
+}
+
+void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
+  std::shared_ptr<Session> old;
+  {
+    std::lock_guard lock(owners_mu_);
+    if (owners_.size() <= source) owners_.resize(source + 1);
+    old = owners_[source].lock();
+    owners_[source] = s;
+  }
+  if (old && old != s) {
+    counters_.takeovers.fetch_add(1);
+    asio::post(old->context(), [old] {
+      old->Fail(ErrorCode::kSourceTakenOver,
+                "another connection said HELLO with this source name and took over");
+    });
+  }
+}
+
+void Server::ReleaseSource(uint32_t source, const Session* s) {
+  std::lock_guard lock(owners_mu_);
+  if (source < owners_.size() && owners_[source].lock().get() == s) owners_[source].reset();
+}
+
+void Server::OnCut(uint64_t w) {
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get(), w] {
+      for (auto& [p, s] : io->sessions) s->OnCut(w);
+      io->lane->Cut(w);
+    });
+  }
+}
+
+void Server::OnDurable(uint64_t w) {
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get(), w] {
+      for (auto& [p, s] : io->sessions) s->OnDurable(w);
+    });
+  }
+}
+
+StatList Server::Stats() {
+  engine::EngineStats e = engine_.Stats();
+  auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  uint64_t ops_in = e.totals.applied + e.totals.duplicates + get(counters_.duplicates);
+  return {
+      {"ops_in", ops_in},
+      {"ops_applied", e.totals.applied},
+      {"asserts", e.totals.asserts},
+      {"patches", e.totals.patches},
+      {"retracts", e.totals.retracts},
+      {"duplicates", e.totals.duplicates + get(counters_.duplicates)},
+      {"op_errors", get(counters_.op_errors)},
+      {"entities", e.totals.entities},
+      {"claims", e.totals.claims},
+      {"claim_bytes", e.totals.claim_bytes},
+      {"sources", engine_.sources().size()},
+      {"windows", e.windows.windows},
+      {"last_window", e.windows.last_window},
+      {"window_ops", e.windows.window_ops},
+      {"claim_changes", e.windows.claim_changes},
+      {"entity_changes", e.windows.entity_changes},
+      {"partitions", e.partitions},
+      {"io_threads", io_.size()},
+      {"window_us", static_cast<uint64_t>(engine_.options().window.count())},
+      {"connections", get(counters_.connections)},
+      {"connections_total", get(counters_.connections_total)},
+      {"connections_rejected", get(counters_.connections_rejected)},
+      {"takeovers", get(counters_.takeovers)},
+      {"frames_in", get(counters_.frames_in)},
+      {"bytes_in", get(counters_.bytes_in)},
+      {"bytes_out", get(counters_.bytes_out)},
+      {"queries", get(counters_.queries)},
+  };
+}
+
+}  // namespace conv::net

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine.h"
+#include "net/address.h"
+#include "net/messages.h"
+#include "util/log.h"
+#include "util/status.h"
+
+namespace conv::net {
+
+class Session;
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:3727";  // port 0: any free port
+  std::string server_name = "convergence";
+  std::string auth_token;  // empty: no authentication
+  uint32_t max_frame = kDefaultMaxFrame;
+  uint32_t max_connections = 10'000;
+  std::chrono::milliseconds handshake_timeout{5'000};
+  std::chrono::milliseconds idle_timeout{0};  // 0: never
+  // Bytes of replies queued for one connection past which the server stops reading
+  // its requests until the client has read some.
+  size_t output_high_water = 8u << 20;
+};
+
+// Counters kept by the network layer; the engine keeps its own.
+struct ServerCounters {
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> connections_rejected{0};
+  std::atomic<uint64_t> frames_in{0};
+  std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> op_errors{0};
+  std::atomic<uint64_t> duplicates{0};  // skipped at the session: seq not above its mark
+  std::atomic<uint64_t> queries{0};
+  std::atomic<uint64_t> takeovers{0};
+};
+
+// One I/O thread: an io_context, the sessions it runs and the engine lane it feeds.
+struct IoThread {
+  explicit IoThread(engine::Lane* l) : lane(l) {}
+  asio::io_context ctx{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  engine::Lane* lane;
+  std::unordered_map<Session*, std::shared_ptr<Session>> sessions;  // this thread only
+  std::thread thread;
+};
+
+// The TCP front end: accepts connections, runs sessions on `io_threads` threads and
+// relays the engine's window events to them.
+class Server : private engine::WindowListener {
+ public:
+  // The engine must have one lane per I/O thread and must outlive the server.
+  Server(engine::Engine& engine, ServerOptions options, util::Logger& log);
+  ~Server() override;
+
+  // Checks the options (a non-loopback address needs an auth token), binds and
+  // listens. After it succeeds port() is the bound port.
+  util::Status Listen();
+  uint16_t port() const { return port_; }
+  // Starts the engine and the I/O threads. REQUIRES: Listen() succeeded.
+  void Start();
+  // Graceful stop, from any thread but an I/O thread: stop accepting and reading,
+  // close one last window, send every session its final ACK and a shutting_down
+  // error, close, join. Idempotent.
+  void Shutdown();
+
+  // For sessions.
+  engine::Engine& engine() { return engine_; }
+  const ServerOptions& options() const { return options_; }
+  ServerCounters& counters() { return counters_; }
+  util::Logger& log() { return log_; }
+  bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
+  // Makes `s` the live session of `source`; the previous one, if any, is told it
+  // was taken over (on its own thread).
+  void ClaimSource(uint32_t source, const std::shared_ptr<Session>& s);
+  void ReleaseSource(uint32_t source, const Session* s);
+  StatList Stats();
+
+ private:
+  void OnCut(uint64_t w) override;
+  void OnDurable(uint64_t w) override;
+  void Accept();
+
+  engine::Engine& engine_;
+  const ServerOptions options_;
+  util::Logger& log_;
+  ServerCounters counters_;
+  std::vector<std::unique_ptr<IoThread>> io_;
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  uint16_t port_ = 0;
+  size_t next_io_ = 0;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+  bool shut_down_ = false;
+
+  std::mutex owners_mu_;
+  std::vector<std::weak_ptr<Session>> owners_;  // by source id; guarded by owners_mu_
+};
+
+}  // namespace conv::net

@@ -1,0 +1,479 @@
+#include "net/session.h"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine/record.h"
+#include "net/server.h"
+#include "util/clock.h"
+#include "util/coding.h"
+
+namespace conv::net {
+
+namespace {
+
+constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr auto kCloseGrace = std::chrono::seconds(2);
+
+// Compares without an early exit, so the time taken does not reveal how much of
+// the token matched.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
+    : socket_(std::move(socket)),
+      io_(io),
+      server_(server),
+      write_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
+      resume_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
+      watchdog_(io.ctx),
+      in_(kReadChunk, '\0'),
+      connected_at_(std::chrono::steady_clock::now()),
+      last_activity_(connected_at_) {
+  server_.counters().connections.fetch_add(1, std::memory_order_relaxed);
+  server_.counters().connections_total.fetch_add(1, std::memory_order_relaxed);
+}
+
+Session::~Session() {
+  server_.counters().connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+asio::io_context& Session::context() { return io_.ctx; }
+
+void Session::Start() {
+  asio::error_code ec;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.set_option(asio::socket_base::keep_alive(true), ec);
+  auto self = shared_from_this();
+  asio::co_spawn(io_.ctx, [self] { return self->ReadLoop(); }, asio::detached);
+  asio::co_spawn(io_.ctx, [self] { return self->WriteLoop(); }, asio::detached);
+  asio::co_spawn(io_.ctx, [self] { return self->Watchdog(); }, asio::detached);
+}
+
+asio::awaitable<void> Session::ReadLoop() {
+  auto self = shared_from_this();
+  while (!closing_ && !reading_stopped_) {
+    if (in_.size() - in_len_ < kReadChunk / 4) {
+      // Grow only as far as one maximal frame needs; whole frames are consumed below.
+      size_t limit = std::max<size_t>(kReadChunk, server_.options().max_frame + kFrameHeader);
+      in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
+    }
+    auto [ec, n] = co_await socket_.async_read_some(
+        asio::buffer(in_.data() + in_len_, in_.size() - in_len_), kNoThrow);
+    if (ec || closing_ || reading_stopped_) break;
+    in_len_ += n;
+    server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
+    last_activity_ = std::chrono::steady_clock::now();
+    now_us_ = util::WallMicros();
+    ProcessInput();
+    io_.lane->Flush();
+    Kick();
+    while (!closing_ && !reading_stopped_ && ShouldPause()) {
+      reader_paused_ = true;
+      resume_signal_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await resume_signal_.async_wait(kNoThrow);
+      reader_paused_ = false;
+    }
+  }
+  if (!reading_stopped_) Close();
+}
+
+bool Session::ShouldPause() const {
+  return out_.size() > server_.options().output_high_water ||
+         (source_ != 0 && io_.lane->Congested());
+}
+
+void Session::Resume() {
+  if (reader_paused_ && !ShouldPause()) resume_signal_.cancel();
+}
+
+asio::awaitable<void> Session::WriteLoop() {
+  auto self = shared_from_this();
+  for (;;) {
+    if (out_.empty()) {
+      if (closing_) break;
+      writer_idle_ = true;
+      write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await write_signal_.async_wait(kNoThrow);
+      writer_idle_ = false;
+      continue;
+    }
+    std::swap(out_, writing_);
+    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), kNoThrow);
+    server_.counters().bytes_out.fetch_add(n, std::memory_order_relaxed);
+    writing_.clear();
+    if (ec) {
+      out_.clear();
+      closing_ = true;
+      break;
+    }
+    Resume();
+  }
+  asio::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  watchdog_.cancel();
+  resume_signal_.cancel();
+  writer_done_ = true;
+  if (source_ != 0) server_.ReleaseSource(source_, this);
+  io_.sessions.erase(this);  // may drop the last reference but for `self`
+}
+
+asio::awaitable<void> Session::Watchdog() {
+  auto self = shared_from_this();
+  const auto& opt = server_.options();
+  while (!writer_done_) {
+    auto now = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point deadline;
+    if (closing_) {
+      deadline = last_activity_ + kCloseGrace;
+    } else if (!hello_done_) {
+      deadline = connected_at_ + opt.handshake_timeout;
+    } else if (opt.idle_timeout.count() > 0) {
+      deadline = last_activity_ + opt.idle_timeout;
+    } else {
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+    if (now >= deadline) {
+      if (closing_) {
+        // The peer is not reading what is left to send; drop it.
+        asio::error_code ignored;
+        socket_.close(ignored);
+        break;
+      }
+      if (!hello_done_) {
+        Fail(ErrorCode::kHandshakeRequired,
+             fmt::format("no HELLO within {} ms of connecting", opt.handshake_timeout.count()));
+      } else {
+        Fail(ErrorCode::kOverloaded,
+             fmt::format("connection idle for {} ms (--idle-timeout)", opt.idle_timeout.count()));
+      }
+      continue;
+    }
+    watchdog_.expires_at(deadline);
+    co_await watchdog_.async_wait(kNoThrow);
+  }
+}
+
+void Session::Kick() {
+  if (writer_idle_ && (!out_.empty() || closing_)) write_signal_.cancel();
+}
+
+void Session::Close() {
+  if (closing_) return;
+  closing_ = true;
+  last_activity_ = std::chrono::steady_clock::now();  // starts the close grace period
+  watchdog_.cancel();
+  resume_signal_.cancel();
+  Kick();
+}
+
+void Session::StopReading() {
+  reading_stopped_ = true;
+  resume_signal_.cancel();
+}
+
+void Session::Fail(ErrorCode code, std::string message) {
+  if (closing_) return;
+  EncodeError(out_, {0, static_cast<uint64_t>(code), std::move(message)});
+  Close();
+}
+
+void Session::OpError(uint64_t seq_or_req, ErrorCode code, std::string message) {
+  server_.counters().op_errors.fetch_add(1, std::memory_order_relaxed);
+  EncodeError(out_, {seq_or_req, static_cast<uint64_t>(code), std::move(message)});
+}
+
+void Session::ProcessInput() {
+  std::string_view buf(in_.data(), in_len_);
+  size_t pos = 0;
+  const uint32_t max_frame = server_.options().max_frame;
+  while (!closing_) {
+    Frame frame;
+    size_t consumed = 0;
+    FrameStatus st = NextFrame(buf.substr(pos), max_frame, &frame, &consumed);
+    if (st == FrameStatus::kNeedMore) break;
+    if (st == FrameStatus::kTooLarge) {
+      uint32_t len = util::DecodeFixed32(reinterpret_cast<const uint8_t*>(buf.data() + pos));
+      Fail(ErrorCode::kFrameTooLarge,
+           fmt::format("frame at stream offset {} declares {} bytes; the limit is {} "
+                       "(--max-frame)",
+                       pos, len, max_frame));
+      break;
+    }
+    if (st == FrameStatus::kEmpty) {
+      Fail(ErrorCode::kBadFrame, "frame declares length 0: every frame has a type byte");
+      break;
+    }
+    server_.counters().frames_in.fetch_add(1, std::memory_order_relaxed);
+    pos += consumed;
+    if (!HandleFrame(frame)) break;
+  }
+  if (dup_ack_due_) {
+    dup_ack_due_ = false;
+    if (last_seq_ == acked_seq_) EncodeAck(out_, acked_seq_);
+  }
+  if (pos > 0) {
+    std::memmove(in_.data(), in_.data() + pos, in_len_ - pos);
+    in_len_ -= pos;
+  }
+}
+
+bool Session::HandleFrame(const Frame& frame) {
+  auto type = static_cast<FrameType>(frame.type);
+  if (!hello_done_) {
+    if (type != FrameType::kHello) {
+      Fail(ErrorCode::kHandshakeRequired,
+           fmt::format("the first frame must be HELLO, got {} (0x{:02x})",
+                       FrameTypeName(frame.type), frame.type));
+      return false;
+    }
+    return HandleHello(frame.payload);
+  }
+  auto bad = [&](std::string_view what) {
+    Fail(ErrorCode::kBadFrame, fmt::format("{} (0x{:02x}): {}", FrameTypeName(frame.type),
+                                           frame.type, what));
+    return false;
+  };
+  switch (type) {
+    case FrameType::kAssert:
+    case FrameType::kPatch:
+    case FrameType::kRetract:
+      return HandleWrite(type, frame.payload);
+    case FrameType::kQuery:
+      return HandleQuery(frame.payload);
+    case FrameType::kSync: {
+      uint64_t req;
+      if (!DecodeReq(frame.payload, &req)) return bad("payload is not a single varint req");
+      pending_syncs_.push_back({0, req});
+      io_.lane->RequestWindow();
+      return true;
+    }
+    case FrameType::kStats: {
+      uint64_t req;
+      if (!DecodeReq(frame.payload, &req)) return bad("payload is not a single varint req");
+      EncodeStatsReply(out_, req, server_.Stats());
+      return true;
+    }
+    case FrameType::kPing: {
+      uint64_t req;
+      if (!DecodeReq(frame.payload, &req)) return bad("payload is not a single varint req");
+      EncodeReq(out_, FrameType::kPong, req);
+      return true;
+    }
+    case FrameType::kHello:
+      return bad("HELLO was already received on this connection");
+    default:
+      return bad("not a frame type a client may send");
+  }
+}
+
+bool Session::HandleHello(std::string_view payload) {
+  Hello hello;
+  if (!DecodeHello(payload, &hello)) {
+    Fail(ErrorCode::kBadFrame, "HELLO (0x01): payload is malformed");
+    return false;
+  }
+  if (hello.version != kProtocolVersion) {
+    Fail(ErrorCode::kUnsupportedVersion,
+         fmt::format("protocol version {} is not supported; this server speaks {}",
+                     hello.version, kProtocolVersion));
+    return false;
+  }
+  const std::string& token = server_.options().auth_token;
+  if (!token.empty() && !ConstantTimeEquals(hello.auth_token, token)) {
+    Fail(ErrorCode::kAuthFailed, hello.auth_token.empty()
+                                     ? "this server requires an auth token in HELLO"
+                                     : "the auth token in HELLO is wrong");
+    return false;
+  }
+  auto& sources = server_.engine().sources();
+  if (!hello.source.empty()) {
+    if (hello.source.size() > engine::kMaxSourceNameBytes) {
+      Fail(ErrorCode::kBadId, fmt::format("source name is {} bytes; the limit is {}",
+                                          hello.source.size(), engine::kMaxSourceNameBytes));
+      return false;
+    }
+    auto id = sources.Intern(hello.source);
+    if (!id.ok()) {
+      Fail(ErrorCode::kOverloaded, id.message());
+      return false;
+    }
+    source_ = *id;
+    last_seq_ = cut_seq_ = acked_seq_ =
+        sources.acked_seq(source_).load(std::memory_order_acquire);
+    server_.ClaimSource(source_, shared_from_this());
+  }
+  hello_done_ = true;
+  watchdog_.cancel();  // re-arm for the idle deadline
+
+  Welcome w;
+  w.server_name = server_.options().server_name;
+  w.last_applied_seq = last_seq_;
+  w.window_us = static_cast<uint64_t>(server_.engine().options().window.count());
+  w.partitions = server_.engine().options().partitions;
+  for (const auto& s : server_.engine().schemas().all()) w.schemas.push_back(*s);
+  EncodeWelcome(out_, w);
+  return true;
+}
+
+bool Session::HandleWrite(FrameType type, std::string_view payload) {
+  WriteOp op;
+  if (!DecodeWriteOp(type, payload, &op)) {
+    Fail(ErrorCode::kBadFrame,
+         fmt::format("{} (0x{:02x}): payload is malformed",
+                     FrameTypeName(static_cast<uint8_t>(type)), static_cast<uint8_t>(type)));
+    return false;
+  }
+  if (source_ == 0) {
+    OpError(op.seq, ErrorCode::kNotASource,
+            "this connection said HELLO without a source name, so it may not write");
+    return true;
+  }
+  if (op.seq <= last_seq_) {
+    server_.counters().duplicates.fetch_add(1, std::memory_order_relaxed);
+    // Acknowledged with the next cumulative ACK, or at once when everything this
+    // connection sent is acknowledged already (a resend after reconnecting).
+    if (last_seq_ == acked_seq_) dup_ack_due_ = true;
+    return true;
+  }
+  last_seq_ = op.seq;
+  const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
+  if (schema == nullptr) {
+    OpError(op.seq, ErrorCode::kUnknownSchema,
+            fmt::format("schema id {} is not known to this server", op.schema_id));
+    io_.lane->RequestWindow();
+    return true;
+  }
+  if (op.id.empty() || op.id.size() > engine::kMaxIdBytes) {
+    OpError(op.seq, ErrorCode::kBadId,
+            fmt::format("entity id is {} bytes; it must be 1 to {}", op.id.size(),
+                        engine::kMaxIdBytes));
+    io_.lane->RequestWindow();
+    return true;
+  }
+  engine::OpView view;
+  view.source = source_;
+  view.schema = schema->id;
+  view.seq = op.seq;
+  view.ts = op.ts != 0 ? op.ts : now_us_;
+  view.id = op.id;
+  view.mask = 0;
+  if (type == FrameType::kRetract) {
+    view.kind = engine::OpKind::kRetract;
+  } else {
+    engine::RecordView rec;
+    util::Status st = engine::ParseRecord(*schema, op.record, &rec);
+    if (!st.ok()) {
+      OpError(op.seq, ErrorCode::kBadValue,
+              fmt::format("{} {} '{}': {}", FrameTypeName(static_cast<uint8_t>(type)),
+                          schema->name, op.id, st.message()));
+      io_.lane->RequestWindow();
+      return true;
+    }
+    view.kind = type == FrameType::kAssert ? engine::OpKind::kAssert : engine::OpKind::kPatch;
+    view.mask = rec.mask;
+    view.values = rec.values;
+  }
+  auto& engine = server_.engine();
+  io_.lane->Add(engine.PartitionOf(schema->id, op.id), view);
+  return true;
+}
+
+bool Session::HandleQuery(std::string_view payload) {
+  Query q;
+  if (!DecodeQuery(payload, &q)) {
+    Fail(ErrorCode::kBadFrame, "QUERY (0x20): payload is malformed");
+    return false;
+  }
+  server_.counters().queries.fetch_add(1, std::memory_order_relaxed);
+  auto& engine = server_.engine();
+  const engine::Schema* schema = engine.schemas().Find(q.schema_id);
+  if (schema == nullptr) {
+    OpError(q.req, ErrorCode::kUnknownSchema,
+            fmt::format("schema id {} is not known to this server", q.schema_id));
+    return true;
+  }
+  if (q.id.empty() || q.id.size() > engine::kMaxIdBytes) {
+    OpError(q.req, ErrorCode::kBadId,
+            fmt::format("entity id is {} bytes; it must be 1 to {}", q.id.size(),
+                        engine::kMaxIdBytes));
+    return true;
+  }
+  bool with_claims = (q.flags & kQueryIncludeClaims) != 0;
+  engine::QueryResult& r = query_result_;
+  engine.Query(*schema, q.id, with_claims, &r);
+  // Encode straight into the output buffer.
+  size_t b = BeginFrame(out_, FrameType::kResult);
+  util::PutVarint(out_, q.req);
+  util::PutU8(out_, r.found ? 1 : 0);
+  if (r.found) {
+    util::PutVarint(out_, r.record.mask);
+    out_.append(r.record.values);
+    if (with_claims) {
+      util::PutVarint(out_, r.claims.size());
+      for (const auto& c : r.claims) {
+        util::PutStr(out_, engine.sources().Name(c.source));
+        util::PutVarint(out_, c.ts_max);
+        util::PutVarint(out_, c.mask);
+        out_.append(c.values);
+      }
+    }
+  }
+  EndFrame(out_, b);
+  return true;
+}
+
+void Session::OnCut(uint64_t window) {
+  if (last_seq_ > cut_seq_) {
+    pending_acks_.push_back({window, last_seq_});
+    cut_seq_ = last_seq_;
+  }
+  for (auto& s : pending_syncs_) {
+    if (s.window == 0) s.window = window;
+  }
+  Resume();
+}
+
+void Session::OnDurable(uint64_t window) {
+  if (writer_done_) return;
+  uint64_t ack = 0;
+  while (!pending_acks_.empty() && pending_acks_.front().window <= window) {
+    ack = pending_acks_.front().seq;
+    pending_acks_.pop_front();
+  }
+  if (ack > acked_seq_) {
+    acked_seq_ = ack;
+    EncodeAck(out_, ack);
+    auto& mark = server_.engine().sources().acked_seq(source_);
+    uint64_t cur = mark.load(std::memory_order_relaxed);
+    while (cur < ack && !mark.compare_exchange_weak(cur, ack)) {
+    }
+  }
+  while (!pending_syncs_.empty() && pending_syncs_.front().window != 0 &&
+         pending_syncs_.front().window <= window) {
+    EncodeReq(out_, FrameType::kSynced, pending_syncs_.front().req);
+    pending_syncs_.pop_front();
+  }
+  Kick();
+}
+
+}  // namespace conv::net

@@ -1,0 +1,98 @@
+#pragma once
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "engine/partition.h"
+#include "net/messages.h"
+
+namespace conv::net {
+
+class Server;
+struct IoThread;
+
+// One client connection. Runs entirely on its I/O thread: a reader coroutine that
+// cuts frames and handles them, a writer coroutine that drains the outgoing buffer,
+// and a watchdog for the handshake and idle deadlines. Nothing here is thread-safe;
+// other threads reach a session only by posting to its io_context.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(asio::ip::tcp::socket socket, IoThread& io, Server& server);
+  ~Session();
+
+  void Start();
+  asio::io_context& context();
+
+  // Window events relayed by the server (on this session's thread).
+  void OnCut(uint64_t window);
+  void OnDurable(uint64_t window);
+  // Sends a connection-level error, then closes once it is written.
+  void Fail(ErrorCode code, std::string message);
+  // Stops reading new frames (graceful shutdown, first step).
+  void StopReading();
+
+ private:
+  asio::awaitable<void> ReadLoop();
+  asio::awaitable<void> WriteLoop();
+  asio::awaitable<void> Watchdog();
+
+  // Handles every whole frame in the input buffer; stops at a fatal error.
+  void ProcessInput();
+  // false: the connection is being closed.
+  bool HandleFrame(const Frame& frame);
+  bool HandleHello(std::string_view payload);
+  bool HandleWrite(FrameType type, std::string_view payload);
+  bool HandleQuery(std::string_view payload);
+  void OpError(uint64_t seq_or_req, ErrorCode code, std::string message);
+  void Close();
+  void Kick();
+  void Resume();
+  bool ShouldPause() const;
+
+  asio::ip::tcp::socket socket_;
+  IoThread& io_;
+  Server& server_;
+  asio::steady_timer write_signal_;
+  asio::steady_timer resume_signal_;
+  asio::steady_timer watchdog_;
+
+  std::string in_;
+  size_t in_len_ = 0;
+  std::string out_;
+  std::string writing_;
+  bool writer_idle_ = false;
+  bool reader_paused_ = false;
+  bool closing_ = false;
+  bool reading_stopped_ = false;
+  bool writer_done_ = false;
+  std::chrono::steady_clock::time_point connected_at_;
+  std::chrono::steady_clock::time_point last_activity_;
+  uint64_t now_us_ = 0;  // receive time of the input being processed, for ts = 0
+
+  bool hello_done_ = false;
+  uint32_t source_ = 0;     // 0: not a writer
+  uint64_t last_seq_ = 0;   // highest seq consumed (applied, duplicate or rejected)
+  uint64_t cut_seq_ = 0;    // last_seq_ at the last cut
+  uint64_t acked_seq_ = 0;  // highest seq acknowledged
+  bool dup_ack_due_ = false;  // a duplicate of an already acknowledged op arrived
+  struct PendingAck {
+    uint64_t window;
+    uint64_t seq;
+  };
+  std::deque<PendingAck> pending_acks_;
+  struct PendingSync {
+    uint64_t window;  // 0 until the next cut assigns one
+    uint64_t req;
+  };
+  std::deque<PendingSync> pending_syncs_;
+  engine::QueryResult query_result_;  // reused to keep reads allocation-free
+};
+
+}  // namespace conv::net
