@@ -1,0 +1,198 @@
+// Engine micro-benchmarks, no network:
+//   apply   one partition applying the page's 70/20/10 mix on `player`
+//   memory  RSS per entity with one claim, at 1,000,000 player entities
+// Usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] [--entities N]
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/op.h"
+#include "engine/partition.h"
+#include "engine/record.h"
+#include "util/clock.h"
+
+using namespace conv;
+
+namespace {
+
+struct Workload {
+  std::vector<std::string> ids;
+  std::vector<std::string> full;     // ASSERT record values (mask separately)
+  std::vector<std::string> partial;  // PATCH record values
+  uint64_t full_mask = 0;
+  uint64_t partial_mask = 0;
+};
+
+std::string PlayerValues(const engine::Schema& s, uint64_t* mask, std::mt19937_64& rng, bool full,
+                         size_t i) {
+  engine::RecordBuilder b(s);
+  if (full) {
+    (void)b.Set("name", fmt::format("player-{}", i));
+    (void)b.Set("team", std::string(i % 2 ? "red" : "blue"));
+    (void)b.Set("online", true);
+    (void)b.Set("level", static_cast<int64_t>(rng() % 100));
+  }
+  (void)b.Set("x", static_cast<double>(rng() % 10000) / 10);
+  (void)b.Set("y", static_cast<double>(rng() % 10000) / 10);
+  (void)b.Set("z", static_cast<double>(rng() % 10000) / 10);
+  (void)b.Set("health", static_cast<int64_t>(rng() % 100));
+  (void)b.Set("score", static_cast<int64_t>(rng() % 100000));
+  std::string rec = b.Encode();
+  engine::RecordView v;
+  (void)engine::ParseRecord(s, rec, &v);
+  *mask = v.mask;
+  return std::string(v.values);
+}
+
+size_t RssBytes() {
+  std::ifstream in("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  in >> pages >> resident;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+std::vector<engine::OpBatch> MakeBatches(const engine::Schema& s, size_t entities, size_t ops,
+                                         uint32_t source, uint64_t* seq, std::mt19937_64& rng) {
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < entities; ++i) ids.push_back(fmt::format("p-{}", i));
+  std::vector<engine::OpBatch> batches;
+  engine::OpBatch batch;
+  for (size_t k = 0; k < ops; ++k) {
+    size_t e = rng() % entities;
+    unsigned roll = static_cast<unsigned>(rng() % 100);
+    engine::OpView op{};
+    op.source = source;
+    op.schema = s.id;
+    op.seq = ++*seq;
+    op.ts = 1'700'000'000'000'000 + k;
+    op.id = ids[e];
+    std::string values;
+    if (roll < 70) {
+      op.kind = engine::OpKind::kAssert;
+      values = PlayerValues(s, &op.mask, rng, true, e);
+    } else if (roll < 90) {
+      op.kind = engine::OpKind::kPatch;
+      values = PlayerValues(s, &op.mask, rng, false, e);
+    } else {
+      op.kind = engine::OpKind::kRetract;
+    }
+    op.values = values;
+    batch.Append(op);
+    if (batch.count() == 256) {
+      batches.push_back(std::move(batch));
+      batch = engine::OpBatch();
+    }
+  }
+  if (!batch.empty()) batches.push_back(std::move(batch));
+  return batches;
+}
+
+void BenchApply(int runs, size_t ops, size_t entities) {
+  engine::SchemaSet schemas;
+  const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
+  std::vector<double> rates;
+  for (int r = 0; r < runs; ++r) {
+    engine::SourceTable sources;
+    uint32_t source = *sources.Intern("bench");
+    engine::SealQueue seals;
+    engine::Partition part(0, schemas, sources, 1, &seals);
+    std::mt19937_64 rng(42 + static_cast<uint64_t>(r));
+    uint64_t seq = 0;
+    auto batches = MakeBatches(player, entities, ops, source, &seq, rng);
+    uint64_t start = util::MonoNanos();
+    uint64_t window = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      part.Apply(batches[b]);
+      if (b % 40 == 39) (void)part.Seal(++window);  // ~10k ops per window
+    }
+    (void)part.Seal(++window);
+    double secs = static_cast<double>(util::MonoNanos() - start) / 1e9;
+    rates.push_back(static_cast<double>(ops) / secs);
+    fmt::print("apply run {}: {:.0f} ops/s ({} ops, {} entities live)\n", r + 1, rates.back(),
+               ops, part.counters().entities);
+  }
+  std::sort(rates.begin(), rates.end());
+  fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities)\n",
+             rates[rates.size() / 2], entities);
+}
+
+void BenchMemory(size_t entities) {
+  engine::SchemaSet schemas;
+  const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
+  engine::SourceTable sources;
+  uint32_t source = *sources.Intern("bench");
+  engine::SealQueue seals;
+  std::mt19937_64 rng(7);
+  engine::Partition part(0, schemas, sources, 1, &seals);
+  (void)part.Seal(1);
+  // Ops are made in small batches as they are applied: the transient memory is the
+  // same few hundred KiB throughout, so RSS growth is the partition's.
+  size_t before = RssBytes();
+  uint64_t window = 1;
+  for (size_t i = 0; i < entities;) {
+    engine::OpBatch batch;
+    for (size_t k = 0; k < 1024 && i < entities; ++k, ++i) {
+      std::string id = fmt::format("player-{:07}", i);
+      engine::OpView op{};
+      op.kind = engine::OpKind::kAssert;
+      op.source = source;
+      op.schema = player.id;
+      op.seq = i + 1;
+      op.ts = 1'700'000'000'000'000 + i;
+      op.id = id;
+      std::string values = PlayerValues(player, &op.mask, rng, true, i);
+      op.values = values;
+      batch.Append(op);
+    }
+    part.Apply(batch);
+    (void)part.Seal(++window);
+  }
+  size_t after = RssBytes();
+  auto c = part.counters();
+  fmt::print("memory: {} entities, RSS +{:.1f} MiB = {:.0f} bytes/entity (claim blocks {:.0f} "
+             "bytes/entity)\n",
+             c.entities, static_cast<double>(after - before) / (1 << 20),
+             static_cast<double>(after - before) / static_cast<double>(entities),
+             static_cast<double>(c.claim_bytes) / static_cast<double>(entities));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string what = "all";
+  int runs = 5;
+  size_t ops = 5'000'000;
+  size_t entities = 10'000;
+  size_t memory_entities = 1'000'000;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        fmt::print(stderr, "{} needs a value\n", a);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--runs") runs = std::stoi(next());
+    else if (a == "--ops") ops = std::stoul(next());
+    else if (a == "--entities") entities = std::stoul(next());
+    else if (a == "--memory-entities") memory_entities = std::stoul(next());
+    else if (a == "apply" || a == "memory" || a == "all") what = a;
+    else {
+      fmt::print(stderr, "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
+                         "[--entities N] [--memory-entities N]\n");
+      return 2;
+    }
+  }
+  if (what == "apply" || what == "all") BenchApply(runs, ops, entities);
+  if (what == "memory" || what == "all") BenchMemory(memory_entities);
+  return 0;
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what convergence needs to build and test on Debian 12 (run as root, or
+# with sudo available). Safe to run again: apt-get skips what is installed.
+set -euo pipefail
+
+packages=(
+  cmake g++ ninja-build git
+  libcli11-dev libasio-dev libconcurrentqueue-dev libmimalloc-dev libfmt-dev doctest-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all build dependencies are installed"
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
