@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "cmd/common.h"
+#include "cmd/load.h"
 #include "cmd/query.h"
 #include "cmd/serve.h"
 
@@ -15,8 +16,10 @@ int main(int argc, char** argv) {
 
   conv::cmd::ServeOptions serve;
   conv::cmd::QueryOptions query;
+  conv::cmd::LoadOptions load;
   CLI::App* serve_cmd = conv::cmd::RegisterServe(app, serve);
   CLI::App* query_cmd = conv::cmd::RegisterQuery(app, query);
+  CLI::App* load_cmd = conv::cmd::RegisterLoad(app, load);
 
   try {
     app.parse(argc, argv);
@@ -25,5 +28,6 @@ int main(int argc, char** argv) {
   }
   if (serve_cmd->parsed()) return conv::cmd::RunServe(serve);
   if (query_cmd->parsed()) return conv::cmd::RunQuery(query);
+  if (load_cmd->parsed()) return conv::cmd::RunLoad(load);
   return conv::cmd::kExitError;
 }

@@ -133,6 +133,13 @@ util::Status Client::Send(std::string_view bytes) {
   return util::Status::Ok();
 }
 
+std::string Client::TakeBuffered() {
+  std::string rest = in_.substr(in_pos_);
+  in_.clear();
+  in_pos_ = 0;
+  return rest;
+}
+
 bool Client::HasBufferedFrame() const {
   Frame f;
   size_t consumed;

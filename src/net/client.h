@@ -45,6 +45,9 @@ class Client {
   bool HasBufferedFrame() const;
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
   int fd() const { return fd_; }
+  // Hands over bytes read but not yet returned as frames, for callers that take the
+  // socket over (fd()) after the handshake.
+  std::string TakeBuffered();
 
   // QUERY and wait for its RESULT (other frames in between are skipped). A server
   // ERROR for the request becomes a failed Result with its message.

@@ -1,0 +1,235 @@
+#include "cmd/load_worker.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "net/messages.h"
+#include "util/clock.h"
+#include "util/coding.h"
+
+namespace conv::cmd {
+
+namespace {
+constexpr size_t kChunkBytes = 64 * 1024;
+constexpr size_t kMaxUnsentBytes = 256 * 1024;
+constexpr uint64_t kMaxInflightOps = 1 << 20;
+}  // namespace
+
+LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema,
+                       std::string source, std::string token, uint64_t rate, uint64_t seed)
+    : options_(options),
+      schema_(schema),
+      token_(std::move(token)),
+      rate_(rate),
+      workload_(schema, options.entities, options.hot_pct, *ParseMix(options.mix), seed) {
+  report_.source = std::move(source);
+}
+
+util::Status LoadWorker::Connect() {
+  net::Hello hello;
+  hello.source = report_.source;
+  hello.auth_token = token_;
+  auto c = net::Client::Connect(options_.server, hello);
+  if (!c.ok()) return c.status();
+  client_ = std::move(c).value();
+  fd_ = client_->fd();
+  in_ = client_->TakeBuffered();
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL, 0) | O_NONBLOCK);
+  uint64_t applied = client_->welcome().last_applied_seq;
+  if (seq_ == 0) {
+    // First connection: continue the source's sequence where an earlier run left it.
+    seq_ = acked_ = acked_base_ = applied;
+  }
+  // Resend everything not acknowledged, from the first kept chunk.
+  send_chunk_ = 0;
+  send_off_ = 0;
+  if (applied > acked_) {
+    acked_ = applied;
+    acked_live_.store(acked_ - acked_base_, std::memory_order_relaxed);
+  }
+  while (!chunks_.empty() && chunks_.front().last_seq <= acked_) chunks_.pop_front();
+  uint64_t kept = 0;
+  for (const Chunk& c : chunks_) kept += c.bytes.size();
+  sent_ = appended_ - kept;
+  return util::Status::Ok();
+}
+
+void LoadWorker::Generate(std::chrono::steady_clock::time_point now) {
+  if (rate_ != 0) {
+    double elapsed = std::chrono::duration<double>(now - last_refill_).count();
+    last_refill_ = now;
+    tokens_ = std::min(tokens_ + elapsed * static_cast<double>(rate_),
+                       std::max(1.0, static_cast<double>(rate_) / 100.0));
+  }
+  // Only the back chunk grows; at most one unsent chunk's worth is generated ahead.
+  while (seq_ - acked_ < kMaxInflightOps && (rate_ == 0 || tokens_ >= 1.0)) {
+    if (UnsentBytes() >= kMaxUnsentBytes) break;
+    if (chunks_.empty() || chunks_.back().bytes.size() >= kChunkBytes) {
+      chunks_.push_back({});
+      chunks_.back().bytes.reserve(kChunkBytes + 512);
+    }
+    Chunk& c = chunks_.back();
+    size_t before = c.bytes.size();
+    net::WriteOp op;
+    op.seq = ++seq_;
+    op.ts = util::WallMicros();
+    op.schema_id = schema_.id;
+    op.id = workload_.Id(workload_.NextEntity());
+    switch (workload_.NextKind()) {
+      case Workload::Kind::kAssert:
+        op.type = net::FrameType::kAssert;
+        op.record = workload_.FullRecord();
+        break;
+      case Workload::Kind::kPatch:
+        op.type = net::FrameType::kPatch;
+        op.record = workload_.PartialRecord();
+        break;
+      case Workload::Kind::kRetract: op.type = net::FrameType::kRetract; break;
+    }
+    net::EncodeWriteOp(c.bytes, op);
+    appended_ += c.bytes.size() - before;
+    c.last_seq = op.seq;
+    ++report_.sent;
+    if (rate_ != 0) tokens_ -= 1.0;
+  }
+}
+
+bool LoadWorker::SendSome() {
+  while (send_chunk_ < chunks_.size()) {
+    const std::string& b = chunks_[send_chunk_].bytes;
+    if (send_off_ == b.size()) {
+      if (send_chunk_ + 1 == chunks_.size()) break;  // the back chunk may still grow
+      ++send_chunk_;
+      send_off_ = 0;
+      continue;
+    }
+    ssize_t n = ::send(fd_, b.data() + send_off_, b.size() - send_off_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      if (errno == EINTR) continue;
+      return false;
+    }
+    send_off_ += static_cast<size_t>(n);
+    sent_ += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+void LoadWorker::OnAck(uint64_t seq) {
+  if (seq <= acked_) return;
+  acked_ = seq;
+  acked_live_.store(acked_ - acked_base_, std::memory_order_relaxed);
+  while (!chunks_.empty() && chunks_.front().last_seq <= acked_ &&
+         (send_chunk_ > 0 || send_off_ == chunks_.front().bytes.size())) {
+    chunks_.pop_front();
+    if (send_chunk_ > 0) {
+      --send_chunk_;
+    } else {
+      send_off_ = 0;
+    }
+  }
+}
+
+bool LoadWorker::ReceiveSome() {
+  char buf[16 * 1024];
+  for (;;) {
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n == 0) return false;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return false;
+    }
+    in_.append(buf, static_cast<size_t>(n));
+  }
+  size_t pos = 0;
+  bool alive = true;
+  for (;;) {
+    net::Frame f;
+    size_t consumed;
+    if (net::NextFrame(std::string_view(in_).substr(pos), UINT32_MAX, &f, &consumed) !=
+        net::FrameStatus::kFrame) {
+      break;
+    }
+    pos += consumed;
+    if (f.type == static_cast<uint8_t>(net::FrameType::kAck)) {
+      uint64_t seq;
+      if (net::DecodeAck(f.payload, &seq)) OnAck(seq);
+    } else if (f.type == static_cast<uint8_t>(net::FrameType::kError)) {
+      net::Error e;
+      if (net::DecodeError(f.payload, &e)) {
+        ++report_.errors;
+        if (report_.first_error.empty()) {
+          report_.first_error = fmt::format("{} (seq {}): {}", net::ErrorCodeName(e.code),
+                                            e.seq_or_req, e.message);
+        }
+        if (e.seq_or_req == 0) alive = false;  // the server closes after this
+      }
+    }
+  }
+  in_.erase(0, pos);
+  return alive;
+}
+
+void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain) {
+  using clock = std::chrono::steady_clock;
+  last_refill_ = clock::now();
+  if (auto st = Connect(); !st.ok()) {
+    ++report_.errors;
+    report_.first_error = st.message();
+    return;
+  }
+  bool stopping = false;
+  auto drain_end = end + drain;
+  for (;;) {
+    auto now = clock::now();
+    if (!stopping && now >= end) {
+      stopping = true;
+      report_.acked_in_time = acked_ - acked_base_;
+    }
+    if (stopping && (acked_ >= seq_ || now >= drain_end)) break;
+    if (!stopping) Generate(now);
+    bool want_out = UnsentBytes() > 0;
+    pollfd p{fd_, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0};
+    auto until = stopping ? drain_end : end;
+    int timeout_ms = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
+    timeout_ms = std::clamp(timeout_ms, 0, 100);
+    if (rate_ != 0 && !stopping) timeout_ms = std::min(timeout_ms, 1);
+    int rc = ::poll(&p, 1, timeout_ms);
+    if (rc < 0 && errno != EINTR) break;
+    bool ok = true;
+    if (rc > 0 && (p.revents & POLLIN)) ok = ReceiveSome();
+    if (ok && rc > 0 && (p.revents & (POLLERR | POLLHUP)) && !(p.revents & POLLIN)) ok = false;
+    if (ok && want_out) ok = SendSome();
+    if (!ok) {
+      // Lost the connection: reconnect (bounded) and resend what is unacknowledged.
+      ++report_.reconnects;
+      client_.reset();
+      bool back = false;
+      for (int attempt = 0; attempt < 50 && clock::now() < drain_end; ++attempt) {
+        if (Connect().ok()) {
+          back = true;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (!back) {
+        if (report_.first_error.empty()) report_.first_error = "lost the connection";
+        ++report_.errors;
+        break;
+      }
+    }
+  }
+  if (!stopping) report_.acked_in_time = acked_ - acked_base_;
+  report_.acked = acked_ - acked_base_;
+}
+
+}  // namespace conv::cmd
