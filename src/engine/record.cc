@@ -31,9 +31,9 @@ util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, Rec
   }
   if ((mask & ~schema.AllFieldsMask()) != 0) {
     int bit = 63 - __builtin_clzll(mask & ~schema.AllFieldsMask());
-    return util::Status::Error(fmt::format(
-        "record: mask sets field {} but schema '{}' has {} fields", bit, schema.name,
-        schema.fields.size()));
+    return util::Status::Error(
+        fmt::format("record: field mask at offset 0 sets field {} but schema '{}' has {} fields",
+                    bit, schema.name, schema.fields.size()));
   }
   size_t values_start = r.offset();
   for (uint64_t m = mask; m != 0; m &= m - 1) {

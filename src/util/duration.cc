@@ -20,8 +20,8 @@ Result<std::chrono::microseconds> ParseDuration(std::string_view text) {
   int64_t number = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (ec == std::errc::result_out_of_range) {
-    return Status::Error(fmt::format("duration '{}' is {}", text,
-                                     text[0] == '-' ? "negative" : "too large"));
+    return Status::Error(
+        fmt::format("duration '{}' is {}", text, text[0] == '-' ? "negative" : "too large"));
   }
   if (ec != std::errc() || ptr == text.data()) {
     return Status::Error(fmt::format("'{}' is not a duration: expected a whole number "
