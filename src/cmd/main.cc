@@ -8,6 +8,7 @@
 #include "cmd/load.h"
 #include "cmd/query.h"
 #include "cmd/serve.h"
+#include "cmd/wal_dump.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"convergence: a state-convergence server and its tools"};
@@ -17,9 +18,11 @@ int main(int argc, char** argv) {
   conv::cmd::ServeOptions serve;
   conv::cmd::QueryOptions query;
   conv::cmd::LoadOptions load;
+  conv::cmd::WalDumpOptions wal_dump;
   CLI::App* serve_cmd = conv::cmd::RegisterServe(app, serve);
   CLI::App* query_cmd = conv::cmd::RegisterQuery(app, query);
   CLI::App* load_cmd = conv::cmd::RegisterLoad(app, load);
+  CLI::App* wal_dump_cmd = conv::cmd::RegisterWalDump(app, wal_dump);
 
   try {
     app.parse(argc, argv);
@@ -29,5 +32,6 @@ int main(int argc, char** argv) {
   if (serve_cmd->parsed()) return conv::cmd::RunServe(serve);
   if (query_cmd->parsed()) return conv::cmd::RunQuery(query);
   if (load_cmd->parsed()) return conv::cmd::RunLoad(load);
+  if (wal_dump_cmd->parsed()) return conv::cmd::RunWalDump(wal_dump);
   return conv::cmd::kExitError;
 }

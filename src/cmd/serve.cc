@@ -16,7 +16,9 @@
 #include "cmd/common.h"
 #include "engine/engine.h"
 #include "net/server.h"
+#include "util/clock.h"
 #include "util/duration.h"
+#include "wal/replay.h"
 #include "util/log.h"
 
 namespace conv::cmd {
@@ -50,6 +52,15 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                     "Time a new connection has to send HELLO");
   AddDurationOption(*sub, "--idle-timeout", o.idle_timeout,
                     "Close connections that send nothing for this long (0s: never)");
+  sub->add_option("--fsync", o.fsync,
+                  "window: acknowledged = fsynced; none: acknowledged = written to the OS "
+                  "(survives a process crash, not a power loss)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"window", "none"}));
+  AddDurationOption(*sub, "--checkpoint-interval", o.checkpoint_interval,
+                    "Write a checkpoint this often while writes come in (0s: never)");
+  sub->add_flag("--salvage", o.salvage,
+                "Start despite a corrupt log: recover up to the corruption, move the rest aside");
   sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
@@ -128,11 +139,31 @@ int RunServe(const ServeOptions& o) {
     return kExitError;
   }
 
+  auto persisted = wal::ReadLatestSchemas(o.data_dir);
+  if (!persisted.ok()) {
+    PrintError(fmt::format("--data-dir: {}", persisted.message()));
+    return kExitError;
+  }
+  if (auto st = schemas.Reconcile(*persisted); !st.ok()) {
+    PrintError(fmt::format("refusing to start: {}", st.message()));
+    return kExitError;
+  }
+
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   engine::EngineOptions engine_options;
   engine_options.partitions = o.partitions != 0 ? o.partitions : cores;
   engine_options.lanes = o.io_threads != 0 ? o.io_threads : std::max(1u, cores / 2);
   engine_options.window = o.window;
+  engine_options.data_dir = o.data_dir;
+  engine_options.fsync = o.fsync == "window";
+  engine_options.checkpoint_interval = o.checkpoint_interval;
+  engine_options.log = &log;
+  engine_options.on_fatal = [&log](const std::string& message) {
+    // No ack may follow a failed write or fdatasync: stop here. A restart recovers
+    // everything acknowledged.
+    log.Error("stopping: the write-ahead log failed: {}", message);
+    std::_Exit(kExitError);
+  };
 
   // Signals are taken synchronously by this thread: block them before any other
   // thread starts so that none of those receives them.
@@ -144,6 +175,24 @@ int RunServe(const ServeOptions& o) {
 
   engine::SourceTable sources;
   engine::Engine engine(engine_options, schemas, sources);
+  wal::RecoveryReport recovery;
+  uint64_t t0 = util::MonoNanos();
+  if (auto st = engine.Recover(o.salvage, &recovery); !st.ok()) {
+    PrintError(fmt::format("refusing to start: {}", st.message()));
+    return kExitError;
+  }
+  for (const auto& w : recovery.warnings) log.Warn("{}", w);
+  if (!recovery.torn_file.empty()) {
+    log.Warn("cut a torn tail off {} at offset {}: {} bytes (kept in {})", recovery.torn_file,
+             recovery.torn_offset, recovery.torn_bytes,
+             recovery.torn_saved_as.empty() ? "nothing: all zeros" : recovery.torn_saved_as);
+  }
+  auto recovered = engine.Stats();
+  log.Info("recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
+           "{}, {} log windows, {} records)",
+           recovered.totals.entities, sources.size(), recovery.last_window,
+           (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
+           recovery.checkpoint_window, recovery.blocks, recovery.records);
   net::Server server(engine, server_options, log);
   if (auto st = server.Listen(); !st.ok()) {
     PrintError(st.message());
@@ -151,10 +200,10 @@ int RunServe(const ServeOptions& o) {
   }
   server.Start();
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
-  log.Info("convergence serving on {}:{} (partitions {}, io threads {}, window {}, data dir {}, "
-           "auth {}, schemas {})",
+  log.Info("convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
+           "data dir {}, auth {}, schemas {})",
            host, server.port(), engine_options.partitions, engine_options.lanes,
-           util::FormatDuration(o.window), o.data_dir,
+           util::FormatDuration(o.window), o.fsync, o.data_dir,
            server_options.auth_token.empty() ? "off" : "on", schemas.size());
   std::printf("listening on %s:%u\n", host.c_str(), server.port());
   std::fflush(stdout);

@@ -21,6 +21,9 @@ struct ServeOptions {
   std::chrono::microseconds handshake_timeout{5'000'000};
   std::chrono::microseconds idle_timeout{0};
   std::string log_level = "info";
+  std::string fsync = "window";
+  std::chrono::microseconds checkpoint_interval{60'000'000};
+  bool salvage = false;
 };
 
 CLI::App* RegisterServe(CLI::App& app, ServeOptions& options);

@@ -82,6 +82,24 @@ Claim* PatchClaim(const Schema& schema, const Claim* old, uint32_t source, uint6
   return c;
 }
 
+Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max,
+                              const uint64_t* ts, std::string_view values) {
+  size_t n = static_cast<size_t>(PopCount(mask));
+  Claim* c = Allocate(n, values.size());
+  c->next = nullptr;
+  c->mask = mask;
+  c->ts_max = ts_max;
+  c->source = source;
+  c->values_len = static_cast<uint32_t>(values.size());
+  c->uniform = false;
+  std::memcpy(c + 1, ts, n * sizeof(uint64_t));
+  if (!values.empty()) {
+    std::memcpy(reinterpret_cast<char*>(c + 1) + n * sizeof(uint64_t), values.data(),
+                values.size());
+  }
+  return c;
+}
+
 void FreeClaim(Claim* claim) { std::free(claim); }
 
 size_t ClaimBytes(const Claim* claim) {

@@ -1,11 +1,35 @@
 #include "engine/coalescer.h"
 
+#include <algorithm>
+
+#include "wal/records.h"
+
 namespace conv::engine {
 
-Coalescer::Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals)
-    : window_(window), partitions_(partitions), seals_(seals) {}
+Coalescer::Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals,
+                     const SourceTable& sources, Durability* durability)
+    : window_(window),
+      partitions_(partitions),
+      seals_(seals),
+      sources_(sources),
+      durability_(durability) {}
+
+void Coalescer::RestoreWindow(uint64_t window) {
+  std::lock_guard lock(mu_);
+  started_ = durable_ = window;
+  counters_.last_window = counters_.durable_window = window;
+}
+
+void Coalescer::MarkDurable(uint64_t w) {
+  listener_->OnDurable(w);
+  std::lock_guard lock(mu_);
+  durable_ = w;
+  counters_.durable_window = w;
+  cv_.notify_all();
+}
 
 void Coalescer::Run(WindowListener* listener) {
+  listener_ = listener;
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || flush_now_ || activity_.load(); });
@@ -22,6 +46,8 @@ void Coalescer::Run(WindowListener* listener) {
 
     listener->OnCut(w);
     CoalescerCounters sum;
+    WindowBatch batch;
+    batch.window = w;
     for (size_t got = 0; got < partitions_; ++got) {
       PartitionSeal seal;
       seals_->wait_dequeue(seal);
@@ -29,18 +55,38 @@ void Coalescer::Run(WindowListener* listener) {
       sum.window_ops += seal.ops;
       sum.claim_changes += seal.claim_changes;
       sum.entity_changes += seal.entity_changes;
+      if (durability_ == nullptr) continue;
+      batch.ops += seal.ops;
+      batch.records += seal.wal_records;
+      if (!seal.wal.empty()) batch.fragments.push_back(std::move(seal.wal));
+      for (const auto& [src, seq] : seal.marks) {
+        auto it = std::find_if(batch.marks.begin(), batch.marks.end(),
+                               [src = src](const auto& m) { return m.first == src; });
+        if (it == batch.marks.end()) {
+          batch.marks.emplace_back(src, seq);
+        } else if (seq > it->second) {
+          it->second = seq;
+        }
+      }
     }
-    listener->OnDurable(w);
-
+    {
+      std::lock_guard counters_lock(mu_);
+      counters_.windows++;
+      counters_.window_ops += sum.window_ops;
+      counters_.claim_changes += sum.claim_changes;
+      counters_.entity_changes += sum.entity_changes;
+      counters_.last_window = w;
+    }
+    if (durability_ == nullptr) {
+      MarkDurable(w);
+    } else {
+      std::string sources;
+      for (const auto& [src, seq] : batch.marks) wal::PutSource(sources, sources_.Name(src), seq);
+      batch.records += batch.marks.size();
+      if (!sources.empty()) batch.fragments.push_back(std::move(sources));
+      durability_->Submit(std::move(batch));
+    }
     lock.lock();
-    durable_ = w;
-    counters_.windows++;
-    counters_.window_ops += sum.window_ops;
-    counters_.claim_changes += sum.claim_changes;
-    counters_.entity_changes += sum.entity_changes;
-    counters_.last_window = w;
-    counters_.durable_window = w;
-    cv_.notify_all();
   }
 }
 
@@ -50,7 +96,7 @@ uint64_t Coalescer::Flush() {
   flush_now_ = true;
   cv_.notify_all();
   cv_.wait(lock, [&] { return durable_ >= target || stop_; });
-  return durable_;
+  return durable_ >= target ? durable_ : 0;
 }
 
 void Coalescer::Stop() {

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <mutex>
 
+#include "engine/durability.h"
 #include "engine/queues.h"
+#include "engine/sources.h"
 
 namespace conv::engine {
 
@@ -32,11 +34,18 @@ struct CoalescerCounters {
 
 // The window clock. A window opens with the first activity after the previous one
 // closed and closes `window` later: the coalescer asks every lane to cut, waits for
-// every partition's seal, then reports the window durable. With no activity it
-// blocks; it never ticks idly.
+// every partition's seal, merges the seals into one WindowBatch for the log and
+// hands it to `durability` (without a log, the window is durable at once). With no
+// activity it blocks; it never ticks idly.
 class Coalescer {
  public:
-  Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals);
+  Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals,
+            const SourceTable& sources, Durability* durability);
+
+  // Recovery, before Run(): windows continue after `window`.
+  void RestoreWindow(uint64_t window);
+  // Called (by the durability thread, or by Run without a log) when `w` is durable.
+  void MarkDurable(uint64_t w);
 
   // The coalescer thread's body; returns after Stop().
   void Run(WindowListener* listener);
@@ -48,7 +57,8 @@ class Coalescer {
     }
   }
   // Closes a window at once (not waiting out the window length) and blocks until a
-  // window that started closing after this call is durable. Returns that window.
+  // window that started closing after this call is durable. Returns that window,
+  // or 0 when the coalescer was stopped first.
   // Not from an I/O thread: the cut needs them.
   uint64_t Flush();
   void Stop();
@@ -58,6 +68,9 @@ class Coalescer {
   const std::chrono::microseconds window_;
   const size_t partitions_;
   SealQueue* seals_;
+  const SourceTable& sources_;
+  Durability* durability_;
+  WindowListener* listener_ = nullptr;
 
   std::atomic<bool> activity_{false};
   mutable std::mutex mu_;

@@ -1,33 +1,172 @@
 #include "engine/engine.h"
 
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <unordered_map>
+
 #include "engine/hash.h"
+#include "wal/records.h"
 
 namespace conv::engine {
+
+namespace {
+
+std::unique_ptr<Durability> MakeDurability(const EngineOptions& o) {
+  if (o.data_dir.empty()) return nullptr;
+  wal::WriterOptions w;
+  w.fsync = o.fsync;
+  w.segment_bytes = o.segment_bytes;
+  auto on_fatal = o.on_fatal;
+  if (!on_fatal) {
+    on_fatal = [log = o.log](const std::string& message) {
+      if (log) log->Error("stopping: the write-ahead log failed: {}", message);
+      std::abort();
+    };
+  }
+  return std::make_unique<Durability>(o.data_dir, w, o.log, on_fatal);
+}
+
+}  // namespace
+
+std::string EncodeSchemaRecords(const SchemaSet& schemas, uint64_t* count) {
+  std::string out;
+  *count = 0;
+  for (const auto& s : schemas.all()) {
+    std::string_view names[kMaxFields];
+    uint8_t types[kMaxFields];
+    for (size_t i = 0; i < s->fields.size(); ++i) {
+      names[i] = s->fields[i].name;
+      types[i] = static_cast<uint8_t>(s->fields[i].type);
+    }
+    wal::PutSchema(out, s->id, s->name, static_cast<uint32_t>(s->fields.size()), names, types);
+    ++*count;
+  }
+  return out;
+}
 
 Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTable& sources)
     : options_(options),
       schemas_(schemas),
       sources_(sources),
-      coalescer_(options.window, options.partitions, &seals_) {
+      durability_(MakeDurability(options)),
+      coalescer_(options.window, options.partitions, &seals_, sources, durability_.get()) {
   for (uint32_t p = 0; p < options.partitions; ++p) {
-    partitions_.push_back(
-        std::make_unique<Partition>(p, schemas, sources, options.lanes, &seals_));
+    partitions_.push_back(std::make_unique<Partition>(p, schemas, sources, options.lanes, &seals_,
+                                                      durability_ != nullptr));
   }
   for (uint32_t l = 0; l < options.lanes; ++l) {
     lanes_.push_back(std::make_unique<Lane>(l, partitions_, &coalescer_));
+  }
+  if (durability_ != nullptr) {
+    uint64_t count = 0;
+    std::string records = EncodeSchemaRecords(schemas, &count);
+    durability_->SetSchemaRecords(records, count);
+    checkpointer_ = std::make_unique<Checkpointer>(options.data_dir, options.checkpoint_interval,
+                                                   partitions_, &coalescer_, durability_.get(),
+                                                   sources, options.log);
+    checkpointer_->SetSchemaRecords(records, count);
   }
 }
 
 Engine::~Engine() { Stop(); }
 
+namespace {
+
+// Routes replayed records into the partitions, single-threaded, before Start().
+class RecoverySink : public wal::RecordVisitor {
+ public:
+  RecoverySink(Engine& engine, std::vector<std::unique_ptr<Partition>>& partitions,
+               SourceTable& sources, const SchemaSet& schemas)
+      : engine_(engine), partitions_(partitions), sources_(sources), schemas_(schemas) {}
+
+  void OnClaim(const wal::ClaimRecord& r) override {
+    if (!Check(r.schema, r.id)) return;
+    uint32_t src = Source(r.source);
+    if (src == 0) return;
+    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreClaim(r, src);
+  }
+  void OnRetract(const wal::RetractRecord& r) override {
+    if (!Check(r.schema, r.id)) return;
+    uint32_t src = Source(r.source);
+    if (src == 0) return;
+    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreRetract(r.schema, r.id, src);
+  }
+  void OnSource(const wal::SourceRecord& r) override {
+    uint32_t src = Source(r.source);
+    if (src == 0) return;
+    uint64_t& m = marks[src];
+    if (r.seq > m) m = r.seq;
+  }
+  void OnSchema(const wal::SchemaRecord&) override {}  // reconciled before recovery
+
+  std::unordered_map<uint32_t, uint64_t> marks;
+  std::string error;
+
+ private:
+  bool Check(uint32_t schema, std::string_view id) {
+    if (schemas_.Find(schema) != nullptr && !id.empty() && id.size() <= kMaxIdBytes) return true;
+    if (error.empty()) {
+      error = fmt::format("the log names schema id {} (entity '{}'), which is not defined", schema,
+                          id);
+    }
+    return false;
+  }
+  uint32_t Source(std::string_view name) {
+    auto id = sources_.Intern(name);
+    if (!id.ok()) {
+      if (error.empty()) error = id.message();
+      return 0;
+    }
+    return *id;
+  }
+
+  Engine& engine_;
+  std::vector<std::unique_ptr<Partition>>& partitions_;
+  SourceTable& sources_;
+  const SchemaSet& schemas_;
+};
+
+}  // namespace
+
+util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
+  if (durability_ == nullptr) return util::Status::Ok();
+  RecoverySink sink(*this, partitions_, sources_, schemas_);
+  if (auto st = wal::Recover(options_.data_dir, sink, salvage, report); !st.ok()) return st;
+  if (!sink.error.empty()) return util::Status::Error(sink.error);
+  for (const auto& [src, seq] : sink.marks) {
+    for (auto& p : partitions_) p->RestoreMark(src, seq);
+    sources_.acked_seq(src).store(seq);
+    durability_->RestoreMark(src, seq, report->last_window);
+  }
+  durability_->RestoreMark(0, 0, report->last_window);
+  coalescer_.RestoreWindow(report->last_window);
+  return util::Status::Ok();
+}
+
 void Engine::Start(WindowListener* listener) {
   for (auto& p : partitions_) threads_.emplace_back([part = p.get()] { part->Run(); });
   threads_.emplace_back([this, listener] { coalescer_.Run(listener); });
+  if (durability_ != nullptr) {
+    durability_thread_ = std::thread([this] {
+      durability_->Run([this](uint64_t w) { coalescer_.MarkDurable(w); });
+    });
+    if (options_.checkpoint_interval.count() > 0) {
+      checkpoint_thread_ = std::thread([this] { checkpointer_->Run(); });
+    }
+  }
+}
+
+util::Status Engine::Checkpoint() {
+  if (checkpointer_ == nullptr) return util::Status::Error("no data dir: nothing to checkpoint");
+  return checkpointer_->CheckpointNow();
 }
 
 void Engine::Stop() {
   if (threads_.empty()) return;
   coalescer_.Stop();
+  if (checkpointer_ != nullptr) checkpointer_->Stop();
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
   // The coalescer may be waiting for seals that no lane will trigger any more.
   PartitionSeal abort;
   abort.window = PartitionSeal::kAbort;
@@ -39,6 +178,10 @@ void Engine::Stop() {
   }
   for (auto& t : threads_) t.join();
   threads_.clear();
+  if (durability_ != nullptr) {
+    durability_->Stop();
+    if (durability_thread_.joinable()) durability_thread_.join();
+  }
 }
 
 uint32_t Engine::PartitionOf(uint32_t schema, std::string_view id) const {
@@ -65,6 +208,10 @@ EngineStats Engine::Stats() const {
     s.totals.claim_bytes += c.claim_bytes;
   }
   s.windows = coalescer_.counters();
+  s.logging = durability_ != nullptr;
+  s.fsync = s.logging && options_.fsync;
+  if (durability_ != nullptr) s.wal = durability_->counters();
+  if (checkpointer_ != nullptr) s.checkpoints = checkpointer_->counters();
   return s;
 }
 

@@ -2,16 +2,22 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "engine/checkpointer.h"
 #include "engine/coalescer.h"
+#include "engine/durability.h"
 #include "engine/lane.h"
 #include "engine/partition.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
+#include "util/log.h"
+#include "wal/replay.h"
 
 namespace conv::engine {
 
@@ -19,16 +25,31 @@ struct EngineOptions {
   uint32_t partitions = 2;
   uint32_t lanes = 1;  // one per I/O thread
   std::chrono::microseconds window{10'000};
+  // The write-ahead log. Empty: no log, state lives in memory only (tests and
+  // micro-benchmarks); `serve` always has one.
+  std::string data_dir;
+  bool fsync = true;  // false: --fsync none
+  uint64_t segment_bytes = 64ull << 20;
+  std::chrono::microseconds checkpoint_interval{60'000'000};  // 0: no background checkpoints
+  util::Logger* log = nullptr;
+  // Called on the WAL thread when a write or fdatasync fails for any reason but a
+  // full disk; must not return normally into the engine (default: log and abort).
+  std::function<void(const std::string&)> on_fatal;
 };
 
 struct EngineStats {
   PartitionCounters totals;
   CoalescerCounters windows;
+  DurabilityCounters wal;
+  CheckpointCounters checkpoints;
   uint32_t partitions = 0;
+  bool logging = false;
+  bool fsync = false;
 };
 
-// The engine facade: owns the partitions, their threads and the coalescer, and
-// routes. It coordinates only; the work is in Partition, Lane and Coalescer.
+// The engine facade: owns the partitions, their threads, the coalescer, the WAL
+// thread and the checkpointer, and routes. It coordinates only; the work is in
+// Partition, Lane, Coalescer, Durability and Checkpointer.
 class Engine {
  public:
   Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTable& sources);
@@ -36,10 +57,16 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Starts the partition and coalescer threads. `listener` must outlive Stop().
+  // Rebuilds the state from the data dir (newest checkpoint, then the log), before
+  // Start(). The schema set must already be reconciled with the log's
+  // (SchemaSet::Reconcile). No-op without a data dir.
+  util::Status Recover(bool salvage, wal::RecoveryReport* report);
+  // Starts the threads. `listener` must outlive Stop().
   void Start(WindowListener* listener);
   // Closes a window now and waits until it is durable; see Coalescer::Flush.
   uint64_t Flush() { return coalescer_.Flush(); }
+  // Writes a checkpoint now (needs a data dir and running I/O threads).
+  util::Status Checkpoint();
   // Stops and joins the threads. Ops not yet in a closed window are dropped: call
   // Flush() first for a graceful stop.
   void Stop();
@@ -50,6 +77,8 @@ class Engine {
   // Any thread.
   bool Query(const Schema& schema, std::string_view id, bool with_claims,
              QueryResult* out) const;
+  // True while the log cannot be written for lack of space: refuse writes.
+  bool disk_full() const { return durability_ != nullptr && durability_->disk_full(); }
   EngineStats Stats() const;
 
   const SchemaSet& schemas() const { return schemas_; }
@@ -61,10 +90,17 @@ class Engine {
   const SchemaSet& schemas_;
   SourceTable& sources_;
   SealQueue seals_;
+  std::unique_ptr<Durability> durability_;  // null without a data dir
   Coalescer coalescer_;
   std::vector<std::unique_ptr<Partition>> partitions_;
   std::vector<std::unique_ptr<Lane>> lanes_;
+  std::unique_ptr<Checkpointer> checkpointer_;
   std::vector<std::thread> threads_;
+  std::thread durability_thread_;
+  std::thread checkpoint_thread_;
 };
+
+// The SCHEMA records of `schemas`, for the head of segments and checkpoints.
+std::string EncodeSchemaRecords(const SchemaSet& schemas, uint64_t* count);
 
 }  // namespace conv::engine

@@ -31,6 +31,7 @@ void Lane::Flush() {
                                         std::memory_order_relaxed);
     PartitionMsg msg;
     msg.kind = PartitionMsg::Kind::kOps;
+    msg.lane = index_;
     msg.batch = b;
     partitions_[p]->queue().enqueue(tokens_[p], msg);
     any = true;
@@ -43,6 +44,7 @@ void Lane::Cut(uint64_t window) {
   for (size_t p = 0; p < partitions_.size(); ++p) {
     PartitionMsg msg;
     msg.kind = PartitionMsg::Kind::kCut;
+    msg.lane = index_;
     msg.window = window;
     partitions_[p]->queue().enqueue(tokens_[p], msg);
   }

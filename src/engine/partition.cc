@@ -1,17 +1,24 @@
 #include "engine/partition.h"
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "wal/records.h"
 
 namespace conv::engine {
 
 Partition::Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources,
-                     size_t lanes, SealQueue* seals)
+                     size_t lanes, SealQueue* seals, bool log_changes)
     : index_(index),
       schemas_(schemas),
       sources_(sources),
       lanes_(lanes),
       seals_(seals),
-      maps_(schemas.size() + 1) {}
+      log_changes_(log_changes),
+      maps_(schemas.size() + 1),
+      lane_cut_(lanes, false),
+      parked_(lanes) {}
 
 Partition::~Partition() {
   for (auto& map : maps_) {
@@ -19,6 +26,9 @@ Partition::~Partition() {
   }
   PartitionMsg msg;
   while (queue_.try_dequeue(msg)) delete msg.batch;
+  for (auto& q : parked_) {
+    for (auto& m : q) delete m.batch;
+  }
 }
 
 void Partition::Run() {
@@ -27,28 +37,51 @@ void Partition::Run() {
   for (;;) {
     size_t n = queue_.wait_dequeue_bulk(token, msgs, std::size(msgs));
     for (size_t i = 0; i < n; ++i) {
-      PartitionMsg& m = msgs[i];
-      switch (m.kind) {
-        case PartitionMsg::Kind::kOps: {
-          Apply(*m.batch);
-          backlog_.fetch_sub(static_cast<int64_t>(m.batch->count()), std::memory_order_relaxed);
-          delete m.batch;
-          break;
-        }
-        case PartitionMsg::Kind::kCut: {
-          if (m.window != cut_window_) {
-            cut_window_ = m.window;
-            cuts_seen_ = 0;
-          }
-          if (++cuts_seen_ == lanes_) seals_->enqueue(Seal(m.window));
-          break;
-        }
-        case PartitionMsg::Kind::kStop: {
-          for (size_t k = i + 1; k < n; ++k) delete msgs[k].batch;
-          return;
+      if (msgs[i].kind == PartitionMsg::Kind::kStop) {
+        for (size_t k = i + 1; k < n; ++k) delete msgs[k].batch;
+        return;
+      }
+      if (msgs[i].lane != PartitionMsg::kNoLane && lane_cut_[msgs[i].lane]) {
+        parked_[msgs[i].lane].push_back(msgs[i]);  // belongs to the next window
+        continue;
+      }
+      Handle(msgs[i]);
+    }
+  }
+}
+
+void Partition::Handle(const PartitionMsg& m) {
+  switch (m.kind) {
+    case PartitionMsg::Kind::kOps: {
+      Apply(*m.batch);
+      backlog_.fetch_sub(static_cast<int64_t>(m.batch->count()), std::memory_order_relaxed);
+      delete m.batch;
+      break;
+    }
+    case PartitionMsg::Kind::kCut: {
+      if (m.window != cut_window_) {
+        cut_window_ = m.window;
+        cuts_seen_ = 0;
+      }
+      lane_cut_[m.lane] = true;
+      if (++cuts_seen_ < lanes_) break;
+      seals_->enqueue(Seal(m.window));
+      std::fill(lane_cut_.begin(), lane_cut_.end(), false);
+      // What lanes sent after their cut is the next window's: apply it now, in order.
+      for (auto& q : parked_) {
+        while (!q.empty()) {
+          PartitionMsg next = q.front();
+          q.pop_front();
+          Handle(next);
         }
       }
+      break;
     }
+    case PartitionMsg::Kind::kSnapshot:
+      FillSnapshot(m.snapshot);
+      break;
+    case PartitionMsg::Kind::kStop:
+      break;
   }
 }
 
@@ -76,6 +109,9 @@ void Partition::ApplyOne(const OpView& op) {
     return;
   }
   mark = op.seq;
+  if (op.source >= window_mark_.size()) window_mark_.resize(marks_.size(), 0);
+  if (window_mark_[op.source] == 0) window_sources_.push_back(op.source);
+  window_mark_[op.source] = op.seq;
   ++window_ops_;
   Add(applied_, 1);
   EntityMap& map = maps_[op.schema];
@@ -139,11 +175,17 @@ PartitionSeal Partition::Seal(uint64_t window) {
   seal.ops = window_ops_;
   seal.claim_changes = window_claim_changes_;
   seal.entity_changes = dirty_count_;
+  for (uint32_t src : window_sources_) {
+    seal.marks.emplace_back(src, window_mark_[src]);
+    window_mark_[src] = 0;
+  }
+  window_sources_.clear();
   std::lock_guard lock(mu_);
   for (size_t i = 0; i < dirty_count_; ++i) {
     Dirty& d = dirty_[i];
     EntityMap& map = maps_[d.schema];
     auto it = map.find(d.id);
+    if (log_changes_) EncodeChanges(d, it->second, &seal);
     it->second.dirty = 0;
     if (it->second.claims == nullptr) map.erase(it);
   }
@@ -151,6 +193,96 @@ PartitionSeal Partition::Seal(uint64_t window) {
   window_ops_ = 0;
   window_claim_changes_ = 0;
   return seal;
+}
+
+void Partition::EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const {
+  for (uint32_t src : d.sources) {
+    std::string_view source = sources_.Name(src);
+    if (const Claim* c = FindClaim(e, src)) {
+      wal::PutClaim(seal->wal, d.schema, d.id, source, c->mask, c->uniform, c->ts_max,
+                    c->ts_array(), c->values());
+    } else {
+      wal::PutRetract(seal->wal, d.schema, d.id, source);
+    }
+    ++seal->wal_records;
+  }
+}
+
+void Partition::FillSnapshot(SnapshotRequest* req) {
+  req->records.clear();
+  req->count = 0;
+  std::lock_guard lock(mu_);
+  if (!snapshotting_) {
+    // Freeze the bucket layout while the snapshot walks it: with no rehash, every
+    // entity present at the start sits in a bucket the cursor has yet to reach or
+    // has passed, never moved between the two.
+    for (auto& map : maps_) map.max_load_factor(std::numeric_limits<float>::max());
+    snapshotting_ = true;
+  }
+  size_t buckets_done = 0;
+  while (req->schema < maps_.size() && buckets_done < kSnapshotChunkBuckets) {
+    EntityMap& map = maps_[req->schema];
+    if (req->bucket >= map.bucket_count()) {
+      ++req->schema;
+      req->bucket = 0;
+      continue;
+    }
+    for (auto it = map.begin(req->bucket); it != map.end(req->bucket); ++it) {
+      for (const Claim* c = it->second.claims; c != nullptr; c = c->next) {
+        wal::PutClaim(req->records, static_cast<uint32_t>(req->schema), it->first,
+                      sources_.Name(c->source), c->mask, c->uniform, c->ts_max, c->ts_array(),
+                      c->values());
+        ++req->count;
+      }
+    }
+    ++req->bucket;
+    ++buckets_done;
+  }
+  if (req->schema >= maps_.size()) {
+    req->done = true;
+    for (auto& map : maps_) map.max_load_factor(1.0f);
+    snapshotting_ = false;
+  }
+  req->ready.signal();
+}
+
+void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source) {
+  EntityMap& map = maps_[r.schema];
+  auto it = map.find(r.id);
+  if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
+  Entity& e = it->second;
+  Claim* c = r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
+                       : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values);
+  Claim* old = FindClaim(e, source);
+  if (old != nullptr) {
+    Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
+  } else {
+    Add(claims_, 1);
+    if (e.claims == nullptr) Add(entities_, 1);
+  }
+  Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
+  PutClaim(e, c);
+}
+
+void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source) {
+  EntityMap& map = maps_[schema];
+  auto it = map.find(id);
+  if (it == map.end()) return;
+  Entity& e = it->second;
+  if (Claim* old = FindClaim(e, source)) {
+    Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
+    RemoveClaim(e, source);
+    Add(claims_, -1);
+  }
+  if (e.claims == nullptr) {
+    Add(entities_, -1);
+    map.erase(it);
+  }
+}
+
+void Partition::RestoreMark(uint32_t source, uint64_t seq) {
+  if (source >= marks_.size()) marks_.resize(source + 1, 0);
+  marks_[source] = std::max(marks_[source], seq);
 }
 
 bool Partition::Query(const Schema& schema, std::string_view id, bool with_claims,

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include "engine/queues.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
+#include "wal/records.h"
 
 namespace conv::engine {
 
@@ -42,13 +44,20 @@ struct PartitionCounters {
 // and seals windows. Point reads come from I/O threads and take `mu_`, which the
 // owner holds for at most kApplyChunk ops at a time, so a read waits for at most
 // one chunk and the owner pays one uncontended lock per chunk, not per op.
+//
+// A window holds exactly what each lane sent before its cut: once lane L's cut of
+// window w has arrived, L's later messages wait (parked) until every lane's cut has
+// and the window is sealed. So every window is a prefix of each lane's stream, and
+// the log never holds a source's op without the ops it sent before.
 class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
+  static constexpr size_t kSnapshotChunkBuckets = 4096;
 
   // `lanes`: how many lanes send cut markers; a window closes when all have.
+  // `log_changes`: whether seals carry the WAL records of the window's changes.
   Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources, size_t lanes,
-            SealQueue* seals);
+            SealQueue* seals, bool log_changes = false);
   ~Partition();
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
@@ -68,6 +77,13 @@ class Partition {
   // Owner thread only (public for in-process benchmarks and tests).
   void Apply(const OpBatch& batch);
   PartitionSeal Seal(uint64_t window);
+  void FillSnapshot(SnapshotRequest* req);
+
+  // Recovery, before Run(): install a logged claim state, remove a claim, and set
+  // every source's seq mark.
+  void RestoreClaim(const wal::ClaimRecord& r, uint32_t source);
+  void RestoreRetract(uint32_t schema, std::string_view id, uint32_t source);
+  void RestoreMark(uint32_t source, uint64_t seq);
 
  private:
   struct StringHash {
@@ -82,7 +98,9 @@ class Partition {
     std::vector<uint32_t> sources;  // distinct sources whose claim changed this window
   };
 
+  void Handle(const PartitionMsg& m);
   void ApplyOne(const OpView& op);
+  void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
   void MarkDirty(Entity& e, uint32_t schema, std::string_view id, uint32_t source);
   void Add(std::atomic<uint64_t>& c, int64_t d) {
     c.store(c.load(std::memory_order_relaxed) + static_cast<uint64_t>(d),
@@ -94,6 +112,7 @@ class Partition {
   const SourceTable& sources_;
   const size_t lanes_;
   SealQueue* seals_;
+  const bool log_changes_;
   PartitionQueue queue_;
 
   mutable std::mutex mu_;         // guards maps_ against point reads
@@ -105,6 +124,11 @@ class Partition {
   uint64_t window_claim_changes_ = 0;
   uint64_t cut_window_ = 0;  // window whose cut markers are being counted
   size_t cuts_seen_ = 0;
+  std::vector<bool> lane_cut_;                    // by lane: cut of cut_window_ arrived
+  std::vector<std::deque<PartitionMsg>> parked_;  // by lane: messages after its cut
+  std::vector<uint64_t> window_mark_;             // by source: highest seq this window
+  std::vector<uint32_t> window_sources_;          // sources with window_mark_ set
+  bool snapshotting_ = false;
 
   std::atomic<int64_t> backlog_{0};
   std::atomic<uint64_t> applied_{0}, asserts_{0}, patches_{0}, retracts_{0}, duplicates_{0},

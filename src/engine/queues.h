@@ -11,21 +11,43 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
+#include <concurrentqueue/lightweightsemaphore.h>
+
 #include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/op.h"
 
 namespace conv::engine {
 
+// A checkpoint's request for the next chunk of a partition's claims. The partition
+// fills `records` with up to a chunk of entities' CLAIM records, advances the
+// cursor, sets `done` after the last one, and signals `ready`.
+struct SnapshotRequest {
+  size_t schema = 1;  // cursor: schema id, then bucket of that schema's map
+  size_t bucket = 0;
+  bool done = false;
+  std::string records;
+  uint64_t count = 0;
+  moodycamel::LightweightSemaphore ready;
+};
+
 struct PartitionMsg {
+  static constexpr uint32_t kNoLane = std::numeric_limits<uint32_t>::max();
   enum class Kind : uint8_t {
-    kOps,   // apply `batch` (owned by the message; the partition deletes it)
-    kCut,   // the sending lane has sent everything of `window`
-    kStop,  // leave the thread loop
+    kOps,       // apply `batch` (owned by the message; the partition deletes it)
+    kCut,       // the sending lane has sent everything of `window`
+    kSnapshot,  // fill `snapshot` with the next chunk of claims
+    kStop,      // leave the thread loop
   };
   Kind kind = Kind::kOps;
+  uint32_t lane = kNoLane;  // sender, for kOps and kCut
   uint64_t window = 0;
   OpBatch* batch = nullptr;
+  SnapshotRequest* snapshot = nullptr;
 };
 using PartitionQueue = moodycamel::BlockingConcurrentQueue<PartitionMsg>;
 
@@ -37,6 +59,10 @@ struct PartitionSeal {
   uint64_t ops = 0;             // ops applied (duplicates excluded)
   uint64_t claim_changes = 0;   // distinct (entity, source) claims changed: one WAL record each
   uint64_t entity_changes = 0;  // distinct entities changed: one notification each
+  std::string wal;              // CLAIM/RETRACT records of the changed claims (when logging)
+  uint64_t wal_records = 0;
+  // Per source, the highest seq applied here in this window.
+  std::vector<std::pair<uint32_t, uint64_t>> marks;
 };
 using SealQueue = moodycamel::BlockingConcurrentQueue<PartitionSeal>;
 

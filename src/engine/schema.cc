@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -152,6 +153,69 @@ util::Status SchemaSet::AddFromText(std::string_view text, std::string_view orig
     s->id = static_cast<uint32_t>(schemas_.size() + 1);
     schemas_.push_back(std::move(s));
   }
+  return util::Status::Ok();
+}
+
+util::Status SchemaSet::Reconcile(const std::vector<wal::SchemaDef>& persisted) {
+  if (persisted.empty()) return util::Status::Ok();
+  std::vector<std::unique_ptr<Schema>> out;
+  uint32_t max_id = 0;
+  for (const auto& p : persisted) max_id = std::max(max_id, p.id);
+  out.resize(max_id);
+  for (const auto& p : persisted) {
+    if (p.id == 0 || out[p.id - 1] != nullptr) {
+      return util::Status::Error(fmt::format("the data dir defines schema id {} twice", p.id));
+    }
+    const Schema* configured = FindByName(p.name);
+    auto s = std::make_unique<Schema>();
+    s->id = p.id;
+    s->name = p.name;
+    if (configured == nullptr) {
+      for (const auto& [fname, ftype] : p.fields) {
+        s->fields.push_back({fname, static_cast<FieldType>(ftype)});
+      }
+    } else {
+      if (configured->fields.size() < p.fields.size()) {
+        return util::Status::Error(fmt::format(
+            "schema '{}' has {} fields in the data dir but {} now: fields may be appended, "
+            "never removed (field '{}' is missing)",
+            p.name, p.fields.size(), configured->fields.size(),
+            p.fields[configured->fields.size()].first));
+      }
+      for (size_t i = 0; i < p.fields.size(); ++i) {
+        const FieldDef& f = configured->fields[i];
+        auto type = static_cast<FieldType>(p.fields[i].second);
+        if (f.name != p.fields[i].first) {
+          return util::Status::Error(fmt::format(
+              "schema '{}': field {} is '{}' in the data dir but '{}' now: existing fields "
+              "cannot be renamed or reordered",
+              p.name, i, p.fields[i].first, f.name));
+        }
+        if (f.type != type) {
+          return util::Status::Error(fmt::format(
+              "schema '{}': field '{}' changed type from {} to {}; an existing field's type "
+              "cannot change",
+              p.name, f.name, FieldTypeName(type), FieldTypeName(f.type)));
+        }
+      }
+      s->fields = configured->fields;
+    }
+    out[p.id - 1] = std::move(s);
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == nullptr) {
+      return util::Status::Error(fmt::format("the data dir has no schema with id {}", i + 1));
+    }
+  }
+  for (const auto& c : schemas_) {
+    bool known = false;
+    for (const auto& s : out) known = known || s->name == c->name;
+    if (known) continue;
+    auto s = std::make_unique<Schema>(*c);
+    s->id = static_cast<uint32_t>(out.size() + 1);
+    out.push_back(std::move(s));
+  }
+  schemas_ = std::move(out);
   return util::Status::Ok();
 }
 

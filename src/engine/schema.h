@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "util/status.h"
+#include "wal/replay.h"
 
 namespace conv::engine {
 
@@ -51,6 +52,12 @@ class SchemaSet {
   // taken, a field is malformed, or a limit is passed.
   util::Status AddFromText(std::string_view text, std::string_view origin);
   util::Status AddFromFile(const std::string& path);
+  // Brings in the schemas a data dir was written with, so that ids stay stable:
+  // a persisted schema keeps its id; the configured one of the same name may append
+  // fields but not change, drop or reorder existing ones; persisted schemas the
+  // configuration no longer names are kept; new ones get the next ids. On failure
+  // the set is unchanged and the message names the schema and field.
+  util::Status Reconcile(const std::vector<wal::SchemaDef>& persisted);
 
   // nullptr when unknown.
   const Schema* Find(uint64_t id) const {

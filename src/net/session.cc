@@ -355,6 +355,13 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
     if (last_seq_ == acked_seq_) dup_ack_due_ = true;
     return true;
   }
+  if (server_.engine().disk_full()) {
+    // Not consumed: the op must be sent again once space is back.
+    OpError(op.seq, ErrorCode::kOverloaded,
+            "the disk is full: the write-ahead log cannot take writes; resend this op and "
+            "everything after it later");
+    return true;
+  }
   last_seq_ = op.seq;
   const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
   if (schema == nullptr) {

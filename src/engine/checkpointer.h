@@ -1,0 +1,71 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/coalescer.h"
+#include "engine/durability.h"
+#include "engine/partition.h"
+#include "engine/sources.h"
+#include "util/log.h"
+#include "util/status.h"
+
+namespace conv::engine {
+
+struct CheckpointCounters {
+  uint64_t checkpoints = 0;
+  uint64_t last_window = 0;
+  uint64_t last_records = 0;
+  uint64_t last_bytes = 0;
+  uint64_t last_ms = 0;
+  uint64_t segments_deleted = 0;
+  uint64_t failures = 0;
+};
+
+// Writes checkpoints in the background so that replay at start-up stays short.
+// A checkpoint is fuzzy: it starts at the durable window W, then asks each
+// partition, between its ops, for its claims a chunk at a time (so writers wait at
+// most one chunk), then closes a window so that every captured state is durable.
+// Replaying the log after W over it gives the exact state; segments holding only
+// windows up to W are then deleted.
+class Checkpointer {
+ public:
+  Checkpointer(std::string dir, std::chrono::microseconds interval,
+               const std::vector<std::unique_ptr<Partition>>& partitions, Coalescer* coalescer,
+               Durability* durability, const SourceTable& sources, util::Logger* log);
+
+  void SetSchemaRecords(std::string records, uint64_t count) {
+    schema_records_ = std::move(records);
+    schema_count_ = count;
+  }
+  // The thread's body: a checkpoint every `interval` while windows keep coming.
+  void Run();
+  void Stop();
+  // Writes one checkpoint now. Any thread but an I/O thread (it closes a window).
+  util::Status CheckpointNow();
+  CheckpointCounters counters() const;
+
+ private:
+  const std::string dir_;
+  const std::chrono::microseconds interval_;
+  const std::vector<std::unique_ptr<Partition>>& partitions_;
+  Coalescer* coalescer_;
+  Durability* durability_;
+  const SourceTable& sources_;
+  util::Logger* log_;
+  std::string schema_records_;
+  uint64_t schema_count_ = 0;
+
+  std::mutex run_mu_;  // one checkpoint at a time
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;             // guarded by mu_
+  CheckpointCounters counters_;   // guarded by mu_
+};
+
+}  // namespace conv::engine

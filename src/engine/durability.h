@@ -1,0 +1,80 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "util/log.h"
+#include "wal/writer.h"
+
+namespace conv::engine {
+
+// One closed window's changes on their way to the log.
+struct WindowBatch {
+  uint64_t window = 0;
+  std::vector<std::string> fragments;  // encoded records
+  uint64_t records = 0;
+  uint64_t ops = 0;  // ops applied in the window
+  std::vector<std::pair<uint32_t, uint64_t>> marks;  // source id, highest seq in the window
+};
+
+struct DurabilityCounters {
+  wal::WriterStats writer;
+  uint64_t records = 0;
+  uint64_t disk_full_events = 0;
+  bool disk_full = false;
+};
+
+// The WAL writer thread: group commit. It takes every window batch queued since its
+// last round, appends each as one block, makes them durable with one fdatasync, then
+// reports the newest window durable. On a full disk it keeps the batches, reports
+// disk_full() (writers are refused meanwhile) and retries every kRetryInterval until
+// a write succeeds. Any other write or fdatasync failure calls `on_fatal`: an ack
+// must never follow a failed fdatasync.
+class Durability {
+ public:
+  static constexpr auto kRetryInterval = std::chrono::milliseconds(100);
+
+  Durability(std::string dir, wal::WriterOptions options, util::Logger* log,
+             std::function<void(const std::string&)> on_fatal);
+
+  void SetSchemaRecords(std::string records, uint64_t count) {
+    writer_.SetSchemaRecords(std::move(records), count);
+  }
+  // Any thread.
+  void Submit(WindowBatch batch);
+  bool disk_full() const { return disk_full_.load(std::memory_order_relaxed); }
+  DurabilityCounters counters() const;
+  // The durable window and every source's seq mark as of it, taken together.
+  uint64_t DurableMarks(std::unordered_map<uint32_t, uint64_t>* marks) const;
+  // Recovery: `source` 0 sets only the durable window.
+  void RestoreMark(uint32_t source, uint64_t seq, uint64_t window);
+
+  // The thread's body: returns after Stop() once the queue is written.
+  void Run(const std::function<void(uint64_t)>& on_durable);
+  void Stop();
+
+ private:
+  const std::string dir_;
+  util::Logger* log_;
+  std::function<void(const std::string&)> on_fatal_;
+  wal::SegmentWriter writer_;  // the thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<WindowBatch> queue_;  // guarded by mu_
+  bool stop_ = false;              // guarded by mu_
+  std::unordered_map<uint32_t, uint64_t> marks_;  // guarded by mu_
+  uint64_t durable_window_ = 0;                   // guarded by mu_
+  DurabilityCounters counters_;                   // guarded by mu_
+  std::atomic<bool> disk_full_{false};
+};
+
+}  // namespace conv::engine

@@ -1,0 +1,62 @@
+#pragma once
+
+// Block framing shared by segments and checkpoints (format.h), and the reader that
+// tells a clean end from a torn tail from corruption.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "wal/format.h"
+
+namespace conv::wal {
+
+void AppendFileHeader(std::string& out, std::string_view magic, uint64_t window);
+// Frames `payload` as one block and appends it.
+void AppendBlock(std::string& out, BlockType type, std::string_view payload);
+
+struct Block {
+  BlockType type;
+  std::string_view payload;
+  uint64_t offset;  // of the block header in the file
+};
+
+enum class ReadStatus {
+  kBlock,    // *block is set
+  kEnd,      // clean end: end of file, or a zero length (preallocated space)
+  kTorn,     // an incomplete or damaged block with nothing valid after it
+  kCorrupt,  // a damaged block followed by a valid one: real corruption
+};
+
+// Reads the blocks of one file held in memory. Never reads past `data`.
+class BlockReader {
+ public:
+  BlockReader(std::string_view data, std::string_view magic);
+
+  // Whether the header is intact; when not, `error()` says why.
+  bool header_ok() const { return header_ok_; }
+  uint64_t header_window() const { return header_window_; }
+
+  ReadStatus Next(Block* block);
+  // After kTorn/kCorrupt: what is wrong and where.
+  const std::string& error() const { return error_; }
+  uint64_t error_offset() const { return error_offset_; }
+  // End of the last good block (where a torn tail is cut).
+  uint64_t valid_end() const { return valid_end_; }
+  // End of the non-zero bytes after valid_end() (the extent of a torn tail).
+  uint64_t data_end() const;
+
+ private:
+  // Whether a well-formed block starts at `pos`.
+  bool ValidBlockAt(uint64_t pos) const;
+
+  std::string_view data_;
+  bool header_ok_ = false;
+  uint64_t header_window_ = 0;
+  uint64_t pos_ = 0;
+  uint64_t valid_end_ = 0;
+  uint64_t error_offset_ = 0;
+  std::string error_;
+};
+
+}  // namespace conv::wal

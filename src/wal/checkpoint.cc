@@ -1,0 +1,105 @@
+#include "wal/checkpoint.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "util/coding.h"
+#include "wal/block.h"
+#include "wal/files.h"
+#include "wal/format.h"
+
+namespace conv::wal {
+
+CheckpointWriter::~CheckpointWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!finished_ && !tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+}
+
+util::Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Begin(
+    const std::string& dir, uint64_t window, std::string_view schema_records,
+    uint64_t schema_count) {
+  std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
+  w->dir_ = dir;
+  w->window_ = window;
+  w->final_path_ = dir + "/" + CheckpointName(window);
+  w->tmp_path_ = w->final_path_ + ".tmp";
+  w->fd_ = ::open(w->tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (w->fd_ < 0) {
+    return util::Status::Error(
+        fmt::format("cannot create '{}': {}", w->tmp_path_, std::strerror(errno)));
+  }
+  AppendFileHeader(w->buf_, kCheckpointMagic, window);
+  if (auto st = w->Add(schema_records, schema_count); !st.ok()) return st;
+  return w;
+}
+
+util::Status CheckpointWriter::Add(std::string_view records, uint64_t count) {
+  if (count == 0) return util::Status::Ok();
+  std::string payload;
+  util::PutVarint(payload, count);
+  payload.append(records);
+  AppendBlock(buf_, BlockType::kCheckpointData, payload);
+  records_ += count;
+  if (buf_.size() >= (1u << 20)) return Flush();
+  return util::Status::Ok();
+}
+
+util::Status CheckpointWriter::Flush() {
+  size_t done = 0;
+  while (done < buf_.size()) {
+    ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return util::Status::Error(
+          fmt::format("cannot write '{}': {}", tmp_path_, std::strerror(errno)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  bytes_ += buf_.size();
+  buf_.clear();
+  return util::Status::Ok();
+}
+
+util::Status CheckpointWriter::Finish() {
+  std::string payload;
+  util::PutVarint(payload, window_);
+  util::PutVarint(payload, records_);
+  AppendBlock(buf_, BlockType::kCheckpointEnd, payload);
+  if (auto st = Flush(); !st.ok()) return st;
+  if (::fsync(fd_) != 0) {
+    return util::Status::Error(
+        fmt::format("cannot fsync '{}': {}", tmp_path_, std::strerror(errno)));
+  }
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_path_.c_str(), final_path_.c_str()) != 0) {
+    return util::Status::Error(fmt::format("cannot rename '{}' to '{}': {}", tmp_path_,
+                                           final_path_, std::strerror(errno)));
+  }
+  finished_ = true;
+  return FsyncDir(dir_);
+}
+
+util::Status RetireBefore(const std::string& dir, uint64_t window, uint64_t* segments_deleted) {
+  *segments_deleted = 0;
+  auto listing = ListDir(dir);
+  if (!listing.ok()) return listing.status();
+  for (const auto& c : listing->checkpoints) {
+    if (c.window < window) ::unlink(c.path.c_str());
+  }
+  const auto& segs = listing->segments;
+  for (size_t i = 0; i + 1 < segs.size(); ++i) {
+    // Segment i holds windows [segs[i].window, segs[i + 1].window - 1].
+    if (segs[i + 1].window - 1 <= window) {
+      if (::unlink(segs[i].path.c_str()) == 0) ++*segments_deleted;
+    }
+  }
+  return FsyncDir(dir);
+}
+
+}  // namespace conv::wal

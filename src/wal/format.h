@@ -1,0 +1,65 @@
+#pragma once
+
+// On-disk formats of the write-ahead log and of checkpoints. Every field is spelled
+// out with its size; integers are little-endian.
+//
+// A data dir holds
+//   wal-<first window, 16 hex digits>.log         log segments, in window order
+//   checkpoint-<window, 16 hex digits>.ckpt       checkpoints (the newest valid one is used)
+//   LOCK                                          held by the running server
+//   torn-<segment>-<offset>.bin                   bytes cut off a torn tail, kept for study
+//
+// Both file kinds start with a 24-byte header, then a sequence of blocks:
+//
+//   header   +----------+-------------+--------------+--------------------+
+//            | magic 8  | version u32 | reserved u32 | window u64         |
+//            +----------+-------------+--------------+--------------------+
+//              segments: "CONVWAL\n", window = first window it may hold
+//              checkpoints: "CONVCKP\n", window = the checkpoint's start window
+//
+//   block    +------------+-----------+---------+------------------------+
+//            | length u32 | crc u32   | type u8 | payload (length bytes) |
+//            +------------+-----------+---------+------------------------+
+//              crc = masked CRC-32C of the type byte and the payload.
+//              length 0 ends the data: segments are preallocated, so zeros
+//              follow the last block.
+//
+// Block types and payloads:
+//   1 WINDOW      varint window, varint ops (ops applied in the window, for the
+//                 coalescing ratio), varint n_records, n_records records
+//                 (the coalesced changes of one window; the first block of every
+//                 segment also carries every SCHEMA record)
+//   2 CKPT_DATA   varint n_records, n_records records
+//   3 CKPT_END    varint window, varint total_records (last block of a checkpoint)
+//
+// Records (u8 kind first):
+//   1 CLAIM    varint schema_id, str entity_id, str source, varint mask,
+//              u8 uniform, varint ts_max, [uniform = 0: varint ts per present
+//              field, in field order], str values (record values, see
+//              docs/protocol.md)
+//   2 RETRACT  varint schema_id, str entity_id, str source
+//   3 SOURCE   str source, varint seq: every op of the source up to seq is in
+//              this window or an earlier one
+//   4 SCHEMA   varint schema_id, str name, varint n_fields,
+//              per field: str name, u8 type (0 bool, 1 i64, 2 f64, 3 string, 4 bytes)
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace conv::wal {
+
+constexpr std::string_view kSegmentMagic = "CONVWAL\n";
+constexpr std::string_view kCheckpointMagic = "CONVCKP\n";
+constexpr uint32_t kFormatVersion = 1;
+constexpr size_t kFileHeaderSize = 8 + 4 + 4 + 8;
+constexpr size_t kBlockHeaderSize = 4 + 4 + 1;
+// Largest block payload a reader accepts (a window of this many bytes of changes).
+constexpr uint32_t kMaxBlockPayload = 1u << 30;
+// Bytes preallocated per segment; a larger window gets a segment of its own size.
+constexpr uint64_t kSegmentBytes = 64ull << 20;
+
+enum class BlockType : uint8_t { kWindow = 1, kCheckpointData = 2, kCheckpointEnd = 3 };
+enum class RecordKind : uint8_t { kClaim = 1, kRetract = 2, kSource = 3, kSchema = 4 };
+
+}  // namespace conv::wal

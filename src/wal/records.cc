@@ -1,0 +1,117 @@
+#include "wal/records.h"
+
+namespace conv::wal {
+
+using util::PutStr;
+using util::PutU8;
+using util::PutVarint;
+
+void PutClaim(std::string& out, uint32_t schema, std::string_view id, std::string_view source,
+              uint64_t mask, bool uniform, uint64_t ts_max, const uint64_t* ts,
+              std::string_view values) {
+  PutU8(out, static_cast<uint8_t>(RecordKind::kClaim));
+  PutVarint(out, schema);
+  PutStr(out, id);
+  PutStr(out, source);
+  PutVarint(out, mask);
+  PutU8(out, uniform ? 1 : 0);
+  PutVarint(out, ts_max);
+  if (!uniform) {
+    int n = __builtin_popcountll(mask);
+    for (int i = 0; i < n; ++i) PutVarint(out, ts[i]);
+  }
+  PutStr(out, values);
+}
+
+void PutRetract(std::string& out, uint32_t schema, std::string_view id, std::string_view source) {
+  PutU8(out, static_cast<uint8_t>(RecordKind::kRetract));
+  PutVarint(out, schema);
+  PutStr(out, id);
+  PutStr(out, source);
+}
+
+void PutSource(std::string& out, std::string_view source, uint64_t seq) {
+  PutU8(out, static_cast<uint8_t>(RecordKind::kSource));
+  PutStr(out, source);
+  PutVarint(out, seq);
+}
+
+void PutSchema(std::string& out, uint32_t id, std::string_view name, uint32_t n_fields,
+               const std::string_view* field_names, const uint8_t* field_types) {
+  PutU8(out, static_cast<uint8_t>(RecordKind::kSchema));
+  PutVarint(out, id);
+  PutStr(out, name);
+  PutVarint(out, n_fields);
+  for (uint32_t i = 0; i < n_fields; ++i) {
+    PutStr(out, field_names[i]);
+    PutU8(out, field_types[i]);
+  }
+}
+
+namespace {
+
+bool GetU32(util::Reader& r, uint32_t* v) {
+  uint64_t x;
+  if (!r.Varint(&x) || x > UINT32_MAX) return false;
+  *v = static_cast<uint32_t>(x);
+  return true;
+}
+
+}  // namespace
+
+bool DecodeRecords(util::Reader& r, uint64_t n, RecordVisitor& v) {
+  for (uint64_t i = 0; i < n; ++i) {
+    uint8_t kind;
+    if (!r.U8(&kind)) return false;
+    switch (static_cast<RecordKind>(kind)) {
+      case RecordKind::kClaim: {
+        ClaimRecord c;
+        uint8_t uniform;
+        if (!GetU32(r, &c.schema) || !r.Str(&c.id) || !r.Str(&c.source) || !r.Varint(&c.mask) ||
+            !r.U8(&uniform) || uniform > 1 || !r.Varint(&c.ts_max)) {
+          return false;
+        }
+        c.uniform = uniform == 1;
+        if (!c.uniform) {
+          int count = __builtin_popcountll(c.mask);
+          for (int k = 0; k < count; ++k) {
+            if (!r.Varint(&c.ts[k])) return false;
+          }
+        }
+        if (!r.Str(&c.values)) return false;
+        v.OnClaim(c);
+        break;
+      }
+      case RecordKind::kRetract: {
+        RetractRecord x;
+        if (!GetU32(r, &x.schema) || !r.Str(&x.id) || !r.Str(&x.source)) return false;
+        v.OnRetract(x);
+        break;
+      }
+      case RecordKind::kSource: {
+        SourceRecord s;
+        if (!r.Str(&s.source) || !r.Varint(&s.seq)) return false;
+        v.OnSource(s);
+        break;
+      }
+      case RecordKind::kSchema: {
+        SchemaRecord s;
+        if (!GetU32(r, &s.id) || !r.Str(&s.name) || !GetU32(r, &s.n_fields) || s.n_fields > 64) {
+          return false;
+        }
+        for (uint32_t k = 0; k < s.n_fields; ++k) {
+          if (!r.Str(&s.field_names[k]) || !r.U8(&s.field_types[k]) || s.field_types[k] > 4) {
+            return false;
+          }
+        }
+        v.OnSchema(s);
+        break;
+      }
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace conv::wal

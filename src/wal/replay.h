@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/status.h"
+#include "wal/records.h"
+
+namespace conv::wal {
+
+struct SchemaDef {
+  uint32_t id = 0;
+  std::string name;
+  std::vector<std::pair<std::string, uint8_t>> fields;  // name, type code
+};
+
+// The schemas the log was last written with: those at the head of the newest
+// readable segment, else of the newest checkpoint. Empty for a new data dir.
+util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir);
+
+struct RecoveryReport {
+  bool used_checkpoint = false;
+  uint64_t checkpoint_window = 0;
+  uint64_t checkpoint_records = 0;
+  uint64_t last_window = 0;  // newest window recovered (0: none)
+  uint64_t segments = 0;
+  uint64_t blocks = 0;
+  uint64_t records = 0;
+  // A torn tail cut off the last segment.
+  std::string torn_file;
+  uint64_t torn_offset = 0;
+  uint64_t torn_bytes = 0;
+  std::string torn_saved_as;
+  std::vector<std::string> warnings;
+};
+
+// Replays the newest valid checkpoint, then every WINDOW block after it, in order,
+// into `visitor`. A torn tail of the last segment is cut off (its bytes kept in a
+// side file) and reported. Corruption anywhere else fails with the file and offset,
+// unless `salvage`: then replay stops at the corruption, the damaged rest is moved
+// aside, and the report says what was dropped.
+util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
+                     RecoveryReport* report);
+
+}  // namespace conv::wal

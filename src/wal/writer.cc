@@ -1,0 +1,149 @@
+#include "wal/writer.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/clock.h"
+#include "util/coding.h"
+#include "wal/block.h"
+#include "wal/files.h"
+
+namespace conv::wal {
+
+SegmentWriter::SegmentWriter(std::string dir, WriterOptions options)
+    : dir_(std::move(dir)), options_(options) {}
+
+SegmentWriter::~SegmentWriter() { Close(); }
+
+void SegmentWriter::SetSchemaRecords(std::string records, uint64_t count) {
+  schema_records_ = std::move(records);
+  schema_count_ = count;
+}
+
+void SegmentWriter::Close() {
+  if (fd_ < 0) return;
+  if (dirty_) (void)Sync();
+  // Give back the preallocated space the segment did not use.
+  if (::ftruncate(fd_, static_cast<off_t>(offset_)) == 0 && options_.fsync) ::fdatasync(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  first_window_ = 0;
+}
+
+WriteOutcome SegmentWriter::Open(uint64_t first_window, uint64_t min_bytes) {
+  std::string path = dir_ + "/" + SegmentName(first_window);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int err = errno;
+    return {err == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,
+            fmt::format("cannot create segment '{}': {}", path, std::strerror(err))};
+  }
+  uint64_t capacity = std::max(options_.segment_bytes, min_bytes + kFileHeaderSize);
+  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(capacity)); rc != 0) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return {rc == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,
+            fmt::format("cannot allocate {} bytes for segment '{}': {}", capacity, path,
+                        std::strerror(rc))};
+  }
+  std::string header;
+  AppendFileHeader(header, kSegmentMagic, first_window);
+  if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return {err == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,
+            fmt::format("cannot write the header of '{}': {}", path, std::strerror(err))};
+  }
+  if (options_.fsync) {
+    if (::fsync(fd) != 0) {
+      int err = errno;
+      ::close(fd);
+      return {WriteErrc::kIo, fmt::format("cannot fsync new segment '{}': {}", path,
+                                          std::strerror(err))};
+    }
+    if (auto st = FsyncDir(dir_); !st.ok()) {
+      ::close(fd);
+      return {WriteErrc::kIo, st.message()};
+    }
+  }
+  fd_ = fd;
+  first_window_ = first_window;
+  offset_ = kFileHeaderSize;
+  capacity_ = capacity;
+  ++stats_.segments;
+  return {};
+}
+
+void SegmentWriter::BuildBlock(uint64_t window, uint64_t ops, uint64_t n_records,
+                               const std::vector<std::string_view>& fragments,
+                               bool with_schemas) {
+  payload_.clear();
+  util::PutVarint(payload_, window);
+  util::PutVarint(payload_, ops);
+  util::PutVarint(payload_, n_records + (with_schemas ? schema_count_ : 0));
+  if (with_schemas) payload_.append(schema_records_);
+  for (std::string_view f : fragments) payload_.append(f);
+  block_.clear();
+  AppendBlock(block_, BlockType::kWindow, payload_);
+}
+
+WriteOutcome SegmentWriter::AppendWindow(uint64_t window, uint64_t ops, uint64_t n_records,
+                                         const std::vector<std::string_view>& fragments) {
+  bool fresh = fd_ < 0 || offset_ == kFileHeaderSize;
+  BuildBlock(window, ops, n_records, fragments, fresh);
+  if (fd_ >= 0 && offset_ + block_.size() > capacity_) {
+    Close();
+    fresh = true;
+    BuildBlock(window, ops, n_records, fragments, true);
+  }
+  if (fd_ < 0) {
+    if (auto o = Open(window, block_.size()); !o.ok()) return o;
+  }
+  size_t done = 0;
+  while (done < block_.size()) {
+    ssize_t n = ::pwrite(fd_, block_.data() + done, block_.size() - done,
+                         static_cast<off_t>(offset_ + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      if (done > 0) {
+        // Put back zeros so that a reader sees the end of the data here.
+        std::string zeros(done, '\0');
+        (void)!::pwrite(fd_, zeros.data(), zeros.size(), static_cast<off_t>(offset_));
+      }
+      return {err == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,
+              fmt::format("cannot write window {} to segment {}: {}", window,
+                          SegmentName(first_window_), std::strerror(err))};
+    }
+    done += static_cast<size_t>(n);
+  }
+  offset_ += block_.size();
+  dirty_ = true;
+  ++stats_.blocks;
+  stats_.bytes += block_.size();
+  return {};
+}
+
+WriteOutcome SegmentWriter::Sync() {
+  if (fd_ < 0 || !dirty_) return {};
+  dirty_ = false;
+  if (!options_.fsync) return {};
+  uint64_t t0 = util::MonoNanos();
+  if (::fdatasync(fd_) != 0) {
+    int err = errno;
+    return {WriteErrc::kIo, fmt::format("fdatasync of segment {} failed: {}",
+                                        SegmentName(first_window_), std::strerror(err))};
+  }
+  uint64_t dt = util::MonoNanos() - t0;
+  ++stats_.fsyncs;
+  stats_.fsync_ns += dt;
+  if (dt > stats_.fsync_max_ns) stats_.fsync_max_ns = dt;
+  return {};
+}
+
+}  // namespace conv::wal

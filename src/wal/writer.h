@@ -1,0 +1,78 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace conv::wal {
+
+enum class WriteErrc {
+  kOk,
+  kNoSpace,  // the disk is full: nothing was added; the same call may be retried later
+  kIo,       // anything else: the log can no longer be trusted
+};
+struct WriteOutcome {
+  WriteErrc errc = WriteErrc::kOk;
+  std::string message;
+  bool ok() const { return errc == WriteErrc::kOk; }
+};
+
+struct WriterStats {
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  uint64_t fsyncs = 0;
+  uint64_t fsync_ns = 0;
+  uint64_t fsync_max_ns = 0;
+  uint64_t segments = 0;  // segments created
+};
+
+struct WriterOptions {
+  bool fsync = true;  // false: written to the OS only (survives a process crash)
+  uint64_t segment_bytes = 64ull << 20;
+};
+
+// Appends WINDOW blocks to segment files. Segments are preallocated, created with
+// fsync of the file and its directory, and rotated when full; the first block of
+// each segment carries the schema records. One thread at a time.
+class SegmentWriter {
+ public:
+  SegmentWriter(std::string dir, WriterOptions options);
+  ~SegmentWriter();
+  SegmentWriter(const SegmentWriter&) = delete;
+  SegmentWriter& operator=(const SegmentWriter&) = delete;
+
+  // Records put at the head of every new segment.
+  void SetSchemaRecords(std::string records, uint64_t count);
+  // One block for `window` holding `fragments` (n_records records in all), written
+  // with one write. Nothing is durable until Sync().
+  WriteOutcome AppendWindow(uint64_t window, uint64_t ops, uint64_t n_records,
+                            const std::vector<std::string_view>& fragments);
+  WriteOutcome Sync();
+  // Closes the current segment, so that the next append starts a new one.
+  void Close();
+
+  const WriterStats& stats() const { return stats_; }
+  // First window of the segment being written (0: none open).
+  uint64_t current_first_window() const { return first_window_; }
+
+ private:
+  WriteOutcome Open(uint64_t first_window, uint64_t min_bytes);
+  void BuildBlock(uint64_t window, uint64_t ops, uint64_t n_records,
+                  const std::vector<std::string_view>& fragments, bool with_schemas);
+
+  const std::string dir_;
+  const WriterOptions options_;
+  std::string schema_records_;
+  uint64_t schema_count_ = 0;
+  int fd_ = -1;
+  uint64_t first_window_ = 0;
+  uint64_t offset_ = 0;
+  uint64_t capacity_ = 0;
+  bool dirty_ = false;  // written since the last Sync
+  std::string payload_;
+  std::string block_;
+  WriterStats stats_;
+};
+
+}  // namespace conv::wal
