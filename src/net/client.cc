@@ -194,7 +194,9 @@ util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req) {
     if (f->type == static_cast<uint8_t>(FrameType::kError)) {
       Error e;
       if (!DecodeError(f->payload, &e)) return util::Status::Error("malformed ERROR from server");
-      if (e.seq_or_req == req || e.seq_or_req == 0) {
+      // Op seqs and request ids share this field and may collide; only QUERY has
+      // request-level errors, so a numbered ERROR is an op's for any other request.
+      if (e.seq_or_req == 0 || (e.seq_or_req == req && type == FrameType::kResult)) {
         last_error_code_ = e.code;
         return util::Status::Error(fmt::format("{} ({})", e.message, ErrorCodeName(e.code)));
       }

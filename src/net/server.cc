@@ -85,7 +85,11 @@ void Server::Accept() {
             log_.Warn("accept failed: {}", ec.message());
             continue;
           }
-          if (counters_.connections.load() >= options_.max_connections) {
+          // The slot is taken here, on the accepting thread: sessions are built on
+          // their own threads, later, so connections accepted back to back would all
+          // see the count from before them. ~Session gives the slot back.
+          if (counters_.connections.fetch_add(1) >= options_.max_connections) {
+            counters_.connections.fetch_sub(1);
             counters_.connections_rejected.fetch_add(1);
             auto frame = std::make_shared<std::string>();
             EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded),
@@ -100,7 +104,10 @@ void Server::Accept() {
             continue;
           }
           asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
-            if (stopping()) return;
+            if (stopping()) {
+              counters_.connections.fetch_sub(1);
+              return;
+            }
             auto session = std::make_shared<Session>(std::move(s), target, *this);
             target.sessions.emplace(session.get(), session);
             session->Start();

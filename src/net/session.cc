@@ -48,7 +48,7 @@ Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
       in_(kReadChunk, '\0'),
       connected_at_(std::chrono::steady_clock::now()),
       last_activity_(connected_at_) {
-  server_.counters().connections.fetch_add(1, std::memory_order_relaxed);
+  // `connections` was counted by the accept loop; the destructor gives it back.
   server_.counters().connections_total.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -480,6 +480,10 @@ void Session::OnDurable(uint64_t window) {
     EncodeReq(out_, FrameType::kSynced, pending_syncs_.front().req);
     pending_syncs_.pop_front();
   }
+  // A reader paused because a partition was congested (by any lane) may have nothing
+  // to write, so no write completion would wake it; the partitions have just caught up
+  // with a window, so check now. Without this it could wait for unrelated activity.
+  Resume();
   Kick();
 }
 

@@ -1,0 +1,250 @@
+// `convergence query` run as a separate process against an in-process server.
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "support/test_server.h"
+
+using namespace conv;
+using net::FrameType;
+using testing::Record;
+using testing::WaitForAck;
+using testing::WriteFrame;
+
+namespace {
+
+struct RunResult {
+  int exit_code = -1;  // -1: killed or did not finish in time
+  std::string out;
+  std::string err;
+};
+
+// Runs CONV_BINARY with `args`, collecting stdout and stderr; kills it when it has not
+// exited within `timeout`.
+RunResult Run(const std::vector<std::string>& args,
+              std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  std::vector<std::string> argv_s = {CONV_BINARY};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int out_pipe[2], err_pipe[2];
+  REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec.
+    ::dup2(out_pipe[1], 1);
+    ::dup2(err_pipe[1], 2);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+
+  RunResult r;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open = 2;
+  bool timed_out = false;
+  while (open > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    int rc = ::poll(fds, 2, static_cast<int>(left.count()));
+    if (rc <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
+      if (n > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) ::close(f.fd);
+  }
+  if (timed_out) ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!timed_out && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  return r;
+}
+
+// A port on loopback that nothing listens on: bound, then released.
+uint16_t ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+constexpr uint64_t kTs1 = 1'700'000'000'000'000;
+constexpr uint64_t kTs2 = 1'700'000'000'500'000;
+
+// game-1 asserts p-17; game-2 patches its x later.
+void WriteP17(testing::TestServer& ts) {
+  auto g1 = ts.Connect("game-1");
+  auto g2 = ts.Connect("game-2");
+  const engine::Schema& p = *g1->FindSchema("player");
+  REQUIRE(g1->Send(WriteFrame(FrameType::kAssert, 1, kTs1, engine::kPlayerSchemaId, "p-17",
+                              Record(p, {{"name", std::string("ann \"the\" ace")},
+                                         {"team", std::string("red")},
+                                         {"x", 1.5},
+                                         {"health", int64_t{-90}},
+                                         {"online", true}})))
+              .ok());
+  REQUIRE(WaitForAck(*g1, 1));
+  REQUIRE(g2->Send(WriteFrame(FrameType::kPatch, 1, kTs2, engine::kPlayerSchemaId, "p-17",
+                              Record(p, {{"x", 2.25}, {"level", int64_t{3}}})))
+              .ok());
+  REQUIRE(WaitForAck(*g2, 1));
+}
+
+}  // namespace
+
+TEST_CASE("query: prints the converged record as JSON") {
+  testing::TestServer ts;
+  WriteP17(ts);
+  RunResult r = Run({"query", "player", "p-17", "--server", ts.address()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out ==
+        "{\"schema\":\"player\",\"id\":\"p-17\",\"record\":{\"name\":\"ann \\\"the\\\" "
+        "ace\",\"team\":\"red\",\"x\":2.25,\"health\":-90,\"level\":3,\"online\":true}}\n");
+  CHECK(r.err.empty());
+}
+
+TEST_CASE("query: --claims adds each source's claim") {
+  testing::TestServer ts;
+  WriteP17(ts);
+  RunResult r = Run({"query", "player", "p-17", "--claims", "--server", ts.address()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out ==
+        "{\"schema\":\"player\",\"id\":\"p-17\",\"record\":{\"name\":\"ann \\\"the\\\" "
+        "ace\",\"team\":\"red\",\"x\":2.25,\"health\":-90,\"level\":3,\"online\":true},"
+        "\"claims\":["
+        "{\"source\":\"game-1\",\"ts\":1700000000000000,\"record\":{\"name\":\"ann "
+        "\\\"the\\\" ace\",\"team\":\"red\",\"x\":1.5,\"health\":-90,\"online\":true}},"
+        "{\"source\":\"game-2\",\"ts\":1700000000500000,\"record\":{\"x\":2.25,\"level\":3}}"
+        "]}\n");
+}
+
+TEST_CASE("query: a missing entity exits 1 with a message") {
+  testing::TestServer ts;
+  WriteP17(ts);
+  RunResult r = Run({"query", "player", "p-404", "--server", ts.address()});
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("p-404") != std::string::npos);
+  CHECK(r.err.find("does not exist") != std::string::npos);
+}
+
+TEST_CASE("query: an unknown schema exits 2 with a message") {
+  testing::TestServer ts;
+  RunResult r = Run({"query", "starship", "p-17", "--server", ts.address()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("unknown schema 'starship'") != std::string::npos);
+  CHECK(r.err.find("player") != std::string::npos);  // names the known ones
+}
+
+TEST_CASE("query: an unreachable server exits 2 with a message") {
+  std::string addr = "127.0.0.1:" + std::to_string(ClosedPort());
+  RunResult r = Run({"query", "player", "p-17", "--server", addr});
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("cannot connect") != std::string::npos);
+  CHECK(r.err.find(addr) != std::string::npos);
+}
+
+TEST_CASE("query: a server with an auth token needs --auth-token-file") {
+  testing::TestServerOptions opt;
+  opt.server.auth_token = "query-token";
+  testing::TestServer ts(opt);
+  auto w = ts.Connect("game-1", "query-token");
+  const engine::Schema& p = *w->FindSchema("player");
+  REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 1, kTs1, engine::kPlayerSchemaId, "p-1",
+                             Record(p, {{"score", int64_t{12}}})))
+              .ok());
+  REQUIRE(WaitForAck(*w, 1));
+
+  RunResult r = Run({"query", "player", "p-1", "--server", ts.address()});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("auth_failed") != std::string::npos);
+
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("conv-query-token-" + std::to_string(::getpid())))
+          .string();
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs("query-token\n", f);
+  std::fclose(f);
+  REQUIRE(::chmod(path.c_str(), 0600) == 0);
+  r = Run({"query", "player", "p-1", "--server", ts.address(), "--auth-token-file", path});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "{\"schema\":\"player\",\"id\":\"p-1\",\"record\":{\"score\":12}}\n");
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("query: every field type is rendered as JSON") {
+  testing::TestServerOptions opt;
+  opt.schema_text = "gadget label:string blob:bytes ratio:f64 big:f64 odd:f64 on:bool n:i64\n";
+  testing::TestServer ts(opt);
+  auto w = ts.Connect("maker");
+  const engine::Schema* g = w->FindSchema("gadget");
+  REQUIRE(g != nullptr);
+  REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 1, kTs1, g->id, "g/1 \"q\"",
+                             Record(*g, {{"label", std::string("tab\there\n\xc3\xa9")},
+                                         {"blob", engine::Bytes{std::string("\x00\xff\x10", 3)}},
+                                         {"ratio", 0.1},
+                                         {"big", 1e300},
+                                         {"odd", std::numeric_limits<double>::quiet_NaN()},
+                                         {"on", false},
+                                         {"n", std::numeric_limits<int64_t>::min()}})))
+              .ok());
+  REQUIRE(WaitForAck(*w, 1));
+  RunResult r = Run({"query", "gadget", "g/1 \"q\"", "--server", ts.address()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out ==
+        "{\"schema\":\"gadget\",\"id\":\"g/1 "
+        "\\\"q\\\"\",\"record\":{\"label\":\"tab\\there\\n\xc3\xa9\","
+        "\"blob\":\"AP8Q\",\"ratio\":0.1,\"big\":1e+300,\"odd\":null,\"on\":false,"
+        "\"n\":-9223372036854775808}}\n");
+}
