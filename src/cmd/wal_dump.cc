@@ -193,7 +193,10 @@ FileVerdict DumpFile(const std::string& path, bool last_segment, const WalDumpOp
   ++stats.files;
   std::string name = path.substr(path.rfind('/') + 1);
   if (!reader.header_ok()) {
-    bool torn = last_segment && data->size() < wal::kFileHeaderSize;
+    // As recovery sees it: a last segment whose header is short or all zeros was
+    // being created when the server stopped.
+    bool torn = last_segment && (data->size() < wal::kFileHeaderSize ||
+                                 data->find_first_not_of('\0') == std::string::npos);
     std::fprintf(o.verify ? stdout : stderr, "%s: %s: %s\n", name.c_str(),
                  torn ? "torn" : "CORRUPT", reader.error().c_str());
     return torn ? FileVerdict::kTorn : FileVerdict::kCorrupt;

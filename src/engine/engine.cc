@@ -113,13 +113,21 @@ class RecoverySink : public wal::RecordVisitor {
     return false;
   }
   uint32_t Source(std::string_view name) {
+    // Logs hold few sources and many records: look the name up without the table's
+    // lock for all but the first record of each source.
+    for (const auto& [known, id] : cache_) {
+      if (known == name) return id;
+    }
     auto id = sources_.Intern(name);
     if (!id.ok()) {
       if (error.empty()) error = id.message();
       return 0;
     }
+    if (cache_.size() < 64) cache_.emplace_back(std::string(name), *id);
     return *id;
   }
+
+  std::vector<std::pair<std::string, uint32_t>> cache_;
 
   Engine& engine_;
   std::vector<std::unique_ptr<Partition>>& partitions_;

@@ -52,7 +52,7 @@ struct PartitionCounters {
 class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
-  static constexpr size_t kSnapshotChunkBuckets = 4096;
+  static constexpr size_t kSnapshotChunkBuckets = 16384;
 
   // `lanes`: how many lanes send cut markers; a window closes when all have.
   // `log_changes`: whether seals carry the WAL records of the window's changes.

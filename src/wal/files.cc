@@ -49,6 +49,7 @@ util::Result<DirListing> ListDir(const std::string& dir) {
     uint64_t w;
     if (ParseName(name, "wal-", ".log", &w)) out.segments.push_back({w, dir + "/" + name});
     if (ParseName(name, "checkpoint-", ".ckpt", &w)) out.checkpoints.push_back({w, dir + "/" + name});
+    if (ParseName(name, "checkpoint-", ".ckpt.tmp", &w)) out.stale_checkpoints.push_back(dir + "/" + name);
   }
   ::closedir(d);
   auto by_window = [](const NamedFile& a, const NamedFile& b) { return a.window < b.window; };

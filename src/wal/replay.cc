@@ -159,6 +159,9 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
   *report = RecoveryReport{};
   auto listing = ListDir(dir);
   if (!listing.ok()) return listing.status();
+  for (const auto& stale : listing->stale_checkpoints) {
+    ::unlink(stale.c_str());  // a checkpoint that was being written when the server stopped
+  }
 
   // The newest checkpoint that reads back whole.
   for (auto it = listing->checkpoints.rbegin(); it != listing->checkpoints.rend(); ++it) {
@@ -229,12 +232,26 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
       ++report->blocks;
       ++blocks_here;
     }
-    if (st == ReadStatus::kEnd) continue;
+    if (st == ReadStatus::kEnd) {
+      if (last && reader.valid_end() == kFileHeaderSize) {
+        // Created just before a crash, never written: the next writer needs its name.
+        ::unlink(path.c_str());
+      } else if (last && data->size() > reader.valid_end()) {
+        // Give back the zeros preallocated after the last block (the writer that
+        // would have trimmed them on close was killed); nothing appends here again.
+        (void)::truncate(path.c_str(), static_cast<off_t>(reader.valid_end()));
+      }
+      continue;
+    }
     if (problem.empty()) {
       problem = reader.header_ok() ? reader.error() : fmt::format("header: {}", reader.error());
       problem_offset = reader.header_ok() ? reader.error_offset() : 0;
     }
-    if (st == ReadStatus::kTorn || (!reader.header_ok() && last && data->size() < kFileHeaderSize)) {
+    // A last segment whose header is short or still all zeros was being created.
+    bool unwritten = !reader.header_ok() && last &&
+                     (data->size() < kFileHeaderSize ||
+                      data->find_first_not_of('\0') == std::string::npos);
+    if (st == ReadStatus::kTorn || unwritten) {
       if (!last) {
         st = ReadStatus::kCorrupt;  // only the newest segment can have been cut short
       } else {
