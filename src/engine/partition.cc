@@ -4,18 +4,21 @@
 #include <cstring>
 #include <limits>
 
+#include "engine/changes.h"
 #include "wal/records.h"
 
 namespace conv::engine {
 
 Partition::Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources,
-                     size_t lanes, SealQueue* seals, bool log_changes)
+                     size_t lanes, SealQueue* seals, bool log_changes,
+                     const std::atomic<uint32_t>* watch)
     : index_(index),
       schemas_(schemas),
       sources_(sources),
       lanes_(lanes),
       seals_(seals),
       log_changes_(log_changes),
+      watch_(watch),
       maps_(schemas.size() + 1),
       lane_cut_(lanes, false),
       parked_(lanes) {}
@@ -122,16 +125,18 @@ void Partition::ApplyOne(const OpView& op) {
     Entity& e = it->second;
     Claim* old = FindClaim(e, op.source);
     if (old == nullptr) return;
+    Dirty& d = Touch(e, op.schema, op.id);
     Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
     RemoveClaim(e, op.source);
     Add(claims_, -1);
     if (e.claims == nullptr) Add(entities_, -1);
-    MarkDirty(e, op.schema, op.id, op.source);
+    Note(d, op.source, op.ts);
     return;
   }
   auto it = map.find(op.id);
   if (it == map.end()) it = map.emplace(std::string(op.id), Entity{}).first;
   Entity& e = it->second;
+  Dirty& d = Touch(e, op.schema, op.id);
   Claim* old = FindClaim(e, op.source);
   Claim* c;
   if (op.kind == OpKind::kAssert) {
@@ -149,23 +154,62 @@ void Partition::ApplyOne(const OpView& op) {
   }
   Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
   PutClaim(e, c);
-  MarkDirty(e, op.schema, op.id, op.source);
+  Note(d, op.source, op.ts);
 }
 
-void Partition::MarkDirty(Entity& e, uint32_t schema, std::string_view id, uint32_t source) {
-  if (e.dirty == 0) {
-    if (dirty_count_ == dirty_.size()) dirty_.emplace_back();
-    Dirty& d = dirty_[dirty_count_++];
-    d.schema = schema;
-    d.id.assign(id);
-    d.sources.clear();
-    e.dirty = static_cast<uint32_t>(dirty_count_);
+Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view id) {
+  if (e.dirty != 0) return dirty_[e.dirty - 1];
+  if (dirty_count_ == dirty_.size()) dirty_.emplace_back();
+  Dirty& d = dirty_[dirty_count_++];
+  d.schema = schema;
+  d.id.assign(id);
+  d.sources.clear();
+  d.ts_max = 0;
+  d.watched = watch_ != nullptr && watch_[schema].load(std::memory_order_relaxed) > 0;
+  d.had_prev = false;
+  if (d.watched && e.claims != nullptr) {
+    d.had_prev = true;
+    Converge(*schemas_.Find(schema), e.claims, sources_, &d.prev);
   }
-  Dirty& d = dirty_[e.dirty - 1];
+  e.dirty = static_cast<uint32_t>(dirty_count_);
+  return d;
+}
+
+void Partition::Note(Dirty& d, uint32_t source, uint64_t ts) {
+  if (ts > d.ts_max) d.ts_max = ts;
   if (std::find(d.sources.begin(), d.sources.end(), source) == d.sources.end()) {
     d.sources.push_back(source);
     ++window_claim_changes_;
   }
+}
+
+void Partition::EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal) {
+  const Schema& schema = *schemas_.Find(d.schema);
+  ChangeView c;
+  c.schema = d.schema;
+  c.id = d.id;
+  c.ts = d.ts_max;
+  c.had_prev = d.had_prev;
+  if (d.had_prev) {
+    c.prev_mask = d.prev.mask;
+    c.prev_values = d.prev.values;
+  }
+  if (e.claims == nullptr) {
+    if (!d.had_prev) return;  // created and gone within the window
+    c.kind = ChangeKind::kDelete;
+    c.changed_mask = d.prev.mask;
+  } else {
+    Converge(schema, e.claims, sources_, &scratch_);
+    c.kind = ChangeKind::kUpsert;
+    c.mask = scratch_.mask;
+    c.values = scratch_.values;
+    c.changed_mask = d.had_prev ? ChangedFields(schema, d.prev.mask, d.prev.values,
+                                                scratch_.mask, scratch_.values)
+                                : scratch_.mask;
+    if (d.had_prev && c.changed_mask == 0) return;  // same converged state as at the start
+  }
+  AppendChange(seal->changes, c);
+  ++seal->change_count;
 }
 
 PartitionSeal Partition::Seal(uint64_t window) {
@@ -186,6 +230,7 @@ PartitionSeal Partition::Seal(uint64_t window) {
     EntityMap& map = maps_[d.schema];
     auto it = map.find(d.id);
     if (log_changes_) EncodeChanges(d, it->second, &seal);
+    if (d.watched) EmitChange(d, it->second, &seal);
     it->second.dirty = 0;
     if (it->second.claims == nullptr) map.erase(it);
   }

@@ -56,8 +56,11 @@ class Partition {
 
   // `lanes`: how many lanes send cut markers; a window closes when all have.
   // `log_changes`: whether seals carry the WAL records of the window's changes.
+  // `watch`: by schema id, how many subscriptions want that schema's changes (null:
+  // none ever); for watched schemas seals carry the entity changes (changes.h).
   Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources, size_t lanes,
-            SealQueue* seals, bool log_changes = false);
+            SealQueue* seals, bool log_changes = false,
+            const std::atomic<uint32_t>* watch = nullptr);
   ~Partition();
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
@@ -96,12 +99,20 @@ class Partition {
     uint32_t schema = 0;
     std::string id;
     std::vector<uint32_t> sources;  // distinct sources whose claim changed this window
+    uint64_t ts_max = 0;            // newest op ts applied to the entity this window
+    bool watched = false;           // the converged state at the window start is kept
+    bool had_prev = false;
+    ConvergedRecord prev;
   };
 
   void Handle(const PartitionMsg& m);
   void ApplyOne(const OpView& op);
   void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
-  void MarkDirty(Entity& e, uint32_t schema, std::string_view id, uint32_t source);
+  // Before an op changes `e`: makes it dirty for the window (keeping its state at
+  // the window start when its schema is watched). After the change: Note().
+  Dirty& Touch(Entity& e, uint32_t schema, std::string_view id);
+  void Note(Dirty& d, uint32_t source, uint64_t ts);
+  void EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal);
   void Add(std::atomic<uint64_t>& c, int64_t d) {
     c.store(c.load(std::memory_order_relaxed) + static_cast<uint64_t>(d),
             std::memory_order_relaxed);
@@ -113,7 +124,9 @@ class Partition {
   const size_t lanes_;
   SealQueue* seals_;
   const bool log_changes_;
+  const std::atomic<uint32_t>* watch_;
   PartitionQueue queue_;
+  ConvergedRecord scratch_;  // owner thread: the converged state at seal
 
   mutable std::mutex mu_;         // guards maps_ against point reads
   std::vector<EntityMap> maps_;   // by schema id

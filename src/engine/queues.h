@@ -61,6 +61,8 @@ struct PartitionSeal {
   uint64_t entity_changes = 0;  // distinct entities changed: one notification each
   std::string wal;              // CLAIM/RETRACT records of the changed claims (when logging)
   uint64_t wal_records = 0;
+  std::string changes;          // entity changes of watched schemas (changes.h)
+  uint64_t change_count = 0;
   // Per source, the highest seq applied here in this window.
   std::vector<std::pair<uint32_t, uint64_t>> marks;
 };

@@ -1,0 +1,84 @@
+#include "engine/changes.h"
+
+#include "engine/record.h"
+
+namespace conv::engine {
+
+namespace {
+
+template <typename T>
+void Put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+template <typename T>
+const char* Get(const char* p, T* v) {
+  std::memcpy(v, p, sizeof(T));
+  return p + sizeof(T);
+}
+
+}  // namespace
+
+void AppendChange(std::string& out, const ChangeView& c) {
+  Put(out, c.schema);
+  Put(out, static_cast<uint8_t>(c.kind));
+  Put(out, static_cast<uint8_t>(c.id.size()));
+  out.append(c.id);
+  Put(out, c.changed_mask);
+  Put(out, c.ts);
+  Put(out, c.mask);
+  Put(out, static_cast<uint32_t>(c.values.size()));
+  out.append(c.values);
+  Put(out, static_cast<uint8_t>(c.had_prev ? 1 : 0));
+  if (c.had_prev) {
+    Put(out, c.prev_mask);
+    Put(out, static_cast<uint32_t>(c.prev_values.size()));
+    out.append(c.prev_values);
+  }
+}
+
+bool ChangeReader::Next(ChangeView* c) {
+  if (p_ == end_) return false;
+  uint8_t kind, id_len, had_prev;
+  uint32_t len;
+  p_ = Get(p_, &c->schema);
+  p_ = Get(p_, &kind);
+  c->kind = static_cast<ChangeKind>(kind);
+  p_ = Get(p_, &id_len);
+  c->id = std::string_view(p_, id_len);
+  p_ += id_len;
+  p_ = Get(p_, &c->changed_mask);
+  p_ = Get(p_, &c->ts);
+  p_ = Get(p_, &c->mask);
+  p_ = Get(p_, &len);
+  c->values = std::string_view(p_, len);
+  p_ += len;
+  p_ = Get(p_, &had_prev);
+  c->had_prev = had_prev != 0;
+  c->prev_mask = 0;
+  c->prev_values = {};
+  if (c->had_prev) {
+    p_ = Get(p_, &c->prev_mask);
+    p_ = Get(p_, &len);
+    c->prev_values = std::string_view(p_, len);
+    p_ += len;
+  }
+  return true;
+}
+
+uint64_t ChangedFields(const Schema& schema, uint64_t a_mask, std::string_view a_values,
+                       uint64_t b_mask, std::string_view b_values) {
+  uint64_t changed = a_mask ^ b_mask;
+  uint64_t both = a_mask & b_mask;
+  if (both == 0) return changed;
+  std::string_view a[kMaxFields];
+  std::string_view b[kMaxFields];
+  SliceFields(schema, a_mask, a_values, a);
+  SliceFields(schema, b_mask, b_values, b);
+  for (uint64_t m = both; m != 0; m &= m - 1) {
+    int i = __builtin_ctzll(m);
+    if (a[i] != b[i]) changed |= uint64_t{1} << i;
+  }
+  return changed;
+}
+
+}  // namespace conv::engine

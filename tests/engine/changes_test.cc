@@ -1,0 +1,177 @@
+// Per-window entity changes that partitions report for subscriptions (changes.h):
+// one change per entity whose converged state differs between the start and the end
+// of a window, with the fields that changed, the newest op ts and the prior state.
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "engine/changes.h"
+#include "engine/partition.h"
+#include "engine/record.h"
+#include "engine/test_records.h"
+
+using namespace conv;
+using conv::testing::EncodeFields;
+using conv::testing::Fields;
+
+namespace {
+
+struct Rig {
+  engine::SchemaSet schemas;
+  engine::SourceTable sources;
+  engine::SealQueue seals;
+  std::unique_ptr<std::atomic<uint32_t>[]> watch;
+  std::unique_ptr<engine::Partition> partition;
+  const engine::Schema* player;
+  uint32_t a, b;
+  uint64_t seq_a = 0, seq_b = 0;
+  uint64_t window = 0;
+
+  explicit Rig(bool watched = true) {
+    REQUIRE(schemas.AddFromText("device serial:string temp:f64", "test").ok());
+    watch = std::make_unique<std::atomic<uint32_t>[]>(schemas.size() + 1);
+    for (size_t i = 0; i <= schemas.size(); ++i)
+      watch[i] = 0;
+    if (watched) watch[engine::kPlayerSchemaId] = 1;
+    partition =
+        std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, false, watch.get());
+    player = schemas.Find(engine::kPlayerSchemaId);
+    a = *sources.Intern("a");
+    b = *sources.Intern("b");
+  }
+
+  void Op(uint32_t source, engine::OpKind kind, const std::string& id, const Fields& fields,
+          uint64_t ts, uint32_t schema = engine::kPlayerSchemaId) {
+    auto [mask, values] = EncodeFields(*schemas.Find(schema), fields);
+    engine::OpBatch batch;
+    engine::OpView op{};
+    op.kind = kind;
+    op.source = source;
+    op.schema = schema;
+    op.seq = source == a ? ++seq_a : ++seq_b;
+    op.ts = ts;
+    op.id = id;
+    op.mask = mask;
+    op.values = values;
+    batch.Append(op);
+    partition->Apply(batch);
+  }
+
+  std::vector<engine::ChangeView> Seal(engine::PartitionSeal* keep) {
+    *keep = partition->Seal(++window);
+    std::vector<engine::ChangeView> out;
+    engine::ChangeReader r(keep->changes);
+    engine::ChangeView c;
+    while (r.Next(&c))
+      out.push_back(c);
+    CHECK(out.size() == keep->change_count);
+    return out;
+  }
+
+  uint64_t Bit(const char* field) const { return uint64_t{1} << player->FieldIndex(field); }
+};
+
+}  // namespace
+
+TEST_CASE("changes: a new entity is one upsert with every field changed and no prior state") {
+  Rig rig;
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1",
+         {{"name", std::string("ann")}, {"health", int64_t{90}}}, 100);
+  engine::PartitionSeal seal;
+  auto changes = rig.Seal(&seal);
+  REQUIRE(changes.size() == 1);
+  const auto& c = changes[0];
+  CHECK(c.kind == engine::ChangeKind::kUpsert);
+  CHECK(c.id == "p-1");
+  CHECK(c.ts == 100);
+  CHECK(c.changed_mask == (rig.Bit("name") | rig.Bit("health")));
+  CHECK(c.mask == c.changed_mask);
+  CHECK_FALSE(c.had_prev);
+}
+
+TEST_CASE(
+    "changes: a thousand updates to one entity in a window give one change with the final "
+    "state and the state at the window start") {
+  Rig rig;
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1", {{"health", int64_t{1}}, {"score", int64_t{5}}},
+         10);
+  engine::PartitionSeal seal;
+  rig.Seal(&seal);
+  for (int i = 0; i < 1000; ++i) {
+    rig.Op(rig.a, engine::OpKind::kPatch, "p-1", {{"health", int64_t{i}}},
+           100 + static_cast<uint64_t>(i));
+  }
+  auto changes = rig.Seal(&seal);
+  REQUIRE(changes.size() == 1);
+  const auto& c = changes[0];
+  CHECK(c.ts == 1099);
+  CHECK(c.changed_mask == rig.Bit("health"));
+  auto [mask, values] =
+      EncodeFields(*rig.player, {{"health", int64_t{999}}, {"score", int64_t{5}}});
+  CHECK(c.mask == mask);
+  CHECK(c.values == values);
+  REQUIRE(c.had_prev);
+  auto [pmask, pvalues] =
+      EncodeFields(*rig.player, {{"health", int64_t{1}}, {"score", int64_t{5}}});
+  CHECK(c.prev_mask == pmask);
+  CHECK(c.prev_values == pvalues);
+}
+
+TEST_CASE("changes: an entity that ends the window as it started produces nothing") {
+  Rig rig;
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1", {{"health", int64_t{1}}}, 10);
+  engine::PartitionSeal seal;
+  rig.Seal(&seal);
+  rig.Op(rig.a, engine::OpKind::kPatch, "p-1", {{"health", int64_t{2}}}, 20);
+  rig.Op(rig.a, engine::OpKind::kPatch, "p-1", {{"health", int64_t{1}}}, 30);
+  CHECK(rig.Seal(&seal).empty());
+  // Created and gone within one window: nothing either.
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-2", {{"health", int64_t{1}}}, 40);
+  rig.Op(rig.a, engine::OpKind::kRetract, "p-2", {}, 50);
+  CHECK(rig.Seal(&seal).empty());
+}
+
+TEST_CASE("changes: retracting the last claim is a delete carrying the prior state") {
+  Rig rig;
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1", {{"name", std::string("ann")}}, 10);
+  engine::PartitionSeal seal;
+  rig.Seal(&seal);
+  rig.Op(rig.a, engine::OpKind::kRetract, "p-1", {}, 20);
+  auto changes = rig.Seal(&seal);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].kind == engine::ChangeKind::kDelete);
+  CHECK(changes[0].mask == 0);
+  CHECK(changes[0].values.empty());
+  CHECK(changes[0].changed_mask == rig.Bit("name"));
+  CHECK(changes[0].had_prev);
+  CHECK(changes[0].ts == 20);
+}
+
+TEST_CASE(
+    "changes: a retract that falls back to another source reports only the fields that "
+    "changed") {
+  Rig rig;
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1",
+         {{"name", std::string("ann")}, {"health", int64_t{1}}}, 10);
+  rig.Op(rig.b, engine::OpKind::kAssert, "p-1",
+         {{"name", std::string("ann")}, {"health", int64_t{7}}}, 20);
+  engine::PartitionSeal seal;
+  rig.Seal(&seal);
+  rig.Op(rig.b, engine::OpKind::kRetract, "p-1", {}, 30);
+  auto changes = rig.Seal(&seal);
+  REQUIRE(changes.size() == 1);
+  CHECK(changes[0].kind == engine::ChangeKind::kUpsert);
+  CHECK(changes[0].changed_mask == rig.Bit("health"));
+}
+
+TEST_CASE("changes: schemas nobody watches produce no changes") {
+  Rig rig(/*watched=*/false);
+  rig.Op(rig.a, engine::OpKind::kAssert, "p-1", {{"health", int64_t{1}}}, 10);
+  rig.Op(rig.a, engine::OpKind::kAssert, "d-1", {{"serial", std::string("x")}}, 10, 2);
+  engine::PartitionSeal seal;
+  CHECK(rig.Seal(&seal).empty());
+  CHECK(seal.entity_changes == 2);
+}
