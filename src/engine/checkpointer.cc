@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "util/clock.h"
 #include "wal/checkpoint.h"
 #include "wal/records.h"
@@ -31,11 +33,24 @@ CheckpointCounters Checkpointer::counters() const {
   return counters_;
 }
 
+uint64_t Checkpointer::LogGrowthLimit() const {
+  return std::max(kMinLogGrowth, 2 * counters_.last_bytes);
+}
+
+void Checkpointer::NoteLogBytes(uint64_t total) {
+  std::lock_guard lock(mu_);
+  if (!due_ && total - log_bytes_at_start_ > LogGrowthLimit()) {
+    due_ = true;
+    cv_.notify_all();
+  }
+}
+
 void Checkpointer::Run() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
+      if (cv_.wait_for(lock, interval_, [&] { return stop_ || due_; }) && stop_) return;
+      due_ = false;
       std::unordered_map<uint32_t, uint64_t> ignored;
       if (durability_->DurableMarks(&ignored) == counters_.last_window) continue;  // idle
     }
@@ -52,6 +67,10 @@ util::Status Checkpointer::CheckpointNow() {
   uint64_t t0 = util::MonoNanos();
   std::unordered_map<uint32_t, uint64_t> marks;
   uint64_t start = durability_->DurableMarks(&marks);
+  {
+    std::lock_guard lock(mu_);
+    log_bytes_at_start_ = durability_->counters().writer.bytes;
+  }
   auto writer = wal::CheckpointWriter::Begin(dir_, start, schema_records_, schema_count_);
   if (!writer.ok()) return writer.status();
 

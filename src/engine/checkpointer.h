@@ -43,8 +43,16 @@ class Checkpointer {
     schema_records_ = std::move(records);
     schema_count_ = count;
   }
-  // The thread's body: a checkpoint every `interval` while windows keep coming.
+  // The thread's body: a checkpoint every `interval` while windows keep coming, and
+  // sooner when the log has grown by more than LogGrowthLimit() since the last one,
+  // so that replay at start-up stays bounded however fast writes come.
   void Run();
+  // Called by the WAL thread after each round with the bytes written so far.
+  void NoteLogBytes(uint64_t total);
+  // Log bytes after which a checkpoint is due: twice the last checkpoint, at least
+  // kMinLogGrowth.
+  uint64_t LogGrowthLimit() const;
+  static constexpr uint64_t kMinLogGrowth = 64ull << 20;
   void Stop();
   // Writes one checkpoint now. Any thread but an I/O thread (it closes a window).
   util::Status CheckpointNow();
@@ -65,6 +73,8 @@ class Checkpointer {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;             // guarded by mu_
+  bool due_ = false;              // guarded by mu_: the log grew past the limit
+  uint64_t log_bytes_at_start_ = 0;  // guarded by mu_: log size when the last checkpoint began
   CheckpointCounters counters_;   // guarded by mu_
 };
 

@@ -55,6 +55,8 @@ void Coalescer::Run(WindowListener* listener) {
       sum.window_ops += seal.ops;
       sum.claim_changes += seal.claim_changes;
       sum.entity_changes += seal.entity_changes;
+      sum.hot_ops += seal.hot_ops;
+      sum.hot_claim_changes += seal.hot_claim_changes;
       if (durability_ == nullptr) continue;
       batch.ops += seal.ops;
       batch.records += seal.wal_records;
@@ -75,6 +77,8 @@ void Coalescer::Run(WindowListener* listener) {
       counters_.window_ops += sum.window_ops;
       counters_.claim_changes += sum.claim_changes;
       counters_.entity_changes += sum.entity_changes;
+      counters_.hot_ops += sum.hot_ops;
+      counters_.hot_claim_changes += sum.hot_claim_changes;
       counters_.last_window = w;
     }
     if (durability_ == nullptr) {

@@ -28,6 +28,8 @@ struct CoalescerCounters {
   uint64_t window_ops = 0;        // ops applied, summed over closed windows
   uint64_t claim_changes = 0;     // coalesced claim changes (one WAL record each)
   uint64_t entity_changes = 0;    // coalesced entity changes (one notification each)
+  uint64_t hot_ops = 0;           // of window_ops, those on entities hot in their window
+  uint64_t hot_claim_changes = 0;  // of claim_changes, those of hot entities
   uint64_t last_window = 0;
   uint64_t durable_window = 0;
 };

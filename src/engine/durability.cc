@@ -88,6 +88,7 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
       counters_.writer = writer_.stats();
     }
     on_durable(window);
+    if (on_round_) on_round_(writer_.stats().bytes);
   }
   writer_.Close();
 }

@@ -57,6 +57,8 @@ class Durability {
   // Recovery: `source` 0 sets only the durable window.
   void RestoreMark(uint32_t source, uint64_t seq, uint64_t window);
 
+  // Called on the WAL thread after each round with the log bytes written so far.
+  void SetOnRound(std::function<void(uint64_t)> f) { on_round_ = std::move(f); }
   // The thread's body: returns after Stop() once the queue is written.
   void Run(const std::function<void(uint64_t)>& on_durable);
   void Stop();
@@ -66,6 +68,7 @@ class Durability {
   util::Logger* log_;
   std::function<void(const std::string&)> on_fatal_;
   wal::SegmentWriter writer_;  // the thread only
+  std::function<void(uint64_t)> on_round_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -66,6 +66,9 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
                                                    partitions_, &coalescer_, durability_.get(),
                                                    sources, options.log);
     checkpointer_->SetSchemaRecords(records, count);
+    if (options.checkpoint_interval.count() > 0) {
+      durability_->SetOnRound([cp = checkpointer_.get()](uint64_t bytes) { cp->NoteLogBytes(bytes); });
+    }
   }
 }
 

@@ -165,6 +165,7 @@ Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view 
   d.id.assign(id);
   d.sources.clear();
   d.ts_max = 0;
+  d.ops = 0;
   d.watched = watch_ != nullptr && watch_[schema].load(std::memory_order_relaxed) > 0;
   d.had_prev = false;
   if (d.watched && e.claims != nullptr) {
@@ -177,6 +178,7 @@ Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view 
 
 void Partition::Note(Dirty& d, uint32_t source, uint64_t ts) {
   if (ts > d.ts_max) d.ts_max = ts;
+  ++d.ops;
   if (std::find(d.sources.begin(), d.sources.end(), source) == d.sources.end()) {
     d.sources.push_back(source);
     ++window_claim_changes_;
@@ -230,6 +232,10 @@ PartitionSeal Partition::Seal(uint64_t window) {
     EntityMap& map = maps_[d.schema];
     auto it = map.find(d.id);
     if (log_changes_) EncodeChanges(d, it->second, &seal);
+    if (d.ops > kHotOps) {
+      seal.hot_ops += d.ops;
+      seal.hot_claim_changes += d.sources.size();
+    }
     if (d.watched) EmitChange(d, it->second, &seal);
     it->second.dirty = 0;
     if (it->second.claims == nullptr) map.erase(it);

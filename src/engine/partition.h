@@ -53,6 +53,9 @@ class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
   static constexpr size_t kSnapshotChunkBuckets = 16384;
+  // Entities changed more often than this in one window count as hot (the page's
+  // coalescing target is for them).
+  static constexpr uint64_t kHotOps = 10;
 
   // `lanes`: how many lanes send cut markers; a window closes when all have.
   // `log_changes`: whether seals carry the WAL records of the window's changes.
@@ -100,6 +103,7 @@ class Partition {
     std::string id;
     std::vector<uint32_t> sources;  // distinct sources whose claim changed this window
     uint64_t ts_max = 0;            // newest op ts applied to the entity this window
+    uint64_t ops = 0;               // ops applied to the entity this window
     bool watched = false;           // the converged state at the window start is kept
     bool had_prev = false;
     ConvergedRecord prev;

@@ -59,6 +59,8 @@ struct PartitionSeal {
   uint64_t ops = 0;             // ops applied (duplicates excluded)
   uint64_t claim_changes = 0;   // distinct (entity, source) claims changed: one WAL record each
   uint64_t entity_changes = 0;  // distinct entities changed: one notification each
+  uint64_t hot_ops = 0;         // ops on entities changed more than Partition::kHotOps times
+  uint64_t hot_claim_changes = 0;  // their claim changes
   std::string wal;              // CLAIM/RETRACT records of the changed claims (when logging)
   uint64_t wal_records = 0;
   std::string changes;          // entity changes of watched schemas (changes.h)

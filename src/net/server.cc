@@ -91,6 +91,7 @@ void Server::Accept() {
           if (counters_.connections.fetch_add(1) >= options_.max_connections) {
             counters_.connections.fetch_sub(1);
             counters_.connections_rejected.fetch_add(1);
+            counters_.CountError(ErrorCode::kOverloaded);
             auto frame = std::make_shared<std::string>();
             EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded),
                                  fmt::format("the server has {} connections (--max-connections)",
@@ -192,7 +193,12 @@ StatList Server::Stats() {
   engine::EngineStats e = engine_.Stats();
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   uint64_t ops_in = e.totals.applied + e.totals.duplicates + get(counters_.duplicates);
-  return {
+  util::Histogram q;
+  for (auto& t : io_) {
+    std::lock_guard lock(t->query_mu);
+    q.Merge(t->query_ns);
+  }
+  StatList stats = {
       {"ops_in", ops_in},
       {"ops_applied", e.totals.applied},
       {"asserts", e.totals.asserts},
@@ -237,7 +243,18 @@ StatList Server::Stats() {
       {"bytes_in", get(counters_.bytes_in)},
       {"bytes_out", get(counters_.bytes_out)},
       {"queries", get(counters_.queries)},
+      {"query_p50_ns", q.Percentile(0.5)},
+      {"query_p99_ns", q.Percentile(0.99)},
+      {"query_p999_ns", q.Percentile(0.999)},
+      {"hot_window_ops", e.windows.hot_ops},
+      {"hot_claim_changes", e.windows.hot_claim_changes},
   };
+  for (uint64_t code = 1; code < counters_.errors.size(); ++code) {
+    std::string_view name = ErrorCodeName(code);
+    if (name == "unknown") break;
+    stats.emplace_back(fmt::format("errors_{}", name), get(counters_.errors[code]));
+  }
+  return stats;
 }
 
 }  // namespace conv::net

@@ -4,6 +4,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include "engine/engine.h"
 #include "net/address.h"
 #include "net/messages.h"
+#include "util/histogram.h"
 #include "util/log.h"
 #include "util/status.h"
 
@@ -50,6 +52,13 @@ struct ServerCounters {
   std::atomic<uint64_t> duplicates{0};  // skipped at the session: seq not above its mark
   std::atomic<uint64_t> queries{0};
   std::atomic<uint64_t> takeovers{0};
+  // ERROR frames sent, by code: index = the code's value (codes past the end are
+  // counted at 0). STATS `errors_<code name>`.
+  std::array<std::atomic<uint64_t>, 32> errors{};
+  void CountError(ErrorCode code) {
+    auto i = static_cast<size_t>(code);
+    errors[i < errors.size() ? i : 0].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // One I/O thread: an io_context, the sessions it runs and the engine lane it feeds.
@@ -60,6 +69,10 @@ struct IoThread {
   engine::Lane* lane;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions;  // this thread only
   std::thread thread;
+  // Server-side QUERY service time (frame handled to RESULT encoded), in ns. Written by
+  // this thread, read by STATS from any: guarded by query_mu (never contended long).
+  std::mutex query_mu;
+  util::Histogram query_ns;
 };
 
 // The TCP front end: accepts connections, runs sessions on `io_threads` threads and

@@ -193,12 +193,14 @@ void Session::StopReading() {
 
 void Session::Fail(ErrorCode code, std::string message) {
   if (closing_) return;
+  server_.counters().CountError(code);
   EncodeError(out_, {0, static_cast<uint64_t>(code), std::move(message)});
   Close();
 }
 
 void Session::OpError(uint64_t seq_or_req, ErrorCode code, std::string message) {
   server_.counters().op_errors.fetch_add(1, std::memory_order_relaxed);
+  server_.counters().CountError(code);
   EncodeError(out_, {seq_or_req, static_cast<uint64_t>(code), std::move(message)});
 }
 
@@ -357,11 +359,20 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
   }
   if (server_.engine().disk_full()) {
     // Not consumed: the op must be sent again once space is back.
+    if (refused_seq_ == 0) refused_seq_ = op.seq;
     OpError(op.seq, ErrorCode::kOverloaded,
             "the disk is full: the write-ahead log cannot take writes; resend this op and "
             "everything after it later");
     return true;
   }
+  if (refused_seq_ != 0 && op.seq > refused_seq_) {
+    // Pipelined behind a refused op: taking it would make the resent refused op a
+    // "duplicate", acknowledged and never applied.
+    OpError(op.seq, ErrorCode::kOverloaded,
+            fmt::format("op {} was refused for a full disk: resend from it", refused_seq_));
+    return true;
+  }
+  refused_seq_ = 0;
   last_seq_ = op.seq;
   const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
   if (schema == nullptr) {
@@ -425,6 +436,7 @@ bool Session::HandleQuery(std::string_view payload) {
                         engine::kMaxIdBytes));
     return true;
   }
+  uint64_t t0 = util::MonoNanos();
   bool with_claims = (q.flags & kQueryIncludeClaims) != 0;
   engine::QueryResult& r = query_result_;
   engine.Query(*schema, q.id, with_claims, &r);
@@ -446,6 +458,9 @@ bool Session::HandleQuery(std::string_view payload) {
     }
   }
   EndFrame(out_, b);
+  uint64_t dt = util::MonoNanos() - t0;
+  std::lock_guard lock(io_.query_mu);
+  io_.query_ns.Record(dt);
   return true;
 }
 

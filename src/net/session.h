@@ -82,6 +82,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t cut_seq_ = 0;    // last_seq_ at the last cut
   uint64_t acked_seq_ = 0;  // highest seq acknowledged
   bool dup_ack_due_ = false;  // a duplicate of an already acknowledged op arrived
+  uint64_t refused_seq_ = 0;  // first op refused for a full disk and not sent again yet
   struct PendingAck {
     uint64_t window;
     uint64_t seq;

@@ -97,6 +97,8 @@ WriteOutcome SegmentWriter::AppendWindow(uint64_t window, uint64_t ops, uint64_t
   bool fresh = fd_ < 0 || offset_ == kFileHeaderSize;
   BuildBlock(window, ops, n_records, fragments, fresh);
   if (fd_ >= 0 && offset_ + block_.size() > capacity_) {
+    // Close() cannot report a failed fdatasync, and this round's acks depend on it.
+    if (auto s = Sync(); !s.ok()) return s;
     Close();
     fresh = true;
     BuildBlock(window, ops, n_records, fragments, true);
@@ -143,6 +145,11 @@ WriteOutcome SegmentWriter::Sync() {
   ++stats_.fsyncs;
   stats_.fsync_ns += dt;
   if (dt > stats_.fsync_max_ns) stats_.fsync_max_ns = dt;
+  size_t bucket = 0;
+  while (bucket < kFsyncBucketBoundsUs.size() && dt > kFsyncBucketBoundsUs[bucket] * 1000) {
+    ++bucket;
+  }
+  ++stats_.fsync_buckets[bucket];
   return {};
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,6 +19,12 @@ struct WriteOutcome {
   bool ok() const { return errc == WriteErrc::kOk; }
 };
 
+// Upper bounds (inclusive, in microseconds) of the fdatasync latency buckets; one
+// more bucket counts everything slower.
+inline constexpr std::array<uint64_t, 14> kFsyncBucketBoundsUs = {
+    100,    250,    500,     1'000,   2'500,   5'000,     10'000,
+    25'000, 50'000, 100'000, 250'000, 500'000, 1'000'000, 2'500'000};
+
 struct WriterStats {
   uint64_t blocks = 0;
   uint64_t bytes = 0;
@@ -25,6 +32,9 @@ struct WriterStats {
   uint64_t fsync_ns = 0;
   uint64_t fsync_max_ns = 0;
   uint64_t segments = 0;  // segments created
+  // fdatasyncs by latency: [i] counts those above bound i-1 and at most bound i
+  // (kFsyncBucketBoundsUs); the last counts those above every bound. Not cumulative.
+  std::array<uint64_t, kFsyncBucketBoundsUs.size() + 1> fsync_buckets{};
 };
 
 struct WriterOptions {
