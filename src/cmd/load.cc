@@ -49,7 +49,7 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
 namespace {
 
 util::Status Validate(const LoadOptions& o) {
-  if (o.workers == 0) {
+  if (o.workers == 0 && !(o.allow_no_writers && o.readers > 0)) {
     return util::Status::Error("--workers 0: at least one writer is needed (the load is writes)");
   }
   if (o.workers > 1024) return util::Status::Error("--workers: at most 1024");
@@ -73,7 +73,9 @@ std::string Human(double v) {
   return fmt::format("{:.0f}", v);
 }
 
-std::string Micros(uint64_t ns) { return fmt::format("{:.1f}", static_cast<double>(ns) / 1e3); }
+std::string Micros(uint64_t ns) {
+  return fmt::format("{:.1f}", static_cast<double>(ns) / 1e3);
+}
 
 void ReaderLoop(const LoadOptions& o, const engine::Schema& schema, const std::string& token,
                 uint64_t seed, const std::atomic<bool>& stop, util::Histogram* hist,
@@ -117,17 +119,20 @@ double LoadReport::CoalescingRatio() const {
 
 uint64_t LoadReport::TotalSent() const {
   uint64_t n = 0;
-  for (const auto& w : workers) n += w.sent;
+  for (const auto& w : workers)
+    n += w.sent;
   return n;
 }
 uint64_t LoadReport::TotalAcked() const {
   uint64_t n = 0;
-  for (const auto& w : workers) n += w.acked;
+  for (const auto& w : workers)
+    n += w.acked;
   return n;
 }
 uint64_t LoadReport::TotalErrors() const {
-  uint64_t n = 0;
-  for (const auto& w : workers) n += w.errors;
+  uint64_t n = reader_errors;
+  for (const auto& w : workers)
+    n += w.errors;
   return n;
 }
 
@@ -151,7 +156,8 @@ util::Result<LoadReport> RunLoadGenerator(const LoadOptions& o, int* exit_code) 
   if (found == nullptr) {
     *exit_code = kLoadExitSchema;
     std::string known;
-    for (const auto& s : (*control)->welcome().schemas) known += (known.empty() ? "" : ", ") + s.name;
+    for (const auto& s : (*control)->welcome().schemas)
+      known += (known.empty() ? "" : ", ") + s.name;
     return util::Status::Error(
         fmt::format("--schema '{}' is not known to the server (it knows: {})", o.schema, known));
   }
@@ -194,11 +200,19 @@ util::Result<LoadReport> RunLoadGenerator(const LoadOptions& o, int* exit_code) 
     std::unique_lock lock(mu);
     uint64_t last = 0;
     auto last_t = start;
-    while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return running.load() == 0; })) {
+    // Writers end by themselves (duration, then the drain); readers run until `end`.
+    auto finished = [&] { return running.load() == 0 && std::chrono::steady_clock::now() >= end; };
+    for (;;) {
+      auto before = std::chrono::steady_clock::now();
+      auto step =
+          std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::seconds(1));
+      if (before < end) step = std::min(step, end - before);
+      if (cv.wait_for(lock, step, finished)) break;
       if (std::chrono::steady_clock::now() >= end) stop_readers = true;
       if (!progress) continue;
       uint64_t acked = 0;
-      for (auto& w : workers) acked += w->acked_live();
+      for (auto& w : workers)
+        acked += w->acked_live();
       auto now = std::chrono::steady_clock::now();
       double dt = std::chrono::duration<double>(now - last_t).count();
       double elapsed = std::chrono::duration<double>(now - start).count();
@@ -211,18 +225,18 @@ util::Result<LoadReport> RunLoadGenerator(const LoadOptions& o, int* exit_code) 
     }
   }
   stop_readers = true;
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   if (progress) std::fprintf(stdout, "\r%60s\r", "");
   report.seconds = std::chrono::duration<double>(o.duration).count();
-  for (auto& w : workers) report.workers.push_back(w->report());
+  for (auto& w : workers)
+    report.workers.push_back(w->report());
   for (uint32_t i = 0; i < o.readers; ++i) {
     report.query_ns.Merge(hists[i]);
     report.queries_found += founds[i];
     if (!reader_errors[i].empty()) {
-      report.workers.front().errors++;
-      if (report.workers.front().first_error.empty()) {
-        report.workers.front().first_error = "reader: " + reader_errors[i];
-      }
+      ++report.reader_errors;
+      if (report.first_reader_error.empty()) report.first_reader_error = reader_errors[i];
     }
   }
   if (auto s = (*control)->Stats(); s.ok()) report.stats_after = *s;
@@ -239,26 +253,29 @@ std::string FormatLoadReport(const LoadOptions& o, const LoadReport& r) {
   out += fmt::format("| Entity pool | {} ({} schema) |\n", o.entities, o.schema);
   out += fmt::format("| Operation mix | {}% ASSERT / {}% PATCH / {}% RETRACT |\n", mix.assert_pct,
                      mix.patch_pct, mix.retract_pct);
-  out += fmt::format("| Write pattern | {} |\n",
-                     o.hot_pct == 0 ? std::string("uniform")
-                                    : fmt::format("{}% of entities receive 90% of writes",
-                                                  o.hot_pct));
-  out += fmt::format("| Rate limit | {} |\n",
-                     o.rate == 0 ? std::string("None (unlimited)")
-                                 : fmt::format("{} ops/sec", o.rate));
+  out +=
+      fmt::format("| Write pattern | {} |\n",
+                  o.hot_pct == 0 ? std::string("uniform")
+                                 : fmt::format("{}% of entities receive 90% of writes", o.hot_pct));
+  out += fmt::format("| Rate limit | {} |\n", o.rate == 0 ? std::string("None (unlimited)")
+                                                          : fmt::format("{} ops/sec", o.rate));
   out += fmt::format("| Duration | {} |\n", util::FormatDuration(o.duration));
   out += fmt::format("| Readers | {} |\n", o.readers);
 
   std::vector<double> rates;
-  for (const auto& w : r.workers) rates.push_back(static_cast<double>(w.acked_in_time) / r.seconds);
+  for (const auto& w : r.workers)
+    rates.push_back(static_cast<double>(w.acked_in_time) / r.seconds);
   double total = 0;
-  for (double x : rates) total += x;
-  auto [lo, hi] = std::minmax_element(rates.begin(), rates.end());
+  for (double x : rates)
+    total += x;
   out += "\nResults:\n\n| Metric | Value |\n|---|---|\n";
   out += fmt::format("| Aggregate throughput | {} ops/sec |\n", Human(total));
-  out += fmt::format("| Per-worker average | ~{} ops/sec |\n",
-                     Human(total / static_cast<double>(rates.size())));
-  out += fmt::format("| Per-worker range | {} — {} ops/sec |\n", Human(*lo), Human(*hi));
+  if (!rates.empty()) {
+    auto [lo, hi] = std::minmax_element(rates.begin(), rates.end());
+    out += fmt::format("| Per-worker average | ~{} ops/sec |\n",
+                       Human(total / static_cast<double>(rates.size())));
+    out += fmt::format("| Per-worker range | {} — {} ops/sec |\n", Human(*lo), Human(*hi));
+  }
   out += fmt::format("| Total operations | {} |\n", Human(static_cast<double>(r.TotalSent())));
   out += fmt::format("| Acknowledged | {} ({}) |\n", Human(static_cast<double>(r.TotalAcked())),
                      r.TotalAcked() == r.TotalSent() ? "all" : "NOT all");
@@ -273,7 +290,11 @@ std::string FormatLoadReport(const LoadOptions& o, const LoadReport& r) {
                        Micros(r.query_ns.Percentile(0.999)));
   }
   for (const auto& w : r.workers) {
-    if (!w.first_error.empty()) out += fmt::format("\nfirst error of {}: {}\n", w.source, w.first_error);
+    if (!w.first_error.empty())
+      out += fmt::format("\nfirst error of {}: {}\n", w.source, w.first_error);
+  }
+  if (!r.first_reader_error.empty()) {
+    out += fmt::format("\nfirst reader error: {}\n", r.first_reader_error);
   }
   return out;
 }

@@ -27,19 +27,21 @@ struct LoadOptions {
   uint32_t readers = 0;
   std::string auth_token_file;
   std::string source_prefix = "load";
+  // Not a flag: lets `bench` run readers alone (the CLI requires a writer).
+  bool allow_no_writers = false;
 };
 
 // Exit codes of `convergence load`.
-constexpr int kLoadExitConnect = 3;     // server unreachable or refused the handshake
-constexpr int kLoadExitSchema = 4;      // the server does not know --schema
-constexpr int kLoadExitRunErrors = 5;   // the run saw op errors or unacknowledged ops
+constexpr int kLoadExitConnect = 3;    // server unreachable or refused the handshake
+constexpr int kLoadExitSchema = 4;     // the server does not know --schema
+constexpr int kLoadExitRunErrors = 5;  // the run saw op errors or unacknowledged ops
 
 struct WorkerReport {
   std::string source;
-  uint64_t sent = 0;            // ops sent during the run
-  uint64_t acked_in_time = 0;   // ops acknowledged by the end of the duration
-  uint64_t acked = 0;           // ops acknowledged by the end of the drain
-  uint64_t errors = 0;          // ERROR frames received
+  uint64_t sent = 0;           // ops sent during the run
+  uint64_t acked_in_time = 0;  // ops acknowledged by the end of the duration
+  uint64_t acked = 0;          // ops acknowledged by the end of the drain
+  uint64_t errors = 0;         // ERROR frames received
   uint64_t reconnects = 0;
   std::string first_error;
 };
@@ -49,6 +51,8 @@ struct LoadReport {
   std::vector<WorkerReport> workers;
   util::Histogram query_ns;
   uint64_t queries_found = 0;
+  uint64_t reader_errors = 0;
+  std::string first_reader_error;
   net::StatList stats_before;
   net::StatList stats_after;
   uint64_t Stat(const net::StatList& s, const std::string& name) const;

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace conv::cmd {
+
+struct BenchOptions {
+  std::vector<std::string> scenarios;  // empty: all
+  std::chrono::microseconds duration{10'000'000};
+  bool quick = false;
+  std::string out;
+  bool json = false;
+  std::string server;  // empty: an embedded server per scenario
+  std::string fsync = "window";
+};
+
+CLI::App* RegisterBench(CLI::App& app, BenchOptions& options);
+int RunBench(const BenchOptions& options);
+
+}  // namespace conv::cmd
