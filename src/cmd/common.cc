@@ -56,9 +56,13 @@ void PrintError(const std::string& message) {
   std::fprintf(stderr, "convergence: %s\n", message.c_str());
 }
 
+BuildInfo GetBuildInfo() {
+  return {CONV_VERSION, CONV_GIT_COMMIT, CONV_BUILD_TYPE};
+}
+
 std::string VersionText() {
-  return fmt::format("convergence {} (commit {}, {} build)", CONV_VERSION, CONV_GIT_COMMIT,
-                     CONV_BUILD_TYPE);
+  BuildInfo b = GetBuildInfo();
+  return fmt::format("convergence {} (commit {}, {} build)", b.version, b.commit, b.build_type);
 }
 
 }  // namespace conv::cmd

@@ -25,6 +25,14 @@ CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
 // Prints "convergence: <message>" to stderr.
 void PrintError(const std::string& message);
 
+struct BuildInfo {
+  std::string version;     // the project version, e.g. 0.1.0
+  std::string commit;      // short git commit the binary was built from ("unknown")
+  std::string build_type;  // CMAKE_BUILD_TYPE
+};
+BuildInfo GetBuildInfo();
+
+// `convergence 0.1.0 (commit abc1234, Release build)`, for --version.
 std::string VersionText();
 
 }  // namespace conv::cmd

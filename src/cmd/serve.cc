@@ -11,10 +11,13 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "cmd/common.h"
 #include "engine/engine.h"
+#include "net/metrics.h"
+#include "net/metrics_server.h"
 #include "net/server.h"
 #include "util/clock.h"
 #include "util/duration.h"
@@ -64,6 +67,13 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
   sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+  sub->add_option("--log-format", o.log_format,
+                  "text: 'TIME LEVEL message'; json: one JSON object per line (ts, level, msg)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  sub->add_option("--metrics-listen", o.metrics_listen,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (default: off; not "
+                  "loopback needs --auth-token-file, sent as a bearer token)");
   return sub;
 }
 
@@ -99,7 +109,7 @@ util::Result<int> LockDataDir(const std::string& dir) {
 }  // namespace
 
 int RunServe(const ServeOptions& o) {
-  util::Logger log(*util::ParseLogLevel(o.log_level));
+  util::Logger log(*util::ParseLogLevel(o.log_level), *util::ParseLogFormat(o.log_format));
 
   engine::SchemaSet schemas;
   if (!o.schema_file.empty()) {
@@ -198,7 +208,28 @@ int RunServe(const ServeOptions& o) {
     PrintError(st.message());
     return kExitError;
   }
+  std::unique_ptr<net::MetricsServer> metrics;
+  if (!o.metrics_listen.empty()) {
+    net::MetricsServerOptions metrics_options;
+    metrics_options.listen = o.metrics_listen;
+    metrics_options.bearer_token = server_options.auth_token;
+    BuildInfo build = GetBuildInfo();
+    auto render = [&server, &engine, build] {
+      net::MetricsSnapshot snap;
+      snap.stats = server.Stats();
+      snap.wal_writer = engine.Stats().wal.writer;
+      snap.build_info = {
+          {"version", build.version}, {"commit", build.commit}, {"build_type", build.build_type}};
+      return net::RenderMetrics(snap);
+    };
+    metrics = std::make_unique<net::MetricsServer>(metrics_options, render, log);
+    if (auto st = metrics->Listen(); !st.ok()) {
+      PrintError(st.message());
+      return kExitError;
+    }
+  }
   server.Start();
+  if (metrics) metrics->Start();
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   log.Info("convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
            "data dir {}, auth {}, schemas {})",
@@ -206,11 +237,17 @@ int RunServe(const ServeOptions& o) {
            util::FormatDuration(o.window), o.fsync, o.data_dir,
            server_options.auth_token.empty() ? "off" : "on", schemas.size());
   std::printf("listening on %s:%u\n", host.c_str(), server.port());
+  if (metrics) {
+    std::string metrics_host = o.metrics_listen.substr(0, o.metrics_listen.rfind(':'));
+    log.Info("metrics at http://{}:{}/metrics", metrics_host, metrics->port());
+    std::printf("metrics on http://%s:%u/metrics\n", metrics_host.c_str(), metrics->port());
+  }
   std::fflush(stdout);
 
   int sig = 0;
   sigwait(&signals, &sig);
   log.Info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (metrics) metrics->Stop();
   server.Shutdown();
   ::close(*lock_fd);
   return kExitOk;

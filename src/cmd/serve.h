@@ -21,6 +21,8 @@ struct ServeOptions {
   std::chrono::microseconds handshake_timeout{5'000'000};
   std::chrono::microseconds idle_timeout{0};
   std::string log_level = "info";
+  std::string log_format = "text";
+  std::string metrics_listen;  // empty: no metrics endpoint
   std::string fsync = "window";
   std::chrono::microseconds checkpoint_interval{60'000'000};
   bool salvage = false;

@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace conv::util {
@@ -13,12 +16,27 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 
 std::optional<LogLevel> ParseLogLevel(std::string_view name);
 
-// A leveled logger writing one line per event to stderr. Thread-safe: whole lines
-// are written under a mutex so lines from different threads never interleave.
-// Passed by reference to whatever logs; it is not a global.
+// kText: `2024-05-01T12:00:00.123Z info message`.
+// kJson: `{"ts":"2024-05-01T12:00:00.123Z","level":"info","msg":"message"}`.
+enum class LogFormat { kText, kJson };
+
+std::optional<LogFormat> ParseLogFormat(std::string_view name);
+
+// One event as one line (with its newline): newlines and other control characters
+// in `message` are escaped in both formats, so a line is always exactly one event.
+// `unix_millis` is the event's wall-clock time.
+std::string FormatLogLine(LogFormat format, LogLevel level, int64_t unix_millis,
+                          std::string_view message);
+
+// A leveled logger writing one line per event to `sink` (stderr by default).
+// Thread-safe: whole lines are written under a mutex so lines from different
+// threads never interleave. Passed by reference to whatever logs; it is not a global.
+// `sink` must stay open while the logger is used.
 class Logger {
  public:
-  explicit Logger(LogLevel level = LogLevel::kInfo) : level_(level) {}
+  explicit Logger(LogLevel level = LogLevel::kInfo, LogFormat format = LogFormat::kText,
+                  std::FILE* sink = stderr)
+      : level_(level), format_(format), sink_(sink) {}
 
   bool Enabled(LogLevel level) const { return level >= level_.load(std::memory_order_relaxed); }
   void SetLevel(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
@@ -49,6 +67,8 @@ class Logger {
   void Write(LogLevel level, std::string_view message);
 
   std::atomic<LogLevel> level_;
+  const LogFormat format_;
+  std::FILE* const sink_;
   std::mutex mu_;
 };
 

@@ -1,0 +1,274 @@
+#include "cmd/manual.h"
+
+#include <map>
+#include <string_view>
+
+namespace conv::cmd {
+
+namespace {
+
+// Keyed by subcommand name; "" is convergence(1). Plain ASCII; markup in manual.h.
+const std::map<std::string_view, ManualEntry>& Entries() {
+  static const auto* entries = new std::map<std::string_view, ManualEntry>{
+      {"",
+       {
+           .description =
+               {
+                   "`convergence` is a state-convergence server and its tools, in one binary. "
+                   "Many writers (*sources*) stream what they know about typed entities "
+                   "(players, devices, services); the server converges it into one current "
+                   "state per entity, answers point reads, coalesces updates per window and "
+                   "keeps them in a write-ahead log.",
+                   "Each command has its own page, `convergence-`*command*(1), and lists its "
+                   "flags with `convergence` *command* `--help`. Durations take a unit: `us`, "
+                   "`ms`, `s`, `m` or `h` (`10ms`, `60s`).",
+               },
+           .sections =
+               {
+                   {"Files",
+                    {
+                        "`/usr/share/doc/convergence/examples/convergence.service` :: An "
+                        "example systemd unit running `convergence serve` (the prefix depends "
+                        "on the installation).",
+                        "`/usr/share/doc/convergence/examples/schemas.txt` :: An example schema "
+                        "file for `serve --schema-file`.",
+                    }},
+               },
+           .exit_status =
+               {
+                   {"0", "Success."},
+                   {"2", "A bad flag, or an error; each command's page lists its own codes."},
+               },
+           .examples =
+               {
+                   {"Start a server on the default address, 127.0.0.1:3727, with its data in "
+                    "`./convergence-data`:",
+                    "convergence serve"},
+                   {"Read an entity from it:", "convergence query player p-17"},
+                   {"Show the version, git commit and build type:", "convergence --version"},
+               },
+           .see_also = {},
+       }},
+      {"serve",
+       {
+           .description =
+               {
+                   "Runs the server: it accepts writers and readers on `--listen` (protocol "
+                   "v1, see `docs/protocol.md`), applies ASSERT, PATCH and RETRACT ops per "
+                   "entity and source, converges each entity's claims, and closes a "
+                   "coalescing window every `--window`. Each window's changes go to the "
+                   "write-ahead log in `--data-dir` before writers are acknowledged.",
+                   "At start-up the server locks the data dir, replays the newest valid "
+                   "checkpoint and every later window of the log, and logs what it recovered. "
+                   "A torn tail of the newest segment (a crash in the middle of a write) is "
+                   "cut off with a warning; other corruption stops the start unless "
+                   "`--salvage` is given.",
+                   "When it is ready it prints `listening on` *HOST*:*PORT* on standard "
+                   "output (the bound port, also when `--listen` asked for port 0), and with "
+                   "`--metrics-listen` then `metrics on http://`*HOST*:*PORT*`/metrics`.",
+                   "A non-loopback `--listen` is refused unless `--auth-token-file` names a "
+                   "file readable by its owner only; its content is the token every client "
+                   "HELLO must carry.",
+               },
+           .sections =
+               {
+                   {"Signals",
+                    {
+                        "`SIGINT`, `SIGTERM` :: Stop gracefully: stop accepting and reading, "
+                        "close one last window, make it durable, send every writer its final "
+                        "ACK and a `shutting_down` error, close the connections and exit 0. "
+                        "Ops that arrived after reading stopped are neither applied nor "
+                        "acknowledged; writers resend them to the next server.",
+                    }},
+                   {"Metrics",
+                    {
+                        "With `--metrics-listen` *HOST*:*PORT* the server answers `GET "
+                        "/metrics` in the Prometheus text format: ops by kind "
+                        "(`convergence_ops_total`), ERROR frames by code "
+                        "(`convergence_errors_total`), write-ahead log batches, records and "
+                        "bytes, an fdatasync latency histogram "
+                        "(`convergence_wal_fsync_duration_seconds`), the coalescing ratio, "
+                        "entities, sources and connections. Each STATS counter has one "
+                        "metric; `docs/operations.md` lists them.",
+                        "Like `--listen`, a non-loopback `--metrics-listen` needs "
+                        "`--auth-token-file`; with a token, every scrape must send "
+                        "`Authorization: Bearer` *TOKEN* (Prometheus: `authorization: "
+                        "{credentials_file: ...}`). Other paths answer 404.",
+                    }},
+                   {"Logging",
+                    {
+                        "Logs go to standard error, one line per event. `--log-format text` "
+                        "(the default) writes *TIME LEVEL message*, with newlines and other "
+                        "control characters in the message escaped; `--log-format json` writes "
+                        "one JSON object per line with the fields `ts` (UTC, RFC 3339 with "
+                        "milliseconds), `level` (`debug`, `info`, `warn`, `error`) and `msg`.",
+                    }},
+                   {"Files",
+                    {
+                        "*DATA_DIR*`/LOCK` :: Locked while a server runs, so that two servers "
+                        "never share a data dir.",
+                        "*DATA_DIR*`/wal-*.log` :: Log segments, one block per window.",
+                        "*DATA_DIR*`/checkpoint-*.ckpt` :: Checkpoints: the state as of one "
+                        "window. Older "
+                        "segments are deleted after each.",
+                        "*DATA_DIR*`/torn-*.bin`, `*.salvaged`, `salvaged-*.bin` :: Bytes cut "
+                        "off by recovery or moved aside by `--salvage`, kept for inspection "
+                        "with `convergence wal-dump`.",
+                    }},
+               },
+           .exit_status =
+               {
+                   {"0", "Stopped by SIGINT or SIGTERM after a graceful stop."},
+                   {"2",
+                    "Start-up failed (bad flag, unreadable or invalid schema file, a schema "
+                    "change other than appended fields, a token file with loose permissions, "
+                    "a data dir in use, corruption in the log without `--salvage`, an "
+                    "address that cannot be bound), or a write or fdatasync of the log failed "
+                    "(the server stops before acknowledging anything of that window)."},
+               },
+           .examples =
+               {
+                   {"Serve on loopback with the data in `/var/lib/convergence` and metrics "
+                    "for a local Prometheus:",
+                    "convergence serve --data-dir /var/lib/convergence \\\n"
+                    "    --metrics-listen 127.0.0.1:9727"},
+                   {"Serve on every interface with a token and more schemas, logging JSON:",
+                    "umask 077; head -c 32 /dev/urandom | base64 > token\n"
+                    "convergence serve --listen 0.0.0.0:3727 --auth-token-file token \\\n"
+                    "    --schema-file schemas.txt --log-format json"},
+                   {"Acknowledge writes once written to the OS rather than fdatasynced "
+                    "(survives a crash of the process, not of the machine):",
+                    "convergence serve --fsync none"},
+               },
+           .see_also = {"systemd.service(5)"},
+       }},
+      {"query",
+       {
+           .description =
+               {
+                   "Connects to a server, reads one entity and prints "
+                   "`{\"schema\":`...`,\"id\":`...`,\"record\":{`...`}}` on one line. With "
+                   "`--claims` it also prints each source's claim: "
+                   "`\"claims\":[{\"source\":`...`,\"ts\":`...`,\"record\":{`...`}}]`.",
+                   "f64 values print in the shortest form that reads back exactly (NaN and "
+                   "infinities as `null`), bytes as base64, and ids that are not UTF-8 with "
+                   "`\\u00XX` escapes per byte.",
+               },
+           .sections = {},
+           .exit_status =
+               {
+                   {"0", "The entity exists; it was printed."},
+                   {"1", "No such entity."},
+                   {"2", "Error: unreachable server, refused handshake, unknown schema, bad flag."},
+               },
+           .examples =
+               {
+                   {"Read player p-17 and every source's claim on it:",
+                    "convergence query player p-17 --claims"},
+                   {"Read from a server that needs a token:",
+                    "convergence query --server 192.0.2.10:3727 --auth-token-file token \\\n"
+                    "    device sensor-4"},
+               },
+           .see_also = {},
+       }},
+      {"load",
+       {
+           .description =
+               {
+                   "Generates load against a server: `--workers` writer connections, each its "
+                   "own source named `load-1` ... `load-`*N* (a later run continues each "
+                   "source's seq where the server left it), writing `--mix` percentages of "
+                   "ASSERT, PATCH and RETRACT over `--entities` entities, optionally "
+                   "throttled by `--rate`; and `--readers` connections issuing point QUERYs "
+                   "back to back to measure their latency.",
+                   "Throughput counts ops acknowledged within `--duration`; after it the "
+                   "workers wait up to 10 s for the last ACK. The report is printed as "
+                   "Markdown tables, or as JSON with `--json`, and includes the server's "
+                   "coalescing ratio from its STATS.",
+               },
+           .sections = {},
+           .exit_status =
+               {
+                   {"0", "A clean run: every op acknowledged, no errors."},
+                   {"2", "A bad flag."},
+                   {"3", "The server is unreachable or refused the handshake."},
+                   {"4", "The server does not know `--schema`."},
+                   {"5", "The run saw errors or unacknowledged ops."},
+               },
+           .examples =
+               {
+                   {"Nine writers for 10 seconds with the default 70/20/10 mix:",
+                    "convergence load --workers 9 --duration 10s"},
+                   {"Hot entities (10% of them receive 90% of the writes) and two readers, "
+                    "as JSON:",
+                    "convergence load --workers 4 --hot-pct 10 --readers 2 --json"},
+               },
+           .see_also = {},
+       }},
+      {"wal-dump",
+       {
+           .description =
+               {
+                   "Reads a data dir (its checkpoints, then its segments) or one segment or "
+                   "checkpoint file, offline and read-only; it may run next to a live server.",
+                   "By default it prints every block and record in readable form. `--json` "
+                   "prints one object per record (`file`, `offset`, `window`, `kind` = claim, "
+                   "retract, source or schema, then the record's fields). `--stats` prints "
+                   "totals: windows, records by kind, distinct entities and sources, ops "
+                   "represented and the coalescing ratio. `--verify` checks every block's CRC "
+                   "and record and prints each problem with its file and offset.",
+               },
+           .sections = {},
+           .exit_status =
+               {
+                   {"0", "Clean."},
+                   {"1", "A torn tail only: what recovery cuts off at start-up."},
+                   {"2", "Corruption, or the path cannot be read."},
+               },
+           .examples =
+               {
+                   {"Check a data dir before starting a server on it:",
+                    "convergence wal-dump --verify /var/lib/convergence"},
+                   {"Count what the log holds:", "convergence wal-dump --stats ./convergence-data"},
+                   {"Every record of one segment as JSON:",
+                    "convergence wal-dump --json ./convergence-data/wal-0000000000000001.log"},
+               },
+           .see_also = {},
+       }},
+      {"bench",
+       {
+           .description =
+               {
+                   "Runs the performance page's scenarios and prints the report as Markdown "
+                   "(or JSON with `--json`): `write` (9 writers, 10,000 entities, the "
+                   "70/20/10 mix), `reads` (one point reader at three background write "
+                   "rates) and `coalescing` (hot entities). Each scenario runs against a "
+                   "fresh embedded server on loopback, or against `--server` when given.",
+               },
+           .sections = {},
+           .exit_status =
+               {
+                   {"0", "Every scenario ran without errors."},
+                   {"2", "A bad flag, a scenario failed, or `--out` could not be written."},
+               },
+           .examples =
+               {
+                   {"A short run of every scenario:", "convergence bench --quick"},
+                   {"Only the write scenario for 30 seconds, report kept in a file:",
+                    "convergence bench --scenario write --duration 30s --out perf.md"},
+               },
+           .see_also = {},
+       }},
+  };
+  return *entries;
+}
+
+}  // namespace
+
+const ManualEntry* FindManualEntry(std::string_view command) {
+  const auto& entries = Entries();
+  auto it = entries.find(command);
+  return it == entries.end() ? nullptr : &it->second;
+}
+
+}  // namespace conv::cmd
