@@ -25,12 +25,15 @@ Partition::Partition(uint32_t index, const SchemaSet& schemas, const SourceTable
 
 Partition::~Partition() {
   for (auto& map : maps_) {
-    for (auto& [id, e] : map) FreeClaims(e);
+    for (auto& [id, e] : map)
+      FreeClaims(e);
   }
   PartitionMsg msg;
-  while (queue_.try_dequeue(msg)) delete msg.batch;
+  while (queue_.try_dequeue(msg))
+    delete msg.batch;
   for (auto& q : parked_) {
-    for (auto& m : q) delete m.batch;
+    for (auto& m : q)
+      delete m.batch;
   }
 }
 
@@ -41,7 +44,8 @@ void Partition::Run() {
     size_t n = queue_.wait_dequeue_bulk(token, msgs, std::size(msgs));
     for (size_t i = 0; i < n; ++i) {
       if (msgs[i].kind == PartitionMsg::Kind::kStop) {
-        for (size_t k = i + 1; k < n; ++k) delete msgs[k].batch;
+        for (size_t k = i + 1; k < n; ++k)
+          delete msgs[k].batch;
         return;
       }
       if (msgs[i].lane != PartitionMsg::kNoLane && lane_cut_[msgs[i].lane]) {
@@ -123,13 +127,9 @@ void Partition::ApplyOne(const OpView& op) {
     auto it = map.find(op.id);
     if (it == map.end()) return;
     Entity& e = it->second;
-    Claim* old = FindClaim(e, op.source);
-    if (old == nullptr) return;
+    if (FindClaim(e, op.source) == nullptr) return;
     Dirty& d = Touch(e, op.schema, op.id);
-    Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
-    RemoveClaim(e, op.source);
-    Add(claims_, -1);
-    if (e.claims == nullptr) Add(entities_, -1);
+    Uninstall(e, op.source);
     Note(d, op.source, op.ts);
     return;
   }
@@ -146,7 +146,12 @@ void Partition::ApplyOne(const OpView& op) {
     Add(patches_, 1);
     c = PatchClaim(*schemas_.Find(op.schema), old, op.source, op.mask, op.values, op.ts);
   }
-  if (old != nullptr) {
+  Install(e, c);
+  Note(d, op.source, op.ts);
+}
+
+void Partition::Install(Entity& e, Claim* c) {
+  if (const Claim* old = FindClaim(e, c->source)) {
     Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
   } else {
     Add(claims_, 1);
@@ -154,7 +159,16 @@ void Partition::ApplyOne(const OpView& op) {
   }
   Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
   PutClaim(e, c);
-  Note(d, op.source, op.ts);
+}
+
+bool Partition::Uninstall(Entity& e, uint32_t source) {
+  const Claim* old = FindClaim(e, source);
+  if (old == nullptr) return false;
+  Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
+  RemoveClaim(e, source);
+  Add(claims_, -1);
+  if (e.claims == nullptr) Add(entities_, -1);
+  return true;
 }
 
 Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view id) {
@@ -205,8 +219,8 @@ void Partition::EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal)
     c.kind = ChangeKind::kUpsert;
     c.mask = scratch_.mask;
     c.values = scratch_.values;
-    c.changed_mask = d.had_prev ? ChangedFields(schema, d.prev.mask, d.prev.values,
-                                                scratch_.mask, scratch_.values)
+    c.changed_mask = d.had_prev ? ChangedFields(schema, d.prev.mask, d.prev.values, scratch_.mask,
+                                                scratch_.values)
                                 : scratch_.mask;
     if (d.had_prev && c.changed_mask == 0) return;  // same converged state as at the start
   }
@@ -267,7 +281,8 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
     // Freeze the bucket layout while the snapshot walks it: with no rehash, every
     // entity present at the start sits in a bucket the cursor has yet to reach or
     // has passed, never moved between the two.
-    for (auto& map : maps_) map.max_load_factor(std::numeric_limits<float>::max());
+    for (auto& map : maps_)
+      map.max_load_factor(std::numeric_limits<float>::max());
     snapshotting_ = true;
   }
   size_t buckets_done = 0;
@@ -291,7 +306,8 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
   }
   if (req->schema >= maps_.size()) {
     req->done = true;
-    for (auto& map : maps_) map.max_load_factor(1.0f);
+    for (auto& map : maps_)
+      map.max_load_factor(1.0f);
     snapshotting_ = false;
   }
   req->ready.signal();
@@ -302,33 +318,15 @@ void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source) {
   auto it = map.find(r.id);
   if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
   Entity& e = it->second;
-  Claim* c = r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
-                       : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values);
-  Claim* old = FindClaim(e, source);
-  if (old != nullptr) {
-    Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
-  } else {
-    Add(claims_, 1);
-    if (e.claims == nullptr) Add(entities_, 1);
-  }
-  Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
-  PutClaim(e, c);
+  Install(e, r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
+                       : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values));
 }
 
 void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source) {
   EntityMap& map = maps_[schema];
   auto it = map.find(id);
   if (it == map.end()) return;
-  Entity& e = it->second;
-  if (Claim* old = FindClaim(e, source)) {
-    Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
-    RemoveClaim(e, source);
-    Add(claims_, -1);
-  }
-  if (e.claims == nullptr) {
-    Add(entities_, -1);
-    map.erase(it);
-  }
+  if (Uninstall(it->second, source) && it->second.claims == nullptr) map.erase(it);
 }
 
 void Partition::RestoreMark(uint32_t source, uint64_t seq) {
@@ -359,8 +357,8 @@ bool Partition::Query(const Schema& schema, std::string_view id, bool with_claim
 
 PartitionCounters Partition::counters() const {
   auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
-  return {get(applied_), get(asserts_),  get(patches_), get(retracts_),
-          get(duplicates_), get(entities_), get(claims_), get(claim_bytes_)};
+  return {get(applied_),    get(asserts_),  get(patches_), get(retracts_),
+          get(duplicates_), get(entities_), get(claims_),  get(claim_bytes_)};
 }
 
 }  // namespace conv::engine

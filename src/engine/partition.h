@@ -116,6 +116,10 @@ class Partition {
   // the window start when its schema is watched). After the change: Note().
   Dirty& Touch(Entity& e, uint32_t schema, std::string_view id);
   void Note(Dirty& d, uint32_t source, uint64_t ts);
+  // Puts `c` in as its source's claim / takes the source's claim out (false: none),
+  // keeping the counters.
+  void Install(Entity& e, Claim* c);
+  bool Uninstall(Entity& e, uint32_t source);
   void EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal);
   void Add(std::atomic<uint64_t>& c, int64_t d) {
     c.store(c.load(std::memory_order_relaxed) + static_cast<uint64_t>(d),
@@ -132,10 +136,10 @@ class Partition {
   PartitionQueue queue_;
   ConvergedRecord scratch_;  // owner thread: the converged state at seal
 
-  mutable std::mutex mu_;         // guards maps_ against point reads
-  std::vector<EntityMap> maps_;   // by schema id
-  std::vector<uint64_t> marks_;   // by source id: highest seq applied here
-  std::vector<Dirty> dirty_;      // entries [0, dirty_count_) belong to the open window
+  mutable std::mutex mu_;        // guards maps_ against point reads
+  std::vector<EntityMap> maps_;  // by schema id
+  std::vector<uint64_t> marks_;  // by source id: highest seq applied here
+  std::vector<Dirty> dirty_;     // entries [0, dirty_count_) belong to the open window
   size_t dirty_count_ = 0;
   uint64_t window_ops_ = 0;
   uint64_t window_claim_changes_ = 0;

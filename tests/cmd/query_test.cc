@@ -1,13 +1,9 @@
 // `convergence query` run as a separate process against an in-process server.
 
 #include <doctest/doctest.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -17,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "support/process.h"
 #include "support/test_server.h"
 
 using namespace conv;
@@ -27,75 +24,12 @@ using testing::WriteFrame;
 
 namespace {
 
-struct RunResult {
-  int exit_code = -1;  // -1: killed or did not finish in time
-  std::string out;
-  std::string err;
-};
-
-// Runs CONV_BINARY with `args`, collecting stdout and stderr; kills it when it has not
-// exited within `timeout`.
-RunResult Run(const std::vector<std::string>& args,
-              std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  std::vector<std::string> argv_s = {CONV_BINARY};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  int out_pipe[2], err_pipe[2];
-  REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec.
-    ::dup2(out_pipe[1], 1);
-    ::dup2(err_pipe[1], 2);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
-
-  RunResult r;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open = 2;
-  bool timed_out = false;
-  while (open > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      timed_out = true;
-      break;
-    }
-    int rc = ::poll(fds, 2, static_cast<int>(left.count()));
-    if (rc <= 0) continue;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fds[i].fd);
-        fds[i].fd = -1;
-        --open;
-      }
-    }
-  }
-  for (auto& f : fds) {
-    if (f.fd >= 0) ::close(f.fd);
-  }
-  if (timed_out) ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!timed_out && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  return r;
+// Runs CONV_BINARY with `args`; killed when it has not exited within `timeout`.
+testing::ProcessResult Run(const std::vector<std::string>& args,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  std::vector<std::string> argv = {CONV_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return testing::RunProcess(argv, timeout);
 }
 
 // A port on loopback that nothing listens on: bound, then released.
@@ -139,7 +73,7 @@ void WriteP17(testing::TestServer& ts) {
 TEST_CASE("query: prints the converged record as JSON") {
   testing::TestServer ts;
   WriteP17(ts);
-  RunResult r = Run({"query", "player", "p-17", "--server", ts.address()});
+  auto r = Run({"query", "player", "p-17", "--server", ts.address()});
   CAPTURE(r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out ==
@@ -151,7 +85,7 @@ TEST_CASE("query: prints the converged record as JSON") {
 TEST_CASE("query: --claims adds each source's claim") {
   testing::TestServer ts;
   WriteP17(ts);
-  RunResult r = Run({"query", "player", "p-17", "--claims", "--server", ts.address()});
+  auto r = Run({"query", "player", "p-17", "--claims", "--server", ts.address()});
   CAPTURE(r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out ==
@@ -167,7 +101,7 @@ TEST_CASE("query: --claims adds each source's claim") {
 TEST_CASE("query: a missing entity exits 1 with a message") {
   testing::TestServer ts;
   WriteP17(ts);
-  RunResult r = Run({"query", "player", "p-404", "--server", ts.address()});
+  auto r = Run({"query", "player", "p-404", "--server", ts.address()});
   CHECK(r.exit_code == 1);
   CHECK(r.out.empty());
   CHECK(r.err.find("p-404") != std::string::npos);
@@ -176,7 +110,7 @@ TEST_CASE("query: a missing entity exits 1 with a message") {
 
 TEST_CASE("query: an unknown schema exits 2 with a message") {
   testing::TestServer ts;
-  RunResult r = Run({"query", "starship", "p-17", "--server", ts.address()});
+  auto r = Run({"query", "starship", "p-17", "--server", ts.address()});
   CHECK(r.exit_code == 2);
   CHECK(r.out.empty());
   CHECK(r.err.find("unknown schema 'starship'") != std::string::npos);
@@ -185,7 +119,7 @@ TEST_CASE("query: an unknown schema exits 2 with a message") {
 
 TEST_CASE("query: an unreachable server exits 2 with a message") {
   std::string addr = "127.0.0.1:" + std::to_string(ClosedPort());
-  RunResult r = Run({"query", "player", "p-17", "--server", addr});
+  auto r = Run({"query", "player", "p-17", "--server", addr});
   CHECK(r.exit_code == 2);
   CHECK(r.out.empty());
   CHECK(r.err.find("cannot connect") != std::string::npos);
@@ -203,7 +137,7 @@ TEST_CASE("query: a server with an auth token needs --auth-token-file") {
               .ok());
   REQUIRE(WaitForAck(*w, 1));
 
-  RunResult r = Run({"query", "player", "p-1", "--server", ts.address()});
+  auto r = Run({"query", "player", "p-1", "--server", ts.address()});
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("auth_failed") != std::string::npos);
 
@@ -239,7 +173,7 @@ TEST_CASE("query: every field type is rendered as JSON") {
                                          {"n", std::numeric_limits<int64_t>::min()}})))
               .ok());
   REQUIRE(WaitForAck(*w, 1));
-  RunResult r = Run({"query", "gadget", "g/1 \"q\"", "--server", ts.address()});
+  auto r = Run({"query", "gadget", "g/1 \"q\"", "--server", ts.address()});
   CAPTURE(r.err);
   CHECK(r.exit_code == 0);
   CHECK(r.out ==
