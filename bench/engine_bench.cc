@@ -62,7 +62,8 @@ size_t RssBytes() {
 std::vector<engine::OpBatch> MakeBatches(const engine::Schema& s, size_t entities, size_t ops,
                                          uint32_t source, uint64_t* seq, std::mt19937_64& rng) {
   std::vector<std::string> ids;
-  for (size_t i = 0; i < entities; ++i) ids.push_back(fmt::format("p-{}", i));
+  for (size_t i = 0; i < entities; ++i)
+    ids.push_back(fmt::format("p-{}", i));
   std::vector<engine::OpBatch> batches;
   engine::OpBatch batch;
   for (size_t k = 0; k < ops; ++k) {
@@ -116,8 +117,8 @@ void BenchApply(int runs, size_t ops, size_t entities) {
     (void)part.Seal(++window);
     double secs = static_cast<double>(util::MonoNanos() - start) / 1e9;
     rates.push_back(static_cast<double>(ops) / secs);
-    fmt::print("apply run {}: {:.0f} ops/s ({} ops, {} entities live)\n", r + 1, rates.back(),
-               ops, part.counters().entities);
+    fmt::print("apply run {}: {:.0f} ops/s ({} ops, {} entities live)\n", r + 1, rates.back(), ops,
+               part.counters().entities);
   }
   std::sort(rates.begin(), rates.end());
   fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities)\n",
@@ -157,11 +158,12 @@ void BenchMemory(size_t entities) {
   }
   size_t after = RssBytes();
   auto c = part.counters();
-  fmt::print("memory: {} entities, RSS +{:.1f} MiB = {:.0f} bytes/entity (claim blocks {:.0f} "
-             "bytes/entity)\n",
-             c.entities, static_cast<double>(after - before) / (1 << 20),
-             static_cast<double>(after - before) / static_cast<double>(entities),
-             static_cast<double>(c.claim_bytes) / static_cast<double>(entities));
+  fmt::print(
+      "memory: {} entities, RSS +{:.1f} MiB = {:.0f} bytes/entity (claim blocks {:.0f} "
+      "bytes/entity)\n",
+      c.entities, static_cast<double>(after - before) / (1 << 20),
+      static_cast<double>(after - before) / static_cast<double>(entities),
+      static_cast<double>(c.claim_bytes) / static_cast<double>(entities));
 }
 
 }  // namespace
@@ -181,14 +183,20 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--runs") runs = std::stoi(next());
-    else if (a == "--ops") ops = std::stoul(next());
-    else if (a == "--entities") entities = std::stoul(next());
-    else if (a == "--memory-entities") memory_entities = std::stoul(next());
-    else if (a == "apply" || a == "memory" || a == "all") what = a;
+    if (a == "--runs")
+      runs = std::stoi(next());
+    else if (a == "--ops")
+      ops = std::stoul(next());
+    else if (a == "--entities")
+      entities = std::stoul(next());
+    else if (a == "--memory-entities")
+      memory_entities = std::stoul(next());
+    else if (a == "apply" || a == "memory" || a == "all")
+      what = a;
     else {
-      fmt::print(stderr, "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
-                         "[--entities N] [--memory-entities N]\n");
+      fmt::print(stderr,
+                 "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
+                 "[--entities N] [--memory-entities N]\n");
       return 2;
     }
   }

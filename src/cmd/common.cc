@@ -30,7 +30,8 @@ util::Result<std::string> ReadTokenFile(const std::string& path) {
   std::stringstream buf;
   buf << in.rdbuf();
   std::string token = buf.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r'))
+    token.pop_back();
   if (token.empty()) {
     return util::Status::Error(fmt::format("--auth-token-file: '{}' is empty", path));
   }

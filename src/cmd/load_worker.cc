@@ -22,8 +22,8 @@ constexpr size_t kMaxUnsentBytes = 256 * 1024;
 constexpr uint64_t kMaxInflightOps = 1 << 20;
 }  // namespace
 
-LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema,
-                       std::string source, std::string token, uint64_t rate, uint64_t seed)
+LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema, std::string source,
+                       std::string token, uint64_t rate, uint64_t seed)
     : options_(options),
       schema_(schema),
       token_(std::move(token)),
@@ -54,9 +54,11 @@ util::Status LoadWorker::Connect() {
     acked_ = applied;
     acked_live_.store(acked_ - acked_base_, std::memory_order_relaxed);
   }
-  while (!chunks_.empty() && chunks_.front().last_seq <= acked_) chunks_.pop_front();
+  while (!chunks_.empty() && chunks_.front().last_seq <= acked_)
+    chunks_.pop_front();
   uint64_t kept = 0;
-  for (const Chunk& c : chunks_) kept += c.bytes.size();
+  for (const Chunk& c : chunks_)
+    kept += c.bytes.size();
   sent_ = appended_ - kept;
   return util::Status::Ok();
 }
@@ -91,7 +93,9 @@ void LoadWorker::Generate(std::chrono::steady_clock::time_point now) {
         op.type = net::FrameType::kPatch;
         op.record = workload_.PartialRecord();
         break;
-      case Workload::Kind::kRetract: op.type = net::FrameType::kRetract; break;
+      case Workload::Kind::kRetract:
+        op.type = net::FrameType::kRetract;
+        break;
     }
     net::EncodeWriteOp(c.bytes, op);
     appended_ += c.bytes.size() - before;
@@ -167,8 +171,8 @@ bool LoadWorker::ReceiveSome() {
       if (net::DecodeError(f.payload, &e)) {
         ++report_.errors;
         if (report_.first_error.empty()) {
-          report_.first_error = fmt::format("{} (seq {}): {}", net::ErrorCodeName(e.code),
-                                            e.seq_or_req, e.message);
+          report_.first_error =
+              fmt::format("{} (seq {}): {}", net::ErrorCodeName(e.code), e.seq_or_req, e.message);
         }
         if (e.seq_or_req == 0) alive = false;  // the server closes after this
       }

@@ -38,8 +38,8 @@ class LoadWorker {
 
   util::Status Connect();
   void Generate(std::chrono::steady_clock::time_point now);
-  bool SendSome();      // false: connection lost
-  bool ReceiveSome();   // false: connection lost
+  bool SendSome();     // false: connection lost
+  bool ReceiveSome();  // false: connection lost
   void OnAck(uint64_t seq);
   uint64_t UnsentBytes() const { return appended_ - sent_; }
 

@@ -21,8 +21,8 @@
 #include "net/server.h"
 #include "util/clock.h"
 #include "util/duration.h"
-#include "wal/replay.h"
 #include "util/log.h"
+#include "wal/replay.h"
 
 namespace conv::cmd {
 
@@ -191,18 +191,20 @@ int RunServe(const ServeOptions& o) {
     PrintError(fmt::format("refusing to start: {}", st.message()));
     return kExitError;
   }
-  for (const auto& w : recovery.warnings) log.Warn("{}", w);
+  for (const auto& w : recovery.warnings)
+    log.Warn("{}", w);
   if (!recovery.torn_file.empty()) {
     log.Warn("cut a torn tail off {} at offset {}: {} bytes (kept in {})", recovery.torn_file,
              recovery.torn_offset, recovery.torn_bytes,
              recovery.torn_saved_as.empty() ? "nothing: all zeros" : recovery.torn_saved_as);
   }
   auto recovered = engine.Stats();
-  log.Info("recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
-           "{}, {} log windows, {} records)",
-           recovered.totals.entities, sources.size(), recovery.last_window,
-           (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
-           recovery.checkpoint_window, recovery.blocks, recovery.records);
+  log.Info(
+      "recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
+      "{}, {} log windows, {} records)",
+      recovered.totals.entities, sources.size(), recovery.last_window,
+      (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
+      recovery.checkpoint_window, recovery.blocks, recovery.records);
   net::Server server(engine, server_options, log);
   if (auto st = server.Listen(); !st.ok()) {
     PrintError(st.message());
@@ -231,11 +233,12 @@ int RunServe(const ServeOptions& o) {
   server.Start();
   if (metrics) metrics->Start();
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
-  log.Info("convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
-           "data dir {}, auth {}, schemas {})",
-           host, server.port(), engine_options.partitions, engine_options.lanes,
-           util::FormatDuration(o.window), o.fsync, o.data_dir,
-           server_options.auth_token.empty() ? "off" : "on", schemas.size());
+  log.Info(
+      "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
+      "data dir {}, auth {}, schemas {})",
+      host, server.port(), engine_options.partitions, engine_options.lanes,
+      util::FormatDuration(o.window), o.fsync, o.data_dir,
+      server_options.auth_token.empty() ? "off" : "on", schemas.size());
   std::printf("listening on %s:%u\n", host.c_str(), server.port());
   if (metrics) {
     std::string metrics_host = o.metrics_listen.substr(0, o.metrics_listen.rfind(':'));

@@ -68,7 +68,8 @@ class Printer : public wal::RecordVisitor {
       if (!r.uniform) {
         line += ",\"field_ts\":[";
         int n = __builtin_popcountll(r.mask);
-        for (int i = 0; i < n; ++i) line += fmt::format("{}{}", i ? "," : "", r.ts[i]);
+        for (int i = 0; i < n; ++i)
+          line += fmt::format("{}{}", i ? "," : "", r.ts[i]);
         line += "]";
       }
       Emit(line + "}");
@@ -106,12 +107,14 @@ class Printer : public wal::RecordVisitor {
     s.id = r.id;
     s.name = std::string(r.name);
     for (uint32_t i = 0; i < r.n_fields; ++i) {
-      s.fields.push_back({std::string(r.field_names[i]), static_cast<engine::FieldType>(r.field_types[i])});
+      s.fields.push_back(
+          {std::string(r.field_names[i]), static_cast<engine::FieldType>(r.field_types[i])});
     }
     if (Printing()) {
       std::string fields;
       for (const auto& f : s.fields) {
-        fields += fmt::format("{}{}:{}", fields.empty() ? "" : " ", f.name, engine::FieldTypeName(f.type));
+        fields += fmt::format("{}{}:{}", fields.empty() ? "" : " ", f.name,
+                              engine::FieldTypeName(f.type));
       }
       if (o_.json) {
         std::string line = Where("schema") + fmt::format(",\"schema_id\":{},\"name\":", r.id);
@@ -269,7 +272,8 @@ int RunWalDump(const WalDumpOptions& o) {
       PrintError(listing.message());
       return kExitError;
     }
-    for (const auto& c : listing->checkpoints) files.emplace_back(c.path, false);
+    for (const auto& c : listing->checkpoints)
+      files.emplace_back(c.path, false);
     for (size_t i = 0; i < listing->segments.size(); ++i) {
       files.emplace_back(listing->segments[i].path, i + 1 == listing->segments.size());
     }
@@ -304,12 +308,12 @@ int RunWalDump(const WalDumpOptions& o) {
       std::printf("files            %llu\n", (unsigned long long)stats.files);
       std::printf("windows          %llu (%llu to %llu)\n", (unsigned long long)stats.windows,
                   (unsigned long long)stats.first_window, (unsigned long long)stats.last_window);
-      std::printf("records          %llu (claims %llu, retracts %llu, source marks %llu, "
-                  "schemas %llu)\n",
-                  (unsigned long long)(changes + stats.source_records + stats.schema_records),
-                  (unsigned long long)stats.claims, (unsigned long long)stats.retracts,
-                  (unsigned long long)stats.source_records,
-                  (unsigned long long)stats.schema_records);
+      std::printf(
+          "records          %llu (claims %llu, retracts %llu, source marks %llu, "
+          "schemas %llu)\n",
+          (unsigned long long)(changes + stats.source_records + stats.schema_records),
+          (unsigned long long)stats.claims, (unsigned long long)stats.retracts,
+          (unsigned long long)stats.source_records, (unsigned long long)stats.schema_records);
       std::printf("entities         %zu\n", stats.entities.size());
       std::printf("sources          %zu\n", stats.sources.size());
       std::printf("ops represented  %llu\n", (unsigned long long)stats.ops);

@@ -26,9 +26,9 @@ util::Result<Mix> ParseMix(const std::string& text) {
     return util::Status::Error(fmt::format("--mix '{}' has extra text after A/P/R", text));
   }
   if (v[0] + v[1] + v[2] != 100) {
-    return util::Status::Error(fmt::format(
-        "--mix {}: the percentages add up to {}, they must add up to 100", text,
-        v[0] + v[1] + v[2]));
+    return util::Status::Error(
+        fmt::format("--mix {}: the percentages add up to {}, they must add up to 100", text,
+                    v[0] + v[1] + v[2]));
   }
   if (v[0] + v[1] == 0) {
     return util::Status::Error(
@@ -45,13 +45,18 @@ namespace {
 
 engine::Value RandomValue(engine::FieldType type, std::mt19937_64& rng, uint64_t n) {
   switch (type) {
-    case engine::FieldType::kBool: return (rng() & 1) != 0;
-    case engine::FieldType::kI64: return static_cast<int64_t>(rng() % 100'000);
-    case engine::FieldType::kF64: return static_cast<double>(rng() % 2'000'000) / 100.0 - 10'000.0;
-    case engine::FieldType::kString: return fmt::format("v{}-{}", n, rng() % 1000);
+    case engine::FieldType::kBool:
+      return (rng() & 1) != 0;
+    case engine::FieldType::kI64:
+      return static_cast<int64_t>(rng() % 100'000);
+    case engine::FieldType::kF64:
+      return static_cast<double>(rng() % 2'000'000) / 100.0 - 10'000.0;
+    case engine::FieldType::kString:
+      return fmt::format("v{}-{}", n, rng() % 1000);
     case engine::FieldType::kBytes: {
       engine::Bytes b;
-      for (int i = 0; i < 8; ++i) b.data.push_back(static_cast<char>(rng() & 0xff));
+      for (int i = 0; i < 8; ++i)
+        b.data.push_back(static_cast<char>(rng() & 0xff));
       return b;
     }
   }
@@ -64,14 +69,16 @@ Workload::Workload(const engine::Schema& schema, uint64_t entities, unsigned hot
                    uint64_t seed)
     : rng_(seed), mix_(mix) {
   ids_.reserve(entities);
-  for (uint64_t i = 0; i < entities; ++i) ids_.push_back(EntityId(schema, i));
+  for (uint64_t i = 0; i < entities; ++i)
+    ids_.push_back(EntityId(schema, i));
   hot_count_ = hot_pct == 0 ? 0 : std::max<uint64_t>(1, entities * hot_pct / 100);
   constexpr size_t kPool = 256;
   for (size_t i = 0; i < kPool; ++i) {
     engine::RecordBuilder full(schema);
     engine::RecordBuilder partial(schema);
     uint64_t subset = 0;
-    while (subset == 0) subset = rng_() & schema.AllFieldsMask();
+    while (subset == 0)
+      subset = rng_() & schema.AllFieldsMask();
     for (size_t f = 0; f < schema.fields.size(); ++f) {
       engine::Value v = RandomValue(schema.fields[f].type, rng_, i);
       (void)full.Set(f, v);

@@ -12,8 +12,8 @@ namespace conv::engine {
 
 Checkpointer::Checkpointer(std::string dir, std::chrono::microseconds interval,
                            const std::vector<std::unique_ptr<Partition>>& partitions,
-                           Coalescer* coalescer, Durability* durability,
-                           const SourceTable& sources, util::Logger* log)
+                           Coalescer* coalescer, Durability* durability, const SourceTable& sources,
+                           util::Logger* log)
     : dir_(std::move(dir)),
       interval_(interval),
       partitions_(partitions),
@@ -34,7 +34,7 @@ CheckpointCounters Checkpointer::counters() const {
 }
 
 uint64_t Checkpointer::LogGrowthLimit() const {
-  return std::max(kMinLogGrowth, 2 * counters_.last_bytes);
+  return std::max(kMinLogGrowth, counters_.last_bytes);
 }
 
 void Checkpointer::NoteLogBytes(uint64_t total) {
@@ -55,8 +55,9 @@ void Checkpointer::Run() {
       if (durability_->DurableMarks(&ignored) == counters_.last_window) continue;  // idle
     }
     if (auto st = CheckpointNow(); !st.ok()) {
-      if (log_) log_->Warn("checkpoint failed: {}", st.message());
       std::lock_guard lock(mu_);
+      if (stop_) return;  // interrupted by the stop: nothing failed
+      if (log_) log_->Warn("checkpoint failed: {}", st.message());
       ++counters_.failures;
     }
   }
@@ -75,23 +76,22 @@ util::Status Checkpointer::CheckpointNow() {
   if (!writer.ok()) return writer.status();
 
   std::string source_records;
-  for (const auto& [src, seq] : marks) wal::PutSource(source_records, sources_.Name(src), seq);
+  for (const auto& [src, seq] : marks)
+    wal::PutSource(source_records, sources_.Name(src), seq);
   if (auto st = (*writer)->Add(source_records, marks.size()); !st.ok()) return st;
 
   for (const auto& p : partitions_) {
     SnapshotRequest req;
     while (!req.done) {
-      PartitionMsg msg;
-      msg.kind = PartitionMsg::Kind::kSnapshot;
-      msg.snapshot = &req;
-      p->queue().enqueue(msg);
+      p->RequestSnapshot(&req);
       req.ready.wait();
       if (auto st = (*writer)->Add(req.records, req.count); !st.ok()) return st;
     }
   }
   // Every captured state came from an op applied before this point; once a window
   // closed after it is durable, the checkpoint holds nothing the log does not.
-  if (coalescer_->Flush() == 0) return util::Status::Error("stopped before the checkpoint was durable");
+  if (coalescer_->Flush() == 0)
+    return util::Status::Error("stopped before the checkpoint was durable");
   if (auto st = (*writer)->Finish(); !st.ok()) return st;
   uint64_t deleted = 0;
   if (auto st = wal::RetireBefore(dir_, start, &deleted); !st.ok()) return st;

@@ -44,13 +44,13 @@ class Checkpointer {
     schema_count_ = count;
   }
   // The thread's body: a checkpoint every `interval` while windows keep coming, and
-  // sooner when the log has grown by more than LogGrowthLimit() since the last one,
+  // sooner when the log has grown by LogGrowthLimit() since the last one began,
   // so that replay at start-up stays bounded however fast writes come.
   void Run();
   // Called by the WAL thread after each round with the bytes written so far.
   void NoteLogBytes(uint64_t total);
-  // Log bytes after which a checkpoint is due: twice the last checkpoint, at least
-  // kMinLogGrowth.
+  // Log bytes after which a checkpoint is due: the size of the last checkpoint, at
+  // least kMinLogGrowth.
   uint64_t LogGrowthLimit() const;
   static constexpr uint64_t kMinLogGrowth = 64ull << 20;
   void Stop();
@@ -72,10 +72,10 @@ class Checkpointer {
   std::mutex run_mu_;  // one checkpoint at a time
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;             // guarded by mu_
-  bool due_ = false;              // guarded by mu_: the log grew past the limit
+  bool stop_ = false;                // guarded by mu_
+  bool due_ = false;                 // guarded by mu_: the log grew past the limit
   uint64_t log_bytes_at_start_ = 0;  // guarded by mu_: log size when the last checkpoint began
-  CheckpointCounters counters_;   // guarded by mu_
+  CheckpointCounters counters_;      // guarded by mu_
 };
 
 }  // namespace conv::engine

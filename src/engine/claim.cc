@@ -82,8 +82,8 @@ Claim* PatchClaim(const Schema& schema, const Claim* old, uint32_t source, uint6
   return c;
 }
 
-Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max,
-                              const uint64_t* ts, std::string_view values) {
+Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max, const uint64_t* ts,
+                              std::string_view values) {
   size_t n = static_cast<size_t>(PopCount(mask));
   Claim* c = Allocate(n, values.size());
   c->next = nullptr;
@@ -100,7 +100,9 @@ Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max,
   return c;
 }
 
-void FreeClaim(Claim* claim) { std::free(claim); }
+void FreeClaim(Claim* claim) {
+  std::free(claim);
+}
 
 size_t ClaimBytes(const Claim* claim) {
   size_t ts = claim->uniform ? 0 : static_cast<size_t>(PopCount(claim->mask));

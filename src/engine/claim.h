@@ -49,8 +49,8 @@ Claim* PatchClaim(const Schema& schema, const Claim* old, uint32_t source, uint6
                   std::string_view patch_values, uint64_t ts);
 // Rebuilds a claim from its logged form: per-field timestamps `ts` (one per present
 // field, in field order) and `values`.
-Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max,
-                              const uint64_t* ts, std::string_view values);
+Claim* RestoreNonUniformClaim(uint32_t source, uint64_t mask, uint64_t ts_max, const uint64_t* ts,
+                              std::string_view values);
 void FreeClaim(Claim* claim);
 
 // Heap bytes a claim block takes (for memory accounting).

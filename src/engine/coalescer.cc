@@ -85,7 +85,8 @@ void Coalescer::Run(WindowListener* listener) {
       MarkDurable(w);
     } else {
       std::string sources;
-      for (const auto& [src, seq] : batch.marks) wal::PutSource(sources, sources_.Name(src), seq);
+      for (const auto& [src, seq] : batch.marks)
+        wal::PutSource(sources, sources_.Name(src), seq);
       batch.records += batch.marks.size();
       if (!sources.empty()) batch.fragments.push_back(std::move(sources));
       durability_->Submit(std::move(batch));

@@ -25,10 +25,10 @@ class WindowListener {
 
 struct CoalescerCounters {
   uint64_t windows = 0;
-  uint64_t window_ops = 0;        // ops applied, summed over closed windows
-  uint64_t claim_changes = 0;     // coalesced claim changes (one WAL record each)
-  uint64_t entity_changes = 0;    // coalesced entity changes (one notification each)
-  uint64_t hot_ops = 0;           // of window_ops, those on entities hot in their window
+  uint64_t window_ops = 0;         // ops applied, summed over closed windows
+  uint64_t claim_changes = 0;      // coalesced claim changes (one WAL record each)
+  uint64_t entity_changes = 0;     // coalesced entity changes (one notification each)
+  uint64_t hot_ops = 0;            // of window_ops, those on entities hot in their window
   uint64_t hot_claim_changes = 0;  // of claim_changes, those of hot entities
   uint64_t last_window = 0;
   uint64_t durable_window = 0;
@@ -77,10 +77,10 @@ class Coalescer {
   std::atomic<bool> activity_{false};
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;        // guarded by mu_
-  bool flush_now_ = false;   // guarded by mu_
-  uint64_t started_ = 0;     // guarded by mu_: last window whose cut began
-  uint64_t durable_ = 0;     // guarded by mu_
+  bool stop_ = false;           // guarded by mu_
+  bool flush_now_ = false;      // guarded by mu_
+  uint64_t started_ = 0;        // guarded by mu_: last window whose cut began
+  uint64_t durable_ = 0;        // guarded by mu_
   CoalescerCounters counters_;  // guarded by mu_
 };
 

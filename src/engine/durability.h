@@ -21,7 +21,7 @@ struct WindowBatch {
   uint64_t window = 0;
   std::vector<std::string> fragments;  // encoded records
   uint64_t records = 0;
-  uint64_t ops = 0;  // ops applied in the window
+  uint64_t ops = 0;                                  // ops applied in the window
   std::vector<std::pair<uint32_t, uint64_t>> marks;  // source id, highest seq in the window
 };
 
@@ -72,8 +72,8 @@ class Durability {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<WindowBatch> queue_;  // guarded by mu_
-  bool stop_ = false;              // guarded by mu_
+  std::deque<WindowBatch> queue_;                 // guarded by mu_
+  bool stop_ = false;                             // guarded by mu_
   std::unordered_map<uint32_t, uint64_t> marks_;  // guarded by mu_
   uint64_t durable_window_ = 0;                   // guarded by mu_
   DurabilityCounters counters_;                   // guarded by mu_

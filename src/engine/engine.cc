@@ -62,17 +62,20 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
     uint64_t count = 0;
     std::string records = EncodeSchemaRecords(schemas, &count);
     durability_->SetSchemaRecords(records, count);
-    checkpointer_ = std::make_unique<Checkpointer>(options.data_dir, options.checkpoint_interval,
-                                                   partitions_, &coalescer_, durability_.get(),
-                                                   sources, options.log);
+    checkpointer_ =
+        std::make_unique<Checkpointer>(options.data_dir, options.checkpoint_interval, partitions_,
+                                       &coalescer_, durability_.get(), sources, options.log);
     checkpointer_->SetSchemaRecords(records, count);
     if (options.checkpoint_interval.count() > 0) {
-      durability_->SetOnRound([cp = checkpointer_.get()](uint64_t bytes) { cp->NoteLogBytes(bytes); });
+      durability_->SetOnRound(
+          [cp = checkpointer_.get()](uint64_t bytes) { cp->NoteLogBytes(bytes); });
     }
   }
 }
 
-Engine::~Engine() { Stop(); }
+Engine::~Engine() {
+  Stop();
+}
 
 namespace {
 
@@ -110,8 +113,8 @@ class RecoverySink : public wal::RecordVisitor {
   bool Check(uint32_t schema, std::string_view id) {
     if (schemas_.Find(schema) != nullptr && !id.empty() && id.size() <= kMaxIdBytes) return true;
     if (error.empty()) {
-      error = fmt::format("the log names schema id {} (entity '{}'), which is not defined", schema,
-                          id);
+      error =
+          fmt::format("the log names schema id {} (entity '{}'), which is not defined", schema, id);
     }
     return false;
   }
@@ -146,7 +149,8 @@ util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
   if (auto st = wal::Recover(options_.data_dir, sink, salvage, report); !st.ok()) return st;
   if (!sink.error.empty()) return util::Status::Error(sink.error);
   for (const auto& [src, seq] : sink.marks) {
-    for (auto& p : partitions_) p->RestoreMark(src, seq);
+    for (auto& p : partitions_)
+      p->RestoreMark(src, seq);
     sources_.acked_seq(src).store(seq);
     durability_->RestoreMark(src, seq, report->last_window);
   }
@@ -156,12 +160,12 @@ util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
 }
 
 void Engine::Start(WindowListener* listener) {
-  for (auto& p : partitions_) threads_.emplace_back([part = p.get()] { part->Run(); });
+  for (auto& p : partitions_)
+    threads_.emplace_back([part = p.get()] { part->Run(); });
   threads_.emplace_back([this, listener] { coalescer_.Run(listener); });
   if (durability_ != nullptr) {
-    durability_thread_ = std::thread([this] {
-      durability_->Run([this](uint64_t w) { coalescer_.MarkDurable(w); });
-    });
+    durability_thread_ = std::thread(
+        [this] { durability_->Run([this](uint64_t w) { coalescer_.MarkDurable(w); }); });
     if (options_.checkpoint_interval.count() > 0) {
       checkpoint_thread_ = std::thread([this] { checkpointer_->Run(); });
     }
@@ -187,7 +191,8 @@ void Engine::Stop() {
     msg.kind = PartitionMsg::Kind::kStop;
     p->queue().enqueue(msg);
   }
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    t.join();
   threads_.clear();
   if (durability_ != nullptr) {
     durability_->Stop();

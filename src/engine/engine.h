@@ -75,8 +75,7 @@ class Engine {
   size_t lane_count() const { return lanes_.size(); }
   uint32_t PartitionOf(uint32_t schema, std::string_view id) const;
   // Any thread.
-  bool Query(const Schema& schema, std::string_view id, bool with_claims,
-             QueryResult* out) const;
+  bool Query(const Schema& schema, std::string_view id, bool with_claims, QueryResult* out) const;
   // True while the log cannot be written for lack of space: refuse writes.
   bool disk_full() const { return durability_ != nullptr && durability_->disk_full(); }
   EngineStats Stats() const;

@@ -13,7 +13,8 @@ Claim* FindClaim(const Entity& e, uint32_t source) {
 
 void PutClaim(Entity& e, Claim* c) {
   Claim** link = &e.claims;
-  while (*link != nullptr && (*link)->source < c->source) link = &(*link)->next;
+  while (*link != nullptr && (*link)->source < c->source)
+    link = &(*link)->next;
   if (*link != nullptr && (*link)->source == c->source) {
     Claim* old = *link;
     c->next = old->next;
@@ -27,7 +28,8 @@ void PutClaim(Entity& e, Claim* c) {
 
 bool RemoveClaim(Entity& e, uint32_t source) {
   Claim** link = &e.claims;
-  while (*link != nullptr && (*link)->source < source) link = &(*link)->next;
+  while (*link != nullptr && (*link)->source < source)
+    link = &(*link)->next;
   if (*link == nullptr || (*link)->source != source) return false;
   Claim* old = *link;
   *link = old->next;
@@ -45,7 +47,8 @@ void FreeClaims(Entity& e) {
 
 size_t ClaimCount(const Entity& e) {
   size_t n = 0;
-  for (const Claim* c = e.claims; c != nullptr; c = c->next) ++n;
+  for (const Claim* c = e.claims; c != nullptr; c = c->next)
+    ++n;
   return n;
 }
 
@@ -110,7 +113,8 @@ void Converge(const Schema& schema, const Claim* claims, const SourceTable& sour
       if (winner[i] == sliced) field_value[i] = slices[i];
     }
   }
-  for (uint64_t m = mask; m != 0; m &= m - 1) out->values.append(field_value[__builtin_ctzll(m)]);
+  for (uint64_t m = mask; m != 0; m &= m - 1)
+    out->values.append(field_value[__builtin_ctzll(m)]);
   out->mask = mask;
   out->ts_max = ts_max;
 }

@@ -12,7 +12,8 @@ Lane::Lane(uint32_t index, const std::vector<std::unique_ptr<Partition>>& partit
 }
 
 Lane::~Lane() {
-  for (OpBatch* b : open_) delete b;
+  for (OpBatch* b : open_)
+    delete b;
 }
 
 void Lane::Add(uint32_t partition, const OpView& op) {

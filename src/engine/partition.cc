@@ -54,7 +54,21 @@ void Partition::Run() {
       }
       Handle(msgs[i]);
     }
+    ServeControl();  // requests jump the queue: served between bulks
   }
+}
+
+void Partition::RequestSnapshot(SnapshotRequest* req) {
+  control_.enqueue(req);
+  PartitionMsg wake;
+  wake.kind = PartitionMsg::Kind::kControl;
+  queue_.enqueue(wake);  // for an idle partition; a busy one looks between bulks
+}
+
+void Partition::ServeControl() {
+  SnapshotRequest* req;
+  while (control_.try_dequeue(req))
+    FillSnapshot(req);
 }
 
 void Partition::Handle(const PartitionMsg& m) {
@@ -84,8 +98,8 @@ void Partition::Handle(const PartitionMsg& m) {
       }
       break;
     }
-    case PartitionMsg::Kind::kSnapshot:
-      FillSnapshot(m.snapshot);
+    case PartitionMsg::Kind::kControl:
+      ServeControl();
       break;
     case PartitionMsg::Kind::kStop:
       break;

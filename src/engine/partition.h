@@ -52,7 +52,7 @@ struct PartitionCounters {
 class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
-  static constexpr size_t kSnapshotChunkBuckets = 16384;
+  static constexpr size_t kSnapshotChunkBuckets = 32768;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
   static constexpr uint64_t kHotOps = 10;
@@ -69,6 +69,10 @@ class Partition {
   Partition& operator=(const Partition&) = delete;
 
   PartitionQueue& queue() { return queue_; }
+  // Any thread: asks for the next chunk of claims (`req->ready` is signalled when it
+  // is filled). Served ahead of queued ops, between two bulks of them, so that a
+  // checkpoint does not wait behind a writers' backlog.
+  void RequestSnapshot(SnapshotRequest* req);
   uint32_t index() const { return index_; }
 
   // The partition thread's body: applies messages until kStop.
@@ -110,6 +114,7 @@ class Partition {
   };
 
   void Handle(const PartitionMsg& m);
+  void ServeControl();
   void ApplyOne(const OpView& op);
   void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
@@ -134,6 +139,7 @@ class Partition {
   const bool log_changes_;
   const std::atomic<uint32_t>* watch_;
   PartitionQueue queue_;
+  moodycamel::ConcurrentQueue<SnapshotRequest*> control_;
   ConvergedRecord scratch_;  // owner thread: the converged state at seal
 
   mutable std::mutex mu_;        // guards maps_ against point reads

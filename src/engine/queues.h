@@ -38,16 +38,15 @@ struct SnapshotRequest {
 struct PartitionMsg {
   static constexpr uint32_t kNoLane = std::numeric_limits<uint32_t>::max();
   enum class Kind : uint8_t {
-    kOps,       // apply `batch` (owned by the message; the partition deletes it)
-    kCut,       // the sending lane has sent everything of `window`
-    kSnapshot,  // fill `snapshot` with the next chunk of claims
-    kStop,      // leave the thread loop
+    kOps,      // apply `batch` (owned by the message; the partition deletes it)
+    kCut,      // the sending lane has sent everything of `window`
+    kControl,  // wake up: a request waits in the partition's control queue
+    kStop,     // leave the thread loop
   };
   Kind kind = Kind::kOps;
   uint32_t lane = kNoLane;  // sender, for kOps and kCut
   uint64_t window = 0;
   OpBatch* batch = nullptr;
-  SnapshotRequest* snapshot = nullptr;
 };
 using PartitionQueue = moodycamel::BlockingConcurrentQueue<PartitionMsg>;
 
@@ -56,14 +55,14 @@ struct PartitionSeal {
   static constexpr uint64_t kAbort = ~uint64_t{0};  // window of the seal Engine::Stop sends
   uint32_t partition = 0;
   uint64_t window = 0;
-  uint64_t ops = 0;             // ops applied (duplicates excluded)
-  uint64_t claim_changes = 0;   // distinct (entity, source) claims changed: one WAL record each
-  uint64_t entity_changes = 0;  // distinct entities changed: one notification each
-  uint64_t hot_ops = 0;         // ops on entities changed more than Partition::kHotOps times
+  uint64_t ops = 0;                // ops applied (duplicates excluded)
+  uint64_t claim_changes = 0;      // distinct (entity, source) claims changed: one WAL record each
+  uint64_t entity_changes = 0;     // distinct entities changed: one notification each
+  uint64_t hot_ops = 0;            // ops on entities changed more than Partition::kHotOps times
   uint64_t hot_claim_changes = 0;  // their claim changes
-  std::string wal;              // CLAIM/RETRACT records of the changed claims (when logging)
+  std::string wal;                 // CLAIM/RETRACT records of the changed claims (when logging)
   uint64_t wal_records = 0;
-  std::string changes;          // entity changes of watched schemas (changes.h)
+  std::string changes;  // entity changes of watched schemas (changes.h)
   uint64_t change_count = 0;
   // Per source, the highest seq applied here in this window.
   std::vector<std::pair<uint32_t, uint64_t>> marks;

@@ -15,9 +15,9 @@ util::Status ParseRecord(const Schema& schema, std::string_view bytes, RecordVie
   util::Status s = ParseRecordPrefix(schema, bytes, out, &consumed);
   if (!s.ok()) return s;
   if (consumed != bytes.size()) {
-    return util::Status::Error(fmt::format(
-        "record: {} unexpected bytes after the last field at offset {}",
-        bytes.size() - consumed, consumed));
+    return util::Status::Error(
+        fmt::format("record: {} unexpected bytes after the last field at offset {}",
+                    bytes.size() - consumed, consumed));
   }
   return util::Status::Ok();
 }
@@ -41,8 +41,8 @@ util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, Rec
     const FieldDef& f = schema.fields[i];
     size_t at = r.offset();
     auto bad = [&](std::string_view what) {
-      return util::Status::Error(fmt::format("record: field '{}' ({}) at offset {}: {}",
-                                             f.name, FieldTypeName(f.type), at, what));
+      return util::Status::Error(fmt::format("record: field '{}' ({}) at offset {}: {}", f.name,
+                                             FieldTypeName(f.type), at, what));
     };
     switch (f.type) {
       case FieldType::kBool: {
@@ -83,11 +83,16 @@ void SliceFields(const Schema& schema, uint64_t mask, std::string_view values,
     int i = __builtin_ctzll(m);
     size_t n;
     switch (schema.fields[i].type) {
-      case FieldType::kBool: n = 1; break;
-      case FieldType::kF64: n = 8; break;
+      case FieldType::kBool:
+        n = 1;
+        break;
+      case FieldType::kF64:
+        n = 8;
+        break;
       case FieldType::kI64: {
         n = 1;
-        while (static_cast<uint8_t>(p[n - 1]) >= 0x80) ++n;
+        while (static_cast<uint8_t>(p[n - 1]) >= 0x80)
+          ++n;
         break;
       }
       default: {
@@ -172,8 +177,8 @@ util::Status RecordBuilder::Set(size_t index, Value value) {
   }
   std::string probe;
   if (!EncodeValue(schema_->fields[index].type, value, probe)) {
-    return util::Status::Error(fmt::format("field '{}' of schema '{}' is {}", schema_->fields[index].name,
-                                           schema_->name,
+    return util::Status::Error(fmt::format("field '{}' of schema '{}' is {}",
+                                           schema_->fields[index].name, schema_->name,
                                            FieldTypeName(schema_->fields[index].type)));
   }
   for (auto& [i, v] : fields_) {
@@ -189,8 +194,7 @@ util::Status RecordBuilder::Set(size_t index, Value value) {
 util::Status RecordBuilder::Set(std::string_view field, Value value) {
   int index = schema_->FieldIndex(field);
   if (index < 0) {
-    return util::Status::Error(
-        fmt::format("schema '{}' has no field '{}'", schema_->name, field));
+    return util::Status::Error(fmt::format("schema '{}' has no field '{}'", schema_->name, field));
   }
   return Set(static_cast<size_t>(index), std::move(value));
 }
@@ -200,10 +204,12 @@ std::string RecordBuilder::Encode() const {
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   uint64_t mask = 0;
-  for (const auto& f : sorted) mask |= uint64_t{1} << f.first;
+  for (const auto& f : sorted)
+    mask |= uint64_t{1} << f.first;
   std::string out;
   util::PutVarint(out, mask);
-  for (const auto& [i, v] : sorted) EncodeValue(schema_->fields[i].type, v, out);
+  for (const auto& [i, v] : sorted)
+    EncodeValue(schema_->fields[i].type, v, out);
   return out;
 }
 
@@ -221,11 +227,21 @@ void AppendRecordJson(std::string& out, const Schema& schema, uint64_t mask,
     out.push_back(':');
     Value v = DecodeValue(schema.fields[i].type, slices[i]);
     switch (schema.fields[i].type) {
-      case FieldType::kBool: out += std::get<bool>(v) ? "true" : "false"; break;
-      case FieldType::kI64: out += fmt::format("{}", std::get<int64_t>(v)); break;
-      case FieldType::kF64: util::AppendJsonDouble(out, std::get<double>(v)); break;
-      case FieldType::kString: util::AppendJsonString(out, std::get<std::string>(v)); break;
-      case FieldType::kBytes: util::AppendJsonBase64(out, std::get<Bytes>(v).data); break;
+      case FieldType::kBool:
+        out += std::get<bool>(v) ? "true" : "false";
+        break;
+      case FieldType::kI64:
+        out += fmt::format("{}", std::get<int64_t>(v));
+        break;
+      case FieldType::kF64:
+        util::AppendJsonDouble(out, std::get<double>(v));
+        break;
+      case FieldType::kString:
+        util::AppendJsonString(out, std::get<std::string>(v));
+        break;
+      case FieldType::kBytes:
+        util::AppendJsonBase64(out, std::get<Bytes>(v).data);
+        break;
     }
   }
   out.push_back('}');

@@ -76,6 +76,8 @@ class RecordBuilder {
 void AppendRecordJson(std::string& out, const Schema& schema, uint64_t mask,
                       std::string_view values);
 
-inline int PopCount(uint64_t v) { return __builtin_popcountll(v); }
+inline int PopCount(uint64_t v) {
+  return __builtin_popcountll(v);
+}
 
 }  // namespace conv::engine

@@ -26,9 +26,11 @@ std::vector<std::string_view> SplitWords(std::string_view line) {
   std::vector<std::string_view> words;
   size_t i = 0;
   while (i < line.size()) {
-    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r'))
+      ++i;
     size_t start = i;
-    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r')
+      ++i;
     if (i > start) words.push_back(line.substr(start, i - start));
   }
   return words;
@@ -36,7 +38,9 @@ std::vector<std::string_view> SplitWords(std::string_view line) {
 
 }  // namespace
 
-std::string_view FieldTypeName(FieldType type) { return kTypeNames[static_cast<int>(type)]; }
+std::string_view FieldTypeName(FieldType type) {
+  return kTypeNames[static_cast<int>(type)];
+}
 
 bool ParseFieldType(std::string_view name, FieldType* type) {
   for (size_t i = 0; i < std::size(kTypeNames); ++i) {
@@ -59,15 +63,16 @@ Schema PlayerSchema() {
   Schema s;
   s.id = kPlayerSchemaId;
   s.name = "player";
-  s.fields = {{"name", FieldType::kString}, {"team", FieldType::kString},
-              {"x", FieldType::kF64},       {"y", FieldType::kF64},
-              {"z", FieldType::kF64},       {"health", FieldType::kI64},
-              {"score", FieldType::kI64},   {"level", FieldType::kI64},
-              {"online", FieldType::kBool}};
+  s.fields = {
+      {"name", FieldType::kString}, {"team", FieldType::kString}, {"x", FieldType::kF64},
+      {"y", FieldType::kF64},       {"z", FieldType::kF64},       {"health", FieldType::kI64},
+      {"score", FieldType::kI64},   {"level", FieldType::kI64},   {"online", FieldType::kBool}};
   return s;
 }
 
-SchemaSet::SchemaSet() { schemas_.push_back(std::make_unique<Schema>(PlayerSchema())); }
+SchemaSet::SchemaSet() {
+  schemas_.push_back(std::make_unique<Schema>(PlayerSchema()));
+}
 
 const Schema* SchemaSet::FindByName(std::string_view name) const {
   for (const auto& s : schemas_) {
@@ -95,10 +100,10 @@ util::Status SchemaSet::AddFromText(std::string_view text, std::string_view orig
     auto schema = std::make_unique<Schema>();
     schema->name = std::string(words[0]);
     if (!IsIdentifier(words[0])) {
-      return util::Status::Error(fmt::format(
-          "{}: schema name '{}' must start with a letter or '_' and use only letters, "
-          "digits, '_' and '-' (at most 64 characters)",
-          where(), words[0]));
+      return util::Status::Error(
+          fmt::format("{}: schema name '{}' must start with a letter or '_' and use only letters, "
+                      "digits, '_' and '-' (at most 64 characters)",
+                      where(), words[0]));
     }
     if (FindByName(schema->name) != nullptr) {
       return util::Status::Error(
@@ -116,23 +121,22 @@ util::Status SchemaSet::AddFromText(std::string_view text, std::string_view orig
     }
     if (words.size() - 1 > kMaxFields) {
       return util::Status::Error(fmt::format("{}: schema '{}' has {} fields; the limit is {}",
-                                             where(), schema->name, words.size() - 1,
-                                             kMaxFields));
+                                             where(), schema->name, words.size() - 1, kMaxFields));
     }
     for (size_t i = 1; i < words.size(); ++i) {
       std::string_view w = words[i];
       size_t colon = w.find(':');
       if (colon == std::string_view::npos) {
-        return util::Status::Error(fmt::format(
-            "{}: field '{}' of schema '{}' needs a type, like {}:string", where(), w,
-            schema->name, w));
+        return util::Status::Error(
+            fmt::format("{}: field '{}' of schema '{}' needs a type, like {}:string", where(), w,
+                        schema->name, w));
       }
       std::string_view fname = w.substr(0, colon);
       std::string_view tname = w.substr(colon + 1);
       if (!IsIdentifier(fname)) {
-        return util::Status::Error(fmt::format(
-            "{}: field name '{}' of schema '{}' is not an identifier", where(), fname,
-            schema->name));
+        return util::Status::Error(
+            fmt::format("{}: field name '{}' of schema '{}' is not an identifier", where(), fname,
+                        schema->name));
       }
       FieldType type;
       if (!ParseFieldType(tname, &type)) {
@@ -160,7 +164,8 @@ util::Status SchemaSet::Reconcile(const std::vector<wal::SchemaDef>& persisted) 
   if (persisted.empty()) return util::Status::Ok();
   std::vector<std::unique_ptr<Schema>> out;
   uint32_t max_id = 0;
-  for (const auto& p : persisted) max_id = std::max(max_id, p.id);
+  for (const auto& p : persisted)
+    max_id = std::max(max_id, p.id);
   out.resize(max_id);
   for (const auto& p : persisted) {
     if (p.id == 0 || out[p.id - 1] != nullptr) {
@@ -209,7 +214,8 @@ util::Status SchemaSet::Reconcile(const std::vector<wal::SchemaDef>& persisted) 
   }
   for (const auto& c : schemas_) {
     bool known = false;
-    for (const auto& s : out) known = known || s->name == c->name;
+    for (const auto& s : out)
+      known = known || s->name == c->name;
     if (known) continue;
     auto s = std::make_unique<Schema>(*c);
     s->id = static_cast<uint32_t>(out.size() + 1);

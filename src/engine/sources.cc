@@ -12,7 +12,8 @@ util::Result<uint32_t> SourceTable::Intern(std::string_view name) {
   if (auto it = ids_.find(std::string(name)); it != ids_.end()) return it->second;
   size_t n = size_.load(std::memory_order_relaxed);
   if (n >= capacity_) {
-    return util::Status::Error(fmt::format("the server already knows {} sources (the limit)", capacity_));
+    return util::Status::Error(
+        fmt::format("the server already knows {} sources (the limit)", capacity_));
   }
   auto id = static_cast<uint32_t>(n + 1);
   entries_[id].name = std::string(name);

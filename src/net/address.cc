@@ -20,9 +20,8 @@ util::Status ParseHostPort(const std::string& text, std::string* host, uint16_t*
   const char* e = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(b, e, value);
   if (ec != std::errc() || ptr != e || value > 65535) {
-    return util::Status::Error(
-        fmt::format("'{}' has port '{}'; a port is a number from 0 to 65535", text,
-                    std::string_view(b, static_cast<size_t>(e - b))));
+    return util::Status::Error(fmt::format("'{}' has port '{}'; a port is a number from 0 to 65535",
+                                           text, std::string_view(b, static_cast<size_t>(e - b))));
   }
   *host = h;
   *port = static_cast<uint16_t>(value);

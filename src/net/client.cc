@@ -32,8 +32,7 @@ Client::~Client() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
-                                                      const Hello& hello,
+util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server, const Hello& hello,
                                                       std::chrono::milliseconds timeout) {
   std::string host;
   uint16_t port;
@@ -44,8 +43,7 @@ util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
   addrinfo* res = nullptr;
   std::string port_text = std::to_string(port);
   if (int rc = ::getaddrinfo(host.c_str(), port_text.c_str(), &hints, &res); rc != 0) {
-    return util::Status::Error(
-        fmt::format("cannot resolve '{}': {}", host, ::gai_strerror(rc)));
+    return util::Status::Error(fmt::format("cannot resolve '{}': {}", host, ::gai_strerror(rc)));
   }
   std::unique_ptr<Client> c(new Client());
   c->timeout_ = timeout;

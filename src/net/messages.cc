@@ -12,31 +12,55 @@ using util::Reader;
 
 std::string_view FrameTypeName(uint8_t type) {
   switch (static_cast<FrameType>(type)) {
-    case FrameType::kHello: return "HELLO";
-    case FrameType::kWelcome: return "WELCOME";
-    case FrameType::kError: return "ERROR";
-    case FrameType::kAssert: return "ASSERT";
-    case FrameType::kPatch: return "PATCH";
-    case FrameType::kRetract: return "RETRACT";
-    case FrameType::kAck: return "ACK";
-    case FrameType::kQuery: return "QUERY";
-    case FrameType::kResult: return "RESULT";
-    case FrameType::kSync: return "SYNC";
-    case FrameType::kSynced: return "SYNCED";
-    case FrameType::kStats: return "STATS";
-    case FrameType::kStatsReply: return "STATS_REPLY";
-    case FrameType::kPing: return "PING";
-    case FrameType::kPong: return "PONG";
+    case FrameType::kHello:
+      return "HELLO";
+    case FrameType::kWelcome:
+      return "WELCOME";
+    case FrameType::kError:
+      return "ERROR";
+    case FrameType::kAssert:
+      return "ASSERT";
+    case FrameType::kPatch:
+      return "PATCH";
+    case FrameType::kRetract:
+      return "RETRACT";
+    case FrameType::kAck:
+      return "ACK";
+    case FrameType::kQuery:
+      return "QUERY";
+    case FrameType::kResult:
+      return "RESULT";
+    case FrameType::kSync:
+      return "SYNC";
+    case FrameType::kSynced:
+      return "SYNCED";
+    case FrameType::kStats:
+      return "STATS";
+    case FrameType::kStatsReply:
+      return "STATS_REPLY";
+    case FrameType::kPing:
+      return "PING";
+    case FrameType::kPong:
+      return "PONG";
   }
   return "unknown";
 }
 
 std::string_view ErrorCodeName(uint64_t code) {
-  static constexpr std::string_view kNames[] = {
-      "none",           "bad_frame",     "frame_too_large",      "unsupported_version",
-      "auth_failed",    "not_a_source",  "unknown_schema",       "bad_value",
-      "bad_id",         "unknown_subscription", "overloaded",     "shutting_down",
-      "source_taken_over", "handshake_required"};
+  static constexpr std::string_view kNames[] = {"none",
+                                                "bad_frame",
+                                                "frame_too_large",
+                                                "unsupported_version",
+                                                "auth_failed",
+                                                "not_a_source",
+                                                "unknown_schema",
+                                                "bad_value",
+                                                "bad_id",
+                                                "unknown_subscription",
+                                                "overloaded",
+                                                "shutting_down",
+                                                "source_taken_over",
+                                                "handshake_required"};
   return code < std::size(kNames) ? kNames[code] : "unknown";
 }
 
@@ -111,7 +135,9 @@ void EncodeWriteOp(std::string& out, const WriteOp& m) {
   EndFrame(out, b);
 }
 
-void EncodeAck(std::string& out, uint64_t seq) { EncodeReq(out, FrameType::kAck, seq); }
+void EncodeAck(std::string& out, uint64_t seq) {
+  EncodeReq(out, FrameType::kAck, seq);
+}
 
 void EncodeQuery(std::string& out, const Query& m) {
   size_t b = BeginFrame(out, FrameType::kQuery);
@@ -183,17 +209,16 @@ bool DecodeHello(std::string_view payload, Hello* m) {
 bool DecodeWelcome(std::string_view payload, Welcome* m) {
   Reader r(payload);
   uint64_t n_schemas;
-  if (!r.Varint(&m->version) || !GetString(r, &m->server_name) ||
-      !r.Varint(&m->last_applied_seq) || !r.Varint(&m->window_us) ||
-      !r.Varint(&m->partitions) || !GetCount(r, 3, &n_schemas)) {
+  if (!r.Varint(&m->version) || !GetString(r, &m->server_name) || !r.Varint(&m->last_applied_seq) ||
+      !r.Varint(&m->window_us) || !r.Varint(&m->partitions) || !GetCount(r, 3, &n_schemas)) {
     return false;
   }
   m->schemas.clear();
   for (uint64_t i = 0; i < n_schemas; ++i) {
     engine::Schema s;
     uint64_t id, n_fields;
-    if (!r.Varint(&id) || id > UINT32_MAX || !GetString(r, &s.name) ||
-        !GetCount(r, 2, &n_fields) || n_fields > engine::kMaxFields) {
+    if (!r.Varint(&id) || id > UINT32_MAX || !GetString(r, &s.name) || !GetCount(r, 2, &n_fields) ||
+        n_fields > engine::kMaxFields) {
       return false;
     }
     s.id = static_cast<uint32_t>(id);
@@ -211,8 +236,7 @@ bool DecodeWelcome(std::string_view payload, Welcome* m) {
 
 bool DecodeError(std::string_view payload, Error* m) {
   Reader r(payload);
-  return r.Varint(&m->seq_or_req) && r.Varint(&m->code) && GetString(r, &m->message) &&
-         r.done();
+  return r.Varint(&m->seq_or_req) && r.Varint(&m->code) && GetString(r, &m->message) && r.done();
 }
 
 bool DecodeWriteOp(FrameType type, std::string_view payload, WriteOp* m) {
@@ -229,7 +253,9 @@ bool DecodeWriteOp(FrameType type, std::string_view payload, WriteOp* m) {
   return true;
 }
 
-bool DecodeAck(std::string_view payload, uint64_t* seq) { return DecodeReq(payload, seq); }
+bool DecodeAck(std::string_view payload, uint64_t* seq) {
+  return DecodeReq(payload, seq);
+}
 
 bool DecodeQuery(std::string_view payload, Query* m) {
   Reader r(payload);

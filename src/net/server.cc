@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include <fmt/format.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -8,7 +9,6 @@
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <fmt/format.h>
 
 #include "net/session.h"
 
@@ -25,7 +25,9 @@ Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
   }
 }
 
-Server::~Server() { Shutdown(); }
+Server::~Server() {
+  Shutdown();
+}
 
 util::Status Server::Listen() {
   std::string host;
@@ -42,11 +44,11 @@ util::Status Server::Listen() {
         host));
   }
   if (!addr.is_loopback() && options_.auth_token.empty()) {
-    return util::Status::Error(fmt::format(
-        "refusing to listen on {} without authentication: anyone who can reach that "
-        "address could write and read every entity. Give --auth-token-file FILE, or "
-        "listen on 127.0.0.1",
-        options_.listen));
+    return util::Status::Error(
+        fmt::format("refusing to listen on {} without authentication: anyone who can reach that "
+                    "address could write and read every entity. Give --auth-token-file FILE, or "
+                    "listen on 127.0.0.1",
+                    options_.listen));
   }
   acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(io_[0]->ctx);
   asio::ip::tcp::endpoint ep(addr, port);
@@ -56,7 +58,8 @@ util::Status Server::Listen() {
   if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     acceptor_.reset();
-    return util::Status::Error(fmt::format("cannot listen on {}: {}", options_.listen, ec.message()));
+    return util::Status::Error(
+        fmt::format("cannot listen on {}: {}", options_.listen, ec.message()));
   }
   port_ = acceptor_->local_endpoint().port();
   return util::Status::Ok();
@@ -129,13 +132,15 @@ void Server::Shutdown() {
   });
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get()] {
-      for (auto& [p, s] : io->sessions) s->StopReading();
+      for (auto& [p, s] : io->sessions)
+        s->StopReading();
     });
   }
   uint64_t w = engine_.Flush();
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get()] {
-      for (auto& [p, s] : io->sessions) s->Fail(ErrorCode::kShuttingDown, "the server is stopping");
+      for (auto& [p, s] : io->sessions)
+        s->Fail(ErrorCode::kShuttingDown, "the server is stopping");
     });
   }
   // Each I/O thread returns once its sessions have written their last bytes (or
@@ -175,7 +180,8 @@ void Server::ReleaseSource(uint32_t source, const Session* s) {
 void Server::OnCut(uint64_t w) {
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get(), w] {
-      for (auto& [p, s] : io->sessions) s->OnCut(w);
+      for (auto& [p, s] : io->sessions)
+        s->OnCut(w);
       io->lane->Cut(w);
     });
   }
@@ -184,7 +190,8 @@ void Server::OnCut(uint64_t w) {
 void Server::OnDurable(uint64_t w) {
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get(), w] {
-      for (auto& [p, s] : io->sessions) s->OnDurable(w);
+      for (auto& [p, s] : io->sessions)
+        s->OnDurable(w);
     });
   }
 }

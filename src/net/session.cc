@@ -1,11 +1,11 @@
 #include "net/session.h"
 
+#include <fmt/format.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
@@ -56,16 +56,21 @@ Session::~Session() {
   server_.counters().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-asio::io_context& Session::context() { return io_.ctx; }
+asio::io_context& Session::context() {
+  return io_.ctx;
+}
 
 void Session::Start() {
   asio::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.set_option(asio::socket_base::keep_alive(true), ec);
   auto self = shared_from_this();
-  asio::co_spawn(io_.ctx, [self] { return self->ReadLoop(); }, asio::detached);
-  asio::co_spawn(io_.ctx, [self] { return self->WriteLoop(); }, asio::detached);
-  asio::co_spawn(io_.ctx, [self] { return self->Watchdog(); }, asio::detached);
+  asio::co_spawn(
+      io_.ctx, [self] { return self->ReadLoop(); }, asio::detached);
+  asio::co_spawn(
+      io_.ctx, [self] { return self->WriteLoop(); }, asio::detached);
+  asio::co_spawn(
+      io_.ctx, [self] { return self->Watchdog(); }, asio::detached);
 }
 
 asio::awaitable<void> Session::ReadLoop() {
@@ -251,8 +256,8 @@ bool Session::HandleFrame(const Frame& frame) {
     return HandleHello(frame.payload);
   }
   auto bad = [&](std::string_view what) {
-    Fail(ErrorCode::kBadFrame, fmt::format("{} (0x{:02x}): {}", FrameTypeName(frame.type),
-                                           frame.type, what));
+    Fail(ErrorCode::kBadFrame,
+         fmt::format("{} (0x{:02x}): {}", FrameTypeName(frame.type), frame.type, what));
     return false;
   };
   switch (type) {
@@ -296,8 +301,8 @@ bool Session::HandleHello(std::string_view payload) {
   }
   if (hello.version != kProtocolVersion) {
     Fail(ErrorCode::kUnsupportedVersion,
-         fmt::format("protocol version {} is not supported; this server speaks {}",
-                     hello.version, kProtocolVersion));
+         fmt::format("protocol version {} is not supported; this server speaks {}", hello.version,
+                     kProtocolVersion));
     return false;
   }
   const std::string& token = server_.options().auth_token;
@@ -320,8 +325,7 @@ bool Session::HandleHello(std::string_view payload) {
       return false;
     }
     source_ = *id;
-    last_seq_ = cut_seq_ = acked_seq_ =
-        sources.acked_seq(source_).load(std::memory_order_acquire);
+    last_seq_ = cut_seq_ = acked_seq_ = sources.acked_seq(source_).load(std::memory_order_acquire);
     server_.ClaimSource(source_, shared_from_this());
   }
   hello_done_ = true;
@@ -332,7 +336,8 @@ bool Session::HandleHello(std::string_view payload) {
   w.last_applied_seq = last_seq_;
   w.window_us = static_cast<uint64_t>(server_.engine().options().window.count());
   w.partitions = server_.engine().options().partitions;
-  for (const auto& s : server_.engine().schemas().all()) w.schemas.push_back(*s);
+  for (const auto& s : server_.engine().schemas().all())
+    w.schemas.push_back(*s);
   EncodeWelcome(out_, w);
   return true;
 }
@@ -402,8 +407,8 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
     util::Status st = engine::ParseRecord(*schema, op.record, &rec);
     if (!st.ok()) {
       OpError(op.seq, ErrorCode::kBadValue,
-              fmt::format("{} {} '{}': {}", FrameTypeName(static_cast<uint8_t>(type)),
-                          schema->name, op.id, st.message()));
+              fmt::format("{} {} '{}': {}", FrameTypeName(static_cast<uint8_t>(type)), schema->name,
+                          op.id, st.message()));
       io_.lane->RequestWindow();
       return true;
     }
@@ -431,9 +436,9 @@ bool Session::HandleQuery(std::string_view payload) {
     return true;
   }
   if (q.id.empty() || q.id.size() > engine::kMaxIdBytes) {
-    OpError(q.req, ErrorCode::kBadId,
-            fmt::format("entity id is {} bytes; it must be 1 to {}", q.id.size(),
-                        engine::kMaxIdBytes));
+    OpError(
+        q.req, ErrorCode::kBadId,
+        fmt::format("entity id is {} bytes; it must be 1 to {}", q.id.size(), engine::kMaxIdBytes));
     return true;
   }
   uint64_t t0 = util::MonoNanos();

@@ -77,10 +77,10 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t now_us_ = 0;  // receive time of the input being processed, for ts = 0
 
   bool hello_done_ = false;
-  uint32_t source_ = 0;     // 0: not a writer
-  uint64_t last_seq_ = 0;   // highest seq consumed (applied, duplicate or rejected)
-  uint64_t cut_seq_ = 0;    // last_seq_ at the last cut
-  uint64_t acked_seq_ = 0;  // highest seq acknowledged
+  uint32_t source_ = 0;       // 0: not a writer
+  uint64_t last_seq_ = 0;     // highest seq consumed (applied, duplicate or rejected)
+  uint64_t cut_seq_ = 0;      // last_seq_ at the last cut
+  uint64_t acked_seq_ = 0;    // highest seq acknowledged
   bool dup_ack_due_ = false;  // a duplicate of an already acknowledged op arrived
   uint64_t refused_seq_ = 0;  // first op refused for a full disk and not sent again yet
   struct PendingAck {

@@ -16,7 +16,9 @@ namespace conv::util {
 
 constexpr size_t kMaxVarintBytes = 10;
 
-inline void PutU8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
+inline void PutU8(std::string& out, uint8_t v) {
+  out.push_back(static_cast<char>(v));
+}
 void PutFixed32(std::string& out, uint32_t v);
 void PutFixed64(std::string& out, uint64_t v);
 void PutDouble(std::string& out, double v);
@@ -27,14 +29,18 @@ inline uint64_t ZigzagEncode(int64_t v) {
 inline int64_t ZigzagDecode(uint64_t v) {
   return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
 }
-inline void PutZigzag(std::string& out, int64_t v) { PutVarint(out, ZigzagEncode(v)); }
+inline void PutZigzag(std::string& out, int64_t v) {
+  PutVarint(out, ZigzagEncode(v));
+}
 // varint length, then the bytes.
 void PutStr(std::string& out, std::string_view s);
 size_t VarintLength(uint64_t v);
 
 // Writes `v` into `dst`, which must have kMaxVarintBytes of room; returns bytes written.
 size_t EncodeVarint(uint8_t* dst, uint64_t v);
-inline void EncodeFixed32(uint8_t* dst, uint32_t v) { std::memcpy(dst, &v, 4); }
+inline void EncodeFixed32(uint8_t* dst, uint32_t v) {
+  std::memcpy(dst, &v, 4);
+}
 inline uint32_t DecodeFixed32(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
@@ -63,9 +69,7 @@ class Reader {
   bool done() const { return p_ == end_; }
   size_t remaining() const { return static_cast<size_t>(end_ - p_); }
   size_t offset() const { return static_cast<size_t>(p_ - begin_); }
-  std::string_view rest() const {
-    return {reinterpret_cast<const char*>(p_), remaining()};
-  }
+  std::string_view rest() const { return {reinterpret_cast<const char*>(p_), remaining()}; }
   const uint8_t* pos() const { return p_; }
 
  private:

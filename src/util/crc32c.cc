@@ -13,11 +13,13 @@ constexpr std::array<std::array<uint32_t, 256>, 8> MakeTables() {
   std::array<std::array<uint32_t, 256>, 8> t{};
   for (uint32_t i = 0; i < 256; ++i) {
     uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ kPoly : c >> 1;
+    for (int k = 0; k < 8; ++k)
+      c = (c & 1) ? (c >> 1) ^ kPoly : c >> 1;
     t[0][i] = c;
   }
   for (uint32_t i = 0; i < 256; ++i) {
-    for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
+    for (int s = 1; s < 8; ++s)
+      t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
   }
   return t;
 }
@@ -36,7 +38,8 @@ uint32_t ExtendPortable(uint32_t crc, const char* p, size_t n) {
     b += 8;
     n -= 8;
   }
-  while (n-- > 0) crc = kTables[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
+  while (n-- > 0)
+    crc = kTables[0][(crc ^ *b++) & 0xff] ^ (crc >> 8);
   return crc;
 }
 
@@ -51,7 +54,8 @@ __attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc, const ch
     n -= 8;
   }
   auto c32 = static_cast<uint32_t>(c);
-  while (n-- > 0) c32 = __builtin_ia32_crc32qi(c32, static_cast<uint8_t>(*p++));
+  while (n-- > 0)
+    c32 = __builtin_ia32_crc32qi(c32, static_cast<uint8_t>(*p++));
   return c32;
 }
 const bool kHaveHardware = __builtin_cpu_supports("sse4.2");

@@ -12,8 +12,8 @@ struct Unit {
   std::string_view name;
   int64_t micros;
 };
-constexpr Unit kUnits[] = {{"us", 1},          {"ms", 1000},          {"s", 1000000},
-                           {"m", 60'000'000}, {"h", 3'600'000'000}};
+constexpr Unit kUnits[] = {
+    {"us", 1}, {"ms", 1000}, {"s", 1000000}, {"m", 60'000'000}, {"h", 3'600'000'000}};
 }  // namespace
 
 Result<std::chrono::microseconds> ParseDuration(std::string_view text) {
@@ -24,9 +24,10 @@ Result<std::chrono::microseconds> ParseDuration(std::string_view text) {
         fmt::format("duration '{}' is {}", text, text[0] == '-' ? "negative" : "too large"));
   }
   if (ec != std::errc() || ptr == text.data()) {
-    return Status::Error(fmt::format("'{}' is not a duration: expected a whole number "
-                                     "and a unit, like 10ms, 1s, 250us, 2m",
-                                     text));
+    return Status::Error(
+        fmt::format("'{}' is not a duration: expected a whole number "
+                    "and a unit, like 10ms, 1s, 250us, 2m",
+                    text));
   }
   std::string_view unit(ptr, static_cast<size_t>(text.data() + text.size() - ptr));
   if (number < 0) return Status::Error(fmt::format("duration '{}' is negative", text));

@@ -6,7 +6,8 @@
 namespace conv::util {
 
 void Histogram::Merge(const Histogram& other) {
-  for (int i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
+  for (int i = 0; i < kBuckets; ++i)
+    counts_[i] += other.counts_[i];
   count_ += other.count_;
   sum_ += other.sum_;
   max_ = std::max(max_, other.max_);

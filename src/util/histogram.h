@@ -31,7 +31,9 @@ class Histogram {
   uint64_t count() const { return count_; }
   uint64_t max() const { return max_; }
   uint64_t min() const { return count_ == 0 ? 0 : min_; }
-  double mean() const { return count_ == 0 ? 0 : static_cast<double>(sum_) / static_cast<double>(count_); }
+  double mean() const {
+    return count_ == 0 ? 0 : static_cast<double>(sum_) / static_cast<double>(count_);
+  }
   // The value at quantile q in [0, 1] (the upper end of its bucket, capped at max).
   uint64_t Percentile(double q) const;
 

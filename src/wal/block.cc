@@ -65,7 +65,8 @@ bool BlockReader::ValidBlockAt(uint64_t pos) const {
 
 uint64_t BlockReader::data_end() const {
   uint64_t end = data_.size();
-  while (end > valid_end_ && data_[end - 1] == '\0') --end;
+  while (end > valid_end_ && data_[end - 1] == '\0')
+    --end;
   return end;
 }
 

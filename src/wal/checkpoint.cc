@@ -78,8 +78,8 @@ util::Status CheckpointWriter::Finish() {
   ::close(fd_);
   fd_ = -1;
   if (::rename(tmp_path_.c_str(), final_path_.c_str()) != 0) {
-    return util::Status::Error(fmt::format("cannot rename '{}' to '{}': {}", tmp_path_,
-                                           final_path_, std::strerror(errno)));
+    return util::Status::Error(fmt::format("cannot rename '{}' to '{}': {}", tmp_path_, final_path_,
+                                           std::strerror(errno)));
   }
   finished_ = true;
   return FsyncDir(dir_);

@@ -16,7 +16,9 @@ std::string SegmentName(uint64_t first_window) {
   return fmt::format("wal-{:016x}.log", first_window);
 }
 
-std::string CheckpointName(uint64_t window) { return fmt::format("checkpoint-{:016x}.ckpt", window); }
+std::string CheckpointName(uint64_t window) {
+  return fmt::format("checkpoint-{:016x}.ckpt", window);
+}
 
 namespace {
 
@@ -48,8 +50,10 @@ util::Result<DirListing> ListDir(const std::string& dir) {
     std::string name = e->d_name;
     uint64_t w;
     if (ParseName(name, "wal-", ".log", &w)) out.segments.push_back({w, dir + "/" + name});
-    if (ParseName(name, "checkpoint-", ".ckpt", &w)) out.checkpoints.push_back({w, dir + "/" + name});
-    if (ParseName(name, "checkpoint-", ".ckpt.tmp", &w)) out.stale_checkpoints.push_back(dir + "/" + name);
+    if (ParseName(name, "checkpoint-", ".ckpt", &w))
+      out.checkpoints.push_back({w, dir + "/" + name});
+    if (ParseName(name, "checkpoint-", ".ckpt.tmp", &w))
+      out.stale_checkpoints.push_back(dir + "/" + name);
   }
   ::closedir(d);
   auto by_window = [](const NamedFile& a, const NamedFile& b) { return a.window < b.window; };

@@ -19,8 +19,8 @@ struct NamedFile {
   std::string path;
 };
 struct DirListing {
-  std::vector<NamedFile> segments;     // ascending window
-  std::vector<NamedFile> checkpoints;  // ascending window
+  std::vector<NamedFile> segments;             // ascending window
+  std::vector<NamedFile> checkpoints;          // ascending window
   std::vector<std::string> stale_checkpoints;  // *.ckpt.tmp left by an interrupted checkpoint
 };
 util::Result<DirListing> ListDir(const std::string& dir);

@@ -18,7 +18,8 @@ void PutClaim(std::string& out, uint32_t schema, std::string_view id, std::strin
   PutVarint(out, ts_max);
   if (!uniform) {
     int n = __builtin_popcountll(mask);
-    for (int i = 0; i < n; ++i) PutVarint(out, ts[i]);
+    for (int i = 0; i < n; ++i)
+      PutVarint(out, ts[i]);
   }
   PutStr(out, values);
 }

@@ -95,9 +95,9 @@ util::Status ReadCheckpoint(const std::string& data, const std::string& path, Re
         }
         ended = true;
       } else {
-        return util::Status::Error(fmt::format(
-            "checkpoint '{}': unexpected block type {} at offset {}", path,
-            static_cast<int>(b.type), b.offset));
+        return util::Status::Error(
+            fmt::format("checkpoint '{}': unexpected block type {} at offset {}", path,
+                        static_cast<int>(b.type), b.offset));
       }
     }
     if (!ended) {
@@ -248,9 +248,9 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
       problem_offset = reader.header_ok() ? reader.error_offset() : 0;
     }
     // A last segment whose header is short or still all zeros was being created.
-    bool unwritten = !reader.header_ok() && last &&
-                     (data->size() < kFileHeaderSize ||
-                      data->find_first_not_of('\0') == std::string::npos);
+    bool unwritten =
+        !reader.header_ok() && last &&
+        (data->size() < kFileHeaderSize || data->find_first_not_of('\0') == std::string::npos);
     if (st == ReadStatus::kTorn || unwritten) {
       if (!last) {
         st = ReadStatus::kCorrupt;  // only the newest segment can have been cut short
@@ -278,9 +278,9 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
         !s.ok()) {
       return s;
     }
-    report->warnings.push_back(fmt::format(
-        "salvage: {}: {}; kept windows up to {}, moved the rest of the file to {}", path, problem,
-        report->last_window, saved));
+    report->warnings.push_back(
+        fmt::format("salvage: {}: {}; kept windows up to {}, moved the rest of the file to {}",
+                    path, problem, report->last_window, saved));
     for (size_t k = i + 1; k < segs.size(); ++k) {
       std::string moved = segs[k].path + ".salvaged";
       ::rename(segs[k].path.c_str(), moved.c_str());

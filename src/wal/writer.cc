@@ -17,7 +17,9 @@ namespace conv::wal {
 SegmentWriter::SegmentWriter(std::string dir, WriterOptions options)
     : dir_(std::move(dir)), options_(options) {}
 
-SegmentWriter::~SegmentWriter() { Close(); }
+SegmentWriter::~SegmentWriter() {
+  Close();
+}
 
 void SegmentWriter::SetSchemaRecords(std::string records, uint64_t count) {
   schema_records_ = std::move(records);
@@ -63,8 +65,8 @@ WriteOutcome SegmentWriter::Open(uint64_t first_window, uint64_t min_bytes) {
     if (::fsync(fd) != 0) {
       int err = errno;
       ::close(fd);
-      return {WriteErrc::kIo, fmt::format("cannot fsync new segment '{}': {}", path,
-                                          std::strerror(err))};
+      return {WriteErrc::kIo,
+              fmt::format("cannot fsync new segment '{}': {}", path, std::strerror(err))};
     }
     if (auto st = FsyncDir(dir_); !st.ok()) {
       ::close(fd);
@@ -80,14 +82,14 @@ WriteOutcome SegmentWriter::Open(uint64_t first_window, uint64_t min_bytes) {
 }
 
 void SegmentWriter::BuildBlock(uint64_t window, uint64_t ops, uint64_t n_records,
-                               const std::vector<std::string_view>& fragments,
-                               bool with_schemas) {
+                               const std::vector<std::string_view>& fragments, bool with_schemas) {
   payload_.clear();
   util::PutVarint(payload_, window);
   util::PutVarint(payload_, ops);
   util::PutVarint(payload_, n_records + (with_schemas ? schema_count_ : 0));
   if (with_schemas) payload_.append(schema_records_);
-  for (std::string_view f : fragments) payload_.append(f);
+  for (std::string_view f : fragments)
+    payload_.append(f);
   block_.clear();
   AppendBlock(block_, BlockType::kWindow, payload_);
 }
