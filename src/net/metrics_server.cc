@@ -1,5 +1,7 @@
 #include "net/metrics_server.h"
 
+#include "net/listener.h"
+
 #include <fmt/format.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -54,36 +56,14 @@ MetricsServer::~MetricsServer() {
 }
 
 util::Status MetricsServer::Listen() {
-  std::string host;
-  uint16_t port;
-  if (auto st = ParseHostPort(options_.listen, &host, &port); !st.ok()) {
-    return util::Status::Error(fmt::format("--metrics-listen: {}", st.message()));
-  }
-  asio::error_code ec;
-  asio::ip::address addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) {
-    return util::Status::Error(
-        fmt::format("--metrics-listen: '{}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or "
-                    "an interface address)",
-                    host));
-  }
-  if (!addr.is_loopback() && options_.bearer_token.empty()) {
-    return util::Status::Error(fmt::format(
-        "refusing to serve metrics on {} without authentication: give --auth-token-file FILE "
-        "(scrapers then send 'Authorization: Bearer TOKEN'), or listen on 127.0.0.1",
-        options_.listen));
-  }
-  acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(ctx_);
-  asio::ip::tcp::endpoint ep(addr, port);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(ep, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    acceptor_.reset();
-    return util::Status::Error(
-        fmt::format("cannot serve metrics on {}: {}", options_.listen, ec.message()));
-  }
+  auto acceptor = OpenListener(
+      ctx_, options_.listen, "--metrics-listen", !options_.bearer_token.empty(),
+      fmt::format("refusing to serve metrics on {} without authentication: give "
+                  "--auth-token-file FILE (scrapers then send 'Authorization: Bearer TOKEN'), "
+                  "or listen on 127.0.0.1",
+                  options_.listen));
+  if (!acceptor.ok()) return acceptor.status();
+  acceptor_ = std::move(acceptor).value();
   port_ = acceptor_->local_endpoint().port();
   return util::Status::Ok();
 }

@@ -10,6 +10,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "net/listener.h"
 #include "net/session.h"
 
 namespace conv::net {
@@ -30,37 +31,14 @@ Server::~Server() {
 }
 
 util::Status Server::Listen() {
-  std::string host;
-  uint16_t port;
-  if (auto st = ParseHostPort(options_.listen, &host, &port); !st.ok()) {
-    return util::Status::Error(fmt::format("--listen: {}", st.message()));
-  }
-  asio::error_code ec;
-  asio::ip::address addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) {
-    return util::Status::Error(fmt::format(
-        "--listen: '{}' is not an IP address (use 127.0.0.1, ::1, 0.0.0.0 or an interface "
-        "address)",
-        host));
-  }
-  if (!addr.is_loopback() && options_.auth_token.empty()) {
-    return util::Status::Error(
-        fmt::format("refusing to listen on {} without authentication: anyone who can reach that "
-                    "address could write and read every entity. Give --auth-token-file FILE, or "
-                    "listen on 127.0.0.1",
-                    options_.listen));
-  }
-  acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(io_[0]->ctx);
-  asio::ip::tcp::endpoint ep(addr, port);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(ep, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    acceptor_.reset();
-    return util::Status::Error(
-        fmt::format("cannot listen on {}: {}", options_.listen, ec.message()));
-  }
+  auto acceptor = OpenListener(
+      io_[0]->ctx, options_.listen, "--listen", !options_.auth_token.empty(),
+      fmt::format("refusing to listen on {} without authentication: anyone who can reach that "
+                  "address could write and read every entity. Give --auth-token-file FILE, or "
+                  "listen on 127.0.0.1",
+                  options_.listen));
+  if (!acceptor.ok()) return acceptor.status();
+  acceptor_ = std::move(acceptor).value();
   port_ = acceptor_->local_endpoint().port();
   return util::Status::Ok();
 }
