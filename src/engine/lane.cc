@@ -53,7 +53,7 @@ void Lane::Cut(uint64_t window) {
 
 bool Lane::Congested() const {
   for (const Partition* p : partitions_) {
-    if (const_cast<Partition*>(p)->backlog().load(std::memory_order_relaxed) > kCongestedBacklog) {
+    if (p->backlog_now() > kCongestedBacklog) {
       return true;
     }
   }

@@ -83,6 +83,7 @@ class Partition {
   PartitionCounters counters() const;
   // Ops handed to this partition and not yet applied (a backpressure signal).
   std::atomic<int64_t>& backlog() { return backlog_; }
+  int64_t backlog_now() const { return backlog_.load(std::memory_order_relaxed); }
 
   // Owner thread only (public for in-process benchmarks and tests).
   void Apply(const OpBatch& batch);

@@ -22,10 +22,4 @@ util::Result<uint32_t> SourceTable::Intern(std::string_view name) {
   return id;
 }
 
-uint32_t SourceTable::Find(std::string_view name) const {
-  std::lock_guard lock(mu_);
-  auto it = ids_.find(std::string(name));
-  return it == ids_.end() ? 0 : it->second;
-}
-
 }  // namespace conv::engine

@@ -24,8 +24,6 @@ class SourceTable {
 
   // The id of `name`, registering it when new. Fails when the table is full.
   util::Result<uint32_t> Intern(std::string_view name);
-  // 0 when unknown.
-  uint32_t Find(std::string_view name) const;
   std::string_view Name(uint32_t id) const { return entries_[id].name; }
   size_t size() const { return size_.load(std::memory_order_acquire); }
 
