@@ -81,4 +81,19 @@ uint64_t ChangedFields(const Schema& schema, uint64_t a_mask, std::string_view a
   return changed;
 }
 
+std::string_view Project(const Schema& schema, uint64_t mask, std::string_view values,
+                         uint64_t field_mask, uint64_t* out_mask, std::string* scratch) {
+  if (field_mask == 0 || (mask & ~field_mask) == 0) {
+    *out_mask = mask;
+    return values;
+  }
+  std::string_view f[kMaxFields];
+  SliceFields(schema, mask, values, f);
+  scratch->clear();
+  *out_mask = mask & field_mask;
+  for (uint64_t m = *out_mask; m != 0; m &= m - 1)
+    scratch->append(f[__builtin_ctzll(m)]);
+  return *scratch;
+}
+
 }  // namespace conv::engine

@@ -52,4 +52,9 @@ class ChangeReader {
 uint64_t ChangedFields(const Schema& schema, uint64_t a_mask, std::string_view a_values,
                        uint64_t b_mask, std::string_view b_values);
 
+// The fields of a record in `field_mask` (0: all): returns their values (a view of
+// `values` when nothing is dropped, else of `*scratch`) and sets `*out_mask`.
+std::string_view Project(const Schema& schema, uint64_t mask, std::string_view values,
+                         uint64_t field_mask, uint64_t* out_mask, std::string* scratch);
+
 }  // namespace conv::engine

@@ -20,7 +20,24 @@ void Coalescer::RestoreWindow(uint64_t window) {
   counters_.last_window = counters_.durable_window = window;
 }
 
+void Coalescer::AtBoundary(std::function<void(uint64_t)> task) {
+  std::lock_guard lock(mu_);
+  tasks_.push_back(std::move(task));
+  activity_.store(true);
+  cv_.notify_all();
+}
+
 void Coalescer::MarkDurable(uint64_t w) {
+  std::deque<std::pair<uint64_t, std::vector<std::string>>> ready;
+  {
+    std::lock_guard lock(mu_);
+    while (!changes_.empty() && changes_.front().first <= w) {
+      ready.push_back(std::move(changes_.front()));
+      changes_.pop_front();
+    }
+  }
+  for (auto& [window, changes] : ready)
+    listener_->OnChanges(window, std::move(changes));
   listener_->OnDurable(w);
   std::lock_guard lock(mu_);
   durable_ = w;
@@ -42,9 +59,14 @@ void Coalescer::Run(WindowListener* listener) {
     flush_now_ = false;
     activity_.store(false);
     uint64_t w = ++started_;
+    std::vector<std::function<void(uint64_t)>> tasks;
+    tasks.swap(tasks_);
     lock.unlock();
 
+    for (auto& task : tasks)
+      task(w);
     listener->OnCut(w);
+    std::vector<std::string> changes;
     CoalescerCounters sum;
     WindowBatch batch;
     batch.window = w;
@@ -57,6 +79,7 @@ void Coalescer::Run(WindowListener* listener) {
       sum.entity_changes += seal.entity_changes;
       sum.hot_ops += seal.hot_ops;
       sum.hot_claim_changes += seal.hot_claim_changes;
+      if (!seal.changes.empty()) changes.push_back(std::move(seal.changes));
       if (durability_ == nullptr) continue;
       batch.ops += seal.ops;
       batch.records += seal.wal_records;
@@ -80,6 +103,7 @@ void Coalescer::Run(WindowListener* listener) {
       counters_.hot_ops += sum.hot_ops;
       counters_.hot_claim_changes += sum.hot_claim_changes;
       counters_.last_window = w;
+      changes_.emplace_back(w, std::move(changes));
     }
     if (durability_ == nullptr) {
       MarkDurable(w);

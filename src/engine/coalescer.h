@@ -4,7 +4,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "engine/durability.h"
 #include "engine/queues.h"
@@ -21,6 +25,10 @@ class WindowListener {
   virtual void OnCut(uint64_t w) = 0;
   // Every op that a lane sent before its Cut(w) is applied and durable.
   virtual void OnDurable(uint64_t w) = 0;
+  // Window `w` is durable; `changes` are its entity changes of watched schemas
+  // (changes.h, one string per partition that had some). Called for every window,
+  // in order, before OnDurable of the same window.
+  virtual void OnChanges(uint64_t w, std::vector<std::string> changes) {}
 };
 
 struct CoalescerCounters {
@@ -48,6 +56,11 @@ class Coalescer {
   void RestoreWindow(uint64_t window);
   // Called (by the durability thread, or by Run without a log) when `w` is durable.
   void MarkDurable(uint64_t w);
+  // Any thread: runs `task(w)` on the coalescer thread when window w starts to close,
+  // before any lane is asked to cut it, and opens a window soon if none is open.
+  // So every partition is still in w when the task runs: what it hands them for
+  // window w applies exactly at the end of w.
+  void AtBoundary(std::function<void(uint64_t)> task);
 
   // The coalescer thread's body; returns after Stop().
   void Run(WindowListener* listener);
@@ -77,11 +90,14 @@ class Coalescer {
   std::atomic<bool> activity_{false};
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;           // guarded by mu_
-  bool flush_now_ = false;      // guarded by mu_
-  uint64_t started_ = 0;        // guarded by mu_: last window whose cut began
-  uint64_t durable_ = 0;        // guarded by mu_
-  CoalescerCounters counters_;  // guarded by mu_
+  bool stop_ = false;                                 // guarded by mu_
+  bool flush_now_ = false;                            // guarded by mu_
+  uint64_t started_ = 0;                              // guarded by mu_: last window whose cut began
+  uint64_t durable_ = 0;                              // guarded by mu_
+  CoalescerCounters counters_;                        // guarded by mu_
+  std::vector<std::function<void(uint64_t)>> tasks_;  // guarded by mu_
+  // Closed windows' changes waiting for their window to be durable.
+  std::deque<std::pair<uint64_t, std::vector<std::string>>> changes_;  // guarded by mu_
 };
 
 }  // namespace conv::engine

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <unordered_map>
 
@@ -54,6 +55,7 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
   for (uint32_t p = 0; p < options.partitions; ++p) {
     partitions_.push_back(std::make_unique<Partition>(p, schemas, sources, options.lanes, &seals_,
                                                       durability_ != nullptr));
+    partitions_.back()->set_resume_retention(options.resume_retention);
   }
   for (uint32_t l = 0; l < options.lanes; ++l) {
     lanes_.push_back(std::make_unique<Lane>(l, partitions_, &coalescer_));
@@ -90,13 +92,13 @@ class RecoverySink : public wal::RecordVisitor {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreClaim(r, src);
+    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreClaim(r, src, window_);
   }
   void OnRetract(const wal::RetractRecord& r) override {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreRetract(r.schema, r.id, src);
+    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreRetract(r.schema, r.id, src, window_);
   }
   void OnSource(const wal::SourceRecord& r) override {
     uint32_t src = Source(r.source);
@@ -105,6 +107,7 @@ class RecoverySink : public wal::RecordVisitor {
     if (r.seq > m) m = r.seq;
   }
   void OnSchema(const wal::SchemaRecord&) override {}  // reconciled before recovery
+  void OnWindow(uint64_t window) override { window_ = window; }
 
   std::unordered_map<uint32_t, uint64_t> marks;
   std::string error;
@@ -134,6 +137,7 @@ class RecoverySink : public wal::RecordVisitor {
   }
 
   std::vector<std::pair<std::string, uint32_t>> cache_;
+  uint64_t window_ = 0;  // of the block being replayed; 0 in the checkpoint
 
   Engine& engine_;
   std::vector<std::unique_ptr<Partition>>& partitions_;
@@ -156,6 +160,8 @@ util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
   }
   durability_->RestoreMark(0, 0, report->last_window);
   coalescer_.RestoreWindow(report->last_window);
+  // Deletions before the checkpoint left no tombstones.
+  if (report->used_checkpoint) recovered_from_ = report->checkpoint_window;
   return util::Status::Ok();
 }
 
@@ -198,6 +204,39 @@ void Engine::Stop() {
     durability_->Stop();
     if (durability_thread_.joinable()) durability_thread_.join();
   }
+}
+
+void Engine::StartFeed(uint32_t schema, std::vector<std::shared_ptr<FeedWalk>> walks,
+                       std::function<void(uint64_t)> on_start) {
+  coalescer_.AtBoundary(
+      [this, schema, walks = std::move(walks), on_start = std::move(on_start)](uint64_t w) mutable {
+        for (size_t p = 0; p < partitions_.size(); ++p) {
+          FeedRequest r;
+          r.schema = schema;
+          r.watch = 1;
+          if (!walks.empty()) r.walk = std::move(walks[p]);
+          partitions_[p]->AddFeedRequest(w, std::move(r));
+        }
+        on_start(w);
+      });
+}
+
+void Engine::StopFeed(uint32_t schema) {
+  coalescer_.AtBoundary([this, schema](uint64_t w) {
+    for (auto& p : partitions_) {
+      FeedRequest r;
+      r.schema = schema;
+      r.watch = -1;
+      p->AddFeedRequest(w, std::move(r));
+    }
+  });
+}
+
+uint64_t Engine::retained_from() const {
+  uint64_t r = recovered_from_;
+  for (const auto& p : partitions_)
+    r = std::max(r, p->retained_from());
+  return r;
 }
 
 uint32_t Engine::PartitionOf(uint32_t schema, std::string_view id) const {

@@ -31,6 +31,8 @@ struct EngineOptions {
   bool fsync = true;  // false: --fsync none
   uint64_t segment_bytes = 64ull << 20;
   std::chrono::microseconds checkpoint_interval{60'000'000};  // 0: no background checkpoints
+  // How long deleted entities are remembered for subscribers resuming from a window.
+  std::chrono::microseconds resume_retention{600'000'000};
   util::Logger* log = nullptr;
   // Called on the WAL thread when a write or fdatasync fails for any reason but a
   // full disk; must not return normally into the engine (default: log and abort).
@@ -74,6 +76,22 @@ class Engine {
   Lane& lane(size_t i) { return *lanes_[i]; }
   size_t lane_count() const { return lanes_.size(); }
   uint32_t PartitionOf(uint32_t schema, std::string_view id) const;
+  uint32_t partition_count() const { return static_cast<uint32_t>(partitions_.size()); }
+
+  // The change feed (feed.h). Any thread. At the next window boundary W, every
+  // partition starts reporting `schema`'s changes from window W+1 on and starts
+  // walks[p] (when `walks` is not empty: one per partition) over its state at the
+  // end of W; then `on_start(W)` runs (on the coalescer thread).
+  void StartFeed(uint32_t schema, std::vector<std::shared_ptr<FeedWalk>> walks,
+                 std::function<void(uint64_t)> on_start);
+  // A subscription on `schema` ended: one watcher fewer from the next boundary.
+  void StopFeed(uint32_t schema);
+  // A walk's consumer took output from partition p's walk.
+  void WakePartition(uint32_t p) { partitions_[p]->Wake(); }
+  // Resuming from a window older than this cannot be a delta: tombstones of later
+  // deletions may be gone (retention ran out, or only a checkpoint survived).
+  uint64_t retained_from() const;
+  uint64_t last_window() const { return coalescer_.counters().last_window; }
   // Any thread.
   bool Query(const Schema& schema, std::string_view id, bool with_claims, QueryResult* out) const;
   // True while the log cannot be written for lack of space: refuse writes.
@@ -97,6 +115,7 @@ class Engine {
   std::vector<std::thread> threads_;
   std::thread durability_thread_;
   std::thread checkpoint_thread_;
+  uint64_t recovered_from_ = 0;  // checkpoint window recovery started from
 };
 
 // The SCHEMA records of `schemas`, for the head of segments and checkpoints.

@@ -9,11 +9,14 @@
 
 namespace conv::engine {
 
-// An entity is its list of live claims. It exists while the list is non-empty.
+// An entity is its list of live claims. It exists while the list is non-empty; an
+// entry with no claims is a tombstone, kept for resuming subscribers (partition.h).
 // Owned by exactly one partition thread; see partition.h for who may read it.
 struct Entity {
-  Claim* claims = nullptr;  // ordered by source id
-  uint32_t dirty = 0;       // 1 + index in the partition's dirty list; 0 = clean this window
+  Claim* claims = nullptr;   // ordered by source id
+  uint32_t dirty = 0;        // 1 + index in the partition's dirty list; 0 = clean this window
+  bool tomb_queued = false;  // has an entry in the partition's tombstone queue
+  uint64_t window = 0;       // last window that changed it (0: unknown, before recovery)
 };
 
 Claim* FindClaim(const Entity& e, uint32_t source);

@@ -41,14 +41,26 @@ void Lane::Flush() {
 }
 
 void Lane::Cut(uint64_t window) {
+  PartitionMsg msg;
+  msg.kind = PartitionMsg::Kind::kCut;
+  msg.window = window;
+  Broadcast(msg);
+}
+
+void Lane::RetractSource(uint32_t source, uint64_t ts) {
+  PartitionMsg msg;
+  msg.kind = PartitionMsg::Kind::kRetractSource;
+  msg.source = source;
+  msg.window = ts;
+  Broadcast(msg);
+  coalescer_->NoteActivity();
+}
+
+void Lane::Broadcast(PartitionMsg msg) {
   Flush();
-  for (size_t p = 0; p < partitions_.size(); ++p) {
-    PartitionMsg msg;
-    msg.kind = PartitionMsg::Kind::kCut;
-    msg.lane = index_;
-    msg.window = window;
+  msg.lane = index_;
+  for (size_t p = 0; p < partitions_.size(); ++p)
     partitions_[p]->queue().enqueue(tokens_[p], msg);
-  }
 }
 
 bool Lane::Congested() const {

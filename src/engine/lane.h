@@ -33,11 +33,17 @@ class Lane {
   // Asks for a window to close soon even if no op was added (SYNC, duplicates and
   // rejected ops need one for their acknowledgement).
   void RequestWindow() { coalescer_->NoteActivity(); }
+  // Every partition retracts all claims of `source` (whose lease ran out) in the
+  // open window, after everything this lane sent before.
+  void RetractSource(uint32_t source, uint64_t ts);
   // True when some partition has more than kCongestedBacklog ops waiting.
   bool Congested() const;
   uint32_t index() const { return index_; }
 
  private:
+  // Sends `msg` to every partition after everything added so far.
+  void Broadcast(PartitionMsg msg);
+
   const uint32_t index_;
   std::vector<Partition*> partitions_;
   std::vector<moodycamel::ProducerToken> tokens_;

@@ -5,23 +5,23 @@
 #include <limits>
 
 #include "engine/changes.h"
+#include "util/clock.h"
 #include "wal/records.h"
 
 namespace conv::engine {
 
 Partition::Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources,
-                     size_t lanes, SealQueue* seals, bool log_changes,
-                     const std::atomic<uint32_t>* watch)
+                     size_t lanes, SealQueue* seals, bool log_changes)
     : index_(index),
       schemas_(schemas),
       sources_(sources),
       lanes_(lanes),
       seals_(seals),
       log_changes_(log_changes),
-      watch_(watch),
       maps_(schemas.size() + 1),
       lane_cut_(lanes, false),
-      parked_(lanes) {}
+      parked_(lanes),
+      watch_(schemas.size() + 1, 0) {}
 
 Partition::~Partition() {
   for (auto& map : maps_) {
@@ -41,7 +41,9 @@ void Partition::Run() {
   moodycamel::ConsumerToken token(queue_);
   PartitionMsg msgs[32];
   for (;;) {
-    size_t n = queue_.wait_dequeue_bulk(token, msgs, std::size(msgs));
+    // A walk with room for output goes on between bulks, so do not block then.
+    size_t n = WalkRunnable() ? queue_.try_dequeue_bulk(token, msgs, std::size(msgs))
+                              : queue_.wait_dequeue_bulk(token, msgs, std::size(msgs));
     for (size_t i = 0; i < n; ++i) {
       if (msgs[i].kind == PartitionMsg::Kind::kStop) {
         for (size_t k = i + 1; k < n; ++k)
@@ -54,7 +56,8 @@ void Partition::Run() {
       }
       Handle(msgs[i]);
     }
-    ServeControl();  // requests jump the queue: served between bulks
+    ServeControl();                       // requests jump the queue: served between bulks
+    if (!walks_.empty()) AdvanceWalks();  // one chunk each, between bulks
   }
 }
 
@@ -63,6 +66,223 @@ void Partition::RequestSnapshot(SnapshotRequest* req) {
   PartitionMsg wake;
   wake.kind = PartitionMsg::Kind::kControl;
   queue_.enqueue(wake);  // for an idle partition; a busy one looks between bulks
+}
+
+void Partition::AddFeedRequest(uint64_t window, FeedRequest r) {
+  std::lock_guard lock(feed_mu_);
+  feed_requests_.emplace_back(window, std::move(r));
+  has_feed_requests_.store(true, std::memory_order_release);
+}
+
+void Partition::Wake() {
+  PartitionMsg wake;
+  wake.kind = PartitionMsg::Kind::kControl;
+  queue_.enqueue(wake);
+}
+
+void Partition::Watch(uint32_t schema, int delta) {
+  watch_[schema] = static_cast<uint32_t>(static_cast<int>(watch_[schema]) + delta);
+}
+
+void Partition::ApplyFeedRequests(uint64_t window) {
+  if (!has_feed_requests_.load(std::memory_order_acquire)) return;
+  std::vector<std::pair<uint64_t, FeedRequest>> due;
+  {
+    std::lock_guard lock(feed_mu_);
+    auto keep = std::stable_partition(feed_requests_.begin(), feed_requests_.end(),
+                                      [&](const auto& r) { return r.first > window; });
+    for (auto it = keep; it != feed_requests_.end(); ++it)
+      due.push_back(std::move(*it));
+    feed_requests_.erase(keep, feed_requests_.end());
+    has_feed_requests_.store(!feed_requests_.empty(), std::memory_order_release);
+  }
+  for (auto& [w, r] : due) {
+    Watch(r.schema, r.watch);
+    if (r.walk == nullptr) continue;
+    if (r.walk->since != 0 && r.walk->since < retained_from_.load(std::memory_order_relaxed)) {
+      {
+        std::lock_guard lock(r.walk->mu);
+        r.walk->too_old = r.walk->done = r.walk->started = true;
+      }
+      if (r.walk->on_progress) r.walk->on_progress();
+      continue;
+    }
+    {
+      std::lock_guard lock(r.walk->mu);
+      r.walk->started = true;
+    }
+    if (r.walk->on_progress) r.walk->on_progress();
+    Freeze();
+    ActiveWalk a;
+    a.walk = std::move(r.walk);
+    walks_.push_back(std::move(a));
+  }
+}
+
+bool Partition::WalkRunnable() const {
+  for (const ActiveWalk& a : walks_) {
+    if (a.walk->cancelled.load(std::memory_order_relaxed)) return true;
+    std::lock_guard lock(a.walk->mu);
+    if (a.walk->buffered < FeedWalk::kMaxBufferedBytes) return true;
+  }
+  return false;
+}
+
+void Partition::AdvanceWalks() {
+  for (size_t i = 0; i < walks_.size();) {
+    bool room;
+    if (walks_[i].walk->cancelled.load(std::memory_order_relaxed)) {
+      Unfreeze();
+      walks_.erase(walks_.begin() + static_cast<ptrdiff_t>(i));
+      continue;
+    }
+    {
+      std::lock_guard lock(walks_[i].walk->mu);
+      room = walks_[i].walk->buffered < FeedWalk::kMaxBufferedBytes;
+    }
+    if (!room) {
+      ++i;
+    } else if (AdvanceWalk(walks_[i])) {
+      walks_.erase(walks_.begin() + static_cast<ptrdiff_t>(i));
+    }
+  }
+}
+
+namespace {
+constexpr size_t kWalkChunkBuckets = 4096;
+constexpr size_t kWalkChunkBytes = 64 * 1024;
+}  // namespace
+
+bool Partition::AdvanceWalk(ActiveWalk& a) {
+  FeedWalk& w = *a.walk;
+  const EntityMap& map = maps_[w.schema];
+  std::string chunk;
+  for (size_t n = 0;
+       a.bucket < map.bucket_count() && n < kWalkChunkBuckets && chunk.size() < kWalkChunkBytes;
+       ++n, ++a.bucket) {
+    for (auto it = map.begin(a.bucket); it != map.end(a.bucket); ++it) {
+      if (!it->first.starts_with(w.prefix)) continue;
+      if (!a.captured.empty()) {
+        if (auto c = a.captured.find(it->first); c != a.captured.end()) {
+          a.captured.erase(c);  // its state at the walk's window is out already
+          continue;
+        }
+      }
+      EmitWalkEntry(w, it->first, it->second, &chunk);
+    }
+  }
+  bool done = a.bucket >= map.bucket_count();
+  {
+    std::lock_guard lock(w.mu);
+    if (!chunk.empty()) {
+      w.buffered += chunk.size();
+      w.chunks.push_back(std::move(chunk));
+    }
+    w.done = done;
+  }
+  if (w.on_progress) w.on_progress();
+  if (done) Unfreeze();
+  return done;
+}
+
+void Partition::EmitWalkEntry(const FeedWalk& w, std::string_view id, const Entity& e,
+                              std::string* out) {
+  ChangeView c;
+  c.schema = w.schema;
+  c.id = id;
+  if (e.claims != nullptr) {
+    if (w.since != 0 && e.window <= w.since) return;
+    Converge(*schemas_.Find(w.schema), e.claims, sources_, &scratch_);
+    c.kind = ChangeKind::kUpsert;
+    c.mask = scratch_.mask;
+    c.values = scratch_.values;
+    c.ts = scratch_.ts_max;
+  } else {
+    if (w.since == 0 || e.window <= w.since) return;  // a tombstone the reader cannot hold
+    c.kind = ChangeKind::kDelete;
+  }
+  AppendChange(*out, c);
+}
+
+void Partition::Capture(uint32_t schema, std::string_view id, const Entity& e) {
+  std::string key;
+  for (ActiveWalk& a : walks_) {
+    FeedWalk& w = *a.walk;
+    if (w.schema != schema || !id.starts_with(w.prefix)) continue;
+    if (key.empty()) key.assign(id);
+    if (maps_[schema].bucket(key) < a.bucket) continue;  // visited already
+    if (!a.captured.emplace(id).second) continue;
+    std::string chunk;
+    EmitWalkEntry(w, id, e, &chunk);
+    if (chunk.empty()) continue;
+    {
+      std::lock_guard lock(w.mu);
+      w.buffered += chunk.size();
+      w.chunks.push_back(std::move(chunk));
+    }
+    if (w.on_progress) w.on_progress();
+  }
+}
+
+void Partition::Freeze() {
+  // With no rehash, every entity sits in a bucket a walk has either passed or not
+  // reached yet, never moved between the two.
+  if (frozen_++ == 0) {
+    for (auto& map : maps_)
+      map.max_load_factor(std::numeric_limits<float>::max());
+  }
+}
+
+void Partition::Unfreeze() {
+  if (--frozen_ == 0) {
+    for (auto& map : maps_)
+      map.max_load_factor(1.0f);
+  }
+}
+
+void Partition::RetractSource(uint32_t source, uint64_t ts) {
+  std::lock_guard lock(mu_);
+  for (uint32_t schema = 1; schema < maps_.size(); ++schema) {
+    for (auto& [id, e] : maps_[schema]) {
+      if (FindClaim(e, source) == nullptr) continue;
+      Dirty& d = Touch(e, schema, id);
+      Uninstall(e, source);
+      Note(d, source, ts);
+      Add(retracts_, 1);
+    }
+  }
+}
+
+void Partition::PruneTombstones() {
+  if (tombstones_.empty() || !walks_.empty()) return;  // a resume walk may still need them
+  uint64_t now = util::WallMicros();
+  while (!tombstones_.empty() && tombstones_.front().at_us + retention_us_ <= now) {
+    Tombstone t = std::move(tombstones_.front());
+    tombstones_.pop_front();
+    EntityMap& map = maps_[t.schema];
+    auto it = map.find(t.id);
+    if (it == map.end()) continue;
+    Entity& e = it->second;
+    if (e.claims != nullptr || e.dirty != 0) {
+      e.tomb_queued = false;  // alive again: nothing to forget
+    } else if (e.window != t.window) {
+      // Deleted again since it was queued: its retention starts over.
+      tombstones_.push_back({t.schema, std::move(t.id), e.window, now});
+    } else {
+      map.erase(it);
+      if (t.window > retained_from_.load(std::memory_order_relaxed)) {
+        retained_from_.store(t.window, std::memory_order_relaxed);
+      }
+    }
+  }
+}
+
+void Partition::QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now) {
+  // One queue entry per entity at most: the queue is bounded by the ids deleted
+  // within the retention, however often each is deleted.
+  if (e.tomb_queued) return;
+  e.tomb_queued = true;
+  tombstones_.push_back({schema, std::string(id), e.window, now});
 }
 
 void Partition::ServeControl() {
@@ -87,6 +307,8 @@ void Partition::Handle(const PartitionMsg& m) {
       lane_cut_[m.lane] = true;
       if (++cuts_seen_ < lanes_) break;
       seals_->enqueue(Seal(m.window));
+      ApplyFeedRequests(m.window);  // at the boundary: nothing of the next window applied
+      PruneTombstones();
       std::fill(lane_cut_.begin(), lane_cut_.end(), false);
       // What lanes sent after their cut is the next window's: apply it now, in order.
       for (auto& q : parked_) {
@@ -100,6 +322,9 @@ void Partition::Handle(const PartitionMsg& m) {
     }
     case PartitionMsg::Kind::kControl:
       ServeControl();
+      break;
+    case PartitionMsg::Kind::kRetractSource:
+      RetractSource(m.source, m.window);
       break;
     case PartitionMsg::Kind::kStop:
       break;
@@ -187,6 +412,7 @@ bool Partition::Uninstall(Entity& e, uint32_t source) {
 
 Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view id) {
   if (e.dirty != 0) return dirty_[e.dirty - 1];
+  if (!walks_.empty()) Capture(schema, id, e);
   if (dirty_count_ == dirty_.size()) dirty_.emplace_back();
   Dirty& d = dirty_[dirty_count_++];
   d.schema = schema;
@@ -194,7 +420,7 @@ Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view 
   d.sources.clear();
   d.ts_max = 0;
   d.ops = 0;
-  d.watched = watch_ != nullptr && watch_[schema].load(std::memory_order_relaxed) > 0;
+  d.watched = watch_[schema] > 0;
   d.had_prev = false;
   if (d.watched && e.claims != nullptr) {
     d.had_prev = true;
@@ -255,6 +481,7 @@ PartitionSeal Partition::Seal(uint64_t window) {
   }
   window_sources_.clear();
   std::lock_guard lock(mu_);
+  uint64_t now = 0;
   for (size_t i = 0; i < dirty_count_; ++i) {
     Dirty& d = dirty_[i];
     EntityMap& map = maps_[d.schema];
@@ -266,7 +493,12 @@ PartitionSeal Partition::Seal(uint64_t window) {
     }
     if (d.watched) EmitChange(d, it->second, &seal);
     it->second.dirty = 0;
-    if (it->second.claims == nullptr) map.erase(it);
+    it->second.window = window;
+    if (it->second.claims == nullptr) {
+      // Kept as a tombstone: a subscriber resuming from an earlier window is told.
+      if (now == 0) now = util::WallMicros();
+      QueueTombstone(d.schema, d.id, it->second, now);
+    }
   }
   dirty_count_ = 0;
   window_ops_ = 0;
@@ -292,11 +524,7 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
   req->count = 0;
   std::lock_guard lock(mu_);
   if (!snapshotting_) {
-    // Freeze the bucket layout while the snapshot walks it: with no rehash, every
-    // entity present at the start sits in a bucket the cursor has yet to reach or
-    // has passed, never moved between the two.
-    for (auto& map : maps_)
-      map.max_load_factor(std::numeric_limits<float>::max());
+    Freeze();  // the bucket layout holds still while the snapshot walks it
     snapshotting_ = true;
   }
   size_t buckets_done = 0;
@@ -320,27 +548,33 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
   }
   if (req->schema >= maps_.size()) {
     req->done = true;
-    for (auto& map : maps_)
-      map.max_load_factor(1.0f);
+    Unfreeze();
     snapshotting_ = false;
   }
   req->ready.signal();
 }
 
-void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source) {
+void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
   EntityMap& map = maps_[r.schema];
   auto it = map.find(r.id);
   if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
   Entity& e = it->second;
+  e.window = window;
   Install(e, r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
                        : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values));
 }
 
-void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source) {
+void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source,
+                               uint64_t window) {
   EntityMap& map = maps_[schema];
   auto it = map.find(id);
-  if (it == map.end()) return;
-  if (Uninstall(it->second, source) && it->second.claims == nullptr) map.erase(it);
+  if (it == map.end()) it = map.emplace(std::string(id), Entity{}).first;
+  Uninstall(it->second, source);
+  it->second.window = window;
+  if (it->second.claims == nullptr) {
+    // A tombstone, as at run time; its retention counts from the restart.
+    QueueTombstone(schema, id, it->second, util::WallMicros());
+  }
 }
 
 void Partition::RestoreMark(uint32_t source, uint64_t seq) {

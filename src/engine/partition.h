@@ -1,15 +1,18 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/entity.h"
+#include "engine/feed.h"
 #include "engine/queues.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
@@ -59,11 +62,8 @@ class Partition {
 
   // `lanes`: how many lanes send cut markers; a window closes when all have.
   // `log_changes`: whether seals carry the WAL records of the window's changes.
-  // `watch`: by schema id, how many subscriptions want that schema's changes (null:
-  // none ever); for watched schemas seals carry the entity changes (changes.h).
   Partition(uint32_t index, const SchemaSet& schemas, const SourceTable& sources, size_t lanes,
-            SealQueue* seals, bool log_changes = false,
-            const std::atomic<uint32_t>* watch = nullptr);
+            SealQueue* seals, bool log_changes = false);
   ~Partition();
   Partition(const Partition&) = delete;
   Partition& operator=(const Partition&) = delete;
@@ -73,7 +73,18 @@ class Partition {
   // is filled). Served ahead of queued ops, between two bulks of them, so that a
   // checkpoint does not wait behind a writers' backlog.
   void RequestSnapshot(SnapshotRequest* req);
+  // Any thread: applies `r` when window `window` is sealed, before anything of the
+  // next window (REQUIRES: `window` is not sealed yet; Engine::StartFeed ensures it).
+  void AddFeedRequest(uint64_t window, FeedRequest r);
+  // Any thread: a walk's consumer took its output; the walk may go on.
+  void Wake();
   uint32_t index() const { return index_; }
+  // Before Run(): deleted entities are kept as tombstones this long, for resuming
+  // subscribers.
+  void set_resume_retention(std::chrono::microseconds d) { retention_us_ = d.count(); }
+  // Any thread: the newest window whose tombstones were dropped (resuming from an
+  // older window cannot be a delta).
+  uint64_t retained_from() const { return retained_from_.load(std::memory_order_relaxed); }
 
   // The partition thread's body: applies messages until kStop.
   void Run();
@@ -89,11 +100,19 @@ class Partition {
   void Apply(const OpBatch& batch);
   PartitionSeal Seal(uint64_t window);
   void FillSnapshot(SnapshotRequest* req);
+  // Subscriptions on `schema` change by `delta`; seals carry the entity changes
+  // (changes.h) of schemas with a positive count.
+  void Watch(uint32_t schema, int delta);
+  // Retracts every claim `source` holds here, as ops of the open window would.
+  void RetractSource(uint32_t source, uint64_t ts);
+  // Runs walks until each is finished or paused for its consumer (tests).
+  void AdvanceWalks();
 
-  // Recovery, before Run(): install a logged claim state, remove a claim, and set
-  // every source's seq mark.
-  void RestoreClaim(const wal::ClaimRecord& r, uint32_t source);
-  void RestoreRetract(uint32_t schema, std::string_view id, uint32_t source);
+  // Recovery, before Run(): install a logged claim state, remove a claim (`window`:
+  // the log window holding the record; 0 for a checkpoint's), and set every
+  // source's seq mark.
+  void RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window = 0);
+  void RestoreRetract(uint32_t schema, std::string_view id, uint32_t source, uint64_t window = 0);
   void RestoreMark(uint32_t source, uint64_t seq);
 
  private:
@@ -114,8 +133,34 @@ class Partition {
     ConvergedRecord prev;
   };
 
+  struct ActiveWalk {
+    std::shared_ptr<FeedWalk> walk;
+    size_t bucket = 0;  // next bucket of the schema's map to visit
+    // Ids at or past the cursor whose state at the walk's window was already taken
+    // (or found absent) when they were first touched.
+    std::unordered_set<std::string, StringHash, std::equal_to<>> captured;
+  };
+  struct Tombstone {
+    uint32_t schema;
+    std::string id;
+    uint64_t window;
+    uint64_t at_us;
+  };
+
   void Handle(const PartitionMsg& m);
   void ServeControl();
+  void ApplyFeedRequests(uint64_t window);
+  bool WalkRunnable() const;
+  // One chunk of `a`; true when the walk is finished.
+  bool AdvanceWalk(ActiveWalk& a);
+  // Before the first change to `e` after some walks' window: hands its state at
+  // that window to the walks that have not visited it yet.
+  void Capture(uint32_t schema, std::string_view id, const Entity& e);
+  void EmitWalkEntry(const FeedWalk& w, std::string_view id, const Entity& e, std::string* out);
+  void PruneTombstones();
+  void QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now);
+  void Freeze();
+  void Unfreeze();
   void ApplyOne(const OpView& op);
   void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
@@ -138,7 +183,6 @@ class Partition {
   const size_t lanes_;
   SealQueue* seals_;
   const bool log_changes_;
-  const std::atomic<uint32_t>* watch_;
   PartitionQueue queue_;
   moodycamel::ConcurrentQueue<SnapshotRequest*> control_;
   ConvergedRecord scratch_;  // owner thread: the converged state at seal
@@ -156,7 +200,17 @@ class Partition {
   std::vector<std::deque<PartitionMsg>> parked_;  // by lane: messages after its cut
   std::vector<uint64_t> window_mark_;             // by source: highest seq this window
   std::vector<uint32_t> window_sources_;          // sources with window_mark_ set
-  bool snapshotting_ = false;
+  bool snapshotting_ = false;                     // a checkpoint walk is in progress
+  int frozen_ = 0;                                // walks in progress: no rehash meanwhile
+
+  std::vector<uint32_t> watch_;  // by schema id: subscriptions watching it
+  std::vector<ActiveWalk> walks_;
+  std::mutex feed_mu_;
+  std::vector<std::pair<uint64_t, FeedRequest>> feed_requests_;  // guarded by feed_mu_
+  std::atomic<bool> has_feed_requests_{false};
+  std::deque<Tombstone> tombstones_;  // in time order; at most one per entity
+  uint64_t retention_us_ = 600'000'000;
+  std::atomic<uint64_t> retained_from_{0};
 
   std::atomic<int64_t> backlog_{0};
   std::atomic<uint64_t> applied_{0}, asserts_{0}, patches_{0}, retracts_{0}, duplicates_{0},

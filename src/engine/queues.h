@@ -38,14 +38,16 @@ struct SnapshotRequest {
 struct PartitionMsg {
   static constexpr uint32_t kNoLane = std::numeric_limits<uint32_t>::max();
   enum class Kind : uint8_t {
-    kOps,      // apply `batch` (owned by the message; the partition deletes it)
-    kCut,      // the sending lane has sent everything of `window`
-    kControl,  // wake up: a request waits in the partition's control queue
-    kStop,     // leave the thread loop
+    kOps,            // apply `batch` (owned by the message; the partition deletes it)
+    kCut,            // the sending lane has sent everything of `window`
+    kControl,        // wake up: a request waits, or a walk may go on (feed.h)
+    kRetractSource,  // retract every claim of `source` (its lease ran out)
+    kStop,           // leave the thread loop
   };
   Kind kind = Kind::kOps;
-  uint32_t lane = kNoLane;  // sender, for kOps and kCut
-  uint64_t window = 0;
+  uint32_t lane = kNoLane;  // sender, for kOps, kCut and kRetractSource
+  uint32_t source = 0;      // kRetractSource
+  uint64_t window = 0;      // kCut; the retraction's ts for kRetractSource
   OpBatch* batch = nullptr;
 };
 using PartitionQueue = moodycamel::BlockingConcurrentQueue<PartitionMsg>;

@@ -23,7 +23,6 @@ struct Rig {
   engine::SchemaSet schemas;
   engine::SourceTable sources;
   engine::SealQueue seals;
-  std::unique_ptr<std::atomic<uint32_t>[]> watch;
   std::unique_ptr<engine::Partition> partition;
   const engine::Schema* player;
   uint32_t a, b;
@@ -32,12 +31,8 @@ struct Rig {
 
   explicit Rig(bool watched = true) {
     REQUIRE(schemas.AddFromText("device serial:string temp:f64", "test").ok());
-    watch = std::make_unique<std::atomic<uint32_t>[]>(schemas.size() + 1);
-    for (size_t i = 0; i <= schemas.size(); ++i)
-      watch[i] = 0;
-    if (watched) watch[engine::kPlayerSchemaId] = 1;
-    partition =
-        std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, false, watch.get());
+    partition = std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, false);
+    if (watched) partition->Watch(engine::kPlayerSchemaId, 1);
     player = schemas.Find(engine::kPlayerSchemaId);
     a = *sources.Intern("a");
     b = *sources.Intern("b");
