@@ -30,6 +30,16 @@ std::string_view FrameTypeName(uint8_t type) {
       return "QUERY";
     case FrameType::kResult:
       return "RESULT";
+    case FrameType::kSubscribe:
+      return "SUBSCRIBE";
+    case FrameType::kUnsubscribe:
+      return "UNSUBSCRIBE";
+    case FrameType::kSnapshot:
+      return "SNAPSHOT";
+    case FrameType::kSnapshotEnd:
+      return "SNAPSHOT_END";
+    case FrameType::kNotify:
+      return "NOTIFY";
     case FrameType::kSync:
       return "SYNC";
     case FrameType::kSynced:
@@ -183,6 +193,120 @@ void EncodeStatsReply(std::string& out, uint64_t req, const StatList& stats) {
   EndFrame(out, b);
 }
 
+void EncodeSubscribe(std::string& out, const Subscribe& m) {
+  size_t b = BeginFrame(out, FrameType::kSubscribe);
+  PutVarint(out, m.sub);
+  PutVarint(out, m.schema_id);
+  PutStr(out, m.id_prefix);
+  PutVarint(out, m.field_mask);
+  PutU8(out, m.flags);
+  PutVarint(out, m.resume_window);
+  PutVarint(out, m.interval_ms);
+  EndFrame(out, b);
+}
+
+void EncodeSnapshotEnd(std::string& out, const SnapshotEnd& m) {
+  size_t b = BeginFrame(out, FrameType::kSnapshotEnd);
+  PutVarint(out, m.sub);
+  PutVarint(out, m.total);
+  PutVarint(out, m.window);
+  PutU8(out, m.reset ? 1 : 0);
+  EndFrame(out, b);
+}
+
+void AppendSnapshotEntry(std::string& body, uint8_t kind, std::string_view id, uint64_t mask,
+                         std::string_view values) {
+  PutU8(body, kind);
+  PutStr(body, id);
+  PutVarint(body, mask);
+  body.append(values);
+}
+
+void AppendNotifyChange(std::string& body, uint8_t kind, std::string_view id, uint64_t changed_mask,
+                        uint64_t ts, uint64_t mask, std::string_view values, bool include_prev,
+                        bool had_prev, uint64_t prev_mask, std::string_view prev_values) {
+  PutU8(body, kind);
+  PutStr(body, id);
+  PutVarint(body, changed_mask);
+  PutVarint(body, ts);
+  PutVarint(body, mask);
+  body.append(values);
+  if (!include_prev) return;
+  PutU8(body, had_prev ? 1 : 0);
+  if (!had_prev) return;
+  PutVarint(body, prev_mask);
+  body.append(prev_values);
+}
+
+namespace {
+
+// Writes u32 length and the type of a frame whose payload is `payload_bytes` long.
+void PutFrameHeader(std::string& out, FrameType type, size_t payload_bytes) {
+  util::PutFixed32(out, static_cast<uint32_t>(1 + payload_bytes));
+  PutU8(out, static_cast<uint8_t>(type));
+}
+
+// A record held as mask + values; an empty string stands for the empty record.
+void PutRecord(std::string& out, std::string_view record) {
+  if (record.empty()) {
+    PutVarint(out, 0);
+  } else {
+    out.append(record);
+  }
+}
+
+}  // namespace
+
+void EncodeSnapshotHeader(std::string& out, uint64_t sub, uint64_t n, size_t body_bytes) {
+  PutFrameHeader(out, FrameType::kSnapshot,
+                 util::VarintLength(sub) + util::VarintLength(n) + body_bytes);
+  PutVarint(out, sub);
+  PutVarint(out, n);
+}
+
+void EncodeNotifyHeader(std::string& out, uint64_t sub, uint64_t window, uint64_t n,
+                        size_t body_bytes) {
+  PutFrameHeader(
+      out, FrameType::kNotify,
+      util::VarintLength(sub) + util::VarintLength(window) + util::VarintLength(n) + body_bytes);
+  PutVarint(out, sub);
+  PutVarint(out, window);
+  PutVarint(out, n);
+}
+
+// The whole-frame encoders write the entries' records as they are (mask + values),
+// which is what Append* write from a mask and its values.
+void EncodeSnapshot(std::string& out, const Snapshot& m) {
+  size_t b = BeginFrame(out, FrameType::kSnapshot);
+  PutVarint(out, m.sub);
+  PutVarint(out, m.entries.size());
+  for (const auto& e : m.entries) {
+    PutU8(out, e.kind);
+    PutStr(out, e.id);
+    PutRecord(out, e.record);
+  }
+  EndFrame(out, b);
+}
+
+void EncodeNotify(std::string& out, const Notify& m, bool include_prev) {
+  size_t b = BeginFrame(out, FrameType::kNotify);
+  PutVarint(out, m.sub);
+  PutVarint(out, m.window);
+  PutVarint(out, m.changes.size());
+  for (const auto& c : m.changes) {
+    PutU8(out, c.kind);
+    PutStr(out, c.id);
+    PutVarint(out, c.changed_mask);
+    PutVarint(out, c.ts);
+    PutRecord(out, c.record);
+    if (include_prev) {
+      PutU8(out, c.had_prev ? 1 : 0);
+      if (c.had_prev) PutRecord(out, c.prev);
+    }
+  }
+  EndFrame(out, b);
+}
+
 namespace {
 
 bool GetString(Reader& r, std::string* s) {
@@ -265,14 +389,36 @@ bool DecodeQuery(std::string_view payload, Query* m) {
 
 namespace {
 
-bool GetRecord(Reader& r, const engine::Schema& schema, std::string* out) {
+bool GetRecord(Reader& r, const engine::Schema& schema, std::string* out,
+               uint64_t* mask = nullptr) {
   engine::RecordView view;
   size_t consumed = 0;
   if (!engine::ParseRecordPrefix(schema, r.rest(), &view, &consumed).ok()) return false;
   std::string_view bytes;
   if (!r.Bytes(consumed, &bytes)) return false;
   out->assign(bytes);
+  if (mask != nullptr) *mask = view.mask;
   return true;
+}
+
+// A SNAPSHOT entry's or NOTIFY change's kind, id and record: the kind is upsert or
+// delete, and a delete carries the empty record (mask 0).
+bool GetKindIdRecord(Reader& r, const engine::Schema& schema, bool with_change, ChangeEntry* e) {
+  if (!r.U8(&e->kind) || (e->kind != kChangeUpsert && e->kind != kChangeDelete) ||
+      !GetString(r, &e->id)) {
+    return false;
+  }
+  e->changed_mask = 0;
+  e->ts = 0;
+  if (with_change) {
+    if (!r.Varint(&e->changed_mask) || !r.Varint(&e->ts)) return false;
+    // A change names fields of the schema only.
+    size_t n = schema.fields.size();
+    if (n < 64 && (e->changed_mask >> n) != 0) return false;
+  }
+  uint64_t mask = 0;
+  if (!GetRecord(r, schema, &e->record, &mask)) return false;
+  return e->kind == kChangeUpsert || mask == 0;
 }
 
 }  // namespace
@@ -318,6 +464,63 @@ bool DecodeStatsReply(std::string_view payload, uint64_t* req, StatList* stats) 
     uint64_t v;
     if (!GetString(r, &name) || !r.Varint(&v)) return false;
     stats->emplace_back(std::move(name), v);
+  }
+  return r.done();
+}
+
+bool DecodeSubscribe(std::string_view payload, Subscribe* m) {
+  Reader r(payload);
+  return r.Varint(&m->sub) && r.Varint(&m->schema_id) && GetString(r, &m->id_prefix) &&
+         r.Varint(&m->field_mask) && r.U8(&m->flags) &&
+         (m->flags & ~(kSubscribeBootstrap | kSubscribeIncludePrev)) == 0 &&
+         r.Varint(&m->resume_window) && r.Varint(&m->interval_ms) && r.done();
+}
+
+bool DecodeSnapshotEnd(std::string_view payload, SnapshotEnd* m) {
+  Reader r(payload);
+  uint8_t reset;
+  if (!r.Varint(&m->sub) || !r.Varint(&m->total) || !r.Varint(&m->window) || !r.U8(&reset) ||
+      reset > 1) {
+    return false;
+  }
+  m->reset = reset == 1;
+  return r.done();
+}
+
+bool DecodeSnapshot(std::string_view payload, const engine::Schema& schema, Snapshot* m) {
+  Reader r(payload);
+  uint64_t n;
+  // An entry is at least kind, an empty id and an empty record: 3 bytes.
+  if (!r.Varint(&m->sub) || !GetCount(r, 3, &n)) return false;
+  m->entries.clear();
+  for (uint64_t i = 0; i < n; ++i) {
+    ChangeEntry e;
+    if (!GetKindIdRecord(r, schema, false, &e)) return false;
+    m->entries.push_back(std::move(e));
+  }
+  return r.done();
+}
+
+bool DecodeNotify(std::string_view payload, const engine::Schema& schema, bool include_prev,
+                  Notify* m) {
+  Reader r(payload);
+  uint64_t n;
+  // A change is at least kind, an empty id, changed_mask, ts and an empty record (5
+  // bytes), and had_prev with include_prev.
+  if (!r.Varint(&m->sub) || !r.Varint(&m->window) || !GetCount(r, include_prev ? 6 : 5, &n)) {
+    return false;
+  }
+  m->changes.clear();
+  for (uint64_t i = 0; i < n; ++i) {
+    ChangeEntry c;
+    if (!GetKindIdRecord(r, schema, true, &c)) return false;
+    if (include_prev) {
+      uint8_t had_prev;
+      if (!r.U8(&had_prev) || had_prev > 1) return false;
+      c.had_prev = had_prev == 1;
+      if (c.had_prev && !GetRecord(r, schema, &c.prev)) return false;
+    }
+    m->changes.push_back(std::move(c));
   }
   return r.done();
 }

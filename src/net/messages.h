@@ -74,6 +74,51 @@ struct Result {
   std::vector<ResultClaim> claims;
 };
 
+// SUBSCRIBE (c→s).
+struct Subscribe {
+  uint64_t sub = 0;
+  uint64_t schema_id = 0;
+  std::string id_prefix;    // empty: every id
+  uint64_t field_mask = 0;  // 0: every field
+  uint8_t flags = 0;        // kSubscribeBootstrap | kSubscribeIncludePrev
+  uint64_t resume_window = 0;  // 0: none
+  uint64_t interval_ms = 0;    // 0: every window
+};
+constexpr uint8_t kSubscribeBootstrap = 1;
+constexpr uint8_t kSubscribeIncludePrev = 2;
+
+constexpr uint8_t kChangeUpsert = 1;
+constexpr uint8_t kChangeDelete = 2;
+
+// One entry of a SNAPSHOT or one change of a NOTIFY, decoded (client side).
+struct ChangeEntry {
+  uint8_t kind = kChangeUpsert;
+  std::string id;
+  uint64_t changed_mask = 0;  // NOTIFY only
+  uint64_t ts = 0;            // NOTIFY only
+  std::string record;         // mask + values (mask 0 on delete)
+  bool had_prev = false;      // NOTIFY with include_prev only
+  std::string prev;           // mask + values, when had_prev
+};
+
+struct Snapshot {
+  uint64_t sub = 0;
+  std::vector<ChangeEntry> entries;
+};
+
+struct SnapshotEnd {
+  uint64_t sub = 0;
+  uint64_t total = 0;
+  uint64_t window = 0;  // the state is as of the end of this window
+  bool reset = true;    // true: full state; false: delta since resume_window
+};
+
+struct Notify {
+  uint64_t sub = 0;
+  uint64_t window = 0;
+  std::vector<ChangeEntry> changes;
+};
+
 using StatList = std::vector<std::pair<std::string, uint64_t>>;
 
 // A frame cut out of a byte stream.
@@ -107,6 +152,29 @@ void EncodeResult(std::string& out, const Result& m);
 // SYNC, SYNCED, STATS, PING, PONG: a single varint req.
 void EncodeReq(std::string& out, FrameType type, uint64_t req);
 void EncodeStatsReply(std::string& out, uint64_t req, const StatList& stats);
+void EncodeSubscribe(std::string& out, const Subscribe& m);
+// UNSUBSCRIBE: a single varint sub (EncodeReq / DecodeReq with kUnsubscribe).
+void EncodeSnapshotEnd(std::string& out, const SnapshotEnd& m);
+
+// Server side, SNAPSHOT and NOTIFY are built from a body of entries encoded once and
+// shared by every subscriber of the same shape; only the frame header is per
+// subscriber. Append one entry / change to a body:
+void AppendSnapshotEntry(std::string& body, uint8_t kind, std::string_view id, uint64_t mask,
+                         std::string_view values);
+// `include_prev`: whether the subscription asked for previous records (then
+// `had_prev`, `prev_mask` and `prev_values` are written).
+void AppendNotifyChange(std::string& body, uint8_t kind, std::string_view id,
+                        uint64_t changed_mask, uint64_t ts, uint64_t mask, std::string_view values,
+                        bool include_prev, bool had_prev, uint64_t prev_mask,
+                        std::string_view prev_values);
+// The frame header (length, type, sub, [window,] n) of a SNAPSHOT / NOTIFY whose
+// body of `n` entries is `body_bytes` long; the body follows it on the wire.
+void EncodeSnapshotHeader(std::string& out, uint64_t sub, uint64_t n, size_t body_bytes);
+void EncodeNotifyHeader(std::string& out, uint64_t sub, uint64_t window, uint64_t n,
+                        size_t body_bytes);
+// Whole frames (tests and tools).
+void EncodeSnapshot(std::string& out, const Snapshot& m);
+void EncodeNotify(std::string& out, const Notify& m, bool include_prev);
 
 [[nodiscard]] bool DecodeHello(std::string_view payload, Hello* m);
 [[nodiscard]] bool DecodeWelcome(std::string_view payload, Welcome* m);
@@ -119,5 +187,13 @@ void EncodeStatsReply(std::string& out, uint64_t req, const StatList& stats);
                                 bool with_claims, Result* m);
 [[nodiscard]] bool DecodeReq(std::string_view payload, uint64_t* req);
 [[nodiscard]] bool DecodeStatsReply(std::string_view payload, uint64_t* req, StatList* stats);
+[[nodiscard]] bool DecodeSubscribe(std::string_view payload, Subscribe* m);
+[[nodiscard]] bool DecodeSnapshotEnd(std::string_view payload, SnapshotEnd* m);
+// Records can only be split with the subscription's schema in hand; a NOTIFY's
+// changes carry previous records only when the subscription asked for them.
+[[nodiscard]] bool DecodeSnapshot(std::string_view payload, const engine::Schema& schema,
+                                  Snapshot* m);
+[[nodiscard]] bool DecodeNotify(std::string_view payload, const engine::Schema& schema,
+                                bool include_prev, Notify* m);
 
 }  // namespace conv::net

@@ -166,22 +166,68 @@ net::StatList SampleStats() {
   return {{"ops_applied", 12345}, {"connections", 3}, {"", 0}, {"big", kU64Max}};
 }
 
+net::Subscribe SampleSubscribe() {
+  net::Subscribe m;
+  m.sub = 300;
+  m.schema_id = 1;
+  m.id_prefix = "p-\xc3\xa9";
+  m.field_mask = 0b100100001;
+  m.flags = net::kSubscribeBootstrap | net::kSubscribeIncludePrev;
+  m.resume_window = 1'234'567;
+  m.interval_ms = 1000;
+  return m;
+}
+
+// An upsert of every field, an upsert of some, a delete.
+net::Snapshot SampleSnapshot() {
+  net::Snapshot m;
+  m.sub = 1;
+  m.entries.push_back({net::kChangeUpsert, "p-1", 0, 0, FullPlayerRecord(), false, {}});
+  m.entries.push_back({net::kChangeUpsert, "p-2", 0, 0, PartialPlayerRecord(), false, {}});
+  m.entries.push_back({net::kChangeDelete, "p-3", 0, 0, std::string(1, '\0'), false, {}});
+  return m;
+}
+
+// With `include_prev`: a change with a previous record, a new entity (no previous
+// record), a delete with its previous record.
+net::Notify SampleNotify(bool include_prev) {
+  net::Notify m;
+  m.sub = 1;
+  m.window = 4242;
+  m.changes.push_back({net::kChangeUpsert, "p-1", 0b100100000, 1'700'000'000'000'000,
+                       PartialPlayerRecord(), include_prev,
+                       include_prev ? FullPlayerRecord() : ""});
+  m.changes.push_back({net::kChangeUpsert,
+                       "p-2",
+                       0b111111111,
+                       1'700'000'000'000'001,
+                       FullPlayerRecord(),
+                       false,
+                       {}});
+  m.changes.push_back({net::kChangeDelete, "p-3", 0b100100000, 1'700'000'000'000'002,
+                       std::string(1, '\0'), include_prev,
+                       include_prev ? PartialPlayerRecord() : ""});
+  return m;
+}
+
 // One representative frame of each type.
 struct Sample {
   std::string name;
   FrameType type;
   std::string frame;
-  bool with_claims = false;  // RESULT: whether the QUERY asked for claims
+  // RESULT: whether the QUERY asked for claims; NOTIFY: whether the SUBSCRIBE asked
+  // for previous records (include_prev).
+  bool flag = false;
 };
 
 std::vector<Sample> AllSamples() {
   static const std::string full = FullPlayerRecord();
   static const std::string partial = PartialPlayerRecord();
   std::vector<Sample> v;
-  auto add = [&](std::string name, FrameType type, auto encode, bool with_claims = false) {
+  auto add = [&](std::string name, FrameType type, auto encode, bool flag = false) {
     std::string frame;
     encode(frame);
-    v.push_back({std::move(name), type, std::move(frame), with_claims});
+    v.push_back({std::move(name), type, std::move(frame), flag});
   };
   add("HELLO", FrameType::kHello, [](std::string& o) { net::EncodeHello(o, SampleHello()); });
   add("WELCOME", FrameType::kWelcome,
@@ -218,6 +264,23 @@ std::vector<Sample> AllSamples() {
       [](std::string& o) { net::EncodeReq(o, FrameType::kPing, uint64_t{1} << 63); });
   add("PONG", FrameType::kPong,
       [](std::string& o) { net::EncodeReq(o, FrameType::kPong, uint64_t{1} << 63); });
+  add("SUBSCRIBE", FrameType::kSubscribe,
+      [](std::string& o) { net::EncodeSubscribe(o, SampleSubscribe()); });
+  add("UNSUBSCRIBE", FrameType::kUnsubscribe,
+      [](std::string& o) { net::EncodeReq(o, FrameType::kUnsubscribe, 300); });
+  add("SNAPSHOT", FrameType::kSnapshot,
+      [](std::string& o) { net::EncodeSnapshot(o, SampleSnapshot()); });
+  add("SNAPSHOT empty", FrameType::kSnapshot, [](std::string& o) {
+    net::EncodeSnapshot(o, net::Snapshot{5, {}});
+  });
+  add("SNAPSHOT_END", FrameType::kSnapshotEnd, [](std::string& o) {
+    net::EncodeSnapshotEnd(o, {1, 3, 987654321, true});
+  });
+  add("NOTIFY without prev", FrameType::kNotify,
+      [](std::string& o) { net::EncodeNotify(o, SampleNotify(false), false); });
+  add(
+      "NOTIFY with prev", FrameType::kNotify,
+      [](std::string& o) { net::EncodeNotify(o, SampleNotify(true), true); }, true);
   return v;
 }
 
@@ -235,7 +298,7 @@ void UseRecord(std::string_view record) {
 // Runs the decoder for frame type `type` on `payload`, which must be a heap buffer of
 // its exact size, the way the server or client would (for ASSERT and PATCH, that
 // includes ParseRecord against the player schema). Returns whether it was accepted.
-bool DecodeAs(uint8_t type, const std::vector<char>& payload, bool with_claims) {
+bool DecodeAs(uint8_t type, const std::vector<char>& payload, bool flag) {
   std::string_view p = View(payload);
   switch (static_cast<FrameType>(type)) {
     case FrameType::kHello: {
@@ -280,8 +343,8 @@ bool DecodeAs(uint8_t type, const std::vector<char>& payload, bool with_claims) 
     }
     case FrameType::kResult: {
       net::Result m;
-      if (!net::DecodeResult(p, Player(), with_claims, &m)) return false;
-      CHECK(m.has_claims == (with_claims && m.found));
+      if (!net::DecodeResult(p, Player(), flag, &m)) return false;
+      CHECK(m.has_claims == (flag && m.found));
       if (m.found) UseRecord(m.record);
       for (const auto& c : m.claims)
         UseRecord(c.record);
@@ -291,9 +354,43 @@ bool DecodeAs(uint8_t type, const std::vector<char>& payload, bool with_claims) 
     case FrameType::kSynced:
     case FrameType::kStats:
     case FrameType::kPing:
-    case FrameType::kPong: {
+    case FrameType::kPong:
+    case FrameType::kUnsubscribe: {
       uint64_t req;
       return net::DecodeReq(p, &req);
+    }
+    case FrameType::kSubscribe: {
+      net::Subscribe m;
+      if (!net::DecodeSubscribe(p, &m)) return false;
+      CHECK((m.flags & ~(net::kSubscribeBootstrap | net::kSubscribeIncludePrev)) == 0);
+      return true;
+    }
+    case FrameType::kSnapshot: {
+      net::Snapshot m;
+      if (!net::DecodeSnapshot(p, Player(), &m)) return false;
+      for (const auto& e : m.entries) {
+        CHECK((e.kind == net::kChangeUpsert || e.kind == net::kChangeDelete));
+        if (e.kind == net::kChangeDelete) CHECK(e.record == std::string(1, '\0'));
+        UseRecord(e.record);
+      }
+      return true;
+    }
+    case FrameType::kSnapshotEnd: {
+      net::SnapshotEnd m;
+      return net::DecodeSnapshotEnd(p, &m);
+    }
+    case FrameType::kNotify: {
+      net::Notify m;
+      if (!net::DecodeNotify(p, Player(), flag, &m)) return false;
+      for (const auto& c : m.changes) {
+        CHECK((c.kind == net::kChangeUpsert || c.kind == net::kChangeDelete));
+        if (c.kind == net::kChangeDelete) CHECK(c.record == std::string(1, '\0'));
+        CHECK((c.changed_mask >> Player().fields.size()) == 0);
+        UseRecord(c.record);
+        if (c.had_prev) UseRecord(c.prev);
+        if (!flag) CHECK_FALSE(c.had_prev);
+      }
+      return true;
     }
     case FrameType::kStatsReply: {
       uint64_t req;
@@ -312,7 +409,7 @@ struct Outcome {
 // Feeds `input` to NextFrame and, when a frame comes out, to the decoder its type
 // byte names. Both see heap buffers of the exact size. Returns whether a frame was
 // cut and decoded.
-bool Feed(std::string_view input, bool with_claims, uint32_t max_frame = net::kDefaultMaxFrame) {
+bool Feed(std::string_view input, bool flag, uint32_t max_frame = net::kDefaultMaxFrame) {
   std::vector<char> buf = Exact(input);
   net::Frame frame;
   size_t consumed = 0;
@@ -329,9 +426,10 @@ bool Feed(std::string_view input, bool with_claims, uint32_t max_frame = net::kD
   // The payload on its own, so that reading past the payload (not only past the
   // input) is caught too.
   std::vector<char> payload = Exact(frame.payload);
-  bool ok = DecodeAs(frame.type, payload, with_claims);
-  if (frame.type == static_cast<uint8_t>(FrameType::kResult)) {
-    (void)DecodeAs(frame.type, payload, !with_claims);
+  bool ok = DecodeAs(frame.type, payload, flag);
+  if (frame.type == static_cast<uint8_t>(FrameType::kResult) ||
+      frame.type == static_cast<uint8_t>(FrameType::kNotify)) {
+    (void)DecodeAs(frame.type, payload, !flag);
   }
   return ok;
 }
@@ -605,6 +703,347 @@ TEST_CASE("codec: STATS_REPLY round-trips its stats in order") {
   CHECK(stats.empty());
 }
 
+namespace {
+
+void CheckEntriesEqual(const std::vector<net::ChangeEntry>& got,
+                       const std::vector<net::ChangeEntry>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i].kind == want[i].kind);
+    CHECK(got[i].id == want[i].id);
+    CHECK(got[i].changed_mask == want[i].changed_mask);
+    CHECK(got[i].ts == want[i].ts);
+    CHECK(got[i].record == want[i].record);
+    CHECK(got[i].had_prev == want[i].had_prev);
+    CHECK(got[i].prev == want[i].prev);
+  }
+}
+
+// A record's mask and values, as the server holds them.
+engine::RecordView Split(std::string_view record) {
+  engine::RecordView view;
+  REQUIRE(engine::ParseRecord(Player(), record, &view).ok());
+  return view;
+}
+
+}  // namespace
+
+TEST_CASE("codec: SUBSCRIBE round-trips with every field") {
+  std::string bytes;
+  net::EncodeSubscribe(bytes, SampleSubscribe());
+  net::Frame f = Cut(bytes);
+  CHECK(f.type == static_cast<uint8_t>(FrameType::kSubscribe));
+  net::Subscribe m;
+  REQUIRE(net::DecodeSubscribe(f.payload, &m));
+  net::Subscribe want = SampleSubscribe();
+  CHECK(m.sub == want.sub);
+  CHECK(m.schema_id == want.schema_id);
+  CHECK(m.id_prefix == want.id_prefix);
+  CHECK(m.field_mask == want.field_mask);
+  CHECK(m.flags == want.flags);
+  CHECK(m.resume_window == want.resume_window);
+  CHECK(m.interval_ms == want.interval_ms);
+
+  // The defaults (every id, every field, no flags) and the largest values.
+  for (uint8_t flags : {uint8_t{0}, net::kSubscribeBootstrap, net::kSubscribeIncludePrev}) {
+    bytes.clear();
+    net::EncodeSubscribe(bytes, {kU64Max, kU64Max, "", kU64Max, flags, kU64Max, kU64Max});
+    REQUIRE(net::DecodeSubscribe(Cut(bytes).payload, &m));
+    CHECK(m.sub == kU64Max);
+    CHECK(m.schema_id == kU64Max);
+    CHECK(m.id_prefix.empty());
+    CHECK(m.field_mask == kU64Max);
+    CHECK(m.flags == flags);
+    CHECK(m.resume_window == kU64Max);
+    CHECK(m.interval_ms == kU64Max);
+  }
+}
+
+TEST_CASE("codec: a SUBSCRIBE with an unknown flag bit or trailing bytes is rejected") {
+  net::Subscribe s = SampleSubscribe();
+  std::string bytes;
+  net::EncodeSubscribe(bytes, s);
+  std::string payload(Cut(bytes).payload);
+  net::Subscribe m;
+  REQUIRE(net::DecodeSubscribe(payload, &m));
+  CHECK_FALSE(net::DecodeSubscribe(payload + '\0', &m));
+  for (int bit = 2; bit < 8; ++bit) {
+    CAPTURE(bit);
+    s.flags = static_cast<uint8_t>(1 << bit);
+    bytes.clear();
+    net::EncodeSubscribe(bytes, s);
+    CHECK_FALSE(net::DecodeSubscribe(Cut(bytes).payload, &m));
+  }
+}
+
+TEST_CASE("codec: UNSUBSCRIBE is a single varint sub") {
+  std::string bytes;
+  net::EncodeReq(bytes, FrameType::kUnsubscribe, 300);
+  CHECK(bytes == std::string("\x03\x00\x00\x00\x31\xac\x02", 7));
+  uint64_t sub = 0;
+  REQUIRE(net::DecodeReq(Cut(bytes).payload, &sub));
+  CHECK(sub == 300);
+}
+
+TEST_CASE("codec: SNAPSHOT round-trips upserts and deletes") {
+  std::string bytes;
+  net::EncodeSnapshot(bytes, SampleSnapshot());
+  net::Frame f = Cut(bytes);
+  CHECK(f.type == static_cast<uint8_t>(FrameType::kSnapshot));
+  net::Snapshot m;
+  m.entries.push_back({});  // replaced, not appended to
+  REQUIRE(net::DecodeSnapshot(f.payload, Player(), &m));
+  CHECK(m.sub == 1);
+  CheckEntriesEqual(m.entries, SampleSnapshot().entries);
+
+  bytes.clear();
+  net::EncodeSnapshot(bytes, net::Snapshot{kU64Max, {}});
+  REQUIRE(net::DecodeSnapshot(Cut(bytes).payload, Player(), &m));
+  CHECK(m.sub == kU64Max);
+  CHECK(m.entries.empty());
+
+  // An empty record in the struct is encoded as mask 0.
+  net::Snapshot del{2, {{net::kChangeDelete, "gone", 0, 0, "", false, {}}}};
+  bytes.clear();
+  net::EncodeSnapshot(bytes, del);
+  REQUIRE(net::DecodeSnapshot(Cut(bytes).payload, Player(), &m));
+  REQUIRE(m.entries.size() == 1);
+  CHECK(m.entries[0].record == std::string(1, '\0'));
+}
+
+TEST_CASE("codec: a SNAPSHOT with a bad kind, a delete with fields or a bad record is rejected") {
+  auto snapshot_with = [](uint8_t kind, std::string_view record) {
+    std::string p;
+    util::PutVarint(p, 1);  // sub
+    util::PutVarint(p, 1);  // n
+    util::PutU8(p, kind);
+    util::PutStr(p, "p-1");
+    p.append(record);
+    return p;
+  };
+  const std::string full = FullPlayerRecord();
+  const std::string empty(1, '\0');
+  net::Snapshot m;
+  CHECK(net::DecodeSnapshot(snapshot_with(net::kChangeUpsert, full), Player(), &m));
+  CHECK(net::DecodeSnapshot(snapshot_with(net::kChangeUpsert, empty), Player(), &m));
+  CHECK(net::DecodeSnapshot(snapshot_with(net::kChangeDelete, empty), Player(), &m));
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(net::kChangeDelete, full), Player(), &m));
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(0, full), Player(), &m));
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(3, full), Player(), &m));
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(net::kChangeUpsert, full + '\0'), Player(), &m));
+  // A mask bit beyond the schema's nine fields.
+  std::string beyond;
+  util::PutVarint(beyond, uint64_t{1} << 9);
+  util::PutU8(beyond, 1);
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(net::kChangeUpsert, beyond), Player(), &m));
+  // A bool other than 0 or 1.
+  std::string bad_bool;
+  util::PutVarint(bad_bool, uint64_t{1} << 8);
+  util::PutU8(bad_bool, 2);
+  CHECK_FALSE(net::DecodeSnapshot(snapshot_with(net::kChangeUpsert, bad_bool), Player(), &m));
+}
+
+TEST_CASE("codec: SNAPSHOT_END round-trips and its reset byte is 0 or 1") {
+  for (bool reset : {false, true}) {
+    std::string bytes;
+    net::EncodeSnapshotEnd(bytes, {7, kU64Max, 123456789, reset});
+    net::Frame f = Cut(bytes);
+    CHECK(f.type == static_cast<uint8_t>(FrameType::kSnapshotEnd));
+    net::SnapshotEnd m{0, 0, 0, !reset};
+    REQUIRE(net::DecodeSnapshotEnd(f.payload, &m));
+    CHECK(m.sub == 7);
+    CHECK(m.total == kU64Max);
+    CHECK(m.window == 123456789);
+    CHECK(m.reset == reset);
+    std::string payload(f.payload);
+    CHECK_FALSE(net::DecodeSnapshotEnd(payload + '\0', &m));
+    payload.back() = 2;
+    CHECK_FALSE(net::DecodeSnapshotEnd(payload, &m));
+  }
+}
+
+TEST_CASE("codec: NOTIFY round-trips with and without previous records") {
+  for (bool include_prev : {false, true}) {
+    CAPTURE(include_prev);
+    std::string bytes;
+    net::EncodeNotify(bytes, SampleNotify(include_prev), include_prev);
+    net::Frame f = Cut(bytes);
+    CHECK(f.type == static_cast<uint8_t>(FrameType::kNotify));
+    net::Notify m;
+    m.changes.push_back({});  // replaced, not appended to
+    REQUIRE(net::DecodeNotify(f.payload, Player(), include_prev, &m));
+    CHECK(m.sub == 1);
+    CHECK(m.window == 4242);
+    CheckEntriesEqual(m.changes, SampleNotify(include_prev).changes);
+    // Decoded with the other include_prev, these frames do not parse.
+    CHECK_FALSE(net::DecodeNotify(f.payload, Player(), !include_prev, &m));
+  }
+  std::string bytes;
+  net::EncodeNotify(bytes, net::Notify{kU64Max, kU64Max, {}}, true);
+  net::Notify m;
+  REQUIRE(net::DecodeNotify(Cut(bytes).payload, Player(), true, &m));
+  CHECK(m.sub == kU64Max);
+  CHECK(m.window == kU64Max);
+  CHECK(m.changes.empty());
+}
+
+TEST_CASE("codec: a NOTIFY with a bad kind, had_prev, changed mask or delete record is rejected") {
+  const std::string full = FullPlayerRecord();
+  const std::string empty(1, '\0');
+  auto notify_with = [](uint8_t kind, uint64_t changed, std::string_view record,
+                        std::string_view prev_part) {
+    std::string p;
+    util::PutVarint(p, 1);  // sub
+    util::PutVarint(p, 9);  // window
+    util::PutVarint(p, 1);  // n
+    util::PutU8(p, kind);
+    util::PutStr(p, "p-1");
+    util::PutVarint(p, changed);
+    util::PutVarint(p, 1'700'000'000'000'000);  // ts
+    p.append(record);
+    p.append(prev_part);
+    return p;
+  };
+  net::Notify m;
+  const uint64_t all = (uint64_t{1} << 9) - 1;
+  CHECK(net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, ""), Player(), false, &m));
+  CHECK(net::DecodeNotify(notify_with(net::kChangeDelete, all, empty, ""), Player(), false, &m));
+  CHECK_FALSE(
+      net::DecodeNotify(notify_with(net::kChangeDelete, all, full, ""), Player(), false, &m));
+  CHECK_FALSE(net::DecodeNotify(notify_with(0, all, full, ""), Player(), false, &m));
+  CHECK_FALSE(net::DecodeNotify(notify_with(3, all, full, ""), Player(), false, &m));
+  CHECK_FALSE(
+      net::DecodeNotify(notify_with(net::kChangeUpsert, all + 1, full, ""), Player(), false, &m));
+  CHECK_FALSE(
+      net::DecodeNotify(notify_with(net::kChangeUpsert, kU64Max, full, ""), Player(), false, &m));
+
+  // include_prev: had_prev 0 has no record after it, 1 has one, anything else is bad.
+  const std::string no_prev(1, '\0');
+  const std::string with_prev = std::string(1, '\1') + full;
+  CHECK(net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, no_prev), Player(), true, &m));
+  CHECK_FALSE(m.changes.at(0).had_prev);
+  CHECK(m.changes.at(0).prev.empty());
+  CHECK(net::DecodeNotify(notify_with(net::kChangeDelete, all, empty, with_prev), Player(), true,
+                          &m));
+  CHECK(m.changes.at(0).had_prev);
+  CHECK(m.changes.at(0).prev == full);
+  CHECK_FALSE(net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, no_prev + empty),
+                                Player(), true, &m));
+  CHECK_FALSE(net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, std::string(1, '\2')),
+                                Player(), true, &m));
+  CHECK_FALSE(
+      net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, "\x01"), Player(), true, &m));
+  CHECK_FALSE(
+      net::DecodeNotify(notify_with(net::kChangeUpsert, all, full, ""), Player(), true, &m));
+}
+
+TEST_CASE("codec: a SNAPSHOT or NOTIFY header followed by its body is the whole frame") {
+  for (uint64_t sub : {uint64_t{1}, uint64_t{300}, kU64Max}) {
+    CAPTURE(sub);
+    // SNAPSHOT.
+    net::Snapshot snap = SampleSnapshot();
+    snap.sub = sub;
+    std::string body;
+    for (const auto& e : snap.entries) {
+      engine::RecordView v = Split(e.record);
+      net::AppendSnapshotEntry(body, e.kind, e.id, v.mask, v.values);
+    }
+    std::string framed;
+    net::EncodeSnapshotHeader(framed, sub, snap.entries.size(), body.size());
+    framed += body;
+    std::string whole;
+    net::EncodeSnapshot(whole, snap);
+    CHECK(framed == whole);
+    net::Snapshot got;
+    REQUIRE(net::DecodeSnapshot(Cut(framed).payload, Player(), &got));
+    CheckEntriesEqual(got.entries, snap.entries);
+
+    // NOTIFY, with and without previous records, at small and large windows.
+    for (bool include_prev : {false, true}) {
+      for (uint64_t window : {uint64_t{1}, uint64_t{1} << 35, kU64Max}) {
+        CAPTURE(include_prev);
+        CAPTURE(window);
+        net::Notify n = SampleNotify(include_prev);
+        n.sub = sub;
+        n.window = window;
+        body.clear();
+        for (const auto& c : n.changes) {
+          engine::RecordView v = Split(c.record);
+          engine::RecordView p;
+          if (c.had_prev) p = Split(c.prev);
+          net::AppendNotifyChange(body, c.kind, c.id, c.changed_mask, c.ts, v.mask, v.values,
+                                  include_prev, c.had_prev, p.mask, p.values);
+        }
+        framed.clear();
+        net::EncodeNotifyHeader(framed, sub, window, n.changes.size(), body.size());
+        framed += body;
+        whole.clear();
+        net::EncodeNotify(whole, n, include_prev);
+        CHECK(framed == whole);
+        net::Notify got_n;
+        REQUIRE(net::DecodeNotify(Cut(framed).payload, Player(), include_prev, &got_n));
+        CHECK(got_n.window == window);
+        CheckEntriesEqual(got_n.changes, n.changes);
+      }
+    }
+  }
+  // An empty body: a header on its own is a whole frame.
+  std::string framed;
+  net::EncodeNotifyHeader(framed, 1, 2, 0, 0);
+  net::Notify n;
+  REQUIRE(net::DecodeNotify(Cut(framed).payload, Player(), false, &n));
+  CHECK(n.changes.empty());
+}
+
+TEST_CASE("codec: a SNAPSHOT or NOTIFY declaring a huge count fails without allocating") {
+  std::vector<std::pair<std::string, bool>> snapshots, notifies;
+  for (uint64_t n : {uint64_t{3}, uint64_t{1} << 20, uint64_t{1} << 40, kU64Max}) {
+    std::string s;
+    util::PutVarint(s, 1);  // sub
+    util::PutVarint(s, n);  // n
+    s += std::string(8, '\0');
+    snapshots.emplace_back(s, false);
+    for (bool include_prev : {false, true}) {
+      std::string p;
+      util::PutVarint(p, 1);  // sub
+      util::PutVarint(p, 2);  // window
+      util::PutVarint(p, n);  // n
+      p += std::string(14, '\0');
+      notifies.emplace_back(p, include_prev);
+    }
+  }
+  if (!AllocationCounter::available()) {
+    MESSAGE("allocations are counted only under AddressSanitizer");
+  }
+  for (const auto& [p, unused] : snapshots) {
+    std::vector<char> buf = Exact(p);
+    net::Snapshot m;
+    size_t allocations;
+    bool ok;
+    {
+      AllocationCounter counter;
+      ok = net::DecodeSnapshot(View(buf), Player(), &m);
+      allocations = counter.count();
+    }
+    CHECK_FALSE(ok);
+    if (AllocationCounter::available()) CHECK(allocations == 0);
+  }
+  for (const auto& [p, include_prev] : notifies) {
+    std::vector<char> buf = Exact(p);
+    net::Notify m;
+    size_t allocations;
+    bool ok;
+    {
+      AllocationCounter counter;
+      ok = net::DecodeNotify(View(buf), Player(), include_prev, &m);
+      allocations = counter.count();
+    }
+    CHECK_FALSE(ok);
+    if (AllocationCounter::available()) CHECK(allocations == 0);
+  }
+}
+
 TEST_CASE("codec: frames pipelined in one buffer are cut one at a time, in order") {
   auto samples = AllSamples();
   std::string stream;
@@ -620,7 +1059,7 @@ TEST_CASE("codec: frames pipelined in one buffer are cut one at a time, in order
     CHECK(consumed == s.frame.size());
     CHECK(f.type == static_cast<uint8_t>(s.type));
     CHECK(f.payload == std::string_view(s.frame).substr(net::kFrameHeader + 1));
-    CHECK(DecodeAs(f.type, Exact(f.payload), s.with_claims));
+    CHECK(DecodeAs(f.type, Exact(f.payload), s.flag));
     rest.remove_prefix(consumed);
   }
   net::Frame f;
@@ -631,7 +1070,12 @@ TEST_CASE("codec: frames pipelined in one buffer are cut one at a time, in order
 TEST_CASE("codec: frame type and error code names follow the spec") {
   CHECK(net::FrameTypeName(0x01) == "HELLO");
   CHECK(net::FrameTypeName(0x43) == "STATS_REPLY");
-  CHECK(net::FrameTypeName(0x30) == "unknown");
+  CHECK(net::FrameTypeName(0x30) == "SUBSCRIBE");
+  CHECK(net::FrameTypeName(0x31) == "UNSUBSCRIBE");
+  CHECK(net::FrameTypeName(0x32) == "SNAPSHOT");
+  CHECK(net::FrameTypeName(0x33) == "SNAPSHOT_END");
+  CHECK(net::FrameTypeName(0x34) == "NOTIFY");
+  CHECK(net::FrameTypeName(0x35) == "unknown");
   CHECK(net::FrameTypeName(0xff) == "unknown");
   CHECK(net::ErrorCodeName(1) == "bad_frame");
   CHECK(net::ErrorCodeName(13) == "handshake_required");
@@ -849,13 +1293,13 @@ TEST_CASE("codec: every truncation of a valid frame is rejected or decoded, neve
       std::string framed = Header(static_cast<uint32_t>(n + 1));
       framed.push_back(static_cast<char>(s.type));
       framed.append(payload.substr(0, n));
-      bool decoded = Feed(framed, s.with_claims);
+      bool decoded = Feed(framed, s.flag);
       CHECK_FALSE(decoded);
       rejected += !decoded;
     }
     CHECK(rejected == payload.size());
     // And the uncut frame still decodes.
-    CHECK(Feed(s.frame, s.with_claims));
+    CHECK(Feed(s.frame, s.flag));
   }
 }
 
@@ -876,7 +1320,7 @@ TEST_CASE("codec: every single-bit flip of a valid frame is rejected or decoded,
           CHECK(net::NextFrame(mutated, net::kDefaultMaxFrame, &f, &consumed) ==
                 FrameStatus::kFrame);
         }
-        if (Feed(mutated, s.with_claims)) {
+        if (Feed(mutated, s.flag)) {
           ++outcome.decoded;
         } else {
           ++outcome.rejected;
@@ -925,7 +1369,7 @@ TEST_CASE("codec: randomly corrupted and cut frames are rejected or decoded, nev
                           static_cast<uint32_t>(keep - net::kFrameHeader));
     }
     CAPTURE(round);
-    if (Feed(mutated, s.with_claims)) {
+    if (Feed(mutated, s.flag)) {
       ++outcome.decoded;
     } else {
       ++outcome.rejected;
