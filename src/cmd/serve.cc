@@ -62,6 +62,14 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       ->check(CLI::IsMember({"window", "none"}));
   AddDurationOption(*sub, "--checkpoint-interval", o.checkpoint_interval,
                     "Write a checkpoint this often while writes come in (0s: never)");
+  AddDurationOption(*sub, "--resume-retention", o.resume_retention,
+                    "How long deletions are remembered for subscribers that resume from a "
+                    "window; older resumes get the full state");
+  sub->add_option("--subscriber-backlog", o.subscriber_backlog,
+                  "Unsent subscription bytes per connection past which changes are conflated "
+                  "(latest state per entity)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{64} << 10, uint64_t{1} << 32));
   sub->add_flag("--salvage", o.salvage,
                 "Start despite a corrupt log: recover up to the corruption, move the rest aside");
   sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
@@ -122,6 +130,7 @@ int RunServe(const ServeOptions& o) {
   server_options.listen = o.listen;
   server_options.max_frame = o.max_frame;
   server_options.max_connections = o.max_connections;
+  server_options.subscriber_backlog = o.subscriber_backlog;
   server_options.handshake_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout);
   server_options.idle_timeout =
@@ -167,6 +176,7 @@ int RunServe(const ServeOptions& o) {
   engine_options.data_dir = o.data_dir;
   engine_options.fsync = o.fsync == "window";
   engine_options.checkpoint_interval = o.checkpoint_interval;
+  engine_options.resume_retention = o.resume_retention;
   engine_options.log = &log;
   engine_options.on_fatal = [&log](const std::string& message) {
     // No ack may follow a failed write or fdatasync: stop here. A restart recovers

@@ -25,6 +25,8 @@ struct ServeOptions {
   std::string metrics_listen;  // empty: no metrics endpoint
   std::string fsync = "window";
   std::chrono::microseconds checkpoint_interval{60'000'000};
+  std::chrono::microseconds resume_retention{600'000'000};
+  uint64_t subscriber_backlog = 8u << 20;
   bool salvage = false;
 };
 

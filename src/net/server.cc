@@ -7,11 +7,13 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
 #include "net/listener.h"
 #include "net/session.h"
+#include "util/clock.h"
 
 namespace conv::net {
 
@@ -20,7 +22,10 @@ constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 }
 
 Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
-    : engine_(engine), options_(std::move(options)), log_(log) {
+    : engine_(engine),
+      options_(std::move(options)),
+      log_(log),
+      fanout_(std::make_unique<Fanout>(engine, options_.subscriber_backlog)) {
   for (size_t i = 0; i < engine_.lane_count(); ++i) {
     io_.push_back(std::make_unique<IoThread>(&engine_.lane(i)));
   }
@@ -44,6 +49,7 @@ util::Status Server::Listen() {
 }
 
 void Server::Start() {
+  fanout_->Start();
   engine_.Start(this);
   Accept();
   for (auto& t : io_) {
@@ -130,6 +136,7 @@ void Server::Shutdown() {
     if (t->thread.joinable()) t->thread.join();
   }
   engine_.Stop();
+  fanout_->Stop();
   log_.Info("stopped after window {}", w);
 }
 
@@ -137,7 +144,11 @@ void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
   std::shared_ptr<Session> old;
   {
     std::lock_guard lock(owners_mu_);
-    if (owners_.size() <= source) owners_.resize(source + 1);
+    if (owners_.size() <= source) {
+      owners_.resize(source + 1);
+      owner_gen_.resize(source + 1, 0);
+    }
+    ++owner_gen_[source];
     old = owners_[source].lock();
     owners_[source] = s;
   }
@@ -153,6 +164,31 @@ void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
 void Server::ReleaseSource(uint32_t source, const Session* s) {
   std::lock_guard lock(owners_mu_);
   if (source < owners_.size() && owners_[source].lock().get() == s) owners_[source].reset();
+}
+
+void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThread& io) {
+  uint64_t gen;
+  {
+    std::lock_guard lock(owners_mu_);
+    if (source >= owner_gen_.size()) return;
+    gen = owner_gen_[source];
+  }
+  auto timer = std::make_shared<asio::steady_timer>(io.ctx, lease);
+  timer->async_wait([this, timer, source, gen, lease, &io](const asio::error_code& ec) {
+    if (ec || stopping()) return;
+    {
+      std::lock_guard lock(owners_mu_);
+      if (owner_gen_[source] != gen || owners_[source].lock() != nullptr) return;  // came back
+    }
+    counters_.lease_expirations.fetch_add(1, std::memory_order_relaxed);
+    log_.Info("source '{}' did not come back within its {} ms lease: retracting its claims",
+              engine_.sources().Name(source), lease.count());
+    io.lane->RetractSource(source, util::WallMicros());
+  });
+}
+
+void Server::OnChanges(uint64_t w, std::vector<std::string> changes) {
+  fanout_->OnChanges(w, std::move(changes));
 }
 
 void Server::OnCut(uint64_t w) {
@@ -183,6 +219,8 @@ StatList Server::Stats() {
     std::lock_guard lock(t->query_mu);
     q.Merge(t->query_ns);
   }
+  FanoutCounters& f = fanout_->counters();
+  util::Histogram lag = fanout_->LagMicros();
   StatList stats = {
       {"ops_in", ops_in},
       {"ops_applied", e.totals.applied},
@@ -224,6 +262,7 @@ StatList Server::Stats() {
       {"connections_total", get(counters_.connections_total)},
       {"connections_rejected", get(counters_.connections_rejected)},
       {"takeovers", get(counters_.takeovers)},
+      {"lease_expirations", get(counters_.lease_expirations)},
       {"frames_in", get(counters_.frames_in)},
       {"bytes_in", get(counters_.bytes_in)},
       {"bytes_out", get(counters_.bytes_out)},
@@ -233,6 +272,18 @@ StatList Server::Stats() {
       {"query_p999_ns", q.Percentile(0.999)},
       {"hot_window_ops", e.windows.hot_ops},
       {"hot_claim_changes", e.windows.hot_claim_changes},
+      {"subscribers", get(f.subscribers)},
+      {"subscriptions_total", get(f.subscriptions_total)},
+      {"notifications", get(f.notifications)},
+      {"notify_frames", get(f.notify_frames)},
+      {"notify_lag_p50_us", lag.Percentile(0.5)},
+      {"notify_lag_p99_us", lag.Percentile(0.99)},
+      {"snapshot_entries", get(f.snapshot_entries)},
+      {"snapshots", get(f.snapshots)},
+      {"resume_resets", get(f.resets)},
+      {"conflations", get(f.conflations)},
+      {"conflated_changes", get(f.conflated_changes)},
+      {"subscriber_backlog_bytes", get(f.backlog_bytes)},
   };
   for (uint64_t code = 1; code < counters_.errors.size(); ++code) {
     std::string_view name = ErrorCodeName(code);

@@ -18,6 +18,7 @@
 
 #include "engine/engine.h"
 #include "net/address.h"
+#include "net/fanout.h"
 #include "net/messages.h"
 #include "util/histogram.h"
 #include "util/log.h"
@@ -38,6 +39,9 @@ struct ServerOptions {
   // Bytes of replies queued for one connection past which the server stops reading
   // its requests until the client has read some.
   size_t output_high_water = 8u << 20;
+  // Unsent subscription bytes of one connection past which its subscriptions are
+  // conflated (--subscriber-backlog).
+  size_t subscriber_backlog = 8u << 20;
 };
 
 // Counters kept by the network layer; the engine keeps its own.
@@ -52,6 +56,7 @@ struct ServerCounters {
   std::atomic<uint64_t> duplicates{0};  // skipped at the session: seq not above its mark
   std::atomic<uint64_t> queries{0};
   std::atomic<uint64_t> takeovers{0};
+  std::atomic<uint64_t> lease_expirations{0};  // leased sources whose claims were retracted
   // ERROR frames sent, by code: index = the code's value (codes past the end are
   // counted at 0). STATS `errors_<code name>`.
   std::array<std::atomic<uint64_t>, 32> errors{};
@@ -104,11 +109,17 @@ class Server : private engine::WindowListener {
   // was taken over (on its own thread).
   void ClaimSource(uint32_t source, const std::shared_ptr<Session>& s);
   void ReleaseSource(uint32_t source, const Session* s);
+  // Called when the session of a source with a lease ended: unless a session of the
+  // same source says HELLO within `lease`, every claim of the source is retracted
+  // (through `io`'s lane, after everything the ended session sent).
+  void StartLease(uint32_t source, std::chrono::milliseconds lease, IoThread& io);
+  Fanout& fanout() { return *fanout_; }
   StatList Stats();
 
  private:
   void OnCut(uint64_t w) override;
   void OnDurable(uint64_t w) override;
+  void OnChanges(uint64_t w, std::vector<std::string> changes) override;
   void Accept();
 
   engine::Engine& engine_;
@@ -125,6 +136,8 @@ class Server : private engine::WindowListener {
 
   std::mutex owners_mu_;
   std::vector<std::weak_ptr<Session>> owners_;  // by source id; guarded by owners_mu_
+  std::vector<uint64_t> owner_gen_;             // by source id: HELLOs so far; owners_mu_
+  std::unique_ptr<Fanout> fanout_;
 };
 
 }  // namespace conv::net

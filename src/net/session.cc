@@ -22,6 +22,8 @@ namespace {
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr auto kCloseGrace = std::chrono::seconds(2);
+constexpr size_t kMaxSubscriptions = 1024;
+constexpr uint64_t kMaxIntervalMs = 3'600'000;
 
 // Compares without an early exit, so the time taken does not reveal how much of
 // the token matched.
@@ -112,8 +114,10 @@ void Session::Resume() {
 
 asio::awaitable<void> Session::WriteLoop() {
   auto self = shared_from_this();
+  std::vector<asio::const_buffer> buffers;
   for (;;) {
-    if (out_.empty()) {
+    if (sink_ != nullptr) sink_->Take(&feeding_);
+    if (out_.empty() && feeding_.empty()) {
       if (closing_) break;
       writer_idle_ = true;
       write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
@@ -121,10 +125,28 @@ asio::awaitable<void> Session::WriteLoop() {
       writer_idle_ = false;
       continue;
     }
+    // Replies first, then subscription frames: each piece's header and its body,
+    // which it may share with other subscribers, gathered into one write.
     std::swap(out_, writing_);
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(writing_), kNoThrow);
+    buffers.clear();
+    if (!writing_.empty()) buffers.push_back(asio::buffer(writing_));
+    size_t feed_bytes = 0;
+    for (const auto& p : feeding_) {
+      buffers.push_back(asio::buffer(p.header));
+      if (p.body) buffers.push_back(asio::buffer(*p.body));
+      feed_bytes += p.bytes();
+    }
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, kNoThrow);
     server_.counters().bytes_out.fetch_add(n, std::memory_order_relaxed);
     writing_.clear();
+    feeding_.clear();
+    if (sink_ != nullptr && feed_bytes > 0) {
+      sink_->Written(feed_bytes);
+      if (sink_->backlog() < server_.fanout().backlog_limit() / 2 &&
+          sink_->drain_wanted.exchange(false)) {
+        server_.fanout().Drained(sink_.get());
+      }
+    }
     if (ec) {
       out_.clear();
       closing_ = true;
@@ -138,7 +160,11 @@ asio::awaitable<void> Session::WriteLoop() {
   watchdog_.cancel();
   resume_signal_.cancel();
   writer_done_ = true;
-  if (source_ != 0) server_.ReleaseSource(source_, this);
+  if (sink_ != nullptr) server_.fanout().CloseSink(sink_.get());
+  if (source_ != 0) {
+    server_.ReleaseSource(source_, this);
+    if (lease_ms_ > 0) server_.StartLease(source_, std::chrono::milliseconds(lease_ms_), io_);
+  }
   io_.sessions.erase(this);  // may drop the last reference but for `self`
 }
 
@@ -179,7 +205,8 @@ asio::awaitable<void> Session::Watchdog() {
 }
 
 void Session::Kick() {
-  if (writer_idle_ && (!out_.empty() || closing_)) write_signal_.cancel();
+  // A subscription piece may be waiting in sink_: waking an idle writer is cheap.
+  if (writer_idle_ && (!out_.empty() || closing_ || sink_ != nullptr)) write_signal_.cancel();
 }
 
 void Session::Close() {
@@ -267,6 +294,10 @@ bool Session::HandleFrame(const Frame& frame) {
       return HandleWrite(type, frame.payload);
     case FrameType::kQuery:
       return HandleQuery(frame.payload);
+    case FrameType::kSubscribe:
+      return HandleSubscribe(frame.payload);
+    case FrameType::kUnsubscribe:
+      return HandleUnsubscribe(frame.payload);
     case FrameType::kSync: {
       uint64_t req;
       if (!DecodeReq(frame.payload, &req)) return bad("payload is not a single varint req");
@@ -325,6 +356,7 @@ bool Session::HandleHello(std::string_view payload) {
       return false;
     }
     source_ = *id;
+    lease_ms_ = hello.lease_ms;
     last_seq_ = cut_seq_ = acked_seq_ = sources.acked_seq(source_).load(std::memory_order_acquire);
     server_.ClaimSource(source_, shared_from_this());
   }
@@ -466,6 +498,82 @@ bool Session::HandleQuery(std::string_view payload) {
   uint64_t dt = util::MonoNanos() - t0;
   std::lock_guard lock(io_.query_mu);
   io_.query_ns.Record(dt);
+  return true;
+}
+
+bool Session::HandleSubscribe(std::string_view payload) {
+  Subscribe s;
+  if (!DecodeSubscribe(payload, &s)) {
+    Fail(ErrorCode::kBadFrame, "SUBSCRIBE (0x30): payload is malformed");
+    return false;
+  }
+  const engine::Schema* schema = server_.engine().schemas().Find(s.schema_id);
+  if (schema == nullptr) {
+    OpError(
+        s.sub, ErrorCode::kUnknownSchema,
+        fmt::format("SUBSCRIBE {}: schema id {} is not known to this server", s.sub, s.schema_id));
+    return true;
+  }
+  uint64_t all =
+      schema->fields.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << schema->fields.size()) - 1;
+  if ((s.field_mask & ~all) != 0) {
+    OpError(s.sub, ErrorCode::kBadValue,
+            fmt::format("SUBSCRIBE {}: field_mask 0x{:x} names fields past the {} of schema {}",
+                        s.sub, s.field_mask, schema->fields.size(), schema->name));
+    return true;
+  }
+  if (s.id_prefix.size() > engine::kMaxIdBytes) {
+    OpError(s.sub, ErrorCode::kBadId,
+            fmt::format("SUBSCRIBE {}: id_prefix is {} bytes; the limit is {}", s.sub,
+                        s.id_prefix.size(), engine::kMaxIdBytes));
+    return true;
+  }
+  if (s.interval_ms > kMaxIntervalMs) {
+    OpError(s.sub, ErrorCode::kBadValue,
+            fmt::format("SUBSCRIBE {}: interval_ms {} is over the limit of {}", s.sub,
+                        s.interval_ms, kMaxIntervalMs));
+    return true;
+  }
+  if (subs_.count(s.sub) != 0) {
+    OpError(s.sub, ErrorCode::kBadValue,
+            fmt::format("SUBSCRIBE {}: subscription {} is already live on this connection", s.sub,
+                        s.sub));
+    return true;
+  }
+  if (subs_.size() >= kMaxSubscriptions) {
+    OpError(s.sub, ErrorCode::kOverloaded,
+            fmt::format("SUBSCRIBE {}: this connection has {} subscriptions, the limit", s.sub,
+                        kMaxSubscriptions));
+    return true;
+  }
+  if (sink_ == nullptr) {
+    std::weak_ptr<Session> weak = shared_from_this();
+    asio::io_context* ctx = &io_.ctx;
+    sink_ = std::make_shared<FeedSink>(
+        [weak, ctx] {
+          asio::post(*ctx, [weak] {
+            if (auto self = weak.lock()) self->Kick();
+          });
+        },
+        &server_.fanout().counters().backlog_bytes);
+  }
+  subs_.insert(s.sub);
+  server_.fanout().Subscribe(sink_, s);
+  return true;
+}
+
+bool Session::HandleUnsubscribe(std::string_view payload) {
+  uint64_t sub;
+  if (!DecodeReq(payload, &sub)) {
+    Fail(ErrorCode::kBadFrame, "UNSUBSCRIBE (0x31): payload is not a single varint sub");
+    return false;
+  }
+  if (subs_.erase(sub) == 0) {
+    OpError(sub, ErrorCode::kUnknownSubscription,
+            fmt::format("UNSUBSCRIBE {}: no such subscription on this connection", sub));
+    return true;
+  }
+  server_.fanout().Unsubscribe(sink_.get(), sub);
   return true;
 }
 

@@ -9,8 +9,11 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "engine/partition.h"
+#include "net/fanout.h"
 #include "net/messages.h"
 
 namespace conv::net {
@@ -50,6 +53,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool HandleHello(std::string_view payload);
   bool HandleWrite(FrameType type, std::string_view payload);
   bool HandleQuery(std::string_view payload);
+  bool HandleSubscribe(std::string_view payload);
+  bool HandleUnsubscribe(std::string_view payload);
   void OpError(uint64_t seq_or_req, ErrorCode code, std::string message);
   void Close();
   void Kick();
@@ -94,6 +99,11 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::deque<PendingSync> pending_syncs_;
   engine::QueryResult query_result_;  // reused to keep reads allocation-free
+
+  uint64_t lease_ms_ = 0;                 // HELLO's lease: 0 = claims are durable
+  std::shared_ptr<FeedSink> sink_;        // subscription output; made at the first SUBSCRIBE
+  std::unordered_set<uint64_t> subs_;     // live subscription ids
+  std::vector<FeedSink::Piece> feeding_;  // pieces being written
 };
 
 }  // namespace conv::net

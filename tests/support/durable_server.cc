@@ -28,12 +28,13 @@ DurableServer::DurableServer(DurableServerOptions options) {
   eo.fsync = options.fsync;
   eo.segment_bytes = options.segment_bytes;
   eo.checkpoint_interval = options.checkpoint_interval;
+  eo.resume_retention = options.resume_retention;
   eo.log = &log_;
   engine_ = std::make_unique<engine::Engine>(eo, schemas_, sources_);
   auto recovered = engine_->Recover(options.salvage, &recovery_);
   REQUIRE_MESSAGE(recovered.ok(), recovered.message());
 
-  net::ServerOptions so;
+  net::ServerOptions so = options.server;
   so.listen = "127.0.0.1:0";
   server_ = std::make_unique<net::Server>(*engine_, so, log_);
   auto listening = server_->Listen();

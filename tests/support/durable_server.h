@@ -27,7 +27,9 @@ struct DurableServerOptions {
   std::chrono::microseconds checkpoint_interval{0};  // 0: only Engine::Checkpoint()
   bool fsync = true;
   bool salvage = false;
-  std::string schema_text;  // extra schemas, schema-file syntax
+  std::chrono::microseconds resume_retention{600'000'000};
+  std::string schema_text;    // extra schemas, schema-file syntax
+  net::ServerOptions server;  // listen is overridden
 };
 
 class DurableServer {

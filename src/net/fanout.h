@@ -1,0 +1,161 @@
+#pragma once
+
+// The fanout thread: turns durable windows' entity changes into NOTIFY frames for
+// subscribers, serves bootstraps and resumes, and conflates for slow subscribers.
+// docs/protocol.md says what a subscriber sees; this is how.
+//
+//   partitions --seal.changes--> coalescer --(durable)--> Fanout::OnChanges
+//   partitions --FeedWalk chunks (feed.h)------------->  Fanout (bootstrap/resume)
+//   Fanout --FeedSink pieces--> session (its I/O thread writes them, gathered)
+//
+// Per window, subscribers are grouped by shape (schema, prefix, projection,
+// include_prev): the NOTIFY body is encoded once per shape and shared; each
+// subscriber gets only its own frame header. A subscriber whose unsent output
+// passes the backlog limit stops getting per-window frames: its changes are merged
+// per entity (latest state, OR-ed changed fields, first prev) and sent when it has
+// drained (conflation). The same merge holds live changes while a bootstrap is
+// being sent, and between the flushes of an interval_ms subscription.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/changes.h"
+#include "engine/engine.h"
+#include "net/messages.h"
+#include "util/histogram.h"
+
+namespace conv::net {
+
+// One connection's subscription output: filled by the fanout thread, written by the
+// session on its I/O thread.
+class FeedSink {
+ public:
+  struct Piece {
+    std::string header;
+    std::shared_ptr<const std::string> body;  // shared among subscribers of a shape
+    size_t bytes() const { return header.size() + (body ? body->size() : 0); }
+  };
+
+  // `wake` is called (from the fanout thread) when pieces arrive and the session was
+  // not yet told; it must hand over to the session's thread.
+  FeedSink(std::function<void()> wake, std::atomic<uint64_t>* backlog_total)
+      : wake_(std::move(wake)), total_(backlog_total) {}
+  ~FeedSink() { total_->fetch_sub(bytes_.load()); }
+
+  // Fanout thread.
+  void Push(std::string header, std::shared_ptr<const std::string> body);
+  // Bytes queued or being written.
+  size_t backlog() const { return bytes_.load(std::memory_order_relaxed); }
+  // The fanout wants Fanout::Drained once the backlog falls below half the limit.
+  std::atomic<bool> drain_wanted{false};
+
+  // Session thread: moves the queued pieces out.
+  void Take(std::vector<Piece>* out);
+  // Session thread: `n` bytes of taken pieces were written.
+  void Written(size_t n) {
+    bytes_.fetch_sub(n, std::memory_order_relaxed);
+    total_->fetch_sub(n, std::memory_order_relaxed);
+  }
+
+ private:
+  std::function<void()> wake_;
+  std::atomic<uint64_t>* total_;
+  std::atomic<size_t> bytes_{0};
+  std::mutex mu_;
+  std::deque<Piece> pieces_;   // guarded by mu_
+  bool wake_pending_ = false;  // guarded by mu_
+};
+
+struct FanoutCounters {
+  std::atomic<uint64_t> subscribers{0};          // live subscriptions
+  std::atomic<uint64_t> subscriptions_total{0};  // ever
+  std::atomic<uint64_t> notifications{0};        // changes sent in NOTIFY frames
+  std::atomic<uint64_t> notify_frames{0};
+  std::atomic<uint64_t> snapshot_entries{0};
+  std::atomic<uint64_t> snapshots{0};          // SNAPSHOT_END sent after a walk
+  std::atomic<uint64_t> resets{0};             // of them, full state for a resume that was too old
+  std::atomic<uint64_t> conflations{0};        // times a subscriber fell behind
+  std::atomic<uint64_t> conflated_changes{0};  // changes merged into a later one
+  std::atomic<uint64_t> backlog_bytes{0};      // unsent subscription output, all sinks
+};
+
+class Fanout {
+ public:
+  // `backlog_limit`: a subscriber's unsent bytes past which it is conflated.
+  Fanout(engine::Engine& engine, size_t backlog_limit);
+  ~Fanout();
+  Fanout(const Fanout&) = delete;
+  Fanout& operator=(const Fanout&) = delete;
+
+  void Start();
+  void Stop();
+
+  // Any thread. `s` was validated by the session (schema, mask, limits).
+  void Subscribe(std::shared_ptr<FeedSink> sink, const net::Subscribe& s);
+  void Unsubscribe(const FeedSink* sink, uint64_t sub);
+  void CloseSink(const FeedSink* sink);
+  // The sink's backlog fell below half the limit after drain_wanted was set.
+  void Drained(const FeedSink* sink);
+  // Window `w` is durable; its changes (engine changes.h).
+  void OnChanges(uint64_t w, std::vector<std::string> changes);
+
+  FanoutCounters& counters() { return counters_; }
+  // Op ts to NOTIFY queued, µs, of per-window changes.
+  util::Histogram LagMicros() const;
+  size_t backlog_limit() const { return limit_; }
+
+ private:
+  struct Held;
+  struct Sub;
+  using SubPtr = std::shared_ptr<Sub>;
+
+  void Post(std::function<void()> f);
+  void Run();
+  void Begin(const SubPtr& s, bool walk, uint64_t since, bool reset);
+  void Remove(const SubPtr& s);
+  void Pump(const SubPtr& s);
+  void MaybeFinish(const SubPtr& s);
+  void Merge(Sub& s, const engine::ChangeView& c, uint64_t w);
+  void FlushHeld(Sub& s);
+  // NOTIFY frames for `bodies` (entries of windows up to s.held_window): every frame
+  // but the last names the window already delivered, the last s.held_window, so a
+  // subscriber resuming from the window of the last NOTIFY it read misses nothing.
+  void SendNotify(
+      Sub& s, const std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>>& bodies);
+  void Window(uint64_t w, const std::vector<engine::ChangeView>& changes);
+  // Appends c as a NOTIFY change for `s`'s shape; false when the shape drops it.
+  bool AppendChange(const Sub& s, const engine::ChangeView& c, std::string* body);
+  // Asks the session to report when `s`'s sink has drained.
+  void WantDrain(Sub& s);
+  uint64_t NextDue() const;
+  void FlushDue();
+
+  engine::Engine& engine_;
+  const size_t limit_;
+  FanoutCounters counters_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> events_;  // guarded by mu_
+  bool stop_ = false;                         // guarded by mu_
+  std::thread thread_;
+
+  // Fanout thread only.
+  std::vector<SubPtr> subs_;
+  uint64_t durable_ = 0;
+  std::string scratch_, prev_scratch_;
+
+  mutable std::mutex lag_mu_;
+  util::Histogram lag_us_;  // guarded by lag_mu_
+};
+
+}  // namespace conv::net

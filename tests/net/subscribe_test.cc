@@ -1,0 +1,665 @@
+// End-to-end tests of subscriptions over loopback: bootstrap under concurrent writes,
+// resume (also across a restart), include_prev, coalescing inside a window, deletes,
+// leases, interval_ms, slow subscribers, and every SUBSCRIBE / UNSUBSCRIBE error.
+// Random op orders use a fixed seed, printed; CONV_SEED overrides it.
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/durable_server.h"
+#include "support/feed.h"
+#include "support/test_server.h"
+
+using namespace conv;
+using net::FrameType;
+using testing::ErrorOf;
+using testing::Feed;
+using testing::Record;
+using testing::ServerState;
+using testing::Stat;
+using testing::WaitForAck;
+using testing::WriteFrame;
+
+namespace {
+
+constexpr uint64_t kPlayer = engine::kPlayerSchemaId;
+
+uint64_t Seed() {
+  const char* env = std::getenv("CONV_SEED");
+  uint64_t seed = env != nullptr ? std::strtoull(env, nullptr, 10) : 20261128;
+  MESSAGE("seed " << seed << " (CONV_SEED)");
+  return seed;
+}
+
+std::vector<std::string> Ids(int n, const std::string& prefix = "e-") {
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i)
+    ids.push_back(prefix + std::to_string(i));
+  return ids;
+}
+
+// A source writing random ASSERT / PATCH / RETRACT (60/25/15) over `ids` in
+// pipelined batches until stopped, waiting for each batch's ACK.
+class Writer {
+ public:
+  template <typename Server>
+  Writer(Server& server, const std::string& source, const std::vector<std::string>& ids,
+         uint64_t seed)
+      : client_(server.Connect(source)),
+        ids_(ids),
+        rng_(seed),
+        seq_(client_->welcome().last_applied_seq) {}
+
+  void Batch(int ops) {
+    const engine::Schema& player = *client_->FindSchema(kPlayer);
+    std::string frames;
+    std::uniform_int_distribution<size_t> pick(0, ids_.size() - 1);
+    std::uniform_int_distribution<int> kind(0, 99);
+    for (int i = 0; i < ops; ++i) {
+      const std::string& id = ids_[pick(rng_)];
+      int k = kind(rng_);
+      int64_t v = static_cast<int64_t>(rng_() % 1000);
+      if (k < 60) {
+        frames += WriteFrame(FrameType::kAssert, ++seq_, 0, kPlayer, id,
+                             Record(player, {{"score", v}, {"x", double(v) / 2}}));
+      } else if (k < 85) {
+        frames +=
+            WriteFrame(FrameType::kPatch, ++seq_, 0, kPlayer, id, Record(player, {{"health", v}}));
+      } else {
+        frames += WriteFrame(FrameType::kRetract, ++seq_, 0, kPlayer, id);
+      }
+    }
+    REQUIRE(client_->Send(frames).ok());
+    REQUIRE(WaitForAck(*client_, seq_));
+  }
+  void Start(int batch_ops) {
+    thread_ = std::thread([this, batch_ops] {
+      while (!stop_) {
+        Batch(batch_ops);
+        ++batches_;
+      }
+    });
+  }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  int batches() const { return batches_; }
+  // ASSERTs `id` with score `v` and waits for its ACK.
+  std::string Put(const std::string& id, int64_t v) {
+    std::string rec = Record(*client_->FindSchema(kPlayer), {{"score", v}});
+    REQUIRE(client_->Send(WriteFrame(FrameType::kAssert, ++seq_, 0, kPlayer, id, rec)).ok());
+    REQUIRE(WaitForAck(*client_, seq_));
+    return rec;
+  }
+  net::Client& client() { return *client_; }
+  void SetSeq(uint64_t seq) { seq_ = seq; }
+  ~Writer() { Stop(); }
+
+ private:
+  std::unique_ptr<net::Client> client_;
+  std::vector<std::string> ids_;
+  std::mt19937_64 rng_;
+  uint64_t seq_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> batches_{0};
+  std::thread thread_;
+};
+
+net::Subscribe Sub(uint8_t flags = 0, uint64_t resume = 0) {
+  net::Subscribe s;
+  s.sub = 1;
+  s.schema_id = kPlayer;
+  s.flags = flags;
+  s.resume_window = resume;
+  return s;
+}
+
+// The feed's state restricted to `ids`.
+std::map<std::string, std::string> Only(const std::map<std::string, std::string>& m,
+                                        const std::vector<std::string>& ids) {
+  std::map<std::string, std::string> out;
+  for (const auto& id : ids) {
+    if (auto it = m.find(id); it != m.end()) out[id] = it->second;
+  }
+  return out;
+}
+
+// Applies a resume's entries to the state a subscriber held.
+void Apply(std::map<std::string, std::string>& held, const std::vector<net::ChangeEntry>& delta) {
+  for (const auto& e : delta) {
+    if (e.kind == net::kChangeDelete) {
+      held.erase(e.id);
+    } else {
+      held[e.id] = e.record;
+    }
+  }
+}
+
+void WaitUntil(const std::function<bool()>& f) {
+  auto deadline = std::chrono::steady_clock::now() + testing::kReplyTimeout;
+  while (!f() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(f());
+}
+
+}  // namespace
+
+TEST_CASE("subscribe: a bootstrap taken under writes plus its notifications equals the state") {
+  uint64_t seed = Seed();
+  testing::TestServerOptions o;
+  o.partitions = 2;
+  testing::TestServer server(o);
+  auto ids = Ids(3000);
+  Writer w1(server, "w1", ids, seed), w2(server, "w2", ids, seed + 1);
+  w1.Batch(4000);  // a state to bootstrap
+  w2.Batch(4000);
+  w1.Start(300);
+  w2.Start(300);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub(net::kSubscribeBootstrap));
+  feed.WaitSnapshotEnd();
+  CHECK(feed.snapshot_end().reset);
+  CHECK(feed.snapshot().size() > 100);
+  // Writers go on while the feed is read.
+  while (w1.batches() + w2.batches() < 20)
+    feed.ReadOne(std::chrono::milliseconds(50));
+  w1.Stop();
+  w2.Stop();
+  // Notifications are in window order: once the sentinel arrives, all before it has.
+  std::string rec = w1.Put("zz-end", 1);
+  feed.WaitForRecord("zz-end", rec);
+  ids.push_back("zz-end");
+  CHECK(Only(feed.state(), ids) == ServerState(w1.client(), *w1.client().FindSchema(kPlayer), ids));
+  CHECK(feed.state().size() == Only(feed.state(), ids).size());
+  // Windows only go forward.
+  uint64_t prev = feed.snapshot_end().window;
+  for (const auto& n : feed.notifies()) {
+    CHECK(n.window > prev);
+    prev = n.window;
+  }
+}
+
+TEST_CASE("subscribe: without bootstrap, SNAPSHOT_END comes first and names the start") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  std::string before = w.Put("a", 1);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub());
+  feed.WaitSnapshotEnd();
+  CHECK(feed.snapshot_end().total == 0);
+  CHECK_FALSE(feed.snapshot_end().reset);
+  CHECK(feed.state().empty());
+  std::string after = w.Put("a", 2);
+  feed.WaitForRecord("a", after);
+  REQUIRE(feed.notifies().size() == 1);
+  CHECK(feed.notifies()[0].window > feed.snapshot_end().window);
+}
+
+TEST_CASE("subscribe: a bootstrap with nothing matching still ends, and prefixes filter") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  w.Put("a-1", 1);
+  w.Put("b-1", 1);
+  Feed feed(server.Connect());
+  net::Subscribe s = Sub(net::kSubscribeBootstrap);
+  s.id_prefix = "zzz";
+  feed.Subscribe(s);
+  feed.WaitSnapshotEnd();
+  CHECK(feed.snapshot_end().total == 0);
+  CHECK(feed.snapshot_end().reset);
+
+  Feed b(server.Connect());
+  s.id_prefix = "b-";
+  b.Subscribe(s);
+  b.WaitSnapshotEnd();
+  REQUIRE(b.snapshot().size() == 1);
+  CHECK(b.snapshot()[0].id == "b-1");
+  w.Put("a-2", 1);
+  std::string rec = w.Put("b-2", 7);
+  b.WaitForRecord("b-2", rec);
+  CHECK(b.state().count("a-2") == 0);
+}
+
+TEST_CASE("subscribe: projection sends only the asked fields and skips other changes") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  const engine::Schema& player = *w.client().FindSchema(kPlayer);
+  Feed feed(server.Connect());
+  net::Subscribe s = Sub();
+  s.field_mask = uint64_t{1} << player.FieldIndex("score");
+  feed.Subscribe(s);
+  feed.WaitSnapshotEnd();
+  std::string full = Record(player, {{"score", int64_t{5}}, {"health", int64_t{9}}});
+  REQUIRE(w.client().Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "p", full)).ok());
+  REQUIRE(WaitForAck(w.client(), 1));
+  feed.WaitForRecord("p", Record(player, {{"score", int64_t{5}}}));
+  // health alone changes: nothing for this projection; then score changes.
+  REQUIRE(w.client()
+              .Send(WriteFrame(FrameType::kPatch, 2, 0, kPlayer, "p",
+                               Record(player, {{"health", int64_t{1}}})))
+              .ok());
+  REQUIRE(WaitForAck(w.client(), 2));
+  REQUIRE(w.client()
+              .Send(WriteFrame(FrameType::kPatch, 3, 0, kPlayer, "p",
+                               Record(player, {{"score", int64_t{6}}})))
+              .ok());
+  REQUIRE(WaitForAck(w.client(), 3));
+  feed.WaitForRecord("p", Record(player, {{"score", int64_t{6}}}));
+  CHECK(feed.notifies().size() == 2);
+  CHECK(feed.notifies().back().changes[0].changed_mask == s.field_mask);
+}
+
+TEST_CASE("subscribe: include_prev is the state at the window start; deletes; changed masks") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  const engine::Schema& player = *w.client().FindSchema(kPlayer);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub(net::kSubscribeIncludePrev));
+  feed.WaitSnapshotEnd();
+  std::string a = w.Put("p", 1);
+  feed.WaitForRecord("p", a);
+  CHECK_FALSE(feed.notifies().back().changes[0].had_prev);
+  std::string b = Record(player, {{"score", int64_t{2}}, {"level", int64_t{3}}});
+  REQUIRE(w.client().Send(WriteFrame(FrameType::kAssert, 100, 0, kPlayer, "p", b)).ok());
+  REQUIRE(WaitForAck(w.client(), 100));
+  feed.WaitForRecord("p", b);
+  const net::ChangeEntry& c = feed.notifies().back().changes[0];
+  CHECK(c.had_prev);
+  CHECK(c.prev == a);
+  uint64_t score = uint64_t{1} << player.FieldIndex("score");
+  uint64_t level = uint64_t{1} << player.FieldIndex("level");
+  CHECK(c.changed_mask == (score | level));
+  CHECK(c.ts > 0);
+  // Retracting the only claim deletes the entity.
+  REQUIRE(w.client().Send(WriteFrame(FrameType::kRetract, 101, 0, kPlayer, "p")).ok());
+  REQUIRE(WaitForAck(w.client(), 101));
+  feed.WaitForAbsent("p");
+  const net::ChangeEntry& d = feed.notifies().back().changes[0];
+  CHECK(d.kind == net::kChangeDelete);
+  CHECK(d.prev == b);
+}
+
+TEST_CASE("subscribe: 1,000 updates to one entity inside one window are one change") {
+  testing::TestServerOptions o;
+  o.window = std::chrono::milliseconds(500);  // long enough to hold the whole burst
+  testing::TestServer server(o);
+  Writer w(server, "w", Ids(10), 1);
+  const engine::Schema& player = *w.client().FindSchema(kPlayer);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub());
+  feed.WaitSnapshotEnd();
+  std::string frames;
+  for (int i = 1; i <= 1000; ++i) {
+    frames += WriteFrame(FrameType::kAssert, static_cast<uint64_t>(i), 0, kPlayer, "hot",
+                         Record(player, {{"score", int64_t{i}}}));
+  }
+  REQUIRE(w.client().Send(frames).ok());
+  REQUIRE(WaitForAck(w.client(), 1000));
+  feed.WaitForRecord("hot", Record(player, {{"score", int64_t{1000}}}));
+  REQUIRE(feed.notifies().size() == 1);
+  CHECK(feed.notifies()[0].changes.size() == 1);
+}
+
+TEST_CASE("subscribe: resume sends only what changed after the window, deletes included") {
+  testing::TestServer server;
+  auto ids = Ids(200);
+  Writer w(server, "w", ids, 5);
+  for (const auto& id : ids)
+    w.Put(id, 1);
+  Feed first(server.Connect());
+  first.Subscribe(Sub(net::kSubscribeBootstrap));
+  first.WaitSnapshotEnd();
+  CHECK(first.snapshot().size() == ids.size());
+  std::string rec = w.Put("e-0", 2);
+  first.WaitForRecord("e-0", rec);
+  uint64_t resume = first.window();
+  auto held = first.state();
+
+  // While disconnected: two entities change, one is deleted.
+  w.Put("e-1", 5);
+  w.Put("e-2", 6);
+  REQUIRE(w.client().Send(WriteFrame(FrameType::kRetract, 10'000, 0, kPlayer, "e-3")).ok());
+  REQUIRE(WaitForAck(w.client(), 10'000));
+
+  Feed again(server.Connect());
+  again.Subscribe(Sub(0, resume));
+  again.WaitSnapshotEnd();
+  CHECK_FALSE(again.snapshot_end().reset);
+  std::map<std::string, uint8_t> got;
+  for (const auto& e : again.snapshot())
+    got[e.id] = e.kind;
+  CHECK(got == std::map<std::string, uint8_t>{{"e-1", net::kChangeUpsert},
+                                              {"e-2", net::kChangeUpsert},
+                                              {"e-3", net::kChangeDelete}});
+  // Applied to what the first feed held, it is the server's state.
+  Apply(held, again.snapshot());
+  CHECK(held == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
+}
+
+TEST_CASE("subscribe: resuming from an unknown or forgotten window gets the full state") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  w.Put("a", 1);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub(0, 1'000'000));  // newer than any window of this server
+  feed.WaitSnapshotEnd();
+  CHECK(feed.snapshot_end().reset);
+  CHECK(feed.snapshot().size() == 1);
+}
+
+TEST_CASE("subscribe: resume across a restart is a delta; past the retention it is a reset") {
+  auto dir = std::filesystem::temp_directory_path() / fmt::format("conv-sub-{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  auto ids = Ids(100);
+  uint64_t resume = 0;
+  std::map<std::string, std::string> held;
+  {
+    testing::DurableServerOptions o;
+    o.data_dir = dir.string();
+    testing::DurableServer server(o);
+    Writer w(server, "w", ids, 3);
+    for (const auto& id : ids)
+      w.Put(id, 1);
+    Feed feed(server.Connect());
+    feed.Subscribe(Sub(net::kSubscribeBootstrap));
+    feed.WaitSnapshotEnd();
+    std::string rec = w.Put("e-0", 9);
+    feed.WaitForRecord("e-0", rec);
+    resume = feed.window();
+    held = feed.state();
+  }
+  {
+    testing::DurableServerOptions o;
+    o.data_dir = dir.string();
+    testing::DurableServer server(o);
+    Writer w(server, "w", ids, 3);
+    w.Put("e-5", 50);
+    REQUIRE(w.client().Send(WriteFrame(FrameType::kRetract, 1'000, 0, kPlayer, "e-6")).ok());
+    REQUIRE(WaitForAck(w.client(), 1'000));
+    w.SetSeq(1'000);
+    Feed feed(server.Connect());
+    feed.Subscribe(Sub(0, resume));
+    feed.WaitSnapshotEnd();
+    CHECK_FALSE(feed.snapshot_end().reset);
+    CHECK(feed.snapshot().size() == 2);  // e-5 and the tombstone of e-6, nothing else
+    Apply(held, feed.snapshot());
+    CHECK(held == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
+  }
+  {
+    testing::DurableServerOptions o;
+    o.data_dir = dir.string();
+    o.resume_retention = std::chrono::milliseconds(1);
+    testing::DurableServer server(o);
+    Writer w(server, "w", ids, 3);
+    REQUIRE(w.client().Send(WriteFrame(FrameType::kRetract, 2'000, 0, kPlayer, "e-7")).ok());
+    REQUIRE(WaitForAck(w.client(), 2'000));
+    w.SetSeq(2'000);
+    // Later windows drop the tombstone, whose retention has run out.
+    WaitUntil([&] {
+      w.Put("e-8", 1);
+      return server.engine().retained_from() > resume;
+    });
+    Feed feed(server.Connect());
+    feed.Subscribe(Sub(0, resume));
+    feed.WaitSnapshotEnd();
+    CHECK(feed.snapshot_end().reset);
+    CHECK(feed.state() == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
+    CHECK(Stat(w.client(), "resume_resets") == 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("subscribe: a leased source's claims are retracted when it does not come back") {
+  testing::TestServer server;
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub());
+  feed.WaitSnapshotEnd();
+  net::Hello hello;
+  hello.source = "ephemeral";
+  hello.lease_ms = 100;
+  std::string rec;
+  {
+    auto c = net::Client::Connect(server.address(), hello);
+    REQUIRE(c.ok());
+    rec = Record(*(*c)->FindSchema(kPlayer), {{"score", int64_t{3}}});
+    REQUIRE((*c)->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "eph", rec)).ok());
+    REQUIRE(WaitForAck(**c, 1));
+  }
+  feed.WaitForRecord("eph", rec);
+  feed.WaitForAbsent("eph");  // the lease ran out: retracted, and notified
+  CHECK(Stat(feed.client(), "lease_expirations") == 1);
+
+  // Coming back within the lease keeps the claims.
+  hello.source = "returns";
+  hello.lease_ms = 2'000;
+  {
+    auto c = net::Client::Connect(server.address(), hello);
+    REQUIRE(c.ok());
+    REQUIRE((*c)->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "back", rec)).ok());
+    REQUIRE(WaitForAck(**c, 1));
+  }
+  auto again = net::Client::Connect(server.address(), hello);
+  REQUIRE(again.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2'300));
+  auto r = (*again)->Query(*(*again)->FindSchema(kPlayer), "back", false);
+  REQUIRE(r.ok());
+  CHECK(r->found);
+  CHECK(Stat(feed.client(), "lease_expirations") == 1);
+}
+
+TEST_CASE("subscribe: interval_ms paces each entity and still delivers the latest state") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  Feed feed(server.Connect());
+  net::Subscribe s = Sub();
+  s.interval_ms = 200;
+  feed.Subscribe(s);
+  feed.WaitSnapshotEnd();
+  auto start = std::chrono::steady_clock::now();
+  std::string last;
+  int64_t v = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(1'000)) {
+    last = w.Put("ticker", ++v);
+    while (feed.ReadOne(std::chrono::milliseconds(1))) {
+    }
+  }
+  feed.WaitForRecord("ticker", last);
+  REQUIRE(v > 20);
+  // 1 s of updates at a 200 ms interval: about 5 notifications, never one per update.
+  CHECK(feed.notifies().size() <= 8);
+  CHECK(feed.notifies().size() >= 2);
+}
+
+namespace {
+uint64_t RssKiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and catches up") {
+  uint64_t seed = Seed();
+  testing::TestServerOptions o;
+  o.server.subscriber_backlog = 64 << 10;
+  testing::TestServer server(o);
+  auto ids = Ids(2000);
+  Writer w(server, "w", ids, seed);
+  Feed fast(server.Connect());
+  fast.Subscribe(Sub());
+  fast.WaitSnapshotEnd();
+  Feed slow(server.Connect());
+  net::Subscribe s = Sub(net::kSubscribeIncludePrev);
+  slow.Subscribe(s);
+  slow.WaitSnapshotEnd();
+  std::atomic<bool> done{false};
+  std::thread reader([&] {
+    while (!done)
+      fast.ReadOne(std::chrono::milliseconds(20));
+  });
+  uint64_t rss0 = RssKiB();
+  uint64_t max_backlog = 0;
+  for (int i = 0; i < 150; ++i) {
+    w.Batch(1000);
+    max_backlog = std::max(max_backlog, Stat(w.client(), "subscriber_backlog_bytes"));
+  }
+  uint64_t rss1 = RssKiB();
+  CHECK(Stat(w.client(), "conflations") >= 1);
+  CHECK(Stat(w.client(), "conflated_changes") > 0);
+  // The slow subscriber's backlog stays near its limit (plus what the kernel buffers
+  // hold), whatever it does; without conflation 150,000 changes would queue.
+  CHECK(max_backlog < (2u << 20));
+  MESSAGE("RSS " << rss0 << " KiB -> " << rss1 << " KiB; max backlog " << max_backlog);
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("RSS bound not checked: AddressSanitizer's quarantine keeps freed memory resident");
+#else
+  CHECK(rss1 < rss0 + 64 * 1024);
+#endif
+  std::string rec = w.Put("zz-end", 1);
+  done = true;
+  reader.join();
+  ids.push_back("zz-end");
+  fast.WaitForRecord("zz-end", rec);
+  slow.WaitForRecord("zz-end", rec);
+  auto truth = ServerState(w.client(), *w.client().FindSchema(kPlayer), ids);
+  CHECK(Only(fast.state(), ids) == truth);
+  CHECK(Only(slow.state(), ids) == truth);
+}
+
+TEST_CASE("subscribe: SUBSCRIBE and UNSUBSCRIBE errors name the subscription") {
+  testing::TestServer server;
+  auto c = server.Connect();
+  auto expect = [&](net::Subscribe s, net::ErrorCode code, std::string_view text) {
+    std::string f;
+    net::EncodeSubscribe(f, s);
+    REQUIRE(c->Send(f).ok());
+    auto r = c->ReadFrame();
+    REQUIRE(r.ok());
+    net::Error e = ErrorOf(*r);
+    CHECK(e.seq_or_req == s.sub);
+    CHECK(e.code == static_cast<uint64_t>(code));
+    CHECK_MESSAGE(e.message.find(text) != std::string::npos, e.message);
+  };
+  net::Subscribe s = Sub();
+  s.sub = 7;
+  s.schema_id = 99;
+  expect(s, net::ErrorCode::kUnknownSchema, "schema id 99");
+  s = Sub();
+  s.sub = 8;
+  s.field_mask = uint64_t{1} << 40;
+  expect(s, net::ErrorCode::kBadValue, "field_mask");
+  s = Sub();
+  s.sub = 9;
+  s.id_prefix.assign(300, 'x');
+  expect(s, net::ErrorCode::kBadId, "id_prefix is 300 bytes");
+  s = Sub();
+  s.sub = 10;
+  s.interval_ms = 3'600'001;
+  expect(s, net::ErrorCode::kBadValue, "interval_ms");
+  // A live id cannot be reused; after UNSUBSCRIBE it can.
+  Feed feed(std::move(c));
+  feed.Subscribe(Sub());
+  feed.WaitSnapshotEnd();
+  c = server.Connect();
+  {
+    std::string f;
+    net::EncodeSubscribe(f, Sub());
+    REQUIRE(c->Send(f).ok());
+    while (true) {
+      auto r = c->ReadFrame();
+      REQUIRE(r.ok());
+      if (r->type == static_cast<uint8_t>(FrameType::kSnapshotEnd)) break;
+    }
+  }
+  expect(Sub(), net::ErrorCode::kBadValue, "already live");
+  std::string un;
+  net::EncodeReq(un, FrameType::kUnsubscribe, 1);
+  REQUIRE(c->Send(un).ok());
+  un.clear();
+  net::EncodeReq(un, FrameType::kUnsubscribe, 1);
+  REQUIRE(c->Send(un).ok());
+  auto r = c->ReadFrame();
+  REQUIRE(r.ok());
+  net::Error e = ErrorOf(*r);
+  CHECK(e.seq_or_req == 1);
+  CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kUnknownSubscription));
+  WaitUntil([&] { return Stat(*c, "subscribers") == 1; });  // feed's is still live
+
+  // A malformed SUBSCRIBE is a connection-level bad_frame.
+  testing::RawConnection raw(server.port());
+  REQUIRE(raw.Send(testing::HelloFrame("")));
+  REQUIRE(raw.ReadFrame().ok());  // WELCOME
+  REQUIRE(raw.Send(testing::RawFrame(0x30, std::string("\x01", 1))));
+  auto bad = raw.ReadFrame();
+  REQUIRE(bad.ok());
+  CHECK(ErrorOf(*bad).code == static_cast<uint64_t>(net::ErrorCode::kBadFrame));
+}
+
+TEST_CASE("subscribe: more than 1,024 subscriptions on one connection are refused") {
+  testing::TestServer server;
+  auto c = server.Connect();
+  std::string frames;
+  for (uint64_t i = 1; i <= 1025; ++i) {
+    net::Subscribe s = Sub();
+    s.sub = i;
+    net::EncodeSubscribe(frames, s);
+  }
+  REQUIRE(c->Send(frames).ok());
+  int ends = 0;
+  while (true) {
+    auto r = c->ReadFrame();
+    REQUIRE(r.ok());
+    if (r->type == static_cast<uint8_t>(FrameType::kSnapshotEnd)) ++ends;
+    if (r->type == static_cast<uint8_t>(FrameType::kError)) {
+      net::Error e = ErrorOf(*r);
+      CHECK(e.seq_or_req == 1025);
+      CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kOverloaded));
+      break;
+    }
+  }
+}
+
+TEST_CASE("subscribe: a window too big for one frame is split; only its last part names it") {
+  testing::TestServerOptions o;
+  o.window = std::chrono::milliseconds(500);  // the whole burst in one window
+  testing::TestServer server(o);
+  Writer w(server, "w", Ids(10), 1);
+  const engine::Schema& player = *w.client().FindSchema(kPlayer);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub());
+  feed.WaitSnapshotEnd();
+  std::string frames;
+  const int n = 8'000;
+  for (int i = 1; i <= n; ++i) {
+    frames += WriteFrame(FrameType::kAssert, static_cast<uint64_t>(i), 0, kPlayer,
+                         "big-" + std::to_string(i),
+                         Record(player, {{"name", std::string(40, 'n')}, {"score", int64_t{i}}}));
+  }
+  REQUIRE(w.client().Send(frames).ok());
+  REQUIRE(WaitForAck(w.client(), n));
+  feed.WaitForRecord("big-" + std::to_string(n),
+                     Record(player, {{"name", std::string(40, 'n')}, {"score", int64_t{n}}}));
+  while (feed.state().size() < static_cast<size_t>(n) && feed.ReadOne(testing::kReplyTimeout)) {
+  }
+  CHECK(feed.state().size() == static_cast<size_t>(n));
+  REQUIRE(feed.notifies().size() >= 2);
+  uint64_t last = feed.notifies().back().window;
+  CHECK(last > feed.snapshot_end().window);
+  for (size_t i = 0; i + 1 < feed.notifies().size(); ++i)
+    CHECK(feed.notifies()[i].window == feed.snapshot_end().window);
+}
