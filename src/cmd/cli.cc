@@ -9,6 +9,7 @@ Cli::Cli() : app_("convergence: a state-convergence server and its tools", "conv
   app_.set_version_flag("--version", VersionText());
   Add(RegisterServe(app_, serve_), [this] { return RunServe(serve_); });
   Add(RegisterQuery(app_, query_), [this] { return RunQuery(query_); });
+  Add(RegisterSubscribe(app_, subscribe_), [this] { return RunSubscribe(subscribe_); });
   Add(RegisterLoad(app_, load_), [this] { return RunLoad(load_); });
   Add(RegisterWalDump(app_, wal_dump_), [this] { return RunWalDump(wal_dump_); });
   Add(RegisterBench(app_, bench_), [this] { return RunBench(bench_); });

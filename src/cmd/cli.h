@@ -15,6 +15,7 @@
 #include "cmd/load.h"
 #include "cmd/query.h"
 #include "cmd/serve.h"
+#include "cmd/subscribe.h"
 #include "cmd/wal_dump.h"
 
 namespace conv::cmd {
@@ -38,6 +39,7 @@ class Cli {
   CLI::App app_;
   ServeOptions serve_;
   QueryOptions query_;
+  SubscribeOptions subscribe_;
   LoadOptions load_;
   WalDumpOptions wal_dump_;
   BenchOptions bench_;

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/record.h"
 #include "util/duration.h"
 
 namespace conv::cmd {
@@ -51,6 +52,16 @@ CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
   opt->type_name("DURATION");
   opt->default_str(util::FormatDuration(target));
   return opt;
+}
+
+void AppendRecordJsonOrNull(std::string& out, const engine::Schema& schema,
+                            std::string_view record) {
+  engine::RecordView view;
+  if (!engine::ParseRecord(schema, record, &view).ok()) {
+    out += "null";
+    return;
+  }
+  engine::AppendRecordJson(out, schema, view.mask, view.values);
 }
 
 void PrintError(const std::string& message) {

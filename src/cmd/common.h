@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
 
+#include "engine/schema.h"
 #include "util/status.h"
 
 namespace conv::cmd {
@@ -21,6 +23,12 @@ util::Result<std::string> ReadTokenFile(const std::string& path);
 // A CLI11 option taking a duration with a unit ("10ms", "1s").
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
                                std::chrono::microseconds& target, const std::string& help);
+
+// Appends a record (mask + values) as a JSON object of field name -> value, the way
+// `convergence query` prints records (f64 shortest round-trip, NaN and infinities as
+// null, bytes as base64); `null` when the record does not fit `schema`.
+void AppendRecordJsonOrNull(std::string& out, const engine::Schema& schema,
+                            std::string_view record);
 
 // Prints "convergence: <message>" to stderr.
 void PrintError(const std::string& message);

@@ -45,6 +45,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "`./convergence-data`:",
                     "convergence serve"},
                    {"Read an entity from it:", "convergence query player p-17"},
+                   {"Follow every change to the players:",
+                    "convergence subscribe player --bootstrap"},
                    {"Show the version, git commit and build type:", "convergence --version"},
                },
            .see_also = {},
@@ -168,6 +170,68 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    {"Read from a server that needs a token:",
                     "convergence query --server 192.0.2.10:3727 --auth-token-file token \\\n"
                     "    device sensor-4"},
+               },
+           .see_also = {},
+       }},
+      {"subscribe",
+       {
+           .description =
+               {
+                   "Connects to a server as a reader, subscribes to *schema* (optionally only "
+                   "ids starting with `--prefix` and only the `--fields` named) and prints one "
+                   "JSON object per line on standard output, flushed after each line:",
+                   "- `{\"type\":\"snapshot\",\"kind\":\"upsert\"|\"delete\",\"id\":`..."
+                   "`,\"record\":{`...`}}` for each entity of the initial state (with "
+                   "`--bootstrap`, or with `--resume`: then deletes are entities removed since "
+                   "that window, with an empty record).",
+                   "- `{\"type\":\"snapshot_end\",\"total\":`*N*`,\"window\":`*W*"
+                   "`,\"reset\":true|false}` once, always: the state printed so far is as of "
+                   "the end of window *W*, and changes follow from window *W*+1 with no gap "
+                   "and no duplicate. `reset` true means the snapshot was the full state "
+                   "(drop what you held); false means a delta since `--resume`, or nothing "
+                   "before live changes.",
+                   "- `{\"type\":\"change\",\"window\":`*W*`,\"kind\":`...`,\"id\":`..."
+                   "`,` `\"changed\":[`*field*`,`...`],\"ts\":`*T*`,\"record\":{`...`}}` "
+                   "(one line) for each entity whose converged state changed in window *W*: the "
+                   "changed "
+                   "fields, the largest op ts applied to it in the window and its new record; "
+                   "with `--include-prev` also `\"prev\":{`...`}` (the record at the start of "
+                   "the window) or `\"prev\":null` (the entity did not exist).",
+                   "Records print as with `convergence query`. On exit a summary goes to "
+                   "standard error: snapshot entries, changes, windows, and the last window "
+                   "whose changes were all printed; pass it to `--resume` to continue where "
+                   "this run stopped.",
+               },
+           .sections =
+               {
+                   {"Signals",
+                    {
+                        "`SIGINT`, `SIGTERM` :: Stop: print the summary and exit 0.",
+                    }},
+               },
+           .exit_status =
+               {
+                   {"0", "Stopped by `--count`, SIGINT or SIGTERM."},
+                   {"2", "A bad flag or an unreadable `--auth-token-file`."},
+                   {"3",
+                    "The server is unreachable, refused the handshake, closed the connection "
+                    "or sent a connection-level error (for instance `shutting_down`)."},
+                   {"4", "The server does not know the schema, or the schema has no such field."},
+                   {"5",
+                    "The server refused the subscription (its message is printed), for "
+                    "instance an `--interval` over 3600000 or a `--prefix` over 255 bytes."},
+               },
+           .examples =
+               {
+                   {"Every player's current state, then every change as it happens:",
+                    "convergence subscribe player --bootstrap"},
+                   {"Positions of the players of one zone, at most once a second per player, "
+                    "with the previous values:",
+                    "convergence subscribe player --prefix zone4/ --fields x,y,z \\\n"
+                    "    --interval 1000 --include-prev"},
+                   {"Continue after window 1234, the last window a previous run reported, and "
+                    "stop after 100 changes:",
+                    "convergence subscribe player --resume 1234 --count 100"},
                },
            .see_also = {},
        }},

@@ -5,7 +5,6 @@
 #include <cstdio>
 
 #include "cmd/common.h"
-#include "engine/record.h"
 #include "net/client.h"
 #include "util/json.h"
 
@@ -23,20 +22,6 @@ CLI::App* RegisterQuery(CLI::App& app, QueryOptions& o) {
       ->check(CLI::ExistingFile);
   return sub;
 }
-
-namespace {
-
-// RESULT records are validated by the client's decoder, so they can be rendered.
-void AppendRecord(std::string& out, const engine::Schema& schema, const std::string& record) {
-  engine::RecordView view;
-  if (!engine::ParseRecord(schema, record, &view).ok()) {
-    out += "null";
-    return;
-  }
-  engine::AppendRecordJson(out, schema, view.mask, view.values);
-}
-
-}  // namespace
 
 int RunQuery(const QueryOptions& o) {
   net::Hello hello;
@@ -75,7 +60,7 @@ int RunQuery(const QueryOptions& o) {
   out += ",\"id\":";
   util::AppendJsonString(out, o.id);
   out += ",\"record\":";
-  AppendRecord(out, *schema, result->record);
+  AppendRecordJsonOrNull(out, *schema, result->record);
   if (o.claims) {
     out += ",\"claims\":[";
     for (size_t i = 0; i < result->claims.size(); ++i) {
@@ -84,7 +69,7 @@ int RunQuery(const QueryOptions& o) {
       out += "{\"source\":";
       util::AppendJsonString(out, c.source);
       out += fmt::format(",\"ts\":{},\"record\":", c.ts_max);
-      AppendRecord(out, *schema, c.record);
+      AppendRecordJsonOrNull(out, *schema, c.record);
       out += '}';
     }
     out += ']';

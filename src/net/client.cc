@@ -147,38 +147,63 @@ bool Client::HasBufferedFrame() const {
 
 util::Result<OwnedFrame> Client::ReadFrame() {
   uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
+  OwnedFrame frame;
+  auto r = ReadUntil(deadline, false, &frame);
+  if (!r.ok()) return r.status();
+  if (*r != ReadOutcome::kFrame) {
+    return util::Status::Error(fmt::format("no reply within {} ms", timeout_.count()));
+  }
+  return frame;
+}
+
+util::Result<bool> Client::TryReadFrame(std::chrono::milliseconds wait, OwnedFrame* frame) {
+  uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(wait.count()) * 1'000'000;
+  auto r = ReadUntil(deadline, true, frame);
+  if (!r.ok()) return r.status();
+  return *r == ReadOutcome::kFrame;
+}
+
+util::Result<Client::ReadOutcome> Client::ReadUntil(uint64_t deadline_ns, bool return_on_signal,
+                                                    OwnedFrame* frame) {
   for (;;) {
     Frame f;
     size_t consumed = 0;
     FrameStatus st = NextFrame(std::string_view(in_).substr(in_pos_), UINT32_MAX, &f, &consumed);
     if (st == FrameStatus::kFrame) {
-      OwnedFrame out{f.type, std::string(f.payload)};
+      frame->type = f.type;
+      frame->payload.assign(f.payload);
       in_pos_ += consumed;
       if (in_pos_ == in_.size()) {
         in_.clear();
         in_pos_ = 0;
       }
-      return out;
+      return ReadOutcome::kFrame;
     }
     if (st == FrameStatus::kEmpty) return util::Status::Error("server sent a frame of length 0");
+    if (closed_) return util::Status::Error("the server closed the connection");
     if (in_pos_ > 0) {
       in_.erase(0, in_pos_);
       in_pos_ = 0;
     }
     pollfd p{fd_, POLLIN, 0};
-    int rc = ::poll(&p, 1, MillisLeft(deadline));
-    if (rc == 0) {
-      return util::Status::Error(fmt::format("no reply within {} ms", timeout_.count()));
-    }
+    int rc = ::poll(&p, 1, MillisLeft(deadline_ns));
+    if (rc == 0) return ReadOutcome::kTimeout;
     if (rc < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        if (return_on_signal) return ReadOutcome::kInterrupted;
+        continue;
+      }
       return util::Status::Error(fmt::format("poll failed: {}", std::strerror(errno)));
     }
     char buf[64 * 1024];
     ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n == 0) return util::Status::Error("the server closed the connection");
+    if (n == 0) {
+      closed_ = true;
+      return util::Status::Error("the server closed the connection");
+    }
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
+      if (errno == ECONNRESET) closed_ = true;
       return util::Status::Error(fmt::format("receive failed: {}", std::strerror(errno)));
     }
     in_.append(buf, static_cast<size_t>(n));
@@ -248,6 +273,12 @@ util::Status Client::Sync() {
   if (auto st = Send(frame); !st.ok()) return st;
   auto f = WaitFor(FrameType::kSynced, req);
   return f.ok() ? util::Status::Ok() : f.status();
+}
+
+util::Status Client::Subscribe(const net::Subscribe& s) {
+  std::string frame;
+  EncodeSubscribe(frame, s);
+  return Send(frame);
 }
 
 }  // namespace conv::net

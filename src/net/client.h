@@ -41,6 +41,13 @@ class Client {
   util::Status Send(std::string_view bytes);
   // The next frame; fails on timeout, a closed connection or a malformed stream.
   util::Result<OwnedFrame> ReadFrame();
+  // Waits up to `wait` for the next frame, for loops that also watch something else
+  // (a stop flag): true with *frame set when one arrived; false when `wait` passed or
+  // a signal interrupted the wait, which are not errors. Fails when the connection
+  // closed (then closed() is true) or the stream is malformed.
+  util::Result<bool> TryReadFrame(std::chrono::milliseconds wait, OwnedFrame* frame);
+  // True once the server was seen to close the connection (end of stream or reset).
+  bool closed() const { return closed_; }
   // True when a whole frame is already buffered (ReadFrame will not block).
   bool HasBufferedFrame() const;
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
@@ -55,6 +62,10 @@ class Client {
   util::Result<StatList> Stats();
   // SYNC and wait for SYNCED: everything sent before is durable.
   util::Status Sync();
+  // Sends SUBSCRIBE. What follows (SNAPSHOT, SNAPSHOT_END, NOTIFY, or an ERROR
+  // carrying s.sub) is read with ReadFrame / TryReadFrame and decoded by the caller,
+  // who has the schema and knows whether previous records were asked for.
+  util::Status Subscribe(const net::Subscribe& s);
 
   // The server's ERROR, when the last failure was one (code 0 otherwise).
   uint64_t last_error_code() const { return last_error_code_; }
@@ -62,6 +73,11 @@ class Client {
  private:
   Client() = default;
   util::Result<OwnedFrame> WaitFor(FrameType type, uint64_t req);
+  enum class ReadOutcome { kFrame, kTimeout, kInterrupted };
+  // Reads until a whole frame is buffered (returned in *frame) or `deadline_ns`
+  // (monotonic) passes; with `return_on_signal` a signal ends the wait early.
+  util::Result<ReadOutcome> ReadUntil(uint64_t deadline_ns, bool return_on_signal,
+                                      OwnedFrame* frame);
 
   int fd_ = -1;
   std::chrono::milliseconds timeout_{5000};
@@ -70,6 +86,7 @@ class Client {
   Welcome welcome_;
   uint64_t next_req_ = 1;
   uint64_t last_error_code_ = 0;
+  bool closed_ = false;
 };
 
 }  // namespace conv::net

@@ -507,6 +507,10 @@ bool Session::HandleSubscribe(std::string_view payload) {
     Fail(ErrorCode::kBadFrame, "SUBSCRIBE (0x30): payload is malformed");
     return false;
   }
+  if (s.sub == 0) {
+    Fail(ErrorCode::kBadFrame, "SUBSCRIBE (0x30): sub 0 is reserved; sub ids start at 1");
+    return false;
+  }
   const engine::Schema* schema = server_.engine().schemas().Find(s.schema_id);
   if (schema == nullptr) {
     OpError(

@@ -608,6 +608,20 @@ TEST_CASE("subscribe: SUBSCRIBE and UNSUBSCRIBE errors name the subscription") {
   auto bad = raw.ReadFrame();
   REQUIRE(bad.ok());
   CHECK(ErrorOf(*bad).code == static_cast<uint64_t>(net::ErrorCode::kBadFrame));
+  // So is sub 0: its errors could not be told from connection-level ones.
+  testing::RawConnection zero(server.port());
+  REQUIRE(zero.Send(testing::HelloFrame("")));
+  REQUIRE(zero.ReadFrame().ok());  // WELCOME
+  net::Subscribe s0 = Sub();
+  s0.sub = 0;
+  std::string f0;
+  net::EncodeSubscribe(f0, s0);
+  REQUIRE(zero.Send(f0));
+  auto bad0 = zero.ReadFrame();
+  REQUIRE(bad0.ok());
+  net::Error e0 = ErrorOf(*bad0);
+  CHECK(e0.code == static_cast<uint64_t>(net::ErrorCode::kBadFrame));
+  CHECK(e0.message.find("sub 0") != std::string::npos);
 }
 
 TEST_CASE("subscribe: more than 1,024 subscriptions on one connection are refused") {
