@@ -2,6 +2,7 @@
 //   apply   one partition applying the page's 70/20/10 mix on `player`
 //   memory  RSS per entity with one claim, at 1,000,000 player entities
 // Usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] [--entities N]
+//        [--watched] (apply as with a subscriber on the schema)
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -96,7 +97,7 @@ std::vector<engine::OpBatch> MakeBatches(const engine::Schema& s, size_t entitie
   return batches;
 }
 
-void BenchApply(int runs, size_t ops, size_t entities) {
+void BenchApply(int runs, size_t ops, size_t entities, bool watched) {
   engine::SchemaSet schemas;
   const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
   std::vector<double> rates;
@@ -105,6 +106,9 @@ void BenchApply(int runs, size_t ops, size_t entities) {
     uint32_t source = *sources.Intern("bench");
     engine::SealQueue seals;
     engine::Partition part(0, schemas, sources, 1, &seals);
+    // With a subscriber: keep each entity's state at its window start, and at each
+    // seal emit its change (changes.h).
+    if (watched) part.Watch(engine::kPlayerSchemaId, 1);
     std::mt19937_64 rng(42 + static_cast<uint64_t>(r));
     uint64_t seq = 0;
     auto batches = MakeBatches(player, entities, ops, source, &seq, rng);
@@ -121,8 +125,8 @@ void BenchApply(int runs, size_t ops, size_t entities) {
                part.counters().entities);
   }
   std::sort(rates.begin(), rates.end());
-  fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities)\n",
-             rates[rates.size() / 2], entities);
+  fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities{})\n",
+             rates[rates.size() / 2], entities, watched ? ", watched" : "");
 }
 
 void BenchMemory(size_t entities) {
@@ -174,6 +178,7 @@ int main(int argc, char** argv) {
   size_t ops = 5'000'000;
   size_t entities = 10'000;
   size_t memory_entities = 1'000'000;
+  bool watched = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -189,6 +194,8 @@ int main(int argc, char** argv) {
       ops = std::stoul(next());
     else if (a == "--entities")
       entities = std::stoul(next());
+    else if (a == "--watched")
+      watched = true;
     else if (a == "--memory-entities")
       memory_entities = std::stoul(next());
     else if (a == "apply" || a == "memory" || a == "all")
@@ -196,11 +203,11 @@ int main(int argc, char** argv) {
     else {
       fmt::print(stderr,
                  "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
-                 "[--entities N] [--memory-entities N]\n");
+                 "[--entities N] [--memory-entities N] [--watched]\n");
       return 2;
     }
   }
-  if (what == "apply" || what == "all") BenchApply(runs, ops, entities);
+  if (what == "apply" || what == "all") BenchApply(runs, ops, entities, watched);
   if (what == "memory" || what == "all") BenchMemory(memory_entities);
   return 0;
 }
