@@ -91,7 +91,11 @@ struct Fanout::Sub {
   std::shared_ptr<std::atomic<bool>> progress_pending = std::make_shared<std::atomic<bool>>(false);
 
   bool conflating = false;
-  std::unordered_map<std::string, Held> held;
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  std::unordered_map<std::string, Held, IdHash, std::equal_to<>> held;
   uint64_t held_window = 0;       // newest window merged into held
   uint64_t delivered_window = 0;  // everything up to it is out
   uint64_t next_flush_us = 0;     // interval subscriptions
@@ -432,7 +436,9 @@ void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) 
 }
 
 void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
-  auto [it, fresh] = s.held.try_emplace(std::string(c.id));
+  auto it = s.held.find(c.id);  // no allocation for an entity already held
+  bool fresh = it == s.held.end();
+  if (fresh) it = s.held.try_emplace(std::string(c.id)).first;
   Held& h = it->second;
   if (fresh) {
     h.kind = c.kind;
