@@ -23,7 +23,7 @@ void Coalescer::RestoreWindow(uint64_t window) {
 void Coalescer::AtBoundary(std::function<void(uint64_t)> task) {
   std::lock_guard lock(mu_);
   tasks_.push_back(std::move(task));
-  activity_.store(true);
+  if (!activity_.exchange(true)) activity_at_ = std::chrono::steady_clock::now();
   cv_.notify_all();
 }
 
@@ -52,12 +52,17 @@ void Coalescer::Run(WindowListener* listener) {
     cv_.wait(lock, [&] { return stop_ || flush_now_ || activity_.load(); });
     if (stop_) return;
     if (!flush_now_) {
-      auto deadline = std::chrono::steady_clock::now() + window_;
+      // Counted from the first activity, which may have come while the previous
+      // window was being sealed.
+      // (Not yet stamped when the flag was seen before its setter took the lock.)
+      auto now = std::chrono::steady_clock::now();
+      auto deadline = (activity_at_ >= cut_at_ ? activity_at_ : now) + window_;
       cv_.wait_until(lock, deadline, [&] { return stop_ || flush_now_; });
       if (stop_) return;
     }
     flush_now_ = false;
     activity_.store(false);
+    cut_at_ = std::chrono::steady_clock::now();
     uint64_t w = ++started_;
     std::vector<std::function<void(uint64_t)>> tasks;
     tasks.swap(tasks_);

@@ -68,6 +68,9 @@ class Coalescer {
   void NoteActivity() {
     if (!activity_.load(std::memory_order_relaxed) && !activity_.exchange(true)) {
       std::lock_guard lock(mu_);
+      // The window lasts `window` from here, even when the previous one is still
+      // being sealed: an op never waits more than one window for its cut.
+      activity_at_ = std::chrono::steady_clock::now();
       cv_.notify_all();
     }
   }
@@ -88,6 +91,8 @@ class Coalescer {
   WindowListener* listener_ = nullptr;
 
   std::atomic<bool> activity_{false};
+  std::chrono::steady_clock::time_point activity_at_;  // guarded by mu_: first activity
+  std::chrono::steady_clock::time_point cut_at_;       // guarded by mu_: last window's close
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;                                 // guarded by mu_
