@@ -40,13 +40,13 @@ _convergence_serve() {
     --fsync) _convergence_words 'window none'; return 0 ;;
     --log-level) _convergence_words 'debug info warn error off'; return 0 ;;
     --log-format) _convergence_words 'text json'; return 0 ;;
-    --listen|--partitions|--io-threads|--window|--max-frame|--max-connections|--handshake-timeout|--idle-timeout|--checkpoint-interval|--metrics-listen) return 0 ;;
+    --listen|--partitions|--io-threads|--window|--max-frame|--max-connections|--handshake-timeout|--idle-timeout|--checkpoint-interval|--resume-retention|--subscriber-backlog|--metrics-listen) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --fsync --checkpoint-interval --salvage --log-level --log-format --metrics-listen'
+    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
     return 0
   fi
-  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --fsync --checkpoint-interval --salvage --log-level --log-format --metrics-listen'
+  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
 }
 
 _convergence_query() {
@@ -65,17 +65,32 @@ _convergence_query() {
   _convergence_words '-h --help --claims --server --auth-token-file'
 }
 
+_convergence_subscribe() {
+  case $prev in
+    --auth-token-file) _convergence_files; return 0 ;;
+    --prefix|--fields|--resume|--interval|--count|--server) return 0 ;;
+  esac
+  if [[ $cur == -* ]]; then
+    _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file'
+    return 0
+  fi
+  case $(_convergence_positional --prefix --fields --resume --interval --count --server --auth-token-file) in
+    1) _convergence_words 'player'; return 0 ;;
+  esac
+  _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file'
+}
+
 _convergence_load() {
   case $prev in
     --schema) _convergence_words 'player'; return 0 ;;
     --auth-token-file) _convergence_files; return 0 ;;
-    --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--readers) return 0 ;;
+    --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--readers|--subscribers) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --auth-token-file'
+    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --subscribers --bootstrap --include-prev --auth-token-file'
     return 0
   fi
-  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --auth-token-file'
+  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --subscribers --bootstrap --include-prev --auth-token-file'
 }
 
 _convergence_wal_dump() {
@@ -91,7 +106,7 @@ _convergence_wal_dump() {
 
 _convergence_bench() {
   case $prev in
-    --scenario) _convergence_words 'write reads coalescing'; return 0 ;;
+    --scenario) _convergence_words 'write subscribers reads bootstrap coalescing'; return 0 ;;
     --out) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
     --duration|--server) return 0 ;;
@@ -118,12 +133,13 @@ _convergence() {
   local sub="" sub_index=0 i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
-      serve|query|load|wal-dump|bench) sub=${words[i]}; sub_index=$i; break ;;
+      serve|query|subscribe|load|wal-dump|bench) sub=${words[i]}; sub_index=$i; break ;;
     esac
   done
   case $sub in
     serve) _convergence_serve ;;
     query) _convergence_query ;;
+    subscribe) _convergence_subscribe ;;
     load) _convergence_load ;;
     wal-dump) _convergence_wal_dump ;;
     bench) _convergence_bench ;;
@@ -131,7 +147,7 @@ _convergence() {
       if [[ $cur == -* ]]; then
         _convergence_words '-h --help --version'
       else
-        _convergence_words 'serve query load wal-dump bench'
+        _convergence_words 'serve query subscribe load wal-dump bench'
       fi
       ;;
   esac

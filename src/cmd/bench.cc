@@ -8,13 +8,18 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <thread>
+#include <tuple>
 
 #include "cmd/common.h"
 #include "cmd/load.h"
+#include "cmd/workload.h"
 #include "engine/engine.h"
+#include "net/client.h"
 #include "net/server.h"
+#include "util/clock.h"
 #include "util/duration.h"
 #include "util/log.h"
 
@@ -23,7 +28,8 @@ namespace conv::cmd {
 namespace {
 
 // The scenarios of the performance page this build can run, in report order.
-const std::vector<std::string> kScenarios = {"write", "reads", "coalescing"};
+const std::vector<std::string> kScenarios = {"write", "subscribers", "reads", "bootstrap",
+                                             "coalescing"};
 
 }  // namespace
 
@@ -134,10 +140,53 @@ struct Run {
   LoadReport report;
 };
 
+// Asserts entities 0 .. n-1 of `schema_name` once each, from one source, pipelined,
+// and waits until the last is acknowledged (durable).
+util::Status PopulateAll(const std::string& server, const std::string& schema_name, uint64_t n) {
+  net::Hello hello;
+  hello.source = "populate-all";
+  auto c = net::Client::Connect(server, hello);
+  if (!c.ok()) return c.status();
+  net::Client& client = **c;
+  const engine::Schema* schema = client.FindSchema(schema_name);
+  if (schema == nullptr) return util::Status::Error("populate: unknown schema " + schema_name);
+  Workload w(*schema, n, 0, Mix{100, 0, 0}, 7);
+  uint64_t seq = client.welcome().last_applied_seq;
+  std::string buf;
+  for (uint64_t i = 0; i < n; ++i) {
+    net::WriteOp op;
+    op.type = net::FrameType::kAssert;
+    op.seq = ++seq;
+    op.ts = util::WallMicros();
+    op.schema_id = schema->id;
+    op.id = w.Id(i);
+    op.record = w.FullRecord();
+    net::EncodeWriteOp(buf, op);
+    if (buf.size() >= (1u << 20) || i + 1 == n) {
+      if (auto st = client.Send(buf); !st.ok()) return st;
+      buf.clear();
+    }
+  }
+  client.set_timeout(std::chrono::seconds(60));
+  for (;;) {
+    auto f = client.ReadFrame();
+    if (!f.ok()) return util::Status::Error("populate: " + f.message());
+    if (f->type == static_cast<uint8_t>(net::FrameType::kAck)) {
+      uint64_t acked;
+      if (net::DecodeAck(f->payload, &acked) && acked >= seq) return util::Status::Ok();
+    } else if (f->type == static_cast<uint8_t>(net::FrameType::kError)) {
+      net::Error e;
+      if (net::DecodeError(f->payload, &e)) return util::Status::Error("populate: " + e.message);
+    }
+  }
+}
+
 // Runs one load, against the external server or a fresh embedded one; `populate`,
-// when given, runs first on the same server and is not reported.
+// when given, runs first on the same server and is not reported, and so does
+// `prepare`.
 util::Result<Run> Measure(const BenchOptions& b, LoadOptions o,
-                          const LoadOptions* populate = nullptr) {
+                          const LoadOptions* populate = nullptr,
+                          const std::function<util::Status(const std::string&)>& prepare = {}) {
   std::unique_ptr<EmbeddedServer> embedded;
   if (b.server.empty()) {
     embedded = std::make_unique<EmbeddedServer>(b.fsync == "window");
@@ -154,6 +203,9 @@ util::Result<Run> Measure(const BenchOptions& b, LoadOptions o,
     p.quiet = true;
     auto report = RunLoadGenerator(p, &code);
     if (!report.ok()) return report.status();
+  }
+  if (prepare) {
+    if (auto st = prepare(o.server); !st.ok()) return st;
   }
   auto report = RunLoadGenerator(o, &code);
   if (!report.ok()) return report.status();
@@ -175,6 +227,14 @@ double Throughput(const LoadReport& r) {
 
 std::string Us(uint64_t ns) {
   return fmt::format("{:.1f}", static_cast<double>(ns) / 1e3);
+}
+
+std::string MsOfUs(uint64_t us) {
+  return fmt::format("{:.2f}", static_cast<double>(us) / 1e3);
+}
+
+const char* Verdict(bool met) {
+  return met ? "met" : "**missed**";
 }
 
 }  // namespace
@@ -259,6 +319,163 @@ int RunBench(const BenchOptions& b) {
       }
       js += fmt::format("\"{}\":{}", s, LoadReportJson(run->options, r));
       if (r.TotalErrors() > 0) fail(s, fmt::format("{} errors", r.TotalErrors()));
+    } else if (s == "subscribers") {
+      md += "\n## Write throughput with subscribers\n\n";
+      md +=
+          "The write scenario (9 workers, 10,000 players, 70/20/10) with 0, 1, 10 and 100 "
+          "subscribers, each its own connection subscribed to every player; writers start once "
+          "every subscriber is live. Latency: a subscriber's receive wall time minus the "
+          "change's ts (the newest op ts of the entity in its window, stamped by the writer "
+          "when it generated the op), over every change received. Converged: after every "
+          "writer's last ACK one more source asserts a sentinel entity; the time until the "
+          "last subscriber receives that change (it comes after every earlier window, so it "
+          "includes the sentinel's own window).\n";
+      const char* header =
+          "| Subscribers | Write throughput | vs none | Notifications/sec (all) | Per subscriber "
+          "| Latency p50 / p99 / p999 ms | Conflations (changes merged) | Converged after "
+          "writers drained (max) |\n|---|---|---|---|---|---|---|---|\n";
+      js += "\"subscribers\":{";
+      double none = 0;
+      double at100 = -1;
+      // (rate, subscribers) -> latency p99 µs
+      std::vector<std::tuple<uint64_t, uint32_t, uint64_t>> p99s;
+      double converge_max = 0;
+      uint64_t window_us = 0;
+      constexpr uint64_t kFixedRate = 100'000;
+      for (uint64_t rate : {uint64_t{0}, kFixedRate}) {
+        if (rate == 0) {
+          md += "\nUnlimited write rate (the page's scenario):\n\n";
+        } else {
+          md += fmt::format(
+              "\nThe same at a fixed {} ops/sec write rate, below saturation (at saturation the "
+              "latency is the writers' queue in the server: see below):\n\n",
+              Human(static_cast<double>(rate)));
+        }
+        md += header;
+        js +=
+            fmt::format("{}\"{}\":[", rate == 0 ? "" : ",", rate == 0 ? "unlimited" : "fixed_rate");
+        bool first = true;
+        for (uint32_t n : {0u, 1u, 10u, 100u}) {
+          if (rate != 0 && n == 0) continue;
+          LoadOptions o;
+          o.workers = 9;
+          o.entities = 10'000;
+          o.rate = rate;
+          o.duration = duration;
+          o.subscribers = n;
+          auto run = Measure(b, o);
+          if (!run.ok()) {
+            fail(fmt::format("subscribers {}", n), run.message());
+            continue;
+          }
+          const LoadReport& r = run->report;
+          double ops = Throughput(r);
+          window_us = r.window_us;
+          if (rate == 0 && n == 0) none = ops;
+          if (rate == 0 && n == 100) at100 = ops;
+          std::string vs = rate == 0 && none > 0 ? fmt::format("{:.0f}%", 100.0 * ops / none) : "—";
+          if (n == 0) {
+            md += fmt::format("| 0 | {} ops/sec | 100% | — | — | — | — | — |\n", Human(ops));
+          } else {
+            SubscriberSummary sum = SummarizeSubscribers(r);
+            const util::Histogram& h = r.notify_latency_us;
+            p99s.emplace_back(rate, n, h.Percentile(0.99));
+            converge_max = std::max(converge_max, sum.converge_ms_max);
+            md += fmt::format(
+                "| {} | {} ops/sec | {} | {} | {} — {} | {} / {} / {} | {} ({}) | {} |\n", n,
+                Human(ops), vs, Human(r.NotificationRate()), Human(sum.rate_min),
+                Human(sum.rate_max), MsOfUs(h.Percentile(0.5)), MsOfUs(h.Percentile(0.99)),
+                MsOfUs(h.Percentile(0.999)), r.StatDelta("conflations"),
+                r.StatDelta("conflated_changes"),
+                sum.converged == r.subscribers.size()
+                    ? fmt::format("{:.1f} ms", sum.converge_ms_max)
+                    : fmt::format("{} of {} never", r.subscribers.size() - sum.converged,
+                                  r.subscribers.size()));
+          }
+          js += fmt::format("{}{{\"subscribers\":{},\"rate\":{},\"load\":{}}}", first ? "" : ",", n,
+                            rate, LoadReportJson(run->options, r));
+          first = false;
+          if (r.TotalErrors() > 0) {
+            fail(fmt::format("subscribers {}", n), fmt::format("{} errors", r.TotalErrors()));
+          }
+        }
+        js += "]";
+      }
+      js += "}";
+      double window_ms = static_cast<double>(window_us) / 1e3;
+      md += "\nTargets:\n\n";
+      if (none > 0 && at100 >= 0) {
+        md += fmt::format(
+            "- Write throughput with 100 subscribers at least 70% of none: {:.0f}% ({}).\n",
+            100.0 * at100 / none, Verdict(at100 >= 0.7 * none));
+      }
+      for (const auto& [rate, n, p99] : p99s) {
+        if (n > 10) continue;
+        double p99_ms = static_cast<double>(p99) / 1e3;
+        md += fmt::format(
+            "- Notification latency p99 within window + 2 ms ({:.0f} ms) with {} subscriber{}, "
+            "{}: {:.2f} ms ({}).\n",
+            window_ms + 2, n, n == 1 ? "" : "s",
+            rate == 0 ? std::string("unlimited rate")
+                      : fmt::format("{} ops/sec", Human(static_cast<double>(rate))),
+            p99_ms, Verdict(p99_ms <= window_ms + 2));
+      }
+      md += fmt::format(
+          "- Every subscriber holds the final state within 100 ms after the writers drained: "
+          "{:.1f} ms at worst ({}).\n",
+          converge_max, Verdict(converge_max <= 100));
+      md +=
+          "\nPage: not yet measured; design target: notification latency within one coalescing "
+          "window of the last ASSERT. At an unlimited rate the writers keep up to 1M ops each "
+          "in flight and the server reads until a partition holds 2^18 unapplied ops, so an op "
+          "waits behind that queue before its window can close: the latency there is the write "
+          "path's queueing, the same delay an ACK sees.\n";
+    } else if (s == "bootstrap") {
+      constexpr uint64_t kEntities = 100'000;
+      md += "\n## Subscriber bootstrap\n\n";
+      LoadOptions o;
+      o.workers = 0;
+      o.subscribers = 1;
+      o.bootstrap = true;
+      o.entities = kEntities;
+      o.duration = duration;
+      auto run = Measure(b, o, nullptr, [](const std::string& server) {
+        return PopulateAll(server, "player", kEntities);
+      });
+      if (!run.ok()) {
+        fail(s, run.message());
+        js += "\"bootstrap\":null";
+        continue;
+      }
+      const LoadReport& r = run->report;
+      SubscriberSummary sum = SummarizeSubscribers(r);
+      uint64_t server_entities = r.Stat(r.stats_after, "entities");
+      double secs = sum.bootstrap_ms_max / 1e3;
+      md += "| Parameter | Value |\n|---|---|\n";
+      md += fmt::format(
+          "| Entity count | {} pre-populated (player, one ASSERT each, acknowledged before the "
+          "subscriber starts) |\n",
+          kEntities);
+      md += "| Subscribers | 1, with bootstrap, no writers |\n";
+      md += "\n| Metric | Value |\n|---|---|\n";
+      md += fmt::format(
+          "| Time to receive the complete bootstrap (SUBSCRIBE → SNAPSHOT_END) | "
+          "{:.0f} ms |\n",
+          sum.bootstrap_ms_max);
+      md += fmt::format("| Entities received | {} (server holds {}) |\n", sum.entities_total,
+                        server_entities);
+      md += fmt::format("| Rate | {} entities/sec |\n",
+                        Human(secs > 0 ? static_cast<double>(sum.entities_total) / secs : 0));
+      md += fmt::format(
+          "\nPage design target: under 2 seconds for 100,000 entities ({}); this project's "
+          "target: under 0.3 s ({}).\n",
+          Verdict(secs < 2), Verdict(secs < 0.3));
+      js += fmt::format("\"bootstrap\":{}", LoadReportJson(run->options, r));
+      if (r.TotalErrors() > 0) fail(s, fmt::format("{} errors", r.TotalErrors()));
+      // An external server may hold more than what was just written.
+      if (b.server.empty() ? sum.entities_total != kEntities : sum.entities_total < kEntities) {
+        fail(s, fmt::format("{} entities received, {} expected", sum.entities_total, kEntities));
+      }
     } else if (s == "reads") {
       md += "\n## Point read latency\n\n";
       md +=

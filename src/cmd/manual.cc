@@ -249,6 +249,16 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "workers wait up to 10 s for the last ACK. The report is printed as "
                    "Markdown tables, or as JSON with `--json`, and includes the server's "
                    "coalescing ratio from its STATS.",
+                   "`--subscribers` opens that many connections, each subscribed to all of "
+                   "`--schema` (with `--bootstrap`: the full state first; with "
+                   "`--include-prev`: previous records too); the writers start once every "
+                   "subscriber has its SNAPSHOT_END. The report adds the changes received, "
+                   "their rate, their latency (receive time minus the change's ts; every "
+                   "change of up to 10 subscribers) at p50, p99 and p999, the server's "
+                   "conflations, the bootstrap time and entities, and how long after the "
+                   "writers drained every subscriber received a sentinel change written "
+                   "last. With `--workers 0` the run ends once every subscriber's bootstrap "
+                   "is complete.",
                },
            .sections = {},
            .exit_status =
@@ -257,7 +267,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    {"2", "A bad flag."},
                    {"3", "The server is unreachable or refused the handshake."},
                    {"4", "The server does not know `--schema`."},
-                   {"5", "The run saw errors or unacknowledged ops."},
+                   {"5",
+                    "The run saw errors or unacknowledged ops, or a subscriber failed or "
+                    "never received the final state."},
                },
            .examples =
                {
@@ -266,6 +278,10 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    {"Hot entities (10% of them receive 90% of the writes) and two readers, "
                     "as JSON:",
                     "convergence load --workers 4 --hot-pct 10 --readers 2 --json"},
+                   {"Nine writers and ten subscribers:",
+                    "convergence load --workers 9 --subscribers 10 --entities 10000"},
+                   {"Time a bootstrap of what the server holds, no writers:",
+                    "convergence load --workers 0 --subscribers 1 --bootstrap --quiet"},
                },
            .see_also = {},
        }},
@@ -305,9 +321,12 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                {
                    "Runs the performance page's scenarios and prints the report as Markdown "
                    "(or JSON with `--json`): `write` (9 writers, 10,000 entities, the "
-                   "70/20/10 mix), `reads` (one point reader at three background write "
-                   "rates) and `coalescing` (hot entities). Each scenario runs against a "
-                   "fresh embedded server on loopback, or against `--server` when given.",
+                   "70/20/10 mix), `subscribers` (the same with 0, 1, 10 and 100 "
+                   "subscribers, unlimited and at a fixed 100K ops/s), `reads` (one point "
+                   "reader at three background write rates), `bootstrap` (one subscriber "
+                   "bootstrapping 100,000 entities) and `coalescing` (hot entities). Each "
+                   "scenario runs against a fresh embedded server on loopback, or against "
+                   "`--server` when given.",
                },
            .sections = {},
            .exit_status =

@@ -262,7 +262,8 @@ TEST_CASE("completion: fish offers the subcommands, flags and values") {
   CHECK(fish("convergence serve --fsync ") == V{"none", "window"});
   CHECK(fish("convergence query ") == V{"player"});
   CHECK(fish("convergence query player ").empty());
-  CHECK(fish("convergence bench --scenario ") == V{"coalescing", "reads", "write"});
+  CHECK(fish("convergence bench --scenario ") ==
+        V{"bootstrap", "coalescing", "reads", "subscribers", "write"});
 }
 
 TEST_CASE("completion: the zsh function parses and compinit registers it for convergence") {

@@ -5,6 +5,8 @@
 #include <regex>
 #include <string>
 
+#include "engine/record.h"
+#include "net/messages.h"
 #include "support/process.h"
 #include "support/test_server.h"
 
@@ -53,6 +55,80 @@ TEST_CASE("load: the Markdown report has the page's metrics") {
   }
 }
 
+TEST_CASE("load: subscribers report notifications, their latency and convergence") {
+  conv::testing::TestServer ts;
+  auto r =
+      RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "2", "--entities",
+                  "200", "--duration", "1s", "--subscribers", "2", "--include-prev", "--json"},
+                 std::chrono::seconds(60));
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonNumber(r.out, "subscribers") == 2);
+  CHECK(JsonNumber(r.out, "errors") == 0);
+  CHECK(JsonNumber(r.out, "subscriber_errors") == 0);
+  CHECK(JsonNumber(r.out, "notifications") > 0);
+  CHECK(JsonNumber(r.out, "notify_frames") > 0);
+  CHECK(JsonNumber(r.out, "notifications_per_sec") > 0);
+  CHECK(JsonNumber(r.out, "notifications_with_prev") > 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(r.out, m, std::regex("\"notify_latency_ms\":\\{\"p50\":([0-9.]+)")));
+  CHECK(std::stod(m[1]) > 0);
+  // Both subscribers received the sentinel written after the writers drained.
+  CHECK(JsonNumber(r.out, "converged_subscribers") == 2);
+  for (const char* key :
+       {"server_conflations", "server_conflated_changes", "server_notify_lag_p99_us"}) {
+    CHECK(JsonNumber(r.out, key) >= 0);
+  }
+}
+
+TEST_CASE("load: the Markdown report has the subscriber rows; a bootstrap alone counts entities") {
+  conv::testing::TestServer ts;
+  {
+    // 300 entities, each asserted at least once.
+    auto w = ts.Connect("seed");
+    const conv::engine::Schema* player = w->FindSchema("player");
+    REQUIRE(player != nullptr);
+    std::string frames;
+    for (int i = 0; i < 300; ++i) {
+      conv::engine::RecordBuilder b(*player);
+      REQUIRE(b.Set("name", std::string("n")).ok());
+      std::string record = b.Encode();
+      std::string id = "p-" + std::to_string(i);
+      conv::net::WriteOp op;
+      op.seq = static_cast<uint64_t>(i + 1);
+      op.schema_id = player->id;
+      op.id = id;
+      op.record = record;
+      conv::net::EncodeWriteOp(frames, op);
+    }
+    REQUIRE(w->Send(frames).ok());
+    REQUIRE(w->Sync().ok());
+  }
+  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "0",
+                       "--subscribers", "2", "--bootstrap", "--json"},
+                      std::chrono::seconds(60));
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonNumber(r.out, "bootstrap_entities_total") == 600);
+  CHECK(JsonNumber(r.out, "errors") == 0);
+
+  r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "2", "--entities",
+                  "100", "--duration", "1s", "--subscribers", "1", "--bootstrap"},
+                 std::chrono::seconds(60));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  for (const char* row :
+       {"| Subscribers | 1 (each its own connection, all of the schema, bootstrap) |",
+        "| Notifications received |", "| Notification rate |",
+        "| Notification latency p50 / p99 / p999 |", "| Server conflations |",
+        "| Server notify lag p99", "| Converged after writers drained |",
+        "| Bootstrap time (SUBSCRIBE → SNAPSHOT_END) |", "| Bootstrap entities received |"}) {
+    CHECK_MESSAGE(r.out.find(row) != std::string::npos, row);
+  }
+}
+
 TEST_CASE("load: bad flags and unreachable servers get clear messages and distinct exit codes") {
   conv::testing::TestServer ts;
   struct Case {
@@ -67,13 +143,19 @@ TEST_CASE("load: bad flags and unreachable servers get clear messages and distin
       {{"--hot-pct", "100"}, 2, "--hot-pct 100"},
       {{"--duration", "10"}, 2, "has no unit"},
       {{"--schema", "spaceship"}, 4, "--schema 'spaceship' is not known"},
+      {{"--bootstrap"}, 2, "--bootstrap is for subscribers: add --subscribers N"},
+      {{"--include-prev", "--workers", "2"}, 2, "--include-prev is for subscribers"},
+      {{"--subscribers", "2000"}, 2, "--subscribers: at most 1024"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv = {CONV_BINARY, "load", "--server", ts.address()};
     if (c.args[0] != "--duration") argv.insert(argv.end(), {"--duration", "1s"});
     argv.insert(argv.end(), c.args.begin(), c.args.end());
     auto r = RunProcess(argv, std::chrono::seconds(30));
-    INFO(c.args[0], " ", c.args[1], ": ", r.err);
+    std::string args;
+    for (const auto& a : c.args)
+      args += a + " ";
+    INFO(args, ": ", r.err);
     CHECK(r.exit_code == c.code);
     CHECK(r.err.find(c.message) != std::string::npos);
   }
