@@ -77,4 +77,14 @@ std::string VersionText() {
   return fmt::format("convergence {} (commit {}, {} build)", b.version, b.commit, b.build_type);
 }
 
+util::Result<net::Hello> ReaderHello(const std::string& token_file) {
+  net::Hello hello;  // no source name: a reader
+  if (!token_file.empty()) {
+    auto token = ReadTokenFile(token_file);
+    if (!token.ok()) return token.status();
+    hello.auth_token = *token;
+  }
+  return hello;
+}
+
 }  // namespace conv::cmd

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "engine/schema.h"
+#include "net/messages.h"
 #include "util/status.h"
 
 namespace conv::cmd {
@@ -19,6 +20,9 @@ constexpr int kExitError = 2;
 // Reads an auth token file: it must be a regular file readable by its owner only
 // (mode 0600 or stricter); the token is its content without trailing newlines.
 util::Result<std::string> ReadTokenFile(const std::string& path);
+// The HELLO of a reader (no source name), carrying the token of `token_file` when
+// one is given.
+util::Result<net::Hello> ReaderHello(const std::string& token_file);
 
 // A CLI11 option taking a duration with a unit ("10ms", "1s").
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,

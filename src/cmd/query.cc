@@ -24,16 +24,12 @@ CLI::App* RegisterQuery(CLI::App& app, QueryOptions& o) {
 }
 
 int RunQuery(const QueryOptions& o) {
-  net::Hello hello;
-  if (!o.auth_token_file.empty()) {
-    auto token = ReadTokenFile(o.auth_token_file);
-    if (!token.ok()) {
-      PrintError(token.message());
-      return kExitError;
-    }
-    hello.auth_token = *token;
+  auto hello = ReaderHello(o.auth_token_file);
+  if (!hello.ok()) {
+    PrintError(hello.message());
+    return kExitError;
   }
-  auto client = net::Client::Connect(o.server, hello);
+  auto client = net::Client::Connect(o.server, *hello);
   if (!client.ok()) {
     PrintError(client.message());
     return kExitError;

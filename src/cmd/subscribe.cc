@@ -244,16 +244,12 @@ int Loop(net::Client& client, const engine::Schema& schema, Printer& printer, bo
 
 int RunSubscribe(const SubscribeOptions& o) {
   InstallStopHandlers();
-  net::Hello hello;  // no source name: a reader
-  if (!o.auth_token_file.empty()) {
-    auto token = ReadTokenFile(o.auth_token_file);
-    if (!token.ok()) {
-      PrintError(token.message());
-      return kExitError;
-    }
-    hello.auth_token = *token;
+  auto hello = ReaderHello(o.auth_token_file);
+  if (!hello.ok()) {
+    PrintError(hello.message());
+    return kExitError;
   }
-  auto client = net::Client::Connect(o.server, hello);
+  auto client = net::Client::Connect(o.server, *hello);
   if (!client.ok()) {
     if (g_stop) return kExitOk;
     PrintError(client.message());

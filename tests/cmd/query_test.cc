@@ -32,20 +32,6 @@ testing::ProcessResult Run(const std::vector<std::string>& args,
   return testing::RunProcess(argv, timeout);
 }
 
-// A port on loopback that nothing listens on: bound, then released.
-uint16_t ClosedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 constexpr uint64_t kTs1 = 1'700'000'000'000'000;
 constexpr uint64_t kTs2 = 1'700'000'000'500'000;
 
@@ -118,7 +104,7 @@ TEST_CASE("query: an unknown schema exits 2 with a message") {
 }
 
 TEST_CASE("query: an unreachable server exits 2 with a message") {
-  std::string addr = "127.0.0.1:" + std::to_string(ClosedPort());
+  std::string addr = "127.0.0.1:" + std::to_string(testing::ClosedPort());
   auto r = Run({"query", "player", "p-17", "--server", addr});
   CHECK(r.exit_code == 2);
   CHECK(r.out.empty());

@@ -46,20 +46,6 @@ testing::ProcessResult Run(const std::vector<std::string>& args,
   return testing::RunProcess(argv, timeout);
 }
 
-// A port on loopback that nothing listens on: bound, then released.
-uint16_t ClosedPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  socklen_t len = sizeof(addr);
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // `convergence subscribe` running in the background: its stdout read line by line,
 // its stderr collected in a scratch file. Killed by the destructor if still running.
 class Subscriber {
@@ -162,7 +148,7 @@ TEST_CASE("subscribe cli: an unknown field in --fields exits 4 and names it") {
 }
 
 TEST_CASE("subscribe cli: an unreachable server exits 3, a bad flag 2") {
-  std::string addr = "127.0.0.1:" + std::to_string(ClosedPort());
+  std::string addr = "127.0.0.1:" + std::to_string(testing::ClosedPort());
   auto r = Run({"subscribe", "player", "--server", addr});
   CHECK(r.exit_code == 3);
   CHECK(r.out.empty());

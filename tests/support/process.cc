@@ -1,10 +1,13 @@
 #include "support/process.h"
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -221,6 +224,20 @@ uint64_t EnvNumber(const char* name, uint64_t fallback) {
   char* end = nullptr;
   unsigned long long n = std::strtoull(v, &end, 0);
   return end != nullptr && *end == '\0' ? static_cast<uint64_t>(n) : fallback;
+}
+
+// A port on loopback that nothing listens on: bound, then released.
+uint16_t ClosedPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  socklen_t len = sizeof(addr);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
 }
 
 }  // namespace conv::testing

@@ -46,6 +46,9 @@ struct ProcessResult {
 ProcessResult RunProcess(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// A port on loopback that nothing listens on: bound, then released.
+uint16_t ClosedPort();
+
 // A running child. Its stdout comes through a pipe (read with WaitForLine); its
 // stderr is appended to `stderr_path` so that a chatty child never blocks on a full
 // pipe. The destructor kills (SIGKILL) and reaps a child that is still running.
