@@ -78,9 +78,9 @@ struct Result {
 struct Subscribe {
   uint64_t sub = 0;
   uint64_t schema_id = 0;
-  std::string id_prefix;    // empty: every id
-  uint64_t field_mask = 0;  // 0: every field
-  uint8_t flags = 0;        // kSubscribeBootstrap | kSubscribeIncludePrev
+  std::string id_prefix;       // empty: every id
+  uint64_t field_mask = 0;     // 0: every field
+  uint8_t flags = 0;           // kSubscribeBootstrap | kSubscribeIncludePrev
   uint64_t resume_window = 0;  // 0: none
   uint64_t interval_ms = 0;    // 0: every window
 };
@@ -163,10 +163,9 @@ void AppendSnapshotEntry(std::string& body, uint8_t kind, std::string_view id, u
                          std::string_view values);
 // `include_prev`: whether the subscription asked for previous records (then
 // `had_prev`, `prev_mask` and `prev_values` are written).
-void AppendNotifyChange(std::string& body, uint8_t kind, std::string_view id,
-                        uint64_t changed_mask, uint64_t ts, uint64_t mask, std::string_view values,
-                        bool include_prev, bool had_prev, uint64_t prev_mask,
-                        std::string_view prev_values);
+void AppendNotifyChange(std::string& body, uint8_t kind, std::string_view id, uint64_t changed_mask,
+                        uint64_t ts, uint64_t mask, std::string_view values, bool include_prev,
+                        bool had_prev, uint64_t prev_mask, std::string_view prev_values);
 // The frame header (length, type, sub, [window,] n) of a SNAPSHOT / NOTIFY whose
 // body of `n` entries is `body_bytes` long; the body follows it on the wire.
 void EncodeSnapshotHeader(std::string& out, uint64_t sub, uint64_t n, size_t body_bytes);
