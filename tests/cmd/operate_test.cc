@@ -146,6 +146,18 @@ TEST_CASE("serve: a non-loopback --metrics-listen without a token is refused at 
   CHECK(r.err.find("refusing to serve metrics") != std::string::npos);
 }
 
+TEST_CASE("serve: subscription flags out of range are refused at start-up, naming the flag") {
+  testing::TempDir dir("conv-operate");
+  ProcessResult r = RunProcess({CONV_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                                dir.File("data"), "--subscriber-backlog", "1000"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("--subscriber-backlog") != std::string::npos, r.err);
+  r = RunProcess({CONV_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir.File("data"),
+                  "--resume-retention", "ten"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("--resume-retention") != std::string::npos, r.err);
+}
+
 TEST_CASE("install: cmake --install puts the binary, man pages, completions and unit in place") {
   testing::TempDir prefix("conv-install");
   ProcessResult inst =
