@@ -87,4 +87,11 @@ util::Result<net::Hello> ReaderHello(const std::string& token_file) {
   return hello;
 }
 
+std::string KnownSchemas(const net::Welcome& welcome) {
+  std::string known;
+  for (const auto& s : welcome.schemas)
+    known += (known.empty() ? "" : ", ") + s.name;
+  return known;
+}
+
 }  // namespace conv::cmd

@@ -23,6 +23,9 @@ util::Result<std::string> ReadTokenFile(const std::string& path);
 // The HELLO of a reader (no source name), carrying the token of `token_file` when
 // one is given.
 util::Result<net::Hello> ReaderHello(const std::string& token_file);
+// The names of the schemas a server announced, comma-separated, for messages about
+// an unknown one.
+std::string KnownSchemas(const net::Welcome& welcome);
 
 // A CLI11 option taking a duration with a unit ("10ms", "1s").
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,

@@ -301,11 +301,9 @@ util::Result<LoadReport> RunLoadGenerator(const LoadOptions& o, int* exit_code) 
   const engine::Schema* found = (*control)->FindSchema(o.schema);
   if (found == nullptr) {
     *exit_code = kLoadExitSchema;
-    std::string known;
-    for (const auto& s : (*control)->welcome().schemas)
-      known += (known.empty() ? "" : ", ") + s.name;
     return util::Status::Error(
-        fmt::format("--schema '{}' is not known to the server (it knows: {})", o.schema, known));
+        fmt::format("--schema '{}' is not known to the server (it knows: {})", o.schema,
+                    KnownSchemas((*control)->welcome())));
   }
   const engine::Schema schema = *found;
   LoadReport report;

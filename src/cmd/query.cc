@@ -36,10 +36,8 @@ int RunQuery(const QueryOptions& o) {
   }
   const engine::Schema* schema = (*client)->FindSchema(o.schema);
   if (schema == nullptr) {
-    std::string known;
-    for (const auto& s : (*client)->welcome().schemas)
-      known += (known.empty() ? "" : ", ") + s.name;
-    PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema, known));
+    PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema,
+                           KnownSchemas((*client)->welcome())));
     return kExitError;
   }
   auto result = (*client)->Query(*schema, o.id, o.claims);

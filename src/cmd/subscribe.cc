@@ -257,10 +257,8 @@ int RunSubscribe(const SubscribeOptions& o) {
   }
   const engine::Schema* schema = (*client)->FindSchema(o.schema);
   if (schema == nullptr) {
-    std::string known;
-    for (const auto& s : (*client)->welcome().schemas)
-      known += (known.empty() ? "" : ", ") + s.name;
-    PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema, known));
+    PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema,
+                           KnownSchemas((*client)->welcome())));
     return kExitSubscribeUnknown;
   }
   net::Subscribe req;

@@ -246,13 +246,17 @@ void Fanout::CloseSink(const FeedSink* sink) {
   });
 }
 
-void Fanout::Remove(const SubPtr& s) {
-  s->removed = true;
-  for (uint32_t p = 0; p < s->walks.size(); ++p) {
-    s->walks[p]->cancelled = true;
+void Fanout::EndFeed(Sub& s) {
+  for (uint32_t p = 0; p < s.walks.size(); ++p) {
+    s.walks[p]->cancelled = true;
     engine_.WakePartition(p);
   }
-  engine_.StopFeed(s->schema->id);
+  engine_.StopFeed(s.schema->id);
+}
+
+void Fanout::Remove(const SubPtr& s) {
+  s->removed = true;
+  EndFeed(*s);
   subs_.erase(std::find(subs_.begin(), subs_.end(), s));
   counters_.subscribers.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -286,11 +290,7 @@ void Fanout::Pump(const SubPtr& s) {
   for (auto& w : s->walks) {
     std::lock_guard lock(w->mu);
     if (w->too_old) {
-      for (uint32_t p = 0; p < s->walks.size(); ++p) {
-        s->walks[p]->cancelled = true;
-        engine_.WakePartition(p);
-      }
-      engine_.StopFeed(s->schema->id);
+      EndFeed(*s);
       counters_.resets.fetch_add(1, std::memory_order_relaxed);
       Begin(s, true, 0, true);
       return;

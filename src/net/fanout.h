@@ -122,6 +122,8 @@ class Fanout {
   void Run();
   void Begin(const SubPtr& s, bool walk, uint64_t since, bool reset);
   void Remove(const SubPtr& s);
+  // Cancels `s`'s walks and its watch on the schema (Engine::StopFeed).
+  void EndFeed(Sub& s);
   void Pump(const SubPtr& s);
   void MaybeFinish(const SubPtr& s);
   void Merge(Sub& s, const engine::ChangeView& c, uint64_t w);

@@ -136,17 +136,6 @@ std::map<std::string, std::string> Only(const std::map<std::string, std::string>
   return out;
 }
 
-// Applies a resume's entries to the state a subscriber held.
-void Apply(std::map<std::string, std::string>& held, const std::vector<net::ChangeEntry>& delta) {
-  for (const auto& e : delta) {
-    if (e.kind == net::kChangeDelete) {
-      held.erase(e.id);
-    } else {
-      held[e.id] = e.record;
-    }
-  }
-}
-
 void WaitUntil(const std::function<bool()>& f) {
   auto deadline = std::chrono::steady_clock::now() + testing::kReplyTimeout;
   while (!f() && std::chrono::steady_clock::now() < deadline)
@@ -344,7 +333,7 @@ TEST_CASE("subscribe: resume sends only what changed after the window, deletes i
                                               {"e-2", net::kChangeUpsert},
                                               {"e-3", net::kChangeDelete}});
   // Applied to what the first feed held, it is the server's state.
-  Apply(held, again.snapshot());
+  testing::ApplyEntries(held, again.snapshot());
   CHECK(held == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
 }
 
@@ -394,7 +383,7 @@ TEST_CASE("subscribe: resume across a restart is a delta; past the retention it 
     feed.WaitSnapshotEnd();
     CHECK_FALSE(feed.snapshot_end().reset);
     CHECK(feed.snapshot().size() == 2);  // e-5 and the tombstone of e-6, nothing else
-    Apply(held, feed.snapshot());
+    testing::ApplyEntries(held, feed.snapshot());
     CHECK(held == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
   }
   {

@@ -40,13 +40,7 @@ bool Feed::ReadOne(std::chrono::milliseconds timeout) {
       CHECK_FALSE(snapshot_done_);
       CHECK(end_.total == snapshot_.size());
       if (end_.reset) state_.clear();
-      for (const auto& e : snapshot_) {
-        if (e.kind == net::kChangeDelete) {
-          state_.erase(e.id);
-        } else {
-          state_[e.id] = e.record;
-        }
-      }
+      ApplyEntries(state_, snapshot_);
       snapshot_done_ = true;
       window_ = end_.window;
       break;
@@ -59,13 +53,7 @@ bool Feed::ReadOne(std::chrono::milliseconds timeout) {
       CHECK(snapshot_done_);  // live changes only after the snapshot's end
       CHECK(n.window >= window_);
       window_ = n.window;
-      for (const auto& c : n.changes) {
-        if (c.kind == net::kChangeDelete) {
-          state_.erase(c.id);
-        } else {
-          state_[c.id] = c.record;
-        }
-      }
+      ApplyEntries(state_, n.changes);
       notifies_.push_back(std::move(n));
       break;
     }
@@ -105,6 +93,17 @@ void Feed::WaitForAbsent(const std::string& id) {
     if (!ReadOne(kReplyTimeout)) break;
   }
   REQUIRE_MESSAGE(ok(), "the feed still holds " << id);
+}
+
+void ApplyEntries(std::map<std::string, std::string>& state,
+                  const std::vector<net::ChangeEntry>& entries) {
+  for (const auto& e : entries) {
+    if (e.kind == net::kChangeDelete) {
+      state.erase(e.id);
+    } else {
+      state[e.id] = e.record;
+    }
+  }
 }
 
 std::map<std::string, std::string> ServerState(net::Client& c, const engine::Schema& schema,

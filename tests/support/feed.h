@@ -55,6 +55,10 @@ class Feed {
   uint64_t window_ = 0;
 };
 
+// Applies SNAPSHOT entries or NOTIFY changes to a subscriber's state (id -> record).
+void ApplyEntries(std::map<std::string, std::string>& state,
+                  const std::vector<net::ChangeEntry>& entries);
+
 // Every entity of `schema` among `ids` as the server has it now (QUERY), absent ones
 // left out.
 std::map<std::string, std::string> ServerState(net::Client& c, const engine::Schema& schema,
