@@ -7,7 +7,7 @@
 namespace conv::engine {
 
 Coalescer::Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals,
-                     const SourceTable& sources, Durability* durability)
+                     SourceTable& sources, Durability* durability)
     : window_(window),
       partitions_(partitions),
       seals_(seals),
@@ -85,7 +85,6 @@ void Coalescer::Run(WindowListener* listener) {
       sum.hot_ops += seal.hot_ops;
       sum.hot_claim_changes += seal.hot_claim_changes;
       if (!seal.changes.empty()) changes.push_back(std::move(seal.changes));
-      if (durability_ == nullptr) continue;
       batch.ops += seal.ops;
       batch.records += seal.wal_records;
       if (!seal.wal.empty()) batch.fragments.push_back(std::move(seal.wal));
@@ -111,6 +110,8 @@ void Coalescer::Run(WindowListener* listener) {
       changes_.emplace_back(w, std::move(changes));
     }
     if (durability_ == nullptr) {
+      for (const auto& [src, seq] : batch.marks)
+        sources_.NoteDurable(src, seq);
       MarkDurable(w);
     } else {
       std::string sources;

@@ -50,7 +50,7 @@ struct CoalescerCounters {
 class Coalescer {
  public:
   Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals,
-            const SourceTable& sources, Durability* durability);
+            SourceTable& sources, Durability* durability);
 
   // Recovery, before Run(): windows continue after `window`.
   void RestoreWindow(uint64_t window);
@@ -86,7 +86,7 @@ class Coalescer {
   const std::chrono::microseconds window_;
   const size_t partitions_;
   SealQueue* seals_;
-  const SourceTable& sources_;
+  SourceTable& sources_;
   Durability* durability_;
   WindowListener* listener_ = nullptr;
 

@@ -2,9 +2,13 @@
 
 namespace conv::engine {
 
-Durability::Durability(std::string dir, wal::WriterOptions options, util::Logger* log,
-                       std::function<void(const std::string&)> on_fatal)
-    : dir_(std::move(dir)), log_(log), on_fatal_(std::move(on_fatal)), writer_(dir_, options) {}
+Durability::Durability(std::string dir, wal::WriterOptions options, SourceTable* sources,
+                       util::Logger* log, std::function<void(const std::string&)> on_fatal)
+    : dir_(std::move(dir)),
+      sources_(sources),
+      log_(log),
+      on_fatal_(std::move(on_fatal)),
+      writer_(dir_, options) {}
 
 void Durability::Submit(WindowBatch batch) {
   std::lock_guard lock(mu_);
@@ -82,6 +86,7 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
         for (const auto& [src, seq] : b.marks) {
           uint64_t& m = marks_[src];
           if (seq > m) m = seq;
+          if (sources_ != nullptr) sources_->NoteDurable(src, seq);
         }
       }
       durable_window_ = window;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/sources.h"
 #include "util/log.h"
 #include "wal/writer.h"
 
@@ -42,7 +43,9 @@ class Durability {
  public:
   static constexpr auto kRetryInterval = std::chrono::milliseconds(100);
 
-  Durability(std::string dir, wal::WriterOptions options, util::Logger* log,
+  // Each durable window's seq marks are noted in `sources` (SourceTable::NoteDurable)
+  // before the window is announced.
+  Durability(std::string dir, wal::WriterOptions options, SourceTable* sources, util::Logger* log,
              std::function<void(const std::string&)> on_fatal);
 
   void SetSchemaRecords(std::string records, uint64_t count) {
@@ -65,6 +68,7 @@ class Durability {
 
  private:
   const std::string dir_;
+  SourceTable* sources_;
   util::Logger* log_;
   std::function<void(const std::string&)> on_fatal_;
   wal::SegmentWriter writer_;  // the thread only

@@ -13,7 +13,7 @@ namespace conv::engine {
 
 namespace {
 
-std::unique_ptr<Durability> MakeDurability(const EngineOptions& o) {
+std::unique_ptr<Durability> MakeDurability(const EngineOptions& o, SourceTable& sources) {
   if (o.data_dir.empty()) return nullptr;
   wal::WriterOptions w;
   w.fsync = o.fsync;
@@ -25,7 +25,7 @@ std::unique_ptr<Durability> MakeDurability(const EngineOptions& o) {
       std::abort();
     };
   }
-  return std::make_unique<Durability>(o.data_dir, w, o.log, on_fatal);
+  return std::make_unique<Durability>(o.data_dir, w, &sources, o.log, on_fatal);
 }
 
 }  // namespace
@@ -50,7 +50,7 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
     : options_(options),
       schemas_(schemas),
       sources_(sources),
-      durability_(MakeDurability(options)),
+      durability_(MakeDurability(options, sources)),
       coalescer_(options.window, options.partitions, &seals_, sources, durability_.get()) {
   for (uint32_t p = 0; p < options.partitions; ++p) {
     partitions_.push_back(std::make_unique<Partition>(p, schemas, sources, options.lanes, &seals_,
@@ -155,7 +155,7 @@ util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
   for (const auto& [src, seq] : sink.marks) {
     for (auto& p : partitions_)
       p->RestoreMark(src, seq);
-    sources_.acked_seq(src).store(seq);
+    sources_.NoteDurable(src, seq);
     durability_->RestoreMark(src, seq, report->last_window);
   }
   durability_->RestoreMark(0, 0, report->last_window);

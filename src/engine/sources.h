@@ -16,7 +16,7 @@ constexpr size_t kDefaultMaxSources = 65536;
 constexpr size_t kMaxSourceNameBytes = 255;
 
 // Source names and their dense ids (from 1). Interning takes a mutex (once per
-// HELLO); Name() and acked_seq() are lock-free, for any thread holding an id that
+// HELLO); Name() and durable_seq() are lock-free, for any thread holding an id that
 // Intern returned (the id travels with the ops, which orders the accesses).
 class SourceTable {
  public:
@@ -27,14 +27,26 @@ class SourceTable {
   std::string_view Name(uint32_t id) const { return entries_[id].name; }
   size_t size() const { return size_.load(std::memory_order_acquire); }
 
-  // Highest seq of the source acknowledged as durable: the prefix every later
-  // connection of the source resumes from (WELCOME last_applied_seq).
-  std::atomic<uint64_t>& acked_seq(uint32_t id) { return entries_[id].acked_seq; }
+  // Highest seq of the source applied and durable, whether or not a connection was
+  // still there to acknowledge it: once no connection of the source can send more
+  // (net::Server's hand-over), every partition's de-duplication mark for the source
+  // is at most this, so it is what WELCOME reports as last_applied_seq.
+  uint64_t durable_seq(uint32_t id) const {
+    return entries_[id].durable_seq.load(std::memory_order_acquire);
+  }
+  // Raises durable_seq (never lowers it). Called by whoever makes a window durable,
+  // before it announces the window.
+  void NoteDurable(uint32_t id, uint64_t seq) {
+    auto& mark = entries_[id].durable_seq;
+    uint64_t cur = mark.load(std::memory_order_relaxed);
+    while (cur < seq && !mark.compare_exchange_weak(cur, seq, std::memory_order_release)) {
+    }
+  }
 
  private:
   struct Entry {
     std::string name;
-    std::atomic<uint64_t> acked_seq{0};
+    std::atomic<uint64_t> durable_seq{0};
   };
   const size_t capacity_;
   mutable std::mutex mu_;

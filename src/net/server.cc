@@ -11,6 +11,8 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
+
 #include "net/listener.h"
 #include "net/session.h"
 #include "util/clock.h"
@@ -140,17 +142,20 @@ void Server::Shutdown() {
   log_.Info("stopped after window {}", w);
 }
 
+Server::SourceSlot& Server::Slot(uint32_t source) {
+  if (slots_.size() <= source) slots_.resize(source + 1);
+  return slots_[source];
+}
+
 void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
   std::shared_ptr<Session> old;
   {
     std::lock_guard lock(owners_mu_);
-    if (owners_.size() <= source) {
-      owners_.resize(source + 1);
-      owner_gen_.resize(source + 1, 0);
-    }
-    ++owner_gen_[source];
-    old = owners_[source].lock();
-    owners_[source] = s;
+    SourceSlot& slot = Slot(source);
+    ++slot.gen;
+    ++slot.consuming;
+    old = slot.owner.lock();
+    slot.owner = s;
   }
   if (old && old != s) {
     counters_.takeovers.fetch_add(1);
@@ -161,24 +166,46 @@ void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
   }
 }
 
+void Server::StopConsuming(uint32_t source, uint64_t sent_seq) {
+  std::shared_ptr<Session> owner;
+  {
+    std::lock_guard lock(owners_mu_);
+    SourceSlot& slot = Slot(source);
+    slot.sent = std::max(slot.sent, sent_seq);
+    --slot.consuming;
+    owner = slot.owner.lock();
+  }
+  if (owner) asio::post(owner->context(), [owner] { owner->CheckWelcome(); });
+}
+
+bool Server::HandoverSeq(uint32_t source, uint64_t* seq) {
+  std::lock_guard lock(owners_mu_);
+  SourceSlot& slot = Slot(source);
+  if (slot.consuming > 1) return false;  // the caller is one of them
+  *seq = slot.sent;
+  return true;
+}
+
 void Server::ReleaseSource(uint32_t source, const Session* s) {
   std::lock_guard lock(owners_mu_);
-  if (source < owners_.size() && owners_[source].lock().get() == s) owners_[source].reset();
+  SourceSlot& slot = Slot(source);
+  if (slot.owner.lock().get() == s) slot.owner.reset();
 }
 
 void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThread& io) {
   uint64_t gen;
   {
     std::lock_guard lock(owners_mu_);
-    if (source >= owner_gen_.size()) return;
-    gen = owner_gen_[source];
+    if (source >= slots_.size()) return;
+    gen = slots_[source].gen;
   }
   auto timer = std::make_shared<asio::steady_timer>(io.ctx, lease);
   timer->async_wait([this, timer, source, gen, lease, &io](const asio::error_code& ec) {
     if (ec || stopping()) return;
     {
       std::lock_guard lock(owners_mu_);
-      if (owner_gen_[source] != gen || owners_[source].lock() != nullptr) return;  // came back
+      const SourceSlot& slot = slots_[source];
+      if (slot.gen != gen || slot.owner.lock() != nullptr) return;  // came back
     }
     counters_.lease_expirations.fetch_add(1, std::memory_order_relaxed);
     log_.Info("source '{}' did not come back within its {} ms lease: retracting its claims",

@@ -105,9 +105,18 @@ class Server : private engine::WindowListener {
   ServerCounters& counters() { return counters_; }
   util::Logger& log() { return log_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
-  // Makes `s` the live session of `source`; the previous one, if any, is told it
-  // was taken over (on its own thread).
+  // Hand-over between the connections of one source (see docs/protocol.md, WELCOME):
+  // ClaimSource makes `s` the live session of `source` and counts it among the
+  // source's sessions that may still hand ops to the engine; the previous one, if
+  // any, is told it was taken over (on its own thread). A session calls
+  // StopConsuming once it will hand no more ops to the engine, with the highest seq
+  // it handed over; the live session is then asked (on its thread) to check
+  // HandoverSeq again. HandoverSeq: false while another session of the source may
+  // still send; otherwise true with *seq the highest seq any earlier session handed
+  // to the engine (WELCOME waits until that is durable).
   void ClaimSource(uint32_t source, const std::shared_ptr<Session>& s);
+  void StopConsuming(uint32_t source, uint64_t sent_seq);
+  bool HandoverSeq(uint32_t source, uint64_t* seq);
   void ReleaseSource(uint32_t source, const Session* s);
   // Called when the session of a source with a lease ended: unless a session of the
   // same source says HELLO within `lease`, every claim of the source is retracted
@@ -134,9 +143,16 @@ class Server : private engine::WindowListener {
   bool started_ = false;
   bool shut_down_ = false;
 
+  // What the server knows of one source's connections.
+  struct SourceSlot {
+    std::weak_ptr<Session> owner;  // the live session
+    uint64_t gen = 0;              // HELLOs so far
+    uint32_t consuming = 0;        // sessions that may still hand ops to the engine
+    uint64_t sent = 0;             // highest seq handed over by a session that stopped
+  };
+  SourceSlot& Slot(uint32_t source);  // REQUIRES: owners_mu_ held
   std::mutex owners_mu_;
-  std::vector<std::weak_ptr<Session>> owners_;  // by source id; guarded by owners_mu_
-  std::vector<uint64_t> owner_gen_;             // by source id: HELLOs so far; owners_mu_
+  std::vector<SourceSlot> slots_;  // by source id; guarded by owners_mu_
   std::unique_ptr<Fanout> fanout_;
 };
 

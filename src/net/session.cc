@@ -78,17 +78,20 @@ void Session::Start() {
 asio::awaitable<void> Session::ReadLoop() {
   auto self = shared_from_this();
   while (!closing_ && !reading_stopped_) {
-    if (in_.size() - in_len_ < kReadChunk / 4) {
-      // Grow only as far as one maximal frame needs; whole frames are consumed below.
-      size_t limit = std::max<size_t>(kReadChunk, server_.options().max_frame + kFrameHeader);
-      in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
+    if (!held_) {
+      if (in_.size() - in_len_ < kReadChunk / 4) {
+        // Grow only as far as one maximal frame needs; whole frames are consumed below.
+        size_t limit = std::max<size_t>(kReadChunk, server_.options().max_frame + kFrameHeader);
+        in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
+      }
+      auto [ec, n] = co_await socket_.async_read_some(
+          asio::buffer(in_.data() + in_len_, in_.size() - in_len_), kNoThrow);
+      if (ec || closing_ || reading_stopped_) break;
+      in_len_ += n;
+      server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
+      last_activity_ = std::chrono::steady_clock::now();
     }
-    auto [ec, n] = co_await socket_.async_read_some(
-        asio::buffer(in_.data() + in_len_, in_.size() - in_len_), kNoThrow);
-    if (ec || closing_ || reading_stopped_) break;
-    in_len_ += n;
-    server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
-    last_activity_ = std::chrono::steady_clock::now();
+    // else a pause left whole frames unhandled: handle them before reading more.
     now_us_ = util::WallMicros();
     ProcessInput();
     io_.lane->Flush();
@@ -104,7 +107,7 @@ asio::awaitable<void> Session::ReadLoop() {
 }
 
 bool Session::ShouldPause() const {
-  return out_.size() > server_.options().output_high_water ||
+  return welcome_pending_ || out_.size() > server_.options().output_high_water ||
          (source_ != 0 && io_.lane->Congested());
 }
 
@@ -161,6 +164,7 @@ asio::awaitable<void> Session::WriteLoop() {
   resume_signal_.cancel();
   writer_done_ = true;
   if (sink_ != nullptr) server_.fanout().CloseSink(sink_.get());
+  StopConsuming();
   if (source_ != 0) {
     server_.ReleaseSource(source_, this);
     if (lease_ms_ > 0) server_.StartLease(source_, std::chrono::milliseconds(lease_ms_), io_);
@@ -212,6 +216,7 @@ void Session::Kick() {
 void Session::Close() {
   if (closing_) return;
   closing_ = true;
+  StopConsuming();
   last_activity_ = std::chrono::steady_clock::now();  // starts the close grace period
   watchdog_.cancel();
   resume_signal_.cancel();
@@ -240,7 +245,12 @@ void Session::ProcessInput() {
   std::string_view buf(in_.data(), in_len_);
   size_t pos = 0;
   const uint32_t max_frame = server_.options().max_frame;
+  held_ = false;
   while (!closing_) {
+    if (welcome_pending_) {
+      held_ = pos < in_len_;
+      break;
+    }
     Frame frame;
     size_t consumed = 0;
     FrameStatus st = NextFrame(buf.substr(pos), max_frame, &frame, &consumed);
@@ -343,26 +353,56 @@ bool Session::HandleHello(std::string_view payload) {
                                      : "the auth token in HELLO is wrong");
     return false;
   }
-  auto& sources = server_.engine().sources();
+  hello_done_ = true;
+  watchdog_.cancel();  // re-arm for the idle deadline
   if (!hello.source.empty()) {
     if (hello.source.size() > engine::kMaxSourceNameBytes) {
       Fail(ErrorCode::kBadId, fmt::format("source name is {} bytes; the limit is {}",
                                           hello.source.size(), engine::kMaxSourceNameBytes));
       return false;
     }
-    auto id = sources.Intern(hello.source);
+    auto id = server_.engine().sources().Intern(hello.source);
     if (!id.ok()) {
       Fail(ErrorCode::kOverloaded, id.message());
       return false;
     }
     source_ = *id;
     lease_ms_ = hello.lease_ms;
-    last_seq_ = cut_seq_ = acked_seq_ = sources.acked_seq(source_).load(std::memory_order_acquire);
+    consuming_ = true;
     server_.ClaimSource(source_, shared_from_this());
+    if (!HandoverDone()) {
+      // An earlier connection of the source may still send, or what it sent is not
+      // durable yet: WELCOME (and every frame after HELLO) waits for that.
+      welcome_pending_ = true;
+      return true;
+    }
   }
-  hello_done_ = true;
-  watchdog_.cancel();  // re-arm for the idle deadline
+  SendWelcome();
+  return true;
+}
 
+bool Session::HandoverDone() {
+  uint64_t sent;
+  if (!server_.HandoverSeq(source_, &sent)) return false;
+  if (server_.engine().sources().durable_seq(source_) >= sent) return true;
+  io_.lane->RequestWindow();
+  return false;
+}
+
+void Session::CheckWelcome() {
+  if (!welcome_pending_ || closing_ || !HandoverDone()) return;
+  welcome_pending_ = false;
+  SendWelcome();
+  Kick();
+  Resume();  // the reader handles the frames held since HELLO
+}
+
+void Session::SendWelcome() {
+  if (source_ != 0) {
+    // Nothing of the source is in flight any more: this is the mark every partition
+    // de-duplicates against, and all of it is durable.
+    last_seq_ = cut_seq_ = acked_seq_ = server_.engine().sources().durable_seq(source_);
+  }
   Welcome w;
   w.server_name = server_.options().server_name;
   w.last_applied_seq = last_seq_;
@@ -371,7 +411,12 @@ bool Session::HandleHello(std::string_view payload) {
   for (const auto& s : server_.engine().schemas().all())
     w.schemas.push_back(*s);
   EncodeWelcome(out_, w);
-  return true;
+}
+
+void Session::StopConsuming() {
+  if (!consuming_) return;
+  consuming_ = false;
+  server_.StopConsuming(source_, sent_seq_);
 }
 
 bool Session::HandleWrite(FrameType type, std::string_view payload) {
@@ -386,6 +431,13 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
     OpError(op.seq, ErrorCode::kNotASource,
             "this connection said HELLO without a source name, so it may not write");
     return true;
+  }
+  if (op.seq == 0) {
+    // Its ERROR would read as connection-level, and no ACK can cover it.
+    Fail(ErrorCode::kBadFrame,
+         fmt::format("{} (0x{:02x}): seq 0; seqs start at 1",
+                     FrameTypeName(static_cast<uint8_t>(type)), static_cast<uint8_t>(type)));
+    return false;
   }
   if (op.seq <= last_seq_) {
     server_.counters().duplicates.fetch_add(1, std::memory_order_relaxed);
@@ -450,6 +502,7 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
   }
   auto& engine = server_.engine();
   io_.lane->Add(engine.PartitionOf(schema->id, op.id), view);
+  sent_seq_ = op.seq;
   return true;
 }
 
@@ -602,16 +655,13 @@ void Session::OnDurable(uint64_t window) {
   if (ack > acked_seq_) {
     acked_seq_ = ack;
     EncodeAck(out_, ack);
-    auto& mark = server_.engine().sources().acked_seq(source_);
-    uint64_t cur = mark.load(std::memory_order_relaxed);
-    while (cur < ack && !mark.compare_exchange_weak(cur, ack)) {
-    }
   }
   while (!pending_syncs_.empty() && pending_syncs_.front().window != 0 &&
          pending_syncs_.front().window <= window) {
     EncodeReq(out_, FrameType::kSynced, pending_syncs_.front().req);
     pending_syncs_.pop_front();
   }
+  if (welcome_pending_) CheckWelcome();
   // A reader paused because a partition was congested (by any lane) may have nothing
   // to write, so no write completion would wake it; the partitions have just caught up
   // with a window, so check now. Without this it could wait for unrelated activity.

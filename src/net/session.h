@@ -36,6 +36,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Window events relayed by the server (on this session's thread).
   void OnCut(uint64_t window);
   void OnDurable(uint64_t window);
+  // A session of the same source stopped sending: if this one waits to send its
+  // WELCOME (the hand-over, docs/protocol.md), check whether it may now.
+  void CheckWelcome();
   // Sends a connection-level error, then closes once it is written.
   void Fail(ErrorCode code, std::string message);
   // Stops reading new frames (graceful shutdown, first step).
@@ -46,11 +49,18 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> WriteLoop();
   asio::awaitable<void> Watchdog();
 
-  // Handles every whole frame in the input buffer; stops at a fatal error.
+  // Handles the whole frames in the input buffer; stops at a fatal error, and holds
+  // the rest (held_) while a WELCOME waits for the hand-over.
   void ProcessInput();
   // false: the connection is being closed.
   bool HandleFrame(const Frame& frame);
   bool HandleHello(std::string_view payload);
+  // True once no earlier session of the source can send and everything they sent is
+  // durable; otherwise asks for a window so that it becomes durable.
+  bool HandoverDone();
+  void SendWelcome();
+  // Tells the server this session hands no more ops to the engine (once).
+  void StopConsuming();
   bool HandleWrite(FrameType type, std::string_view payload);
   bool HandleQuery(std::string_view payload);
   bool HandleSubscribe(std::string_view payload);
@@ -82,12 +92,16 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t now_us_ = 0;  // receive time of the input being processed, for ts = 0
 
   bool hello_done_ = false;
-  uint32_t source_ = 0;       // 0: not a writer
-  uint64_t last_seq_ = 0;     // highest seq consumed (applied, duplicate or rejected)
-  uint64_t cut_seq_ = 0;      // last_seq_ at the last cut
-  uint64_t acked_seq_ = 0;    // highest seq acknowledged
-  bool dup_ack_due_ = false;  // a duplicate of an already acknowledged op arrived
-  uint64_t refused_seq_ = 0;  // first op refused for a full disk and not sent again yet
+  bool welcome_pending_ = false;  // HELLO taken, WELCOME waits for the hand-over
+  bool held_ = false;             // whole frames were left in in_ by a pause
+  uint32_t source_ = 0;           // 0: not a writer
+  bool consuming_ = false;        // counted by Server::ClaimSource, not yet stopped
+  uint64_t sent_seq_ = 0;         // highest seq handed to the engine
+  uint64_t last_seq_ = 0;         // highest seq consumed (applied, duplicate or rejected)
+  uint64_t cut_seq_ = 0;          // last_seq_ at the last cut
+  uint64_t acked_seq_ = 0;        // highest seq acknowledged
+  bool dup_ack_due_ = false;      // a duplicate of an already acknowledged op arrived
+  uint64_t refused_seq_ = 0;      // first op refused for a full disk and not sent again yet
   struct PendingAck {
     uint64_t window;
     uint64_t seq;
