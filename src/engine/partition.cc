@@ -269,7 +269,11 @@ void Partition::PruneTombstones() {
       // Deleted again since it was queued: its retention starts over.
       tombstones_.push_back({t.schema, std::move(t.id), e.window, now});
     } else {
-      map.erase(it);
+      {
+        // A QUERY on an I/O thread may be walking this bucket's chain.
+        std::lock_guard lock(mu_);
+        map.erase(it);
+      }
       if (t.window > retained_from_.load(std::memory_order_relaxed)) {
         retained_from_.store(t.window, std::memory_order_relaxed);
       }

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -610,4 +611,48 @@ TEST_CASE("server: a client's requests are not failed by op errors that share th
   CHECK_MESSAGE(stats.ok(), (stats.ok() ? "" : stats.message()));
   REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 4, 0, kPlayer, "n-1", Record(p, {}))).ok());
   REQUIRE(WaitForAck(*w, 4));
+}
+
+TEST_CASE("server: QUERYs race the pruning of the tombstones they look up") {
+  // Every seal prunes what the previous windows deleted (retention 1 µs) while a
+  // reader queries exactly those ids. The sanitizer build catches a prune that frees
+  // a node a QUERY is walking.
+  testing::TestServerOptions opt;
+  opt.resume_retention = std::chrono::microseconds(1);
+  testing::TestServer ts(opt);
+  auto w = ts.Connect("pruner");
+  const engine::Schema& p = Player(*w);
+  constexpr int kIds = 64;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> answered{0}, failed{0};
+  std::thread reader([&] {
+    auto r = ts.Connect();
+    const engine::Schema& rp = Player(*r);
+    while (!stop.load()) {
+      for (int i = 0; i < kIds; ++i) {
+        auto res = r->Query(rp, fmt::format("t-{}", i), false);
+        (res.ok() ? answered : failed).fetch_add(1);
+      }
+    }
+  });
+  uint64_t seq = 0;
+  for (int round = 0; round < 60; ++round) {
+    std::string frames;
+    for (int i = 0; i < kIds; ++i) {
+      frames += WriteFrame(FrameType::kAssert, ++seq, 0, kPlayer, fmt::format("t-{}", i),
+                           Record(p, {{"level", int64_t{round}}}));
+    }
+    REQUIRE(w->Send(frames).ok());
+    REQUIRE(WaitForAck(*w, seq));
+    frames.clear();
+    for (int i = 0; i < kIds; ++i)
+      frames += WriteFrame(FrameType::kRetract, ++seq, 0, kPlayer, fmt::format("t-{}", i));
+    REQUIRE(w->Send(frames).ok());
+    REQUIRE(WaitForAck(*w, seq));
+  }
+  stop = true;
+  reader.join();
+  CHECK(failed.load() == 0);
+  CHECK(answered.load() > 0);
+  MESSAGE(answered.load(), " QUERYs answered during 120 windows of deletes and prunes");
 }

@@ -24,6 +24,7 @@ TestServer::TestServer(TestServerOptions options) {
   eo.partitions = options.partitions;
   eo.lanes = options.io_threads;
   eo.window = options.window;
+  eo.resume_retention = options.resume_retention;
   engine_ = std::make_unique<engine::Engine>(eo, schemas_, sources_);
   options.server.listen = "127.0.0.1:0";
   server_ = std::make_unique<net::Server>(*engine_, options.server, log_);

@@ -29,6 +29,7 @@ struct TestServerOptions {
   uint32_t partitions = 2;
   uint32_t io_threads = 2;
   std::chrono::microseconds window{2'000};
+  std::chrono::microseconds resume_retention{600'000'000};
   net::ServerOptions server;
   std::string schema_text;  // extra schemas, schema-file syntax
 };
