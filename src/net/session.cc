@@ -245,9 +245,12 @@ void Session::ProcessInput() {
   std::string_view buf(in_.data(), in_len_);
   size_t pos = 0;
   const uint32_t max_frame = server_.options().max_frame;
+  const size_t out_limit = server_.options().output_high_water;
   held_ = false;
   while (!closing_) {
-    if (welcome_pending_) {
+    // A WELCOME waiting for the hand-over, or replies the client has not read yet
+    // (one read of small QUERYs can ask for gigabytes): the rest waits in in_.
+    if (welcome_pending_ || out_.size() > out_limit) {
       held_ = pos < in_len_;
       break;
     }

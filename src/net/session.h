@@ -50,7 +50,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> Watchdog();
 
   // Handles the whole frames in the input buffer; stops at a fatal error, and holds
-  // the rest (held_) while a WELCOME waits for the hand-over.
+  // the rest (held_) while a WELCOME waits for the hand-over or the output is over
+  // its limit (ShouldPause then keeps the reader waiting).
   void ProcessInput();
   // false: the connection is being closed.
   bool HandleFrame(const Frame& frame);

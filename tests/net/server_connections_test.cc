@@ -365,6 +365,45 @@ TEST_CASE("server: a client that reads slowly gets every reply, in order") {
   CHECK(Stat(*w, "queries") == kQueries);
 }
 
+TEST_CASE("server: one read of QUERYs for a large record queues no more than the output limit") {
+  // 300 QUERYs in one read, each answered with 600 KB: handling them all before
+  // looking at the output would queue 180 MB for a client that is not reading.
+  testing::TestServerOptions opt;
+  opt.server.output_high_water = 64 * 1024;
+  testing::TestServer ts(opt);
+  auto w = ts.Connect("huge");
+  const engine::Schema& p = Player(*w);
+  const std::string name(600'000, 'h');
+  REQUIRE(
+      w->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "huge", Record(p, {{"name", name}})))
+          .ok());
+  REQUIRE(WaitForAck(*w, 1));
+
+  auto reader = ts.Connect();
+  constexpr uint64_t kQueries = 300;
+  std::string frames;
+  for (uint64_t req = 1; req <= kQueries; ++req)
+    frames += testing::QueryFrame(req, kPlayer, "huge", false);
+  uint64_t before = testing::RssKiB();
+  REQUIRE(reader->Send(frames).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  uint64_t during = testing::RssKiB();
+  MESSAGE("RSS ", before / 1024, " MiB before, ", during / 1024,
+          " MiB with 300 replies of 600 KB asked for and none read");
+  CHECK(during < before + 48 * 1024);
+
+  for (uint64_t req = 1; req <= kQueries; ++req) {
+    CAPTURE(req);
+    auto f = reader->ReadFrame();
+    REQUIRE(f.ok());
+    REQUIRE(IsType(*f, FrameType::kResult));
+    net::Result r;
+    REQUIRE(net::DecodeResult(f->payload, p, false, &r));
+    CHECK(r.req == req);
+    CHECK(r.record.size() > name.size());
+  }
+}
+
 TEST_CASE("server: an idle connection is closed after idle_timeout; a busy one is not") {
   testing::TestServerOptions opt;
   opt.server.idle_timeout = std::chrono::milliseconds(500);

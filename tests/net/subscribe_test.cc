@@ -471,17 +471,6 @@ TEST_CASE("subscribe: interval_ms paces each entity and still delivers the lates
   CHECK(feed.notifies().size() >= 2);
 }
 
-namespace {
-uint64_t RssKiB() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
-  }
-  return 0;
-}
-}  // namespace
-
 TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and catches up") {
   uint64_t seed = Seed();
   testing::TestServerOptions o;
@@ -501,13 +490,13 @@ TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and
     while (!done)
       fast.ReadOne(std::chrono::milliseconds(20));
   });
-  uint64_t rss0 = RssKiB();
+  uint64_t rss0 = testing::RssKiB();
   uint64_t max_backlog = 0;
   for (int i = 0; i < 150; ++i) {
     w.Batch(1000);
     max_backlog = std::max(max_backlog, Stat(w.client(), "subscriber_backlog_bytes"));
   }
-  uint64_t rss1 = RssKiB();
+  uint64_t rss1 = testing::RssKiB();
   CHECK(Stat(w.client(), "conflations") >= 1);
   CHECK(Stat(w.client(), "conflated_changes") > 0);
   // The slow subscriber's backlog stays near its limit (plus what the kernel buffers

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "util/coding.h"
 
@@ -180,6 +181,15 @@ std::string Record(const engine::Schema& schema,
     REQUIRE_MESSAGE(st.ok(), st.message());
   }
   return b.Encode();
+}
+
+uint64_t RssKiB() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
 }
 
 bool WaitForAck(net::Client& c, uint64_t seq, std::vector<net::OwnedFrame>* others) {

@@ -110,6 +110,9 @@ bool WaitForAck(net::Client& c, uint64_t seq, std::vector<net::OwnedFrame>* othe
 // STATS, as a lookup; fails the test when the server does not answer or lacks `name`.
 uint64_t Stat(net::Client& c, std::string_view name);
 
+// This process's resident set size, in KiB (VmRSS).
+uint64_t RssKiB();
+
 // The ERROR carried by `f`; fails the test when `f` is not a well-formed ERROR.
 net::Error ErrorOf(const net::OwnedFrame& f);
 bool IsType(const net::OwnedFrame& f, net::FrameType type);
