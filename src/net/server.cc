@@ -127,6 +127,9 @@ void Server::Shutdown() {
     asio::post(t->ctx, [io = t.get()] {
       for (auto& [p, s] : io->sessions)
         s->Fail(ErrorCode::kShuttingDown, "the server is stopping");
+      // A pending lease would keep the thread running until it expires.
+      for (auto& [p, timer] : io->leases)
+        timer->cancel();
     });
   }
   // Each I/O thread returns once its sessions have written their last bytes (or
@@ -186,10 +189,12 @@ bool Server::HandoverSeq(uint32_t source, uint64_t* seq) {
   return true;
 }
 
-void Server::ReleaseSource(uint32_t source, const Session* s) {
+bool Server::ReleaseSource(uint32_t source, const Session* s) {
   std::lock_guard lock(owners_mu_);
   SourceSlot& slot = Slot(source);
-  if (slot.owner.lock().get() == s) slot.owner.reset();
+  if (slot.owner.lock().get() != s) return false;
+  slot.owner.reset();
+  return true;
 }
 
 void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThread& io) {
@@ -199,8 +204,11 @@ void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThre
     if (source >= slots_.size()) return;
     gen = slots_[source].gen;
   }
+  if (stopping()) return;  // a stop cancels leases; the claims stay (docs/protocol.md)
   auto timer = std::make_shared<asio::steady_timer>(io.ctx, lease);
+  io.leases.emplace(timer.get(), timer);
   timer->async_wait([this, timer, source, gen, lease, &io](const asio::error_code& ec) {
+    io.leases.erase(timer.get());
     if (ec || stopping()) return;
     {
       std::lock_guard lock(owners_mu_);

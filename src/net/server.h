@@ -3,6 +3,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <array>
 #include <atomic>
@@ -74,6 +75,8 @@ struct IoThread {
   engine::Lane* lane;
   std::unordered_map<Session*, std::shared_ptr<Session>> sessions;  // this thread only
   std::thread thread;
+  // Lease timers armed on this thread; a graceful stop cancels them (this thread only).
+  std::unordered_map<asio::steady_timer*, std::shared_ptr<asio::steady_timer>> leases;
   // Server-side QUERY service time (frame handled to RESULT encoded), in ns. Written by
   // this thread, read by STATS from any: guarded by query_mu (never contended long).
   std::mutex query_mu;
@@ -117,7 +120,9 @@ class Server : private engine::WindowListener {
   void ClaimSource(uint32_t source, const std::shared_ptr<Session>& s);
   void StopConsuming(uint32_t source, uint64_t sent_seq);
   bool HandoverSeq(uint32_t source, uint64_t* seq);
-  void ReleaseSource(uint32_t source, const Session* s);
+  // Forgets `s` as the live session of `source`; false when it no longer was (it was
+  // taken over): then its lease is not its to start.
+  bool ReleaseSource(uint32_t source, const Session* s);
   // Called when the session of a source with a lease ended: unless a session of the
   // same source says HELLO within `lease`, every claim of the source is retracted
   // (through `io`'s lane, after everything the ended session sent).

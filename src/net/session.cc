@@ -24,6 +24,7 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr auto kCloseGrace = std::chrono::seconds(2);
 constexpr size_t kMaxSubscriptions = 1024;
 constexpr uint64_t kMaxIntervalMs = 3'600'000;
+constexpr uint64_t kMaxLeaseMs = 7 * 24 * 3'600'000ull;
 
 // Compares without an early exit, so the time taken does not reveal how much of
 // the token matched.
@@ -165,9 +166,10 @@ asio::awaitable<void> Session::WriteLoop() {
   writer_done_ = true;
   if (sink_ != nullptr) server_.fanout().CloseSink(sink_.get());
   StopConsuming();
-  if (source_ != 0) {
-    server_.ReleaseSource(source_, this);
-    if (lease_ms_ > 0) server_.StartLease(source_, std::chrono::milliseconds(lease_ms_), io_);
+  // Only the source's last session starts its lease: a taken-over one's lease is
+  // replaced by its successor's.
+  if (source_ != 0 && server_.ReleaseSource(source_, this) && lease_ms_ > 0) {
+    server_.StartLease(source_, std::chrono::milliseconds(lease_ms_), io_);
   }
   io_.sessions.erase(this);  // may drop the last reference but for `self`
 }
@@ -367,6 +369,11 @@ bool Session::HandleHello(std::string_view payload) {
     auto id = server_.engine().sources().Intern(hello.source);
     if (!id.ok()) {
       Fail(ErrorCode::kOverloaded, id.message());
+      return false;
+    }
+    if (hello.lease_ms > kMaxLeaseMs) {
+      Fail(ErrorCode::kBadValue, fmt::format("lease_ms {} is over the limit of {} (7 days)",
+                                             hello.lease_ms, kMaxLeaseMs));
       return false;
     }
     source_ = *id;

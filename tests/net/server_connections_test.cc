@@ -190,6 +190,24 @@ TEST_CASE("server: shutdown sends the final ACK, then shutting_down, then closes
   CHECK_FALSE(late.ok());
 }
 
+TEST_CASE("server: a graceful stop does not wait for a pending lease") {
+  testing::TestServer ts;
+  net::Hello hello;
+  hello.source = "leased";
+  hello.lease_ms = 60'000;
+  {
+    auto c = net::Client::Connect(ts.address(), hello, testing::kReplyTimeout);
+    REQUIRE(c.ok());
+    REQUIRE((*c)->Sync().ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the lease is running
+  auto t0 = std::chrono::steady_clock::now();
+  ts.Shutdown();
+  auto took = std::chrono::steady_clock::now() - t0;
+  // A liveness bound only: before, the stop lasted the whole 60 s lease.
+  CHECK(took < std::chrono::seconds(10));
+}
+
 TEST_CASE("server: ops read before a graceful stop are applied and acknowledged, no more") {
   testing::TestServer ts;
   auto w = ts.Connect("streaming");

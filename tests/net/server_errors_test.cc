@@ -358,6 +358,24 @@ TEST_CASE("server: a malformed HELLO is a bad_frame") {
   ExpectRefused(ts, hello, ErrorCode::kBadFrame);
 }
 
+TEST_CASE("server: a lease_ms over 7 days in HELLO gets bad_value and is closed") {
+  testing::TestServer ts;
+  for (uint64_t lease : {uint64_t{604'800'001}, ~uint64_t{0}}) {
+    CAPTURE(lease);
+    ExpectRefused(
+        ts,
+        RawFrame(Type(FrameType::kHello), Varint(1) + Varint(1) + "w" + Varint(0) + Varint(lease)),
+        ErrorCode::kBadValue);
+  }
+  // The limit itself is accepted.
+  testing::RawConnection ok(ts.port());
+  REQUIRE(ok.Send(RawFrame(Type(FrameType::kHello),
+                           Varint(1) + Varint(1) + "w" + Varint(0) + Varint(604'800'000))));
+  auto f = ok.ReadFrame();
+  REQUIRE(f.ok());
+  CHECK(testing::IsType(*f, FrameType::kWelcome));
+}
+
 TEST_CASE("server: a source name over 255 bytes in HELLO gets bad_id and is closed") {
   testing::TestServer ts;
   ExpectRefused(ts, testing::HelloFrame(std::string(256, 's')), ErrorCode::kBadId);

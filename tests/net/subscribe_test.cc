@@ -448,6 +448,38 @@ TEST_CASE("subscribe: a leased source's claims are retracted when it does not co
   CHECK(Stat(feed.client(), "lease_expirations") == 1);
 }
 
+TEST_CASE("subscribe: a taken-over connection's lease does not outlive its successor's") {
+  // The first connection asks for a lease, the one taking it over for none: when
+  // both are gone, the claims stay.
+  testing::TestServer server;
+  net::Hello hello;
+  hello.source = "handed";
+  hello.lease_ms = 200;
+  auto first = net::Client::Connect(server.address(), hello);
+  REQUIRE(first.ok());
+  const engine::Schema& p = *(*first)->FindSchema(kPlayer);
+  std::string rec = Record(p, {{"score", int64_t{1}}});
+  REQUIRE((*first)->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "h-1", rec)).ok());
+  REQUIRE(WaitForAck(**first, 1));
+  hello.lease_ms = 0;
+  {
+    auto second = server.Connect("handed");
+    REQUIRE(second->welcome().last_applied_seq == 1);
+    REQUIRE(second->Send(WriteFrame(FrameType::kAssert, 2, 0, kPlayer, "h-2", rec)).ok());
+    REQUIRE(WaitForAck(*second, 2));
+  }
+  first->reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto reader = server.Connect();
+  for (const char* id : {"h-1", "h-2"}) {
+    CAPTURE(id);
+    auto r = reader->Query(*reader->FindSchema(kPlayer), id, false);
+    REQUIRE(r.ok());
+    CHECK(r->found);
+  }
+  CHECK(Stat(*reader, "lease_expirations") == 0);
+}
+
 TEST_CASE("subscribe: interval_ms paces each entity and still delivers the latest state") {
   testing::TestServer server;
   Writer w(server, "w", Ids(10), 1);
