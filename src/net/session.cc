@@ -47,6 +47,7 @@ Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
       server_(server),
       write_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
       resume_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
+      drain_signal_(io.ctx),
       watchdog_(io.ctx),
       in_(kReadChunk, '\0'),
       connected_at_(std::chrono::steady_clock::now()),
@@ -78,6 +79,7 @@ void Session::Start() {
 
 asio::awaitable<void> Session::ReadLoop() {
   auto self = shared_from_this();
+  bool peer_gone = false;
   while (!closing_ && !reading_stopped_) {
     if (!held_) {
       if (in_.size() - in_len_ < kReadChunk / 4) {
@@ -87,6 +89,7 @@ asio::awaitable<void> Session::ReadLoop() {
       }
       auto [ec, n] = co_await socket_.async_read_some(
           asio::buffer(in_.data() + in_len_, in_.size() - in_len_), kNoThrow);
+      if (ec) peer_gone = true;
       if (ec || closing_ || reading_stopped_) break;
       in_len_ += n;
       server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
@@ -105,6 +108,15 @@ asio::awaitable<void> Session::ReadLoop() {
     }
   }
   if (!reading_stopped_) Close();
+  // Drop what the peer still sends until it closes its side (or the writer gives up
+  // after the close grace period and closes the socket): closing with unread input
+  // would send a reset, which can cost the peer the last frames written to it.
+  while (!peer_gone) {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_), kNoThrow);
+    if (ec) peer_gone = true;
+  }
+  peer_closed_ = true;
+  drain_signal_.cancel();
 }
 
 bool Session::ShouldPause() const {
@@ -118,6 +130,7 @@ void Session::Resume() {
 
 asio::awaitable<void> Session::WriteLoop() {
   auto self = shared_from_this();
+  bool write_failed = false;
   std::vector<asio::const_buffer> buffers;
   for (;;) {
     if (sink_ != nullptr) sink_->Take(&feeding_);
@@ -154,13 +167,11 @@ asio::awaitable<void> Session::WriteLoop() {
     if (ec) {
       out_.clear();
       closing_ = true;
+      write_failed = true;
       break;
     }
     Resume();
   }
-  asio::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
   watchdog_.cancel();
   resume_signal_.cancel();
   writer_done_ = true;
@@ -171,6 +182,15 @@ asio::awaitable<void> Session::WriteLoop() {
   if (source_ != 0 && server_.ReleaseSource(source_, this) && lease_ms_ > 0) {
     server_.StartLease(source_, std::chrono::milliseconds(lease_ms_), io_);
   }
+  // Everything is written: end our side, then close once the peer has closed its
+  // own (the reader drops its input meanwhile) or the close grace period passed.
+  asio::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  if (!peer_closed_ && !write_failed) {
+    drain_signal_.expires_after(kCloseGrace);
+    co_await drain_signal_.async_wait(kNoThrow);
+  }
+  socket_.close(ignored);
   io_.sessions.erase(this);  // may drop the last reference but for `self`
 }
 

@@ -77,6 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Server& server_;
   asio::steady_timer write_signal_;
   asio::steady_timer resume_signal_;
+  asio::steady_timer drain_signal_;  // the writer waits on it for the peer's close
   asio::steady_timer watchdog_;
 
   std::string in_;
@@ -88,6 +89,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closing_ = false;
   bool reading_stopped_ = false;
   bool writer_done_ = false;
+  bool peer_closed_ = false;  // the reader saw the end of the input
   std::chrono::steady_clock::time_point connected_at_;
   std::chrono::steady_clock::time_point last_activity_;
   uint64_t now_us_ = 0;  // receive time of the input being processed, for ts = 0

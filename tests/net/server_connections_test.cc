@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -188,6 +189,68 @@ TEST_CASE("server: shutdown sends the final ACK, then shutting_down, then closes
   CHECK(ts.engine().Stats().totals.applied == 100);
   auto late = net::Client::Connect(ts.address(), net::Hello{}, std::chrono::seconds(2));
   CHECK_FALSE(late.ok());
+}
+
+TEST_CASE("server: a writer still sending at a graceful stop gets its final frames, then a FIN") {
+  testing::TestServer ts;
+  auto probe = ts.Connect();
+  const engine::Schema& p = Player(*probe);
+  const std::string rec = Record(p, {{"score", int64_t{1}}});
+  testing::RawConnection raw(ts.port());
+  REQUIRE(raw.Send(testing::HelloFrame("flood")));
+  auto welcome = raw.ReadFrame();
+  REQUIRE(welcome.ok());
+  REQUIRE(IsType(*welcome, FrameType::kWelcome));
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> sent{0};
+  std::atomic<bool> send_failed{false};
+  std::thread sender([&] {
+    uint64_t seq = 0;
+    while (!stop.load()) {
+      std::string frames;
+      for (int i = 0; i < 200; ++i) {
+        ++seq;
+        frames +=
+            WriteFrame(FrameType::kPatch, seq, 0, kPlayer, fmt::format("f-{}", seq % 100), rec);
+      }
+      if (!raw.Send(frames)) {
+        send_failed = true;
+        break;
+      }
+      sent = seq;
+    }
+  });
+  for (int i = 0; i < 500 && sent.load() < 20'000; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::thread stopper([&] { ts.Shutdown(); });
+  std::vector<net::OwnedFrame> got;
+  std::string end;
+  for (;;) {
+    auto f = raw.ReadFrame();
+    if (!f.ok()) {
+      end = f.message();
+      break;
+    }
+    got.push_back(std::move(f).value());
+  }
+  REQUIRE(got.size() >= 2);
+  CHECK(IsType(got[got.size() - 2], FrameType::kAck));
+  CHECK(ErrorOf(got.back()).code == static_cast<uint64_t>(net::ErrorCode::kShuttingDown));
+  CHECK(end == "closed");
+  // The server ended its side after the last frame and drops what the writer still
+  // sends: it does not reset the connection over input it did not read (a reset can
+  // cost a writer the frames not yet read, and fails its sends at once).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  char byte;
+  ssize_t n = ::recv(raw.fd(), &byte, 1, MSG_DONTWAIT);
+  int err = errno;
+  CHECK_MESSAGE(n == 0, "after the end of the stream: ", (n < 0 ? std::strerror(err) : "data"));
+  CHECK_FALSE(send_failed.load());
+  stop = true;
+  sender.join();
+  ::shutdown(raw.fd(), SHUT_WR);  // the server closes at once instead of after its grace
+  stopper.join();
+  MESSAGE(sent.load(), " ops sent, ", got.size(), " frames read, then: ", end);
 }
 
 TEST_CASE("server: a graceful stop does not wait for a pending lease") {
