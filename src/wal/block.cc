@@ -44,6 +44,13 @@ BlockReader::BlockReader(std::string_view data, std::string_view magic) : data_(
                          kFormatVersion);
     return;
   }
+  uint32_t reserved;
+  std::memcpy(&reserved, data.data() + 12, 4);
+  if (reserved != 0) {
+    error_ = fmt::format(
+        "reserved header field is {:#x}, not 0: damaged, or written by a newer format", reserved);
+    return;
+  }
   std::memcpy(&header_window_, data.data() + 16, 8);
   header_ok_ = true;
   pos_ = valid_end_ = kFileHeaderSize;

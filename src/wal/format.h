@@ -16,6 +16,7 @@
 //            +----------+-------------+--------------+--------------------+
 //              segments: "CONVWAL\n", window = first window it may hold
 //              checkpoints: "CONVCKP\n", window = the checkpoint's start window
+//              reserved is written 0; a reader refuses a file where it is not
 //
 //   block    +------------+-----------+---------+------------------------+
 //            | length u32 | crc u32   | type u8 | payload (length bytes) |

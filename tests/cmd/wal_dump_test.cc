@@ -184,6 +184,22 @@ TEST_CASE("wal-dump: --verify exits 0 on a clean log, 1 on a torn tail, 2 on cor
     CHECK_MESSAGE(r.exit_code == 2, r.out, r.err);
     CHECK(r.out.find(wal::SegmentName(1) + ": CORRUPT") != std::string::npos);
   }
+  SUBCASE("a reserved header field that is not zero: corruption naming the file") {
+    for (const std::string& path : {first, dir.File(wal::CheckpointName(2))}) {
+      CAPTURE(path);
+      restore();
+      std::string pristine = testing::ReadAll(path);
+      std::string data = pristine;
+      data[12] = 7;
+      testing::WriteAll(path, data);
+      auto r = WalDump({dir.path(), "--verify"});
+      testing::WriteAll(path, pristine);
+      CHECK_MESSAGE(r.exit_code == 2, r.out, r.err);
+      std::string name = path.substr(path.rfind('/') + 1);
+      CHECK(r.out.find(name + ": CORRUPT") != std::string::npos);
+      CHECK(r.out.find("reserved") != std::string::npos);
+    }
+  }
   SUBCASE("a damaged checkpoint: corruption") {
     restore();
     std::string ckpt = dir.File(wal::CheckpointName(2));

@@ -14,6 +14,7 @@
 #include "support/process.h"
 #include "support/wal_fixtures.h"
 #include "wal/block.h"
+#include "wal/checkpoint.h"
 #include "wal/files.h"
 #include "wal/format.h"
 
@@ -306,4 +307,60 @@ TEST_CASE("wal: recovery of an empty or missing data dir") {
   auto st = wal::Recover(root.File("nope"), v, false, &report);
   REQUIRE_FALSE(st.ok());
   CHECK(st.message().find("nope") != std::string::npos);
+}
+
+TEST_CASE("wal: a segment or checkpoint whose reserved header field is not zero is refused") {
+  std::mt19937_64 rng(35);
+  testing::TempDir root("conv-wal");
+  std::string d = FreshDir(root);
+  auto schemas = testing::TestSchemaRecords();
+  auto windows = testing::RandomWindows(rng, 1, 3, 3);
+  wal::WriterOptions o;
+  o.fsync = false;
+  testing::WriteWindows(d, windows, schemas, o);
+  std::string path = d + "/" + wal::SegmentName(1);
+  std::string image = testing::ReadAll(path);
+
+  {
+    wal::BlockReader r(image, wal::kSegmentMagic);
+    CHECK(r.header_ok());
+  }
+  for (size_t byte = 12; byte < 16; ++byte) {  // the reserved u32
+    CAPTURE(byte);
+    std::string data = image;
+    data[byte] = 1;
+    wal::BlockReader r(data, wal::kSegmentMagic);
+    CHECK_FALSE(r.header_ok());
+    CHECK(r.error().find("reserved") != std::string::npos);
+
+    testing::WriteAll(path, data);
+    RecordingVisitor v;
+    wal::RecoveryReport report;
+    auto st = wal::Recover(d, v, false, &report);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.message().find(path) != std::string::npos);
+    CHECK(st.message().find("reserved") != std::string::npos);
+    CHECK(testing::ReadAll(path) == data);  // nothing was cut
+  }
+  testing::WriteAll(path, image);
+
+  // A checkpoint so marked is not used; the warning names it.
+  {
+    auto w = wal::CheckpointWriter::Begin(d, 3, schemas.bytes, schemas.count);
+    REQUIRE(w.ok());
+    REQUIRE((*w)->Finish().ok());
+  }
+  std::string ckpt = d + "/" + wal::CheckpointName(3);
+  std::string ck = testing::ReadAll(ckpt);
+  ck[14] = 0x40;
+  testing::WriteAll(ckpt, ck);
+  RecordingVisitor v;
+  wal::RecoveryReport report;
+  auto st = wal::Recover(d, v, false, &report);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK_FALSE(report.used_checkpoint);
+  REQUIRE(report.warnings.size() == 1);
+  CHECK(report.warnings[0].find(ckpt) != std::string::npos);
+  CHECK(report.warnings[0].find("reserved") != std::string::npos);
+  CHECK(v.events == testing::ExpectedEvents(windows, schemas, {1}));
 }
