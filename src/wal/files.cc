@@ -38,7 +38,19 @@ bool ParseName(const std::string& name, std::string_view prefix, std::string_vie
   return true;
 }
 
+SyncObserver sync_observer = nullptr;
+void* sync_observer_arg = nullptr;
+
+void NoteSynced(const std::string& path) {
+  if (sync_observer != nullptr) sync_observer(path, sync_observer_arg);
+}
+
 }  // namespace
+
+void SetSyncObserver(SyncObserver observer, void* arg) {
+  sync_observer = observer;
+  sync_observer_arg = arg;
+}
 
 util::Result<DirListing> ListDir(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
@@ -109,6 +121,7 @@ util::Status WriteNewFile(const std::string& path, std::string_view data) {
     return util::Status::Error(fmt::format("cannot fsync '{}': {}", path, std::strerror(err)));
   }
   ::close(fd);
+  NoteSynced(path);
   return util::Status::Ok();
 }
 
@@ -123,6 +136,29 @@ util::Status FsyncDir(const std::string& dir) {
   if (rc != 0) {
     return util::Status::Error(fmt::format("cannot fsync dir '{}': {}", dir, std::strerror(err)));
   }
+  NoteSynced(dir);
+  return util::Status::Ok();
+}
+
+util::Status TruncateFile(const std::string& path, uint64_t size) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return util::Status::Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return util::Status::Error(
+        fmt::format("cannot cut '{}' at offset {}: {}", path, size, std::strerror(err)));
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    return util::Status::Error(fmt::format("cannot fsync '{}' after cutting it at offset {}: {}",
+                                           path, size, std::strerror(err)));
+  }
+  ::close(fd);
+  NoteSynced(path);
   return util::Status::Ok();
 }
 

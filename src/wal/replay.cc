@@ -113,7 +113,10 @@ std::string SideFileName(const std::string& dir, std::string_view kind, const st
   return fmt::format("{}/{}-{}-{}.bin", dir, kind, base, offset);
 }
 
-// Saves data[from, to) of `path` to a side file, then cuts the file at `from`.
+// Saves data[from, to) of `path` to a side file, then cuts the file at `from`. The
+// side file and its directory entry are durable before the cut, and the cut is
+// durable before this returns: a crash at any point loses no byte and never leaves
+// the tail both in the segment and half-written aside.
 util::Status CutFile(const std::string& dir, const std::string& path, const std::string& data,
                      uint64_t from, uint64_t to, std::string_view kind, std::string* saved_as) {
   if (to > from) {
@@ -122,11 +125,17 @@ util::Status CutFile(const std::string& dir, const std::string& path, const std:
         !st.ok()) {
       return st;
     }
+    if (auto st = FsyncDir(dir); !st.ok()) return st;
   }
-  if (::truncate(path.c_str(), static_cast<off_t>(from)) != 0) {
-    return util::Status::Error(fmt::format("cannot cut '{}' at offset {}", path, from));
+  return TruncateFile(path, from);
+}
+
+// Removes a segment left with no block, durably.
+util::Status RemoveEmptySegment(const std::string& dir, const std::string& path) {
+  if (::unlink(path.c_str()) != 0) {
+    return util::Status::Error(fmt::format("cannot remove '{}'", path));
   }
-  return util::Status::Ok();
+  return FsyncDir(dir);
 }
 
 }  // namespace
@@ -235,11 +244,11 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
     if (st == ReadStatus::kEnd) {
       if (last && reader.valid_end() == kFileHeaderSize) {
         // Created just before a crash, never written: the next writer needs its name.
-        ::unlink(path.c_str());
+        if (auto s = RemoveEmptySegment(dir, path); !s.ok()) return s;
       } else if (last && data->size() > reader.valid_end()) {
         // Give back the zeros preallocated after the last block (the writer that
         // would have trimmed them on close was killed); nothing appends here again.
-        (void)::truncate(path.c_str(), static_cast<off_t>(reader.valid_end()));
+        (void)TruncateFile(path, reader.valid_end());
       }
       continue;
     }
@@ -263,7 +272,9 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
             !s.ok()) {
           return s;
         }
-        if (blocks_here == 0) ::unlink(path.c_str());
+        if (blocks_here == 0) {
+          if (auto s = RemoveEmptySegment(dir, path); !s.ok()) return s;
+        }
         continue;
       }
     }
@@ -287,6 +298,7 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
       report->warnings.push_back(fmt::format("salvage: moved {} aside to {}", segs[k].path, moved));
     }
     if (blocks_here == 0) ::unlink(path.c_str());
+    if (auto s = FsyncDir(dir); !s.ok()) return s;  // the renames and the unlink
     break;
   }
   return util::Status::Ok();

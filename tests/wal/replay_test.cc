@@ -364,3 +364,83 @@ TEST_CASE("wal: a segment or checkpoint whose reserved header field is not zero 
   CHECK(report.warnings[0].find("reserved") != std::string::npos);
   CHECK(v.events == testing::ExpectedEvents(windows, schemas, {1}));
 }
+
+namespace {
+
+struct SyncLog {
+  std::vector<std::string> paths;
+  SyncLog() {
+    wal::SetSyncObserver(
+        [](const std::string& p, void* arg) { static_cast<SyncLog*>(arg)->paths.push_back(p); },
+        this);
+  }
+  ~SyncLog() { wal::SetSyncObserver(nullptr, nullptr); }
+  // Index of the first fsync of `path`, or -1.
+  int Index(const std::string& path) const {
+    for (size_t i = 0; i < paths.size(); ++i) {
+      if (paths[i] == path) return static_cast<int>(i);
+    }
+    return -1;
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "wal: cutting a torn tail or salvaging makes the side file, its name and the cut durable") {
+  std::mt19937_64 rng(36);
+  testing::TempDir root("conv-wal");
+  std::vector<testing::TestWindow> windows;
+  std::string image = OneSegment(root, rng, 4, 3, 8, &windows);
+  auto offsets = testing::BlockOffsets(image);
+  const std::string name = wal::SegmentName(1);
+
+  SUBCASE("torn tail") {
+    std::string d = FreshDir(root);
+    std::string path = d + "/" + name;
+    testing::WriteAll(path, image.substr(0, image.size() - 3));
+    SyncLog syncs;
+    RecordingVisitor v;
+    wal::RecoveryReport report;
+    REQUIRE(wal::Recover(d, v, false, &report).ok());
+    REQUIRE_FALSE(report.torn_saved_as.empty());
+    MESSAGE("fsyncs: ", testing::Head(syncs.paths, 20));
+    int side = syncs.Index(report.torn_saved_as);
+    int dir = syncs.Index(d);
+    int seg = syncs.Index(path);
+    CHECK(side >= 0);
+    CHECK(dir > side);  // the side file is durable under its name before anything is cut
+    CHECK(seg > dir);   // and the cut itself is durable
+    CHECK(FileSize(path) == offsets[3]);
+  }
+  SUBCASE("salvage") {
+    std::string d = FreshDir(root);
+    std::string path = d + "/" + name;
+    std::string data = image;
+    data[offsets[1] + 10] ^= 0x01;
+    testing::WriteAll(path, data);
+    SyncLog syncs;
+    RecordingVisitor v;
+    wal::RecoveryReport report;
+    REQUIRE(wal::Recover(d, v, true, &report).ok());
+    std::string side = fmt::format("{}/salvaged-{}-{}.bin", d, name, offsets[1]);
+    MESSAGE("fsyncs: ", testing::Head(syncs.paths, 20));
+    int s = syncs.Index(side);
+    int dir = syncs.Index(d);
+    int seg = syncs.Index(path);
+    CHECK(s >= 0);
+    CHECK(dir > s);
+    CHECK(seg > dir);
+    CHECK(FileSize(path) == offsets[1]);
+  }
+}
+
+TEST_CASE("wal: cutting a file that cannot be opened fails naming it") {
+  testing::TempDir root("conv-wal");
+  auto st = wal::TruncateFile(root.File("missing.log"), 0);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message().find(root.File("missing.log")) != std::string::npos);
+  auto dir = wal::TruncateFile(root.path(), 0);  // a directory cannot be opened for writing
+  REQUIRE_FALSE(dir.ok());
+  CHECK(dir.message().find(root.path()) != std::string::npos);
+}
