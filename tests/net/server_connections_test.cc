@@ -21,6 +21,7 @@ using namespace conv;
 using net::FrameType;
 using testing::ErrorOf;
 using testing::IsType;
+using testing::Player;
 using testing::Record;
 using testing::Stat;
 using testing::WaitForAck;
@@ -29,12 +30,6 @@ using testing::WriteFrame;
 namespace {
 
 constexpr uint64_t kPlayer = engine::kPlayerSchemaId;
-
-const engine::Schema& Player(net::Client& c) {
-  const engine::Schema* s = c.FindSchema("player");
-  REQUIRE(s != nullptr);
-  return *s;
-}
 
 }  // namespace
 

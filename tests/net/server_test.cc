@@ -20,6 +20,7 @@ using namespace conv;
 using net::FrameType;
 using testing::ErrorOf;
 using testing::IsType;
+using testing::Player;
 using testing::Record;
 using testing::Stat;
 using testing::WaitForAck;
@@ -28,12 +29,6 @@ using testing::WriteFrame;
 namespace {
 
 constexpr uint64_t kPlayer = engine::kPlayerSchemaId;
-
-const engine::Schema& Player(net::Client& c) {
-  const engine::Schema* s = c.FindSchema("player");
-  REQUIRE(s != nullptr);
-  return *s;
-}
 
 const net::ResultClaim* FindClaim(const net::Result& r, std::string_view source) {
   for (const auto& c : r.claims) {

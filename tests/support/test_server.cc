@@ -183,6 +183,12 @@ std::string Record(const engine::Schema& schema,
   return b.Encode();
 }
 
+const engine::Schema& Player(net::Client& c) {
+  const engine::Schema* s = c.FindSchema("player");
+  REQUIRE(s != nullptr);
+  return *s;
+}
+
 uint64_t RssKiB() {
   std::ifstream f("/proc/self/status");
   std::string line;

@@ -110,6 +110,9 @@ bool WaitForAck(net::Client& c, uint64_t seq, std::vector<net::OwnedFrame>* othe
 // STATS, as a lookup; fails the test when the server does not answer or lacks `name`.
 uint64_t Stat(net::Client& c, std::string_view name);
 
+// The built-in player schema as `c`'s WELCOME described it; fails the test without it.
+const engine::Schema& Player(net::Client& c);
+
 // This process's resident set size, in KiB (VmRSS).
 uint64_t RssKiB();
 
