@@ -53,8 +53,10 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       ->check(CLI::Range(1u, 1'000'000u));
   AddDurationOption(*sub, "--handshake-timeout", o.handshake_timeout,
                     "Time a new connection has to send HELLO");
-  AddDurationOption(*sub, "--idle-timeout", o.idle_timeout,
-                    "Close connections that send nothing for this long (0s: never)");
+  AddDurationOption(
+      *sub, "--idle-timeout", o.idle_timeout,
+      "Close connections that send no frame for this long; subscribers are exempt (0s: "
+      "never)");
   sub->add_option("--fsync", o.fsync,
                   "window: acknowledged = fsynced; none: acknowledged = written to the OS "
                   "(survives a process crash, not a power loss)")

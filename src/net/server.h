@@ -36,7 +36,7 @@ struct ServerOptions {
   uint32_t max_frame = kDefaultMaxFrame;
   uint32_t max_connections = 10'000;
   std::chrono::milliseconds handshake_timeout{5'000};
-  std::chrono::milliseconds idle_timeout{0};  // 0: never
+  std::chrono::milliseconds idle_timeout{600'000};  // 0: never
   // Bytes of replies queued for one connection past which the server stops reading
   // its requests until the client has read some.
   size_t output_high_water = 8u << 20;

@@ -7,6 +7,10 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -21,6 +25,15 @@ namespace {
 
 constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr size_t kReadChunk = 64 * 1024;
+// Largest frame before HELLO: version, a source name of at most 255 bytes, a token and
+// a lease fit in far less; the server's own token may make it larger.
+constexpr size_t kHelloFrameBytes = 4096;
+// Seconds of silence before TCP keepalive probes start, between probes, and probes
+// unanswered before the kernel ends the connection: a peer that vanished (half-open
+// connection) is noticed within about two minutes.
+constexpr int kKeepIdleSeconds = 60;
+constexpr int kKeepIntervalSeconds = 10;
+constexpr int kKeepProbes = 6;
 constexpr auto kCloseGrace = std::chrono::seconds(2);
 constexpr size_t kMaxSubscriptions = 1024;
 constexpr uint64_t kMaxIntervalMs = 3'600'000;
@@ -49,7 +62,7 @@ Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
       resume_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
       drain_signal_(io.ctx),
       watchdog_(io.ctx),
-      in_(kReadChunk, '\0'),
+      in_(kHelloFrameBytes + kFrameHeader, '\0'),
       connected_at_(std::chrono::steady_clock::now()),
       last_activity_(connected_at_) {
   // `connections` was counted by the accept loop; the destructor gives it back.
@@ -68,6 +81,10 @@ void Session::Start() {
   asio::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.set_option(asio::socket_base::keep_alive(true), ec);
+  int fd = socket_.native_handle();
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &kKeepIdleSeconds, sizeof(int));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kKeepIntervalSeconds, sizeof(int));
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepProbes, sizeof(int));
   auto self = shared_from_this();
   asio::co_spawn(
       io_.ctx, [self] { return self->ReadLoop(); }, asio::detached);
@@ -84,7 +101,8 @@ asio::awaitable<void> Session::ReadLoop() {
     if (!held_) {
       if (in_.size() - in_len_ < kReadChunk / 4) {
         // Grow only as far as one maximal frame needs; whole frames are consumed below.
-        size_t limit = std::max<size_t>(kReadChunk, server_.options().max_frame + kFrameHeader);
+        size_t limit = FrameLimit() + kFrameHeader;
+        if (hello_done_) limit = std::max(limit, kReadChunk);
         in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
       }
       auto [ec, n] = co_await socket_.async_read_some(
@@ -93,18 +111,23 @@ asio::awaitable<void> Session::ReadLoop() {
       if (ec || closing_ || reading_stopped_) break;
       in_len_ += n;
       server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
-      last_activity_ = std::chrono::steady_clock::now();
     }
     // else a pause left whole frames unhandled: handle them before reading more.
     now_us_ = util::WallMicros();
     ProcessInput();
     io_.lane->Flush();
     Kick();
+    if (in_.size() > 2 * kReadChunk && in_len_ <= kReadChunk / 2) {
+      // Give back what one large frame needed.
+      in_.resize(kReadChunk);
+      in_.shrink_to_fit();
+    }
     while (!closing_ && !reading_stopped_ && ShouldPause()) {
       reader_paused_ = true;
       resume_signal_.expires_at(std::chrono::steady_clock::time_point::max());
       co_await resume_signal_.async_wait(kNoThrow);
       reader_paused_ = false;
+      last_activity_ = std::chrono::steady_clock::now();  // paused by us, not idle
     }
   }
   if (!reading_stopped_) Close();
@@ -117,6 +140,13 @@ asio::awaitable<void> Session::ReadLoop() {
   }
   peer_closed_ = true;
   drain_signal_.cancel();
+}
+
+uint32_t Session::FrameLimit() const {
+  const ServerOptions& opt = server_.options();
+  if (hello_done_) return opt.max_frame;
+  return static_cast<uint32_t>(
+      std::min<size_t>(opt.max_frame, std::max(kHelloFrameBytes, opt.auth_token.size() + 512)));
 }
 
 bool Session::ShouldPause() const {
@@ -205,6 +235,9 @@ asio::awaitable<void> Session::Watchdog() {
     } else if (!hello_done_) {
       deadline = connected_at_ + opt.handshake_timeout;
     } else if (opt.idle_timeout.count() > 0) {
+      // A subscriber only listens, and a reader the server paused cannot send: they
+      // are not idle.
+      if (!subs_.empty() || reader_paused_ || held_) last_activity_ = now;
       deadline = last_activity_ + opt.idle_timeout;
     } else {
       deadline = std::chrono::steady_clock::time_point::max();
@@ -266,7 +299,6 @@ void Session::OpError(uint64_t seq_or_req, ErrorCode code, std::string message) 
 void Session::ProcessInput() {
   std::string_view buf(in_.data(), in_len_);
   size_t pos = 0;
-  const uint32_t max_frame = server_.options().max_frame;
   const size_t out_limit = server_.options().output_high_water;
   held_ = false;
   while (!closing_) {
@@ -278,14 +310,14 @@ void Session::ProcessInput() {
     }
     Frame frame;
     size_t consumed = 0;
+    const uint32_t max_frame = FrameLimit();
     FrameStatus st = NextFrame(buf.substr(pos), max_frame, &frame, &consumed);
     if (st == FrameStatus::kNeedMore) break;
     if (st == FrameStatus::kTooLarge) {
       uint32_t len = util::DecodeFixed32(reinterpret_cast<const uint8_t*>(buf.data() + pos));
       Fail(ErrorCode::kFrameTooLarge,
-           fmt::format("frame at stream offset {} declares {} bytes; the limit is {} "
-                       "(--max-frame)",
-                       pos, len, max_frame));
+           fmt::format("frame at stream offset {} declares {} bytes; the limit is {}{}", pos, len,
+                       max_frame, hello_done_ ? " (--max-frame)" : " before HELLO"));
       break;
     }
     if (st == FrameStatus::kEmpty) {
@@ -293,6 +325,7 @@ void Session::ProcessInput() {
       break;
     }
     server_.counters().frames_in.fetch_add(1, std::memory_order_relaxed);
+    last_activity_ = std::chrono::steady_clock::now();  // idle counts whole frames only
     pos += consumed;
     if (!HandleFrame(frame)) break;
   }

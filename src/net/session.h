@@ -71,6 +71,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Kick();
   void Resume();
   bool ShouldPause() const;
+  // Largest frame accepted now: --max-frame, or far less before HELLO.
+  uint32_t FrameLimit() const;
 
   asio::ip::tcp::socket socket_;
   IoThread& io_;

@@ -16,6 +16,7 @@
 
 #include "engine/record.h"
 #include "support/test_server.h"
+#include "util/coding.h"
 
 using namespace conv;
 using net::FrameType;
@@ -478,6 +479,85 @@ TEST_CASE("server: one read of QUERYs for a large record queues no more than the
     CHECK(r.req == req);
     CHECK(r.record.size() > name.size());
   }
+}
+
+TEST_CASE("server: before HELLO a frame over 4 KiB is refused at once, and holds no memory") {
+  testing::TestServer ts;
+  // The length alone is enough to refuse it.
+  std::string header;
+  util::PutFixed32(header, 1u << 20);
+  util::PutU8(header, static_cast<uint8_t>(FrameType::kHello));
+  {
+    testing::RawConnection raw(ts.port());
+    REQUIRE(raw.Send(header));
+    std::vector<net::OwnedFrame> got;
+    CHECK(testing::ReadUntilClosed(raw, &got));
+    REQUIRE(got.size() == 1);
+    net::Error e = ErrorOf(got[0]);
+    CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kFrameTooLarge));
+    CHECK(e.message.find("before HELLO") != std::string::npos);
+  }
+  // 200 connections each sending 512 KiB of a declared 1 MiB HELLO.
+  const std::string body(512 * 1024, 'h');
+  uint64_t before = testing::RssKiB();
+  std::vector<std::unique_ptr<testing::RawConnection>> conns;
+  for (int i = 0; i < 200; ++i) {
+    conns.push_back(std::make_unique<testing::RawConnection>(ts.port()));
+    conns.back()->Send(header + body);  // may fail once the server closed it
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  uint64_t during = testing::RssKiB();
+  MESSAGE("RSS ", before / 1024, " MiB before, ", during / 1024,
+          " MiB with 200 connections sending 512 KiB of a 1 MiB HELLO");
+  CHECK(during < before + 32 * 1024);
+  for (auto& c : conns) {
+    auto f = c->ReadFrame();
+    REQUIRE(f.ok());
+    CHECK(ErrorOf(*f).code == static_cast<uint64_t>(net::ErrorCode::kFrameTooLarge));
+  }
+  // The server carries on; the limit applies before HELLO only.
+  auto w = ts.Connect("after");
+  const std::string name(100'000, 'n');
+  REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "big",
+                             Record(Player(*w), {{"name", name}})))
+              .ok());
+  REQUIRE(WaitForAck(*w, 1));
+}
+
+TEST_CASE("server: idle counts whole frames: a trickle of bytes is idle, a listener is not") {
+  testing::TestServerOptions opt;
+  opt.server.idle_timeout = std::chrono::milliseconds(400);
+  testing::TestServer ts(opt);
+  auto listener = ts.Connect();
+  net::Subscribe sub;
+  sub.sub = 1;
+  sub.schema_id = kPlayer;
+  REQUIRE(listener->Subscribe(sub).ok());
+  auto trickle = ts.Connect("trickle");
+  // One byte of a frame every 100 ms: the frame never completes.
+  std::string frame = WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "t", std::string(100, 'x'));
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (size_t i = 0; i < 30 && !closed; ++i) {
+    closed = !trickle->Send(frame.substr(i, 1)).ok();
+    net::OwnedFrame f;
+    auto r = trickle->TryReadFrame(std::chrono::milliseconds(100), &f);
+    if (!r.ok() || (*r && IsType(f, FrameType::kError))) closed = true;
+  }
+  CHECK(closed);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2'000));
+  // The subscriber sent nothing for three idle timeouts and is still served.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1'200));
+  std::string ping;
+  net::EncodeReq(ping, FrameType::kPing, 7);
+  REQUIRE(listener->Send(ping).ok());
+  bool pong = false;
+  for (int i = 0; i < 10 && !pong; ++i) {
+    auto f = listener->ReadFrame();
+    REQUIRE(f.ok());
+    pong = IsType(*f, FrameType::kPong);
+  }
+  CHECK(pong);
 }
 
 TEST_CASE("server: an idle connection is closed after idle_timeout; a busy one is not") {
