@@ -57,6 +57,8 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       *sub, "--idle-timeout", o.idle_timeout,
       "Close connections that send no frame for this long; subscribers are exempt (0s: "
       "never)");
+  AddDurationOption(*sub, "--max-future-ts", o.max_future_ts,
+                    "How far ahead of the server's clock an op's ts may be (0s: any)");
   sub->add_option("--fsync", o.fsync,
                   "window: acknowledged = fsynced; none: acknowledged = written to the OS "
                   "(survives a process crash, not a power loss)")
@@ -137,6 +139,7 @@ int RunServe(const ServeOptions& o) {
       std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout);
   server_options.idle_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(o.idle_timeout);
+  server_options.max_future_ts = o.max_future_ts;
   if (!o.auth_token_file.empty()) {
     auto token = ReadTokenFile(o.auth_token_file);
     if (!token.ok()) {

@@ -20,6 +20,7 @@ struct ServeOptions {
   uint32_t max_connections = 10'000;
   std::chrono::microseconds handshake_timeout{5'000'000};
   std::chrono::microseconds idle_timeout{600'000'000};
+  std::chrono::microseconds max_future_ts{60'000'000};
   std::string log_level = "info";
   std::string log_format = "text";
   std::string metrics_listen;  // empty: no metrics endpoint

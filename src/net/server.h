@@ -37,6 +37,9 @@ struct ServerOptions {
   uint32_t max_connections = 10'000;
   std::chrono::milliseconds handshake_timeout{5'000};
   std::chrono::milliseconds idle_timeout{600'000};  // 0: never
+  // How far past the server's clock an op's ts may be (--max-future-ts); 0: any. A ts
+  // far in the future would win every field against every other source for good.
+  std::chrono::microseconds max_future_ts{60'000'000};
   // Bytes of replies queued for one connection past which the server stops reading
   // its requests until the client has read some.
   size_t output_high_water = 8u << 20;

@@ -38,6 +38,9 @@ constexpr auto kCloseGrace = std::chrono::seconds(2);
 constexpr size_t kMaxSubscriptions = 1024;
 constexpr uint64_t kMaxIntervalMs = 3'600'000;
 constexpr uint64_t kMaxLeaseMs = 7 * 24 * 3'600'000ull;
+// The largest step between two seqs of a source: a seq of 2^64-1 (or a timestamp in
+// ns) would otherwise leave no seq above it, and the source name unusable for good.
+constexpr uint64_t kMaxSeqStep = uint64_t{1} << 32;
 
 // Compares without an early exit, so the time taken does not reveal how much of
 // the token matched.
@@ -517,6 +520,14 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
             "everything after it later");
     return true;
   }
+  if (op.seq - last_seq_ > kMaxSeqStep) {
+    // Not consumed: the writer may send it again with a seq within the step.
+    OpError(op.seq, ErrorCode::kBadValue,
+            fmt::format("seq {} is more than 2^32 above {}, the last seq of this source: a "
+                        "seq may step at most 2^32 past the previous one",
+                        op.seq, last_seq_));
+    return true;
+  }
   if (refused_seq_ != 0 && op.seq > refused_seq_) {
     // Pipelined behind a refused op: taking it would make the resent refused op a
     // "duplicate", acknowledged and never applied.
@@ -537,6 +548,16 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
     OpError(op.seq, ErrorCode::kBadId,
             fmt::format("entity id is {} bytes; it must be 1 to {}", op.id.size(),
                         engine::kMaxIdBytes));
+    io_.lane->RequestWindow();
+    return true;
+  }
+  const uint64_t max_ahead = static_cast<uint64_t>(server_.options().max_future_ts.count());
+  if (max_ahead != 0 && op.ts > now_us_ && op.ts - now_us_ > max_ahead) {
+    OpError(op.seq, ErrorCode::kBadValue,
+            fmt::format("{} {} '{}': ts {} is {:.1f} s ahead of the server's clock; the limit "
+                        "is {} s (--max-future-ts)",
+                        FrameTypeName(static_cast<uint8_t>(type)), schema->name, op.id, op.ts,
+                        static_cast<double>(op.ts - now_us_) / 1e6, max_ahead / 1'000'000.0));
     io_.lane->RequestWindow();
     return true;
   }

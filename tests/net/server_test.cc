@@ -14,6 +14,7 @@
 
 #include "engine/record.h"
 #include "support/test_server.h"
+#include "util/clock.h"
 #include "util/coding.h"
 
 using namespace conv;
@@ -650,4 +651,47 @@ TEST_CASE("server: QUERYs race the pruning of the tombstones they look up") {
   CHECK(failed.load() == 0);
   CHECK(answered.load() > 0);
   MESSAGE(answered.load(), " QUERYs answered during 120 windows of deletes and prunes");
+}
+
+TEST_CASE("server: a ts far ahead of the server's clock and a seq step over 2^32 are bad_value") {
+  testing::TestServer ts;
+  auto w = ts.Connect("future");
+  const engine::Schema& p = Player(*w);
+  const std::string rec = Record(p, {{"score", int64_t{1}}});
+  const uint64_t now = util::WallMicros();
+  std::string frames;
+  frames += WriteFrame(FrameType::kAssert, 1, now + 120'000'000, kPlayer, "ahead", rec);
+  frames += WriteFrame(FrameType::kAssert, 2, ~uint64_t{0}, kPlayer, "ahead", rec);
+  frames += WriteFrame(FrameType::kAssert, 3, now + 10'000'000, kPlayer, "near", rec);
+  // 2^64-1 would leave the source no seq above it; not consumed.
+  frames += WriteFrame(FrameType::kAssert, ~uint64_t{0}, 0, kPlayer, "last", rec);
+  // The largest step allowed, then the next op.
+  frames += WriteFrame(FrameType::kAssert, 3 + (uint64_t{1} << 32), 0, kPlayer, "step", rec);
+  frames += WriteFrame(FrameType::kAssert, 4 + (uint64_t{1} << 32), 0, kPlayer, "after", rec);
+  REQUIRE(w->Send(frames).ok());
+  std::vector<net::OwnedFrame> others;
+  REQUIRE(WaitForAck(*w, 4 + (uint64_t{1} << 32), &others));
+  REQUIRE(others.size() == 3);
+  std::vector<uint64_t> seqs;
+  for (const auto& f : others) {
+    net::Error e = ErrorOf(f);
+    CAPTURE(e.message);
+    CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kBadValue));
+    seqs.push_back(e.seq_or_req);
+  }
+  CHECK(seqs == std::vector<uint64_t>{1, 2, ~uint64_t{0}});
+  CHECK(ErrorOf(others[0]).message.find("--max-future-ts") != std::string::npos);
+  CHECK(ErrorOf(others[2]).message.find("2^32") != std::string::npos);
+  for (const char* id : {"near", "step", "after"}) {
+    CAPTURE(id);
+    auto r = w->Query(p, id, false);
+    REQUIRE(r.ok());
+    CHECK(r->found);
+  }
+  for (const char* id : {"ahead", "last"}) {
+    CAPTURE(id);
+    auto r = w->Query(p, id, false);
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->found);
+  }
 }
