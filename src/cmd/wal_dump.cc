@@ -211,33 +211,65 @@ FileVerdict DumpFile(const std::string& path, bool last_segment, const WalDumpOp
   }
   Printer printer(o, stats, schemas);
   uint64_t blocks = 0;
+  auto report = [&](bool torn, const std::string& what) {
+    std::fprintf(o.verify ? stdout : stderr, "%s: %s: %s\n", name.c_str(),
+                 torn ? "torn tail" : "CORRUPT", what.c_str());
+    return torn ? FileVerdict::kTorn : FileVerdict::kCorrupt;
+  };
+  // A window split over several blocks (format.h): its parts so far.
+  struct Split {
+    uint64_t window = 0, offset = 0, blocks = 0, records = 0;
+  } split;
   wal::Block b;
   for (;;) {
     wal::ReadStatus st = reader.Next(&b);
     if (st == wal::ReadStatus::kEnd) break;
     if (st != wal::ReadStatus::kBlock) {
       bool torn = st == wal::ReadStatus::kTorn && last_segment;
-      std::fprintf(o.verify ? stdout : stderr, "%s: %s: %s\n", name.c_str(),
-                   torn ? "torn tail" : "CORRUPT", reader.error().c_str());
-      return torn ? FileVerdict::kTorn : FileVerdict::kCorrupt;
+      std::string what = reader.error();
+      if (split.blocks > 0) {
+        what += fmt::format("; window {} from offset {} goes with it", split.window, split.offset);
+      }
+      return report(torn, what);
     }
     ++blocks;
     util::Reader r(b.payload);
     uint64_t window = 0, ops = 0, n = 0;
     bool ok;
-    if (b.type == wal::BlockType::kWindow) {
+    bool part = b.type == wal::BlockType::kWindowPart;
+    if (b.type == wal::BlockType::kWindow || part) {
       ok = r.Varint(&window) && r.Varint(&ops) && r.Varint(&n);
-      if (ok) {
+      if (ok && split.blocks > 0 && window != split.window) {
+        return report(false,
+                      fmt::format("a block of window {} at offset {} inside window {} "
+                                  "(from offset {}): window {} is unfinished",
+                                  window, b.offset, split.window, split.offset, split.window));
+      }
+      if (ok && part) {
+        if (split.blocks == 0) split = {window, b.offset, 0, 0};
+        ++split.blocks;
+        split.records += n;
+        if (!o.json && !o.verify && !o.stats) {
+          std::printf(
+              "  @%llu window %llu (part %llu, continued): %llu records\n",
+              static_cast<unsigned long long>(b.offset), static_cast<unsigned long long>(window),
+              static_cast<unsigned long long>(split.blocks), static_cast<unsigned long long>(n));
+        }
+      } else if (ok) {
         ++stats.windows;
         stats.ops += ops;
         if (stats.first_window == 0 || window < stats.first_window) stats.first_window = window;
         if (window > stats.last_window) stats.last_window = window;
         if (!o.json && !o.verify && !o.stats) {
-          std::printf("  @%llu window %llu: %llu ops, %llu records\n",
+          std::string in_blocks =
+              split.blocks == 0 ? ""
+                                : fmt::format(" in {} blocks (this one: {})", split.blocks + 1, n);
+          std::printf("  @%llu window %llu: %llu ops, %llu records%s\n",
                       static_cast<unsigned long long>(b.offset),
                       static_cast<unsigned long long>(window), static_cast<unsigned long long>(ops),
-                      static_cast<unsigned long long>(n));
+                      static_cast<unsigned long long>(split.records + n), in_blocks.c_str());
         }
+        split = {};
       }
     } else if (b.type == wal::BlockType::kCheckpointData) {
       ++stats.ckpt_blocks;
@@ -253,6 +285,13 @@ FileVerdict DumpFile(const std::string& path, bool last_segment, const WalDumpOp
                    static_cast<unsigned long long>(b.offset));
       return FileVerdict::kCorrupt;
     }
+  }
+  if (split.blocks > 0) {
+    // As recovery sees it: cut off whole from the last segment, corruption elsewhere.
+    return report(last_segment,
+                  fmt::format("window {} at offset {} is unfinished: the data ends before its "
+                              "last block",
+                              split.window, split.offset));
   }
   if (o.verify) {
     std::printf("%s: ok, %llu blocks\n", name.c_str(), static_cast<unsigned long long>(blocks));

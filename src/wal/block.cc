@@ -27,7 +27,8 @@ void AppendBlock(std::string& out, BlockType type, std::string_view payload) {
   out.append(payload);
 }
 
-BlockReader::BlockReader(std::string_view data, std::string_view magic) : data_(data) {
+BlockReader::BlockReader(std::string_view data, std::string_view magic, uint32_t max_payload)
+    : data_(data), max_payload_(max_payload) {
   if (data.size() < kFileHeaderSize) {
     error_ = fmt::format("file is {} bytes, shorter than its {}-byte header", data.size(),
                          kFileHeaderSize);
@@ -61,11 +62,11 @@ bool BlockReader::ValidBlockAt(uint64_t pos) const {
   uint32_t len, masked;
   std::memcpy(&len, data_.data() + pos, 4);
   std::memcpy(&masked, data_.data() + pos + 4, 4);
-  if (len == 0 || len > kMaxBlockPayload || len > data_.size() - pos - kBlockHeaderSize) {
+  if (len == 0 || len > max_payload_ || len > data_.size() - pos - kBlockHeaderSize) {
     return false;
   }
   uint8_t type = static_cast<uint8_t>(data_[pos + 8]);
-  if (type < 1 || type > 3) return false;
+  if (type < 1 || type > 4) return false;
   uint32_t c = crc::Value(data_.data() + pos + 8, 1 + static_cast<size_t>(len));
   return crc::Unmask(masked) == c;
 }

@@ -31,7 +31,9 @@ enum class ReadStatus {
 // Reads the blocks of one file held in memory. Never reads past `data`.
 class BlockReader {
  public:
-  BlockReader(std::string_view data, std::string_view magic);
+  // Blocks whose payload is over `max_payload` bytes are not trusted (read as damage).
+  BlockReader(std::string_view data, std::string_view magic,
+              uint32_t max_payload = kMaxBlockPayload);
 
   // Whether the header is intact; when not, `error()` says why.
   bool header_ok() const { return header_ok_; }
@@ -51,6 +53,7 @@ class BlockReader {
   bool ValidBlockAt(uint64_t pos) const;
 
   std::string_view data_;
+  uint32_t max_payload_;
   bool header_ok_ = false;
   uint64_t header_window_ = 0;
   uint64_t pos_ = 0;

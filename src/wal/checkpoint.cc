@@ -4,14 +4,17 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "util/coding.h"
 #include "wal/block.h"
 #include "wal/files.h"
 #include "wal/format.h"
+#include "wal/records.h"
 
 namespace conv::wal {
 
@@ -21,9 +24,10 @@ CheckpointWriter::~CheckpointWriter() {
 }
 
 util::Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Begin(
-    const std::string& dir, uint64_t window, std::string_view schema_records,
-    uint64_t schema_count) {
+    const std::string& dir, uint64_t window, std::string_view schema_records, uint64_t schema_count,
+    CheckpointOptions options) {
   std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
+  w->options_ = options;
   w->dir_ = dir;
   w->window_ = window;
   w->final_path_ = dir + "/" + CheckpointName(window);
@@ -40,12 +44,34 @@ util::Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Begin(
 
 util::Status CheckpointWriter::Add(std::string_view records, uint64_t count) {
   if (count == 0) return util::Status::Ok();
+  const uint64_t limit = std::min(options_.max_block_payload, kMaxBlockPayload);
   std::string payload;
   util::PutVarint(payload, count);
-  payload.append(records);
-  AppendBlock(buf_, BlockType::kCheckpointData, payload);
-  records_ += count;
-  if (buf_.size() >= (1u << 20)) return Flush();
+  if (payload.size() + records.size() <= limit) {
+    payload.append(records);
+    AppendBlock(buf_, BlockType::kCheckpointData, payload);
+    records_ += count;
+    if (buf_.size() >= (1u << 20)) return Flush();
+    return util::Status::Ok();
+  }
+  // Too large for one block: as many CKPT_DATA blocks as it takes, cut by record
+  // (a block's count takes at most 10 bytes).
+  std::vector<RecordPiece> pieces;
+  std::string err = SplitRecords({records}, limit > 10 ? limit - 10 : 0, &pieces);
+  if (!err.empty()) {
+    return util::Status::Error(fmt::format("checkpoint '{}': cannot add {} bytes of records: {}",
+                                           tmp_path_, records.size(), err));
+  }
+  for (const RecordPiece& p : pieces) {
+    payload.clear();
+    util::PutVarint(payload, p.count);
+    payload.append(p.bytes);
+    AppendBlock(buf_, BlockType::kCheckpointData, payload);
+    records_ += p.count;
+    if (buf_.size() >= (1u << 20)) {
+      if (auto st = Flush(); !st.ok()) return st;
+    }
+  }
   return util::Status::Ok();
 }
 

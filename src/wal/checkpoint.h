@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "util/status.h"
+#include "wal/format.h"
 
 namespace conv::wal {
 
@@ -13,13 +14,20 @@ namespace conv::wal {
 // are added, and CKPT_END. The file is named *.tmp until Finish() has fsynced it,
 // renamed it to its final name and fsynced the directory, so a checkpoint file that
 // exists under its final name is complete.
+struct CheckpointOptions {
+  // Largest block payload written (at most kMaxBlockPayload, the default): records
+  // added in one call are split over as many CKPT_DATA blocks as needed.
+  uint32_t max_block_payload = kMaxBlockPayload;
+};
+
 class CheckpointWriter {
  public:
   ~CheckpointWriter();
   static util::Result<std::unique_ptr<CheckpointWriter>> Begin(const std::string& dir,
                                                                uint64_t window,
                                                                std::string_view schema_records,
-                                                               uint64_t schema_count);
+                                                               uint64_t schema_count,
+                                                               CheckpointOptions options = {});
   util::Status Add(std::string_view records, uint64_t count);
   util::Status Finish();
   uint64_t records() const { return records_; }
@@ -32,6 +40,7 @@ class CheckpointWriter {
 
   int fd_ = -1;
   uint64_t window_ = 0;
+  CheckpointOptions options_;
   std::string dir_;
   std::string tmp_path_;
   std::string final_path_;

@@ -32,6 +32,20 @@
 //                 segment also carries every SCHEMA record)
 //   2 CKPT_DATA   varint n_records, n_records records
 //   3 CKPT_END    varint window, varint total_records (last block of a checkpoint)
+//   4 WINDOW_PART as WINDOW, with ops 0: a leading part of a window too large for
+//                 one block (see below)
+//
+// Block size: a payload is at most kMaxBlockPayload bytes (writers may be set to a
+// smaller limit; a reader must be given at least the writer's, and distrusts any
+// larger length). A window over the limit is cut by record into WINDOW_PART blocks
+// followed by one WINDOW block, all of the same window number, back to back in one
+// segment and written together; only the WINDOW block carries the window's ops, and
+// n_records counts the records of its own block. A window exists once its WINDOW
+// block is read: replay delivers it whole then, and parts without their WINDOW
+// block (the end of the data, or a torn block, comes first) are a torn tail cut off
+// from the first part when in the newest segment, and corruption anywhere else, as
+// is a block of another window among them. Records added to a checkpoint over the
+// limit go into several CKPT_DATA blocks (a checkpoint is all or nothing anyway).
 //
 // Records (u8 kind first):
 //   1 CLAIM    varint schema_id, str entity_id, str source, varint mask,
@@ -55,12 +69,18 @@ constexpr std::string_view kCheckpointMagic = "CONVCKP\n";
 constexpr uint32_t kFormatVersion = 1;
 constexpr size_t kFileHeaderSize = 8 + 4 + 4 + 8;
 constexpr size_t kBlockHeaderSize = 4 + 4 + 1;
-// Largest block payload a reader accepts (a window of this many bytes of changes).
+// Largest block payload written or accepted; larger windows and checkpoint chunks
+// are split (above).
 constexpr uint32_t kMaxBlockPayload = 1u << 30;
 // Bytes preallocated per segment; a larger window gets a segment of its own size.
 constexpr uint64_t kSegmentBytes = 64ull << 20;
 
-enum class BlockType : uint8_t { kWindow = 1, kCheckpointData = 2, kCheckpointEnd = 3 };
+enum class BlockType : uint8_t {
+  kWindow = 1,
+  kCheckpointData = 2,
+  kCheckpointEnd = 3,
+  kWindowPart = 4,
+};
 enum class RecordKind : uint8_t { kClaim = 1, kRetract = 2, kSource = 3, kSchema = 4 };
 
 }  // namespace conv::wal

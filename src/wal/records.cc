@@ -1,5 +1,7 @@
 #include "wal/records.h"
 
+#include <fmt/format.h>
+
 namespace conv::wal {
 
 using util::PutStr;
@@ -113,6 +115,49 @@ bool DecodeRecords(util::Reader& r, uint64_t n, RecordVisitor& v) {
     }
   }
   return true;
+}
+
+namespace {
+
+class SkipVisitor : public RecordVisitor {
+ public:
+  void OnClaim(const ClaimRecord&) override {}
+  void OnRetract(const RetractRecord&) override {}
+  void OnSource(const SourceRecord&) override {}
+  void OnSchema(const SchemaRecord&) override {}
+};
+
+}  // namespace
+
+std::string SplitRecords(const std::vector<std::string_view>& runs, size_t max_bytes,
+                         std::vector<RecordPiece>* pieces) {
+  pieces->clear();
+  SkipVisitor skip;
+  RecordPiece piece;
+  uint64_t index = 0;  // of the record, over all runs
+  for (std::string_view run : runs) {
+    util::Reader r(run);
+    while (!r.done()) {
+      size_t at = r.offset();
+      if (!DecodeRecords(r, 1, skip)) {
+        return fmt::format("malformed record (record {}, byte {} of its fragment)", index, at);
+      }
+      size_t size = r.offset() - at;
+      if (size > max_bytes) {
+        return fmt::format("record {} is {} bytes, larger than a block can hold ({} bytes)", index,
+                           size, max_bytes);
+      }
+      if (piece.bytes.size() + size > max_bytes) {
+        pieces->push_back(std::move(piece));
+        piece = RecordPiece{};
+      }
+      piece.bytes.append(run.substr(at, size));
+      ++piece.count;
+      ++index;
+    }
+  }
+  if (piece.count > 0 || pieces->empty()) pieces->push_back(std::move(piece));
+  return {};
 }
 
 }  // namespace conv::wal

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "util/coding.h"
 #include "wal/format.h"
@@ -66,5 +67,16 @@ class RecordVisitor {
 // reader's offset at the failing record) when a record is malformed; records
 // before it have been delivered.
 bool DecodeRecords(util::Reader& r, uint64_t n, RecordVisitor& v);
+
+// Whole records, cut to fit blocks.
+struct RecordPiece {
+  std::string bytes;
+  uint64_t count = 0;
+};
+// Cuts the records in `runs` (each run holds whole records, back to back) into
+// pieces of whole records of at most `max_bytes` each, in order. Returns an empty
+// string, or what is wrong: a malformed record, or one larger than `max_bytes`.
+std::string SplitRecords(const std::vector<std::string_view>& runs, size_t max_bytes,
+                         std::vector<RecordPiece>* pieces);
 
 }  // namespace conv::wal

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 
 #include "util/coding.h"
 #include "wal/block.h"
@@ -36,15 +38,43 @@ class SchemaCollector : public NullVisitor {
   std::vector<SchemaDef> defs;
 };
 
-// Decodes a WINDOW block: its window, then its records into `v`.
-bool DecodeWindowBlock(std::string_view payload, RecordVisitor& v, uint64_t* window,
-                       uint64_t* records) {
+// The head of a WINDOW or WINDOW_PART block; `records` is the rest of the payload.
+struct WindowHead {
+  uint64_t window = 0;
+  uint64_t ops = 0;
+  uint64_t n = 0;
+  std::string_view records;
+};
+
+bool ParseWindowHead(std::string_view payload, WindowHead* h) {
   util::Reader r(payload);
-  uint64_t n, ops;
-  if (!r.Varint(window) || !r.Varint(&ops) || !r.Varint(&n)) return false;
-  v.OnWindow(*window);
-  *records = n;
-  return DecodeRecords(r, n, v) && r.done();
+  if (!r.Varint(&h->window) || !r.Varint(&h->ops) || !r.Varint(&h->n)) return false;
+  h->records = r.rest();
+  return true;
+}
+
+bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
+  util::Reader r(h.records);
+  return DecodeRecords(r, h.n, v) && r.done();
+}
+
+// Delivers one window, given all its blocks (WINDOW_PART blocks, then its WINDOW
+// block): OnWindow, then every record in order. A window in several blocks is
+// checked whole first, so that it is delivered whole or not at all.
+bool DeliverWindow(const std::vector<WindowHead>& blocks, RecordVisitor& v, uint64_t* records) {
+  if (blocks.size() > 1) {
+    NullVisitor null;
+    for (const WindowHead& h : blocks) {
+      if (!DecodeHeadRecords(h, null)) return false;
+    }
+  }
+  v.OnWindow(blocks.back().window);
+  *records = 0;
+  for (const WindowHead& h : blocks) {
+    if (!DecodeHeadRecords(h, v)) return false;
+    *records += h.n;
+  }
+  return true;
 }
 
 bool DecodeCheckpointData(std::string_view payload, RecordVisitor& v, uint64_t* records) {
@@ -58,11 +88,11 @@ bool DecodeCheckpointData(std::string_view payload, RecordVisitor& v, uint64_t* 
 // Checks a whole checkpoint (CRCs, records, the end block's count), then replays it
 // into `v` when `v` is given.
 util::Status ReadCheckpoint(const std::string& data, const std::string& path, RecordVisitor* v,
-                            uint64_t* window, uint64_t* records) {
+                            uint64_t* window, uint64_t* records, const ReadOptions& options = {}) {
   NullVisitor null;
   for (int pass = 0; pass < (v != nullptr ? 2 : 1); ++pass) {
     RecordVisitor& sink = pass == 0 ? static_cast<RecordVisitor&>(null) : *v;
-    BlockReader reader(data, kCheckpointMagic);
+    BlockReader reader(data, kCheckpointMagic, options.max_block_payload);
     if (!reader.header_ok()) {
       return util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
     }
@@ -148,10 +178,13 @@ util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir) {
     if (!data.ok()) return data.status();
     BlockReader reader(*data, kSegmentMagic);
     Block b;
-    if (reader.Next(&b) != ReadStatus::kBlock || b.type != BlockType::kWindow) continue;
+    if (reader.Next(&b) != ReadStatus::kBlock) continue;
+    if (b.type != BlockType::kWindow && b.type != BlockType::kWindowPart) continue;
+    // The schema records lead the segment's first block (a part of a split window
+    // holds whole records).
     SchemaCollector c;
-    uint64_t w, n;
-    if (DecodeWindowBlock(b.payload, c, &w, &n)) return c.defs;
+    WindowHead h;
+    if (ParseWindowHead(b.payload, &h) && DecodeHeadRecords(h, c)) return c.defs;
   }
   for (auto it = listing->checkpoints.rbegin(); it != listing->checkpoints.rend(); ++it) {
     auto data = ReadWholeFile(it->path);
@@ -164,7 +197,7 @@ util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir) {
 }
 
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
-                     RecoveryReport* report) {
+                     RecoveryReport* report, ReadOptions options) {
   *report = RecoveryReport{};
   auto listing = ListDir(dir);
   if (!listing.ok()) return listing.status();
@@ -177,11 +210,11 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
     auto data = ReadWholeFile(it->path);
     if (!data.ok()) return data.status();
     uint64_t w, n;
-    if (auto st = ReadCheckpoint(*data, it->path, nullptr, &w, &n); !st.ok()) {
+    if (auto st = ReadCheckpoint(*data, it->path, nullptr, &w, &n, options); !st.ok()) {
       report->warnings.push_back(fmt::format("ignoring damaged checkpoint: {}", st.message()));
       continue;
     }
-    if (auto st = ReadCheckpoint(*data, it->path, &visitor, &w, &n); !st.ok()) return st;
+    if (auto st = ReadCheckpoint(*data, it->path, &visitor, &w, &n, options); !st.ok()) return st;
     report->used_checkpoint = true;
     report->checkpoint_window = w;
     report->checkpoint_records = n;
@@ -202,8 +235,12 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
     auto data = ReadWholeFile(path);
     if (!data.ok()) return data.status();
     ++report->segments;
-    BlockReader reader(*data, kSegmentMagic);
-    uint64_t blocks_here = 0;
+    BlockReader reader(*data, kSegmentMagic, options.max_block_payload);
+    uint64_t blocks_here = 0;  // blocks of the windows delivered from this segment
+    // The blocks read so far of a window split over several (format.h): it is
+    // delivered once its WINDOW block is read, and cut off whole when that is missing.
+    std::vector<WindowHead> parts;
+    uint64_t parts_offset = 0;  // of the first of `parts`
     Block b;
     ReadStatus st = ReadStatus::kEnd;
     std::string problem;
@@ -211,37 +248,56 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
     for (;;) {
       st = reader.Next(&b);
       if (st != ReadStatus::kBlock) break;
-      if (b.type != BlockType::kWindow) {
+      WindowHead h;
+      if (b.type != BlockType::kWindow && b.type != BlockType::kWindowPart) {
         st = ReadStatus::kCorrupt;
         problem = fmt::format("unexpected block type {} at offset {}", static_cast<int>(b.type),
                               b.offset);
         problem_offset = b.offset;
         break;
       }
-      util::Reader peek(b.payload);
-      uint64_t window = 0;
-      (void)peek.Varint(&window);
-      if (window <= report->last_window) continue;  // covered by the checkpoint
-      if (report->last_window != 0 && window != report->last_window + 1 && !salvage) {
+      if (!ParseWindowHead(b.payload, &h)) {
+        st = ReadStatus::kCorrupt;
+        problem = fmt::format("malformed window block at offset {}", b.offset);
+        problem_offset = b.offset;
+        break;
+      }
+      if (!parts.empty() && h.window != parts.back().window) {
+        st = ReadStatus::kCorrupt;
+        problem = fmt::format(
+            "a block of window {} at offset {} inside window {} (from offset {}): window {} is "
+            "unfinished",
+            h.window, b.offset, parts.back().window, parts_offset, parts.back().window);
+        problem_offset = parts_offset;
+        break;
+      }
+      if (h.window <= report->last_window) continue;  // covered by the checkpoint
+      if (parts.empty() && report->last_window != 0 && h.window != report->last_window + 1 &&
+          !salvage) {
         st = ReadStatus::kCorrupt;
         problem = fmt::format("window {} at offset {} follows window {}: windows are missing",
-                              window, b.offset, report->last_window);
+                              h.window, b.offset, report->last_window);
         problem_offset = b.offset;
         break;
       }
+      if (parts.empty()) parts_offset = b.offset;
+      parts.push_back(h);
+      if (b.type == BlockType::kWindowPart) continue;
       uint64_t n = 0;
-      if (!DecodeWindowBlock(b.payload, visitor, &window, &n)) {
+      if (!DeliverWindow(parts, visitor, &n)) {
         st = ReadStatus::kCorrupt;
-        problem = fmt::format("malformed records in window {} at offset {}", window, b.offset);
-        problem_offset = b.offset;
+        problem =
+            fmt::format("malformed records in window {} at offset {}", h.window, parts_offset);
+        problem_offset = parts_offset;
         break;
       }
-      report->last_window = window;
+      report->last_window = h.window;
       report->records += n;
-      ++report->blocks;
-      ++blocks_here;
+      report->blocks += parts.size();
+      blocks_here += parts.size();
+      parts.clear();
     }
-    if (st == ReadStatus::kEnd) {
+    if (st == ReadStatus::kEnd && parts.empty()) {
       if (last && reader.valid_end() == kFileHeaderSize) {
         // Created just before a crash, never written: the next writer needs its name.
         if (auto s = RemoveEmptySegment(dir, path); !s.ok()) return s;
@@ -252,10 +308,20 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
       }
       continue;
     }
+    if (st == ReadStatus::kEnd) {
+      // The data ends inside a split window: its WINDOW block never reached the file.
+      st = ReadStatus::kTorn;
+      problem =
+          fmt::format("window {} at offset {} is unfinished: the data ends before its last block",
+                      parts.back().window, parts_offset);
+      problem_offset = parts_offset;
+    }
     if (problem.empty()) {
       problem = reader.header_ok() ? reader.error() : fmt::format("header: {}", reader.error());
       problem_offset = reader.header_ok() ? reader.error_offset() : 0;
     }
+    // Whatever is cut, a window that began before the damage goes whole.
+    if (!parts.empty()) problem_offset = std::min(problem_offset, parts_offset);
     // A last segment whose header is short or still all zeros was being created.
     bool unwritten =
         !reader.header_ok() && last &&
@@ -264,11 +330,12 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
       if (!last) {
         st = ReadStatus::kCorrupt;  // only the newest segment can have been cut short
       } else {
+        uint64_t cut = parts.empty() ? reader.valid_end() : parts_offset;
         report->torn_file = path;
-        report->torn_offset = reader.valid_end();
-        report->torn_bytes = reader.data_end() - reader.valid_end();
-        if (auto s = CutFile(dir, path, *data, reader.valid_end(), reader.data_end(), "torn",
-                             &report->torn_saved_as);
+        report->torn_offset = cut;
+        report->torn_bytes = reader.data_end() - cut;
+        if (auto s =
+                CutFile(dir, path, *data, cut, reader.data_end(), "torn", &report->torn_saved_as);
             !s.ok()) {
           return s;
         }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "util/status.h"
+#include "wal/format.h"
 #include "wal/records.h"
 
 namespace conv::wal {
@@ -36,12 +37,17 @@ struct RecoveryReport {
   std::vector<std::string> warnings;
 };
 
+struct ReadOptions {
+  // Blocks with a larger payload are not trusted; at least the writers' limit.
+  uint32_t max_block_payload = kMaxBlockPayload;
+};
+
 // Replays the newest valid checkpoint, then every WINDOW block after it, in order,
 // into `visitor`. A torn tail of the last segment is cut off (its bytes kept in a
 // side file) and reported. Corruption anywhere else fails with the file and offset,
 // unless `salvage`: then replay stops at the corruption, the damaged rest is moved
 // aside, and the report says what was dropped.
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
-                     RecoveryReport* report);
+                     RecoveryReport* report, ReadOptions options = {});
 
 }  // namespace conv::wal

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -11,6 +12,7 @@
 #include "util/coding.h"
 #include "wal/block.h"
 #include "wal/files.h"
+#include "wal/records.h"
 
 namespace conv::wal {
 
@@ -81,29 +83,61 @@ WriteOutcome SegmentWriter::Open(uint64_t first_window, uint64_t min_bytes) {
   return {};
 }
 
-void SegmentWriter::BuildBlock(uint64_t window, uint64_t ops, uint64_t n_records,
-                               const std::vector<std::string_view>& fragments, bool with_schemas) {
+WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t n_records,
+                                        const std::vector<std::string_view>& fragments,
+                                        bool with_schemas) {
+  const uint64_t limit = std::min(options_.max_block_payload, kMaxBlockPayload);
+  block_.clear();
   payload_.clear();
   util::PutVarint(payload_, window);
   util::PutVarint(payload_, ops);
   util::PutVarint(payload_, n_records + (with_schemas ? schema_count_ : 0));
-  if (with_schemas) payload_.append(schema_records_);
+  uint64_t size = payload_.size() + (with_schemas ? schema_records_.size() : 0);
   for (std::string_view f : fragments)
-    payload_.append(f);
-  block_.clear();
-  AppendBlock(block_, BlockType::kWindow, payload_);
+    size += f.size();
+  if (size <= limit) {
+    if (with_schemas) payload_.append(schema_records_);
+    for (std::string_view f : fragments)
+      payload_.append(f);
+    AppendBlock(block_, BlockType::kWindow, payload_);
+    block_count_ = 1;
+    return {};
+  }
+  // Too large for one block: cut it by record. Each block's head (three varints)
+  // takes at most 30 bytes.
+  constexpr uint64_t kHead = 30;
+  std::vector<std::string_view> runs;
+  if (with_schemas) runs.push_back(schema_records_);
+  runs.insert(runs.end(), fragments.begin(), fragments.end());
+  std::vector<RecordPiece> pieces;
+  std::string err = SplitRecords(runs, limit > kHead ? limit - kHead : 0, &pieces);
+  if (!err.empty()) {
+    return {WriteErrc::kIo,
+            fmt::format("cannot write window {} ({} bytes): {}", window, size, err)};
+  }
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    bool last = i + 1 == pieces.size();
+    payload_.clear();
+    util::PutVarint(payload_, window);
+    util::PutVarint(payload_, last ? ops : 0);
+    util::PutVarint(payload_, pieces[i].count);
+    payload_.append(pieces[i].bytes);
+    AppendBlock(block_, last ? BlockType::kWindow : BlockType::kWindowPart, payload_);
+  }
+  block_count_ = pieces.size();
+  return {};
 }
 
 WriteOutcome SegmentWriter::AppendWindow(uint64_t window, uint64_t ops, uint64_t n_records,
                                          const std::vector<std::string_view>& fragments) {
   bool fresh = fd_ < 0 || offset_ == kFileHeaderSize;
-  BuildBlock(window, ops, n_records, fragments, fresh);
+  if (auto b = BuildBlocks(window, ops, n_records, fragments, fresh); !b.ok()) return b;
   if (fd_ >= 0 && offset_ + block_.size() > capacity_) {
     // Close() cannot report a failed fdatasync, and this round's acks depend on it.
     if (auto s = Sync(); !s.ok()) return s;
     Close();
     fresh = true;
-    BuildBlock(window, ops, n_records, fragments, true);
+    if (auto b = BuildBlocks(window, ops, n_records, fragments, true); !b.ok()) return b;
   }
   if (fd_ < 0) {
     if (auto o = Open(window, block_.size()); !o.ok()) return o;
@@ -128,7 +162,7 @@ WriteOutcome SegmentWriter::AppendWindow(uint64_t window, uint64_t ops, uint64_t
   }
   offset_ += block_.size();
   dirty_ = true;
-  ++stats_.blocks;
+  stats_.blocks += block_count_;
   stats_.bytes += block_.size();
   return {};
 }

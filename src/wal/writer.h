@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "wal/format.h"
+
 namespace conv::wal {
 
 enum class WriteErrc {
@@ -40,6 +42,10 @@ struct WriterStats {
 struct WriterOptions {
   bool fsync = true;  // false: written to the OS only (survives a process crash)
   uint64_t segment_bytes = 64ull << 20;
+  // Largest block payload written (at most kMaxBlockPayload, which is also the
+  // default); a window larger than this is split (format.h, WINDOW_PART). Readers
+  // must be given the same or a larger limit.
+  uint32_t max_block_payload = kMaxBlockPayload;
 };
 
 // Appends WINDOW blocks to segment files. Segments are preallocated, created with
@@ -54,8 +60,10 @@ class SegmentWriter {
 
   // Records put at the head of every new segment.
   void SetSchemaRecords(std::string records, uint64_t count);
-  // One block for `window` holding `fragments` (n_records records in all), written
-  // with one write. Nothing is durable until Sync().
+  // The blocks of `window` holding `fragments` (n_records records in all), written
+  // with one write: one WINDOW block, or, when the window is over the block limit,
+  // WINDOW_PART blocks then a WINDOW block, all in one segment. Nothing is durable
+  // until Sync().
   WriteOutcome AppendWindow(uint64_t window, uint64_t ops, uint64_t n_records,
                             const std::vector<std::string_view>& fragments);
   WriteOutcome Sync();
@@ -68,8 +76,11 @@ class SegmentWriter {
 
  private:
   WriteOutcome Open(uint64_t first_window, uint64_t min_bytes);
-  void BuildBlock(uint64_t window, uint64_t ops, uint64_t n_records,
-                  const std::vector<std::string_view>& fragments, bool with_schemas);
+  // Frames the window into block_: one WINDOW block, or WINDOW_PART blocks and a
+  // WINDOW block when it is over the block limit. Fails (kIo) on a record that no
+  // block can hold or that is malformed.
+  WriteOutcome BuildBlocks(uint64_t window, uint64_t ops, uint64_t n_records,
+                           const std::vector<std::string_view>& fragments, bool with_schemas);
 
   const std::string dir_;
   const WriterOptions options_;
@@ -81,7 +92,8 @@ class SegmentWriter {
   uint64_t capacity_ = 0;
   bool dirty_ = false;  // written since the last Sync
   std::string payload_;
-  std::string block_;
+  std::string block_;         // the window's blocks, framed
+  uint64_t block_count_ = 0;  // blocks in block_
   WriterStats stats_;
 };
 

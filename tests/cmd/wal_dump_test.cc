@@ -15,6 +15,8 @@
 #include "support/json_value.h"
 #include "support/process.h"
 #include "support/wal_fixtures.h"
+#include "util/coding.h"
+#include "wal/block.h"
 #include "wal/checkpoint.h"
 #include "wal/files.h"
 #include "wal/records.h"
@@ -301,4 +303,79 @@ TEST_CASE("wal-dump: --json prints one JSON object per record with its kind, win
       "schema@3",        "claim@3:p-3/gamma", "source@3:gamma=1",
   };
   CHECK(seen == want);
+}
+
+TEST_CASE("wal-dump: a window split over several blocks counts and prints as one window") {
+  std::mt19937_64 rng(77);
+  testing::TempDir dir("conv-waldump");
+  auto schemas = testing::TestSchemaRecords();
+  auto windows = testing::RandomWindows(rng, 1, 4, 3, 8);
+  windows[3].records = testing::RandomRecords(rng, 300, 60);  // many 4 KiB blocks
+  uint64_t records = schemas.count, ops = 0;
+  for (const auto& w : windows) {
+    records += w.records.count;
+    ops += w.ops;
+  }
+  wal::WriterOptions o;
+  o.fsync = false;
+  o.max_block_payload = 4096;
+  testing::WriteWindows(dir.path(), windows, schemas, o);
+  const std::string seg = SegmentPath(dir.path(), 1);
+  const std::string pristine = testing::ReadAll(seg);
+  auto blocks = testing::BlockOffsets(pristine);
+  REQUIRE(blocks.size() > 6);
+
+  {
+    auto r = WalDump({dir.path(), "--stats", "--json"});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.out, r.err);
+    auto v = testing::ParseJson(Lines(r.out).at(0));
+    REQUIRE(v.has_value());
+    CHECK(v->Get("windows")->number == 4);
+    CHECK(v->Get("last_window")->number == 4);
+    CHECK(v->Get("records")->number == static_cast<double>(records));
+    CHECK(v->Get("ops")->number == static_cast<double>(ops));
+  }
+  {
+    auto r = WalDump({dir.path()});
+    REQUIRE_MESSAGE(r.exit_code == 0, r.out, r.err);
+    CHECK(r.out.find(fmt::format("@{} window 4 (part 1, continued):", blocks[3])) !=
+          std::string::npos);
+    CHECK(r.out.find(fmt::format("@{} window 4: {} ops, {} records in {} blocks", blocks.back(),
+                                 windows[3].ops, windows[3].records.count, blocks.size() - 3)) !=
+          std::string::npos);
+  }
+  {
+    auto r = WalDump({dir.path(), "--verify"});
+    CHECK_MESSAGE(r.exit_code == 0, r.out, r.err);
+  }
+  // The last segment cut at a block boundary inside window 4: a torn tail at its start.
+  testing::WriteAll(seg, pristine.substr(0, blocks[5]));
+  {
+    auto r = WalDump({dir.path(), "--verify"});
+    CHECK_MESSAGE(r.exit_code == 1, r.out, r.err);
+    CHECK(r.out.find(fmt::format("window 4 at offset {} is unfinished", blocks[3])) !=
+          std::string::npos);
+  }
+  // The same in a segment that is not the last: corruption.
+  testing::WriteWindows(dir.path(), testing::RandomWindows(rng, 5, 1, 2), schemas, o);
+  {
+    auto r = WalDump({dir.path(), "--verify"});
+    CHECK_MESSAGE(r.exit_code == 2, r.out, r.err);
+    CHECK(r.out.find(wal::SegmentName(1) + ": CORRUPT") != std::string::npos);
+  }
+  // A block of another window inside window 4: corruption.
+  std::string other;
+  util::PutVarint(other, 9);
+  util::PutVarint(other, 0);
+  util::PutVarint(other, 0);
+  std::string data = pristine.substr(0, blocks[4]);
+  wal::AppendBlock(data, wal::BlockType::kWindowPart, other);
+  data += pristine.substr(blocks[4]);
+  testing::WriteAll(seg, data);
+  std::filesystem::remove(SegmentPath(dir.path(), 5));
+  {
+    auto r = WalDump({dir.path(), "--verify"});
+    CHECK_MESSAGE(r.exit_code == 2, r.out, r.err);
+    CHECK(r.out.find("window 4 is unfinished") != std::string::npos);
+  }
 }
