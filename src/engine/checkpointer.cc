@@ -91,7 +91,9 @@ util::Status Checkpointer::CheckpointNow() {
   // Every captured state came from an op applied before this point; once a window
   // closed after it is durable, the checkpoint holds nothing the log does not.
   if (coalescer_->Flush() == 0)
-    return util::Status::Error("stopped before the checkpoint was durable");
+    return util::Status::Error(
+        "the window closing the checkpoint did not become durable (stopping, or the disk is "
+        "full)");
   if (auto st = (*writer)->Finish(); !st.ok()) return st;
   uint64_t deleted = 0;
   if (auto st = wal::RetireBefore(dir_, start, &deleted); !st.ok()) return st;

@@ -130,7 +130,17 @@ uint64_t Coalescer::Flush() {
   uint64_t target = started_ + 1;
   flush_now_ = true;
   cv_.notify_all();
-  cv_.wait(lock, [&] { return durable_ >= target || stop_; });
+  if (durability_ == nullptr) {
+    cv_.wait(lock, [&] { return durable_ >= target || stop_; });
+    return durable_ >= target ? durable_ : 0;
+  }
+  // With the disk full the window may never become durable: give up once a write
+  // tried after this call failed for lack of space.
+  const uint64_t failures = durability_->no_space_failures();
+  while (!cv_.wait_for(lock, Durability::kRetryInterval,
+                       [&] { return durable_ >= target || stop_; })) {
+    if (durability_->disk_full() && durability_->no_space_failures() > failures) return 0;
+  }
   return durable_ >= target ? durable_ : 0;
 }
 

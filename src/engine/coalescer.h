@@ -76,7 +76,9 @@ class Coalescer {
   }
   // Closes a window at once (not waiting out the window length) and blocks until a
   // window that started closing after this call is durable. Returns that window,
-  // or 0 when the coalescer was stopped first.
+  // or 0 when the coalescer was stopped first or the disk is full (a write tried
+  // after this call failed for lack of space): a graceful stop then ends with what
+  // is durable.
   // Not from an I/O thread: the cut needs them.
   uint64_t Flush();
   void Stop();

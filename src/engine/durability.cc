@@ -1,5 +1,7 @@
 #include "engine/durability.h"
 
+#include <fmt/format.h>
+
 namespace conv::engine {
 
 Durability::Durability(std::string dir, wal::WriterOptions options, SourceTable* sources,
@@ -44,6 +46,40 @@ void Durability::Stop() {
   cv_.notify_all();
 }
 
+namespace {
+
+std::string Windows(uint64_t first, uint64_t last, std::string_view verb) {
+  return first == last ? fmt::format("window {} {}", first, verb)
+                       : fmt::format("windows {} to {} {}", first, last, verb);
+}
+
+}  // namespace
+
+void Durability::GiveUp(const std::deque<WindowBatch>& round, size_t failed,
+                        const std::string& why) {
+  uint64_t last = round.back().window;
+  {
+    std::lock_guard lock(mu_);
+    if (!queue_.empty()) last = queue_.back().window;
+  }
+  // What was written before the failure may reach the disk on close; it was not
+  // acknowledged either way (a resent op is then a duplicate, skipped).
+  writer_.Close();
+  if (log_ == nullptr) return;
+  std::string written = failed == 0
+                            ? ""
+                            : fmt::format(" ({} but not acknowledged)",
+                                          Windows(round.front().window, round[failed - 1].window,
+                                                  failed == 1 ? "was written" : "were written"));
+  log_->Error(
+      "stopping with the disk still full ({}): {} to the log and their ops were not "
+      "acknowledged; writers resend them to the next server{}",
+      why,
+      Windows(round[failed].window, last,
+              round[failed].window == last ? "was not written" : "were not written"),
+      written);
+}
+
 void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
   std::vector<std::string_view> views;
   for (;;) {
@@ -54,7 +90,9 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
       if (queue_.empty()) break;  // stopping with nothing left
       round.swap(queue_);
     }
-    for (WindowBatch& b : round) {
+    bool stopping = false;  // a stop came during a retry wait: one more try only
+    for (size_t i = 0; i < round.size(); ++i) {
+      WindowBatch& b = round[i];
       views.assign(b.fragments.begin(), b.fragments.end());
       for (;;) {
         wal::WriteOutcome o = writer_.AppendWindow(b.window, b.ops, b.records, views);
@@ -63,13 +101,18 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
           on_fatal_(o.message);
           return;
         }
+        no_space_failures_.fetch_add(1);
         if (!disk_full_.exchange(true)) {
           if (log_) log_->Warn("disk full: {}; refusing writes until space returns", o.message);
           std::lock_guard lock(mu_);
           ++counters_.disk_full_events;
         }
+        if (stopping) {
+          GiveUp(round, i, o.message);
+          return;
+        }
         std::unique_lock lock(mu_);
-        if (cv_.wait_for(lock, kRetryInterval, [&] { return stop_; })) return;
+        stopping = cv_.wait_for(lock, kRetryInterval, [&] { return stop_; });
       }
     }
     wal::WriteOutcome s = writer_.Sync();

@@ -37,8 +37,10 @@ struct DurabilityCounters {
 // last round, appends each as one block, makes them durable with one fdatasync, then
 // reports the newest window durable. On a full disk it keeps the batches, reports
 // disk_full() (writers are refused meanwhile) and retries every kRetryInterval until
-// a write succeeds. Any other write or fdatasync failure calls `on_fatal`: an ack
-// must never follow a failed fdatasync.
+// a write succeeds. A Stop() while the disk is full allows one more try; if that
+// fails too, Run() logs which windows were not made durable (their ops were never
+// acknowledged) and returns. Any other write or fdatasync failure calls `on_fatal`:
+// an ack must never follow a failed fdatasync.
 class Durability {
  public:
   static constexpr auto kRetryInterval = std::chrono::milliseconds(100);
@@ -54,6 +56,8 @@ class Durability {
   // Any thread.
   void Submit(WindowBatch batch);
   bool disk_full() const { return disk_full_.load(std::memory_order_relaxed); }
+  // Writes that failed for lack of space so far (each retry counts).
+  uint64_t no_space_failures() const { return no_space_failures_.load(); }
   DurabilityCounters counters() const;
   // The durable window and every source's seq mark as of it, taken together.
   uint64_t DurableMarks(std::unordered_map<uint32_t, uint64_t>* marks) const;
@@ -62,7 +66,8 @@ class Durability {
 
   // Called on the WAL thread after each round with the log bytes written so far.
   void SetOnRound(std::function<void(uint64_t)> f) { on_round_ = std::move(f); }
-  // The thread's body: returns after Stop() once the queue is written.
+  // The thread's body: returns after Stop() once the queue is written, or once one
+  // more try after the Stop() failed for lack of space.
   void Run(const std::function<void(uint64_t)>& on_durable);
   void Stop();
 
@@ -74,6 +79,10 @@ class Durability {
   wal::SegmentWriter writer_;  // the thread only
   std::function<void(uint64_t)> on_round_;
 
+  // Stopping with the disk full: closes the segment and logs the windows of
+  // `round` from `failed` on, and those still queued, as not written.
+  void GiveUp(const std::deque<WindowBatch>& round, size_t failed, const std::string& why);
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<WindowBatch> queue_;                 // guarded by mu_
@@ -82,6 +91,7 @@ class Durability {
   uint64_t durable_window_ = 0;                   // guarded by mu_
   DurabilityCounters counters_;                   // guarded by mu_
   std::atomic<bool> disk_full_{false};
+  std::atomic<uint64_t> no_space_failures_{0};
 };
 
 }  // namespace conv::engine

@@ -46,8 +46,18 @@ WriteOutcome SegmentWriter::Open(uint64_t first_window, uint64_t min_bytes) {
     return {err == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,
             fmt::format("cannot create segment '{}': {}", path, std::strerror(err))};
   }
-  uint64_t capacity = std::max(options_.segment_bytes, min_bytes + kFileHeaderSize);
-  if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(capacity)); rc != 0) {
+  // The full size when the file system has room, else the largest halving of it
+  // that fits, down to what the pending window needs: a small file system still
+  // takes windows, in smaller segments.
+  const uint64_t need = min_bytes + kFileHeaderSize;
+  uint64_t capacity = std::max(options_.segment_bytes, need);
+  int rc;
+  while ((rc = ::posix_fallocate(fd, 0, static_cast<off_t>(capacity))) == ENOSPC &&
+         capacity > need) {
+    (void)!::ftruncate(fd, 0);  // give back whatever the failed attempt allocated
+    capacity = std::max(need, capacity / 2);
+  }
+  if (rc != 0) {
     ::close(fd);
     ::unlink(path.c_str());
     return {rc == ENOSPC ? WriteErrc::kNoSpace : WriteErrc::kIo,

@@ -48,9 +48,11 @@ struct WriterOptions {
   uint32_t max_block_payload = kMaxBlockPayload;
 };
 
-// Appends WINDOW blocks to segment files. Segments are preallocated, created with
-// fsync of the file and its directory, and rotated when full; the first block of
-// each segment carries the schema records. One thread at a time.
+// Appends WINDOW blocks to segment files. Segments are preallocated (segment_bytes,
+// or less when the file system has no room for that: halved until it fits, down to
+// the window being appended), created with fsync of the file and its directory,
+// and rotated when full; the first block of each segment carries the schema
+// records. One thread at a time.
 class SegmentWriter {
  public:
   SegmentWriter(std::string dir, WriterOptions options);
