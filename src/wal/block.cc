@@ -18,8 +18,8 @@ void AppendFileHeader(std::string& out, std::string_view magic, uint64_t window)
   util::PutFixed64(out, window);
 }
 
-void AppendBlock(std::string& out, BlockType type, std::string_view payload) {
-  auto t = static_cast<char>(type);
+void AppendBlock(std::string& out, BlockType type, std::string_view payload, bool continues_group) {
+  auto t = static_cast<char>(static_cast<uint8_t>(type) | (continues_group ? kContinuesGroup : 0));
   uint32_t c = crc::Extend(crc::Value(&t, 1), payload.data(), payload.size());
   util::PutFixed32(out, static_cast<uint32_t>(payload.size()));
   util::PutFixed32(out, crc::Mask(c));
@@ -40,9 +40,9 @@ BlockReader::BlockReader(std::string_view data, std::string_view magic, uint32_t
   }
   uint32_t version;
   std::memcpy(&version, data.data() + 8, 4);
-  if (version != kFormatVersion) {
-    error_ = fmt::format("format version {} is not supported (this build reads {})", version,
-                         kFormatVersion);
+  if (version < kOldestFormatVersion || version > kFormatVersion) {
+    error_ = fmt::format("format version {} is not supported (this build reads {} to {})", version,
+                         kOldestFormatVersion, kFormatVersion);
     return;
   }
   uint32_t reserved;
@@ -65,10 +65,16 @@ bool BlockReader::ValidBlockAt(uint64_t pos) const {
   if (len == 0 || len > max_payload_ || len > data_.size() - pos - kBlockHeaderSize) {
     return false;
   }
-  uint8_t type = static_cast<uint8_t>(data_[pos + 8]);
+  uint8_t type = static_cast<uint8_t>(data_[pos + 8]) & ~kContinuesGroup;
   if (type < 1 || type > 4) return false;
   uint32_t c = crc::Value(data_.data() + pos + 8, 1 + static_cast<size_t>(len));
   return crc::Unmask(masked) == c;
+}
+
+uint32_t BlockReader::LengthAt(uint64_t pos) const {
+  uint32_t len;
+  std::memcpy(&len, data_.data() + pos, 4);
+  return len;
 }
 
 uint64_t BlockReader::data_end() const {
@@ -89,7 +95,9 @@ ReadStatus BlockReader::Next(Block* block) {
     if (data_end() == pos_) return ReadStatus::kEnd;
   }
   if (ValidBlockAt(pos_)) {
-    block->type = static_cast<BlockType>(data_[pos_ + 8]);
+    auto t = static_cast<uint8_t>(data_[pos_ + 8]);
+    block->type = static_cast<BlockType>(t & ~kContinuesGroup);
+    block->continues_group = (t & kContinuesGroup) != 0;
     block->payload = data_.substr(pos_ + kBlockHeaderSize, len);
     block->offset = pos_;
     pos_ += kBlockHeaderSize + len;
@@ -106,16 +114,30 @@ ReadStatus BlockReader::Next(Block* block) {
   } else {
     what = "checksum mismatch";
   }
+  // Valid blocks after the damage that continue its group commit were written with
+  // it under one fdatasync and were not acknowledged unless it was: the damage is a
+  // torn tail. A valid block that starts a group commit was written after the
+  // damaged block's fdatasync returned: the damage is corruption.
   uint64_t end = data_end();
-  for (uint64_t p = pos_ + 1; p < end; ++p) {
-    if (ValidBlockAt(p)) {
+  uint64_t continuing = 0;
+  for (uint64_t p = pos_ + 1; p < end;) {
+    if (!ValidBlockAt(p)) {
+      ++p;
+      continue;
+    }
+    if ((static_cast<uint8_t>(data_[p + 8]) & kContinuesGroup) == 0) {
       error_ = fmt::format("corrupt block at offset {} ({}); a valid block follows at offset {}",
                            pos_, what, p);
       return ReadStatus::kCorrupt;
     }
+    ++continuing;
+    p += kBlockHeaderSize + LengthAt(p);
   }
   error_ = fmt::format("torn tail at offset {} ({}): {} bytes up to the end of the data", pos_,
                        what, end > pos_ ? end - pos_ : 0);
+  if (continuing > 0) {
+    error_ += fmt::format(", {} intact blocks of the same group commit among them", continuing);
+  }
   return ReadStatus::kTorn;
 }
 

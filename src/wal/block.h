@@ -12,20 +12,25 @@
 namespace conv::wal {
 
 void AppendFileHeader(std::string& out, std::string_view magic, uint64_t window);
-// Frames `payload` as one block and appends it.
-void AppendBlock(std::string& out, BlockType type, std::string_view payload);
+// Frames `payload` as one block and appends it; `continues_group` marks a block
+// written in the same group commit as the block before it (format.h).
+void AppendBlock(std::string& out, BlockType type, std::string_view payload,
+                 bool continues_group = false);
 
 struct Block {
   BlockType type;
   std::string_view payload;
   uint64_t offset;  // of the block header in the file
+  // Written in the same group commit (one fdatasync) as the block before it.
+  bool continues_group = false;
 };
 
 enum class ReadStatus {
   kBlock,    // *block is set
   kEnd,      // clean end: end of file, or a zero length (preallocated space)
-  kTorn,     // an incomplete or damaged block with nothing valid after it
-  kCorrupt,  // a damaged block followed by a valid one: real corruption
+  kTorn,     // an incomplete or damaged block with nothing valid after it but blocks
+             // of the same group commit (none of which was acknowledged)
+  kCorrupt,  // a damaged block followed by a valid block of a later group commit
 };
 
 // Reads the blocks of one file held in memory. Never reads past `data`.
@@ -51,6 +56,7 @@ class BlockReader {
  private:
   // Whether a well-formed block starts at `pos`.
   bool ValidBlockAt(uint64_t pos) const;
+  uint32_t LengthAt(uint64_t pos) const;
 
   std::string_view data_;
   uint32_t max_payload_;

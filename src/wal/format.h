@@ -22,8 +22,21 @@
 //            | length u32 | crc u32   | type u8 | payload (length bytes) |
 //            +------------+-----------+---------+------------------------+
 //              crc = masked CRC-32C of the type byte and the payload.
+//              type: the low 7 bits are the block type; the high bit (0x80,
+//              segments only, since version 2) is set on a block written in the
+//              same group commit (under the same fdatasync) as the block before
+//              it in the segment, and clear on the first block of each group
+//              commit and of each segment.
 //              length 0 ends the data: segments are preallocated, so zeros
 //              follow the last block.
+//
+// Torn tail or corruption: a block that is incomplete or fails its CRC is a torn
+// tail when no valid block follows it, or when every valid block after it has the
+// group-commit bit: those were written with it under one fdatasync (the last
+// one), and an ack follows only a completed fdatasync, so nothing from the damaged
+// block on was acknowledged unless the damage came after the sync (which no
+// reader can tell from a torn write, as for a damaged last block). A valid block
+// after it without the bit was written after its fdatasync returned: corruption.
 //
 // Block types and payloads:
 //   1 WINDOW      varint window, varint ops (ops applied in the window, for the
@@ -66,7 +79,13 @@ namespace conv::wal {
 
 constexpr std::string_view kSegmentMagic = "CONVWAL\n";
 constexpr std::string_view kCheckpointMagic = "CONVCKP\n";
-constexpr uint32_t kFormatVersion = 1;
+// Version written; readers take every version from the oldest on (version 1 has no
+// group-commit bit and no WINDOW_PART blocks).
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kOldestFormatVersion = 1;
+// High bit of a block's type byte: the block continues the group commit of the
+// block before it.
+constexpr uint8_t kContinuesGroup = 0x80;
 constexpr size_t kFileHeaderSize = 8 + 4 + 4 + 8;
 constexpr size_t kBlockHeaderSize = 4 + 4 + 1;
 // Largest block payload written or accepted; larger windows and checkpoint chunks

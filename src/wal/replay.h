@@ -42,11 +42,13 @@ struct ReadOptions {
   uint32_t max_block_payload = kMaxBlockPayload;
 };
 
-// Replays the newest valid checkpoint, then every WINDOW block after it, in order,
-// into `visitor`. A torn tail of the last segment is cut off (its bytes kept in a
-// side file) and reported. Corruption anywhere else fails with the file and offset,
-// unless `salvage`: then replay stops at the corruption, the damaged rest is moved
-// aside, and the report says what was dropped.
+// Replays the newest valid checkpoint, then every window after it, in order, into
+// `visitor`. A torn tail of the last segment is cut off (its bytes kept in a side
+// file) and reported: damage with nothing valid after it, or with only blocks of
+// the same group commit after it (format.h: none of them can have been
+// acknowledged), and a split window whose WINDOW block is missing, cut off whole. Corruption
+// anywhere else fails with the file and offset, unless `salvage`: then replay stops at the
+// corruption, the damaged rest is moved aside, and the report says what was dropped.
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
                      RecoveryReport* report, ReadOptions options = {});
 

@@ -109,7 +109,7 @@ WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t 
     if (with_schemas) payload_.append(schema_records_);
     for (std::string_view f : fragments)
       payload_.append(f);
-    AppendBlock(block_, BlockType::kWindow, payload_);
+    AppendBlock(block_, BlockType::kWindow, payload_, dirty_);
     block_count_ = 1;
     return {};
   }
@@ -132,7 +132,8 @@ WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t 
     util::PutVarint(payload_, last ? ops : 0);
     util::PutVarint(payload_, pieces[i].count);
     payload_.append(pieces[i].bytes);
-    AppendBlock(block_, last ? BlockType::kWindow : BlockType::kWindowPart, payload_);
+    AppendBlock(block_, last ? BlockType::kWindow : BlockType::kWindowPart, payload_,
+                dirty_ || i > 0);
   }
   block_count_ = pieces.size();
   return {};

@@ -152,9 +152,9 @@ void WriteWindows(const std::string& dir, const std::vector<TestWindow>& windows
     std::vector<std::string_view> fragments = {w.records.bytes};
     auto o = writer.AppendWindow(w.window, w.ops, w.records.count, fragments);
     REQUIRE_MESSAGE(o.ok(), o.message);
+    auto s = writer.Sync();
+    REQUIRE_MESSAGE(s.ok(), s.message);
   }
-  auto s = writer.Sync();
-  REQUIRE_MESSAGE(s.ok(), s.message);
   writer.Close();
 }
 

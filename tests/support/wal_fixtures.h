@@ -53,7 +53,8 @@ std::vector<TestWindow> RandomWindows(std::mt19937_64& rng, uint64_t first, size
                                       size_t max_records, size_t value_bytes = 16);
 
 // Appends `windows` with one SegmentWriter (schema records at each segment's head),
-// syncs and closes. Fails the test on a write error.
+// each window its own group commit (Sync after each), and closes. Fails the test on
+// a write error.
 void WriteWindows(const std::string& dir, const std::vector<TestWindow>& windows,
                   const EncodedRecords& schemas, wal::WriterOptions options);
 

@@ -444,3 +444,77 @@ TEST_CASE("wal: cutting a file that cannot be opened fails naming it") {
   REQUIRE_FALSE(dir.ok());
   CHECK(dir.message().find(root.path()) != std::string::npos);
 }
+
+TEST_CASE("wal: damage in the last group commit with its later blocks intact is a torn tail") {
+  uint64_t seed = testing::TestSeed("CONV_WAL_SEED", 37);
+  MESSAGE("seed ", seed, " (CONV_WAL_SEED)");
+  std::mt19937_64 rng(seed);
+  testing::TempDir root("conv-wal");
+  auto schemas = testing::TestSchemaRecords();
+  auto windows = testing::RandomWindows(rng, 1, 5, 30, 60);
+  const std::string name = wal::SegmentName(1);
+  // Windows 1-3 each in its own group commit; 4 and 5 together in the last one
+  // (`together`), or each alone.
+  auto write = [&](const std::string& d, bool together) {
+    wal::WriterOptions o;
+    o.fsync = false;
+    wal::SegmentWriter w(d, o);
+    w.SetSchemaRecords(schemas.bytes, schemas.count);
+    for (const auto& win : windows) {
+      std::vector<std::string_view> f = {win.records.bytes};
+      REQUIRE(w.AppendWindow(win.window, win.ops, win.records.count, f).ok());
+      if (win.window != 4 || !together) REQUIRE(w.Sync().ok());
+    }
+    w.Close();
+    return testing::ReadAll(d + "/" + name);
+  };
+  auto want = testing::ExpectedEvents(Prefix(windows, 3), schemas, {1});
+
+  for (bool together : {true, false}) {
+    // The page holding window 4's block header lost (zeros), or garbage there.
+    for (int damage = 0; damage < 2; ++damage) {
+      CAPTURE(together);
+      CAPTURE(damage);
+      std::string d = FreshDir(root);
+      std::string image = write(d, together);
+      auto offsets = testing::BlockOffsets(image);
+      REQUIRE(offsets.size() == 5);
+      const uint64_t w4 = offsets[3];
+      std::string data = image;
+      for (uint64_t i = w4; i < std::min<uint64_t>(w4 + 64, offsets[4]); ++i)
+        data[i] = damage == 0 ? '\0' : static_cast<char>(rng());
+      std::string path = d + "/" + name;
+      testing::WriteAll(path, data);
+
+      RecordingVisitor v;
+      wal::RecoveryReport report;
+      auto st = wal::Recover(d, v, false, &report);
+      if (!together) {
+        // Window 4 was synced before window 5 was written: it may have been
+        // acknowledged, so its damage is corruption.
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.message().find(fmt::format("offset {}", w4)) != std::string::npos);
+        CHECK(testing::ReadAll(path) == data);
+        continue;
+      }
+      REQUIRE_MESSAGE(st.ok(), st.message());
+      CHECK(v.events == want);
+      CHECK(report.last_window == 3);
+      CHECK(report.torn_file == path);
+      CHECK(report.torn_offset == w4);
+      CHECK(report.torn_bytes == image.size() - w4);
+      CHECK(testing::ReadAll(report.torn_saved_as) == data.substr(w4));
+      CHECK(FileSize(path) == w4);
+    }
+  }
+
+  // The writer marks every block after the first of a group commit, and only those.
+  std::string d = FreshDir(root);
+  std::string image = write(d, true);
+  wal::BlockReader reader(image, wal::kSegmentMagic);
+  std::vector<bool> continues;
+  wal::Block b;
+  while (reader.Next(&b) == wal::ReadStatus::kBlock)
+    continues.push_back(b.continues_group);
+  CHECK(continues == std::vector<bool>{false, false, false, false, true});
+}
