@@ -321,3 +321,22 @@ TEST_CASE("wal: a record larger than a block can hold is refused, not written") 
   REQUIRE_FALSE(st2.ok());
   CHECK(st2.message().find("malformed") != std::string::npos);
 }
+
+TEST_CASE("wal: a window block whose head does not decode is corruption naming its offset") {
+  testing::TempDir root("conv-wal");
+  std::string d = FreshDir(root);
+  std::mt19937_64 rng(7074);
+  testing::WriteWindows(d, testing::RandomWindows(rng, 1, 2, 3), testing::TestSchemaRecords(),
+                        SmallBlocks());
+  std::string path = d + "/" + wal::SegmentName(1);
+  std::string data = testing::ReadAll(path);
+  uint64_t at = data.size();
+  wal::AppendBlock(data, wal::BlockType::kWindow, "\xff", false);  // a varint cut short
+  testing::WriteAll(path, data);
+  RecordingVisitor v;
+  wal::RecoveryReport report;
+  auto st = wal::Recover(d, v, false, &report, SmallReads());
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message().find(fmt::format("malformed window block at offset {}", at)) !=
+        std::string::npos);
+}
