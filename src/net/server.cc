@@ -142,7 +142,11 @@ void Server::Shutdown() {
   }
   engine_.Stop();
   fanout_->Stop();
-  log_.Info("stopped after window {}", w);
+  if (w != 0) {
+    log_.Info("stopped after window {}", w);
+  } else {
+    log_.Info("stopped; the last window was not made durable (see the error above)");
+  }
 }
 
 Server::SourceSlot& Server::Slot(uint32_t source) {

@@ -335,7 +335,7 @@ TEST_CASE("disk-full: a stop while the disk stays full ends and names the window
   wal::WriterOptions o;
   o.segment_bytes = 64 << 10;
   std::string fatal;
-  engine::Durability d(dir, o, &log, [&](const std::string& m) { fatal = m; });
+  engine::Durability d(dir, o, nullptr, &log, [&](const std::string& m) { fatal = m; });
   std::mt19937_64 rng(62);
   for (uint64_t w = 1; w <= 3; ++w) {
     auto recs = testing::RandomRecords(rng, 5);
