@@ -318,7 +318,7 @@ int RunBench(const BenchOptions& b) {
             ops_in, records, r.CoalescingRatio(), hot_ops, hot_records, hot_ratio);
       }
       js += fmt::format("\"{}\":{}", s, LoadReportJson(run->options, r));
-      if (r.TotalErrors() > 0) fail(s, fmt::format("{} errors", r.TotalErrors()));
+      if (r.TotalErrors() > 0) fail(s, r.DescribeErrors());
     } else if (s == "subscribers") {
       md += "\n## Write throughput with subscribers\n\n";
       md +=
@@ -396,7 +396,7 @@ int RunBench(const BenchOptions& b) {
                             rate, LoadReportJson(run->options, r));
           first = false;
           if (r.TotalErrors() > 0) {
-            fail(fmt::format("subscribers {}", n), fmt::format("{} errors", r.TotalErrors()));
+            fail(fmt::format("subscribers {}", n), r.DescribeErrors());
           }
         }
         js += "]";
@@ -471,7 +471,7 @@ int RunBench(const BenchOptions& b) {
           "target: under 0.3 s ({}).\n",
           Verdict(secs < 2), Verdict(secs < 0.3));
       js += fmt::format("\"bootstrap\":{}", LoadReportJson(run->options, r));
-      if (r.TotalErrors() > 0) fail(s, fmt::format("{} errors", r.TotalErrors()));
+      if (r.TotalErrors() > 0) fail(s, r.DescribeErrors());
       // An external server may hold more than what was just written.
       if (b.server.empty() ? sum.entities_total != kEntities : sum.entities_total < kEntities) {
         fail(s, fmt::format("{} entities received, {} expected", sum.entities_total, kEntities));
@@ -520,7 +520,7 @@ int RunBench(const BenchOptions& b) {
         js += fmt::format("{}{{\"rate\":{},\"load\":{}}}", first ? "" : ",", rate,
                           LoadReportJson(run->options, r));
         first = false;
-        if (r.TotalErrors() > 0) fail("reads", fmt::format("{} errors", r.TotalErrors()));
+        if (r.TotalErrors() > 0) fail("reads", r.DescribeErrors());
       }
       js += "]";
     }

@@ -166,6 +166,20 @@ uint64_t LoadReport::TotalErrors() const {
     n += s.errors;
   return n;
 }
+std::string LoadReport::DescribeErrors() const {
+  std::string first = sentinel_error;
+  for (const auto& w : workers) {
+    if (first.empty() && !w.first_error.empty()) first = w.source + ": " + w.first_error;
+  }
+  for (size_t i = 0; i < subscribers.size(); ++i) {
+    if (first.empty() && !subscribers[i].first_error.empty()) {
+      first = fmt::format("subscriber {}: {}", i + 1, subscribers[i].first_error);
+    }
+  }
+  if (first.empty()) first = first_reader_error;
+  return fmt::format("{} errors (first: {})", TotalErrors(), first.empty() ? "?" : first);
+}
+
 uint64_t LoadReport::TotalChanges() const {
   uint64_t n = 0;
   for (const auto& s : subscribers)

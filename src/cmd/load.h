@@ -91,6 +91,8 @@ struct LoadReport {
   uint64_t TotalSent() const;
   uint64_t TotalAcked() const;
   uint64_t TotalErrors() const;
+  // "N errors", and the first of them (writer, subscriber, reader or sentinel).
+  std::string DescribeErrors() const;
   uint64_t TotalChanges() const;
   uint64_t TotalNotifyFrames() const;
   // Changes received per second while the writers ran, over all subscribers.
