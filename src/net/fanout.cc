@@ -287,15 +287,21 @@ void Fanout::Pump(const SubPtr& s) {
   if (!s->started || s->live) return;
   // Nothing goes out until every partition reached the window: one of them may yet
   // find the resume too old, and then only a full state will do.
+  bool too_old = false;
   for (auto& w : s->walks) {
     std::lock_guard lock(w->mu);
     if (w->too_old) {
-      EndFeed(*s);
-      counters_.resets.fetch_add(1, std::memory_order_relaxed);
-      Begin(s, true, 0, true);
-      return;
+      too_old = true;
+      break;
     }
     if (!w->started) return;
+  }
+  if (too_old) {
+    // Not under the walk's lock: Begin drops the walks, and with them the mutex.
+    EndFeed(*s);
+    counters_.resets.fetch_add(1, std::memory_order_relaxed);
+    Begin(s, true, 0, true);
+    return;
   }
   std::string scratch;
   while (s->sink->backlog() < limit_) {
