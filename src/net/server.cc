@@ -13,6 +13,10 @@
 
 #include <algorithm>
 
+#include <sys/resource.h>
+
+#include <cerrno>
+
 #include "net/listener.h"
 #include "net/session.h"
 #include "util/clock.h"
@@ -27,6 +31,7 @@ Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
     : engine_(engine),
       options_(std::move(options)),
       log_(log),
+      max_connections_(options_.max_connections),
       fanout_(std::make_unique<Fanout>(engine, options_.subscriber_backlog)) {
   for (size_t i = 0; i < engine_.lane_count(); ++i) {
     io_.push_back(std::make_unique<IoThread>(&engine_.lane(i)));
@@ -47,6 +52,33 @@ util::Status Server::Listen() {
   if (!acceptor.ok()) return acceptor.status();
   acceptor_ = std::move(acceptor).value();
   port_ = acceptor_->local_endpoint().port();
+  return FitDescriptorLimit();
+}
+
+util::Status Server::FitDescriptorLimit() {
+  // Every connection holds a descriptor; the log, checkpoints, the data dir lock, the
+  // listeners and the I/O threads need theirs. Raise the soft limit to what
+  // --max-connections needs; where the hard limit does not allow it, serve fewer
+  // connections so that the log can always open its next segment.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return util::Status::Ok();
+  const uint64_t want = uint64_t{options_.max_connections} + kReservedDescriptors;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min<rlim_t>(want, rl.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want) return util::Status::Ok();
+  if (rl.rlim_cur < 2 * kReservedDescriptors) {
+    return util::Status::Error(fmt::format(
+        "the open file limit is {} (ulimit -n); the server needs at least {} descriptors",
+        static_cast<uint64_t>(rl.rlim_cur), 2 * kReservedDescriptors));
+  }
+  max_connections_ = static_cast<uint32_t>(rl.rlim_cur - kReservedDescriptors);
+  log_.Warn(
+      "--max-connections {} needs {} file descriptors but the limit is {} (ulimit -n): serving "
+      "at most {} connections",
+      options_.max_connections, want, static_cast<uint64_t>(rl.rlim_cur), max_connections_);
   return util::Status::Ok();
 }
 
@@ -72,19 +104,25 @@ void Server::Accept() {
           if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
             log_.Warn("accept failed: {}", ec.message());
+            if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+              // Out of descriptors (another process, or more than this server counts):
+              // retrying at once would spin. Connections wait in the listen backlog.
+              asio::steady_timer pause(io_[0]->ctx, std::chrono::milliseconds(100));
+              co_await pause.async_wait(kNoThrow);
+            }
             continue;
           }
           // The slot is taken here, on the accepting thread: sessions are built on
           // their own threads, later, so connections accepted back to back would all
           // see the count from before them. ~Session gives the slot back.
-          if (counters_.connections.fetch_add(1) >= options_.max_connections) {
+          if (counters_.connections.fetch_add(1) >= max_connections_) {
             counters_.connections.fetch_sub(1);
             counters_.connections_rejected.fetch_add(1);
             counters_.CountError(ErrorCode::kOverloaded);
             auto frame = std::make_shared<std::string>();
             EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded),
                                  fmt::format("the server has {} connections (--max-connections)",
-                                             options_.max_connections)});
+                                             max_connections_)});
             auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
             asio::async_write(*sock, asio::buffer(*frame), [sock, frame](auto, auto) {
               asio::error_code ignored;

@@ -134,6 +134,9 @@ class Server : private engine::WindowListener {
   StatList Stats();
 
  private:
+  // Descriptors kept beyond one per connection (log, checkpoints, listeners, threads).
+  static constexpr uint32_t kReservedDescriptors = 64;
+  util::Status FitDescriptorLimit();
   void OnCut(uint64_t w) override;
   void OnDurable(uint64_t w) override;
   void OnChanges(uint64_t w, std::vector<std::string> changes) override;
@@ -143,6 +146,7 @@ class Server : private engine::WindowListener {
   const ServerOptions options_;
   util::Logger& log_;
   ServerCounters counters_;
+  uint32_t max_connections_;  // --max-connections, or less when descriptors are short
   std::vector<std::unique_ptr<IoThread>> io_;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   uint16_t port_ = 0;

@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "net/client.h"
@@ -156,6 +158,67 @@ TEST_CASE("serve: subscription flags out of range are refused at start-up, namin
                   "--resume-retention", "ten"});
   CHECK(r.exit_code == 2);
   CHECK_MESSAGE(r.err.find("--resume-retention") != std::string::npos, r.err);
+}
+
+TEST_CASE("serve: under a low open file limit it serves fewer connections and keeps logging") {
+  // ulimit -n 200 (soft and hard): --max-connections 1000 cannot be met, so the
+  // server says so and serves 200 - 64 connections; the rest get overloaded at once
+  // instead of the accept loop spinning on EMFILE, and the log keeps its descriptors.
+  testing::TempDir dir("conv-operate");
+  std::string err_path = dir.File("stderr");
+  auto child = testing::ChildProcess::Start(
+      {"/bin/sh", "-c",
+       fmt::format("ulimit -n 200 && exec {} serve --listen 127.0.0.1:0 --data-dir {} "
+                   "--partitions 1 --io-threads 1 --window 1ms --max-connections 1000",
+                   CONV_BINARY, dir.File("data"))},
+      err_path);
+  REQUIRE_MESSAGE(child.ok(), child.message());
+  auto listening = (*child)->WaitForLine("listening on ", std::chrono::seconds(30));
+  REQUIRE_MESSAGE(listening.ok(), listening.message());
+  uint16_t port = PortOf(*listening);
+  std::vector<std::unique_ptr<testing::RawConnection>> conns;
+  int welcomed = 0, refused = 0;
+  for (int i = 0; i < 170; ++i) {
+    conns.push_back(std::make_unique<testing::RawConnection>(port));
+    REQUIRE(conns.back()->Send(testing::HelloFrame("")));
+    auto f = conns.back()->ReadFrame();
+    REQUIRE_MESSAGE(f.ok(), "connection ", i, ": ", f.message());
+    if (testing::IsType(*f, net::FrameType::kWelcome)) {
+      ++welcomed;
+    } else {
+      CHECK(testing::ErrorOf(*f).code == static_cast<uint64_t>(net::ErrorCode::kOverloaded));
+      ++refused;
+    }
+  }
+  CHECK(welcomed == 136);
+  CHECK(refused == 34);
+  conns.clear();
+  // Writes still reach the log, through new segments too.
+  net::Hello hello;
+  hello.source = "after";
+  std::unique_ptr<net::Client> w;
+  for (int i = 0; i < 100 && w == nullptr; ++i) {  // closed slots are given back shortly
+    auto c = net::Client::Connect(fmt::format("127.0.0.1:{}", port), hello);
+    if (c.ok()) {
+      w = std::move(c).value();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  REQUIRE(w != nullptr);
+  const engine::Schema& p = *w->FindSchema("player");
+  const std::string big(200'000, 'b');
+  for (uint64_t seq = 1; seq <= 400; ++seq) {  // 80 MB: more than one 64 MiB segment
+    REQUIRE(
+        w->Send(testing::WriteFrame(net::FrameType::kAssert, seq, 0, p.id, fmt::format("e-{}", seq),
+                                    testing::Record(p, {{"name", big}})))
+            .ok());
+  }
+  CHECK(w->Sync().ok());
+  CHECK(::kill((*child)->pid(), 0) == 0);
+  std::ifstream err(err_path);
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  CHECK_MESSAGE(text.find("serving at most 136 connections") != std::string::npos, text);
 }
 
 TEST_CASE("install: cmake --install puts the binary, man pages, completions and unit in place") {
