@@ -152,9 +152,15 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "`{\"schema\":`...`,\"id\":`...`,\"record\":{`...`}}` on one line. With "
                    "`--claims` it also prints each source's claim: "
                    "`\"claims\":[{\"source\":`...`,\"ts\":`...`,\"record\":{`...`}}]`.",
-                   "f64 values print in the shortest form that reads back exactly (NaN and "
-                   "infinities as `null`), bytes as base64, and ids that are not UTF-8 with "
-                   "`\\u00XX` escapes per byte.",
+                   "Every value reads back exactly. An id, source name or string value that is "
+                   "valid UTF-8 prints as a JSON string; one that is not prints as "
+                   "`{\"base64\":\"`...`\"}` holding its bytes (ff fe: `{\"base64\":\"//4=\"}`, "
+                   "while the id U+00FF U+00FE, valid UTF-8, prints as a string). Values of bytes "
+                   "fields print as base64 strings. f64 values print in the shortest form that "
+                   "reads back "
+                   "exactly (-0.0 as `-0`); NaN, infinity and minus infinity print as the "
+                   "strings `\"NaN\"`, `\"Infinity\"` and `\"-Infinity\"` (the schema says "
+                   "the field is an f64, so a string there is one of these).",
                },
            .sections = {},
            .exit_status =
@@ -293,7 +299,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "checkpoint file, offline and read-only; it may run next to a live server.",
                    "By default it prints every block and record in readable form. `--json` "
                    "prints one object per record (`file`, `offset`, `window`, `kind` = claim, "
-                   "retract, source or schema, then the record's fields). `--stats` prints "
+                   "retract, source or schema, then the record's fields; ids, source names and "
+                   "values print as with `convergence query`, as do the ids and source names "
+                   "of the readable form). `--stats` prints "
                    "totals: windows, records by kind, distinct entities and sources, ops "
                    "represented and the coalescing ratio. `--verify` checks every block's CRC "
                    "and record and prints each problem with its file and offset.",

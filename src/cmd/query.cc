@@ -52,7 +52,7 @@ int RunQuery(const QueryOptions& o) {
   std::string out = "{\"schema\":";
   util::AppendJsonString(out, schema->name);
   out += ",\"id\":";
-  util::AppendJsonString(out, o.id);
+  util::AppendJsonText(out, o.id);
   out += ",\"record\":";
   AppendRecordJsonOrNull(out, *schema, result->record);
   if (o.claims) {
@@ -61,7 +61,7 @@ int RunQuery(const QueryOptions& o) {
       const auto& c = result->claims[i];
       if (i > 0) out += ',';
       out += "{\"source\":";
-      util::AppendJsonString(out, c.source);
+      util::AppendJsonText(out, c.source);
       out += fmt::format(",\"ts\":{},\"record\":", c.ts_max);
       AppendRecordJsonOrNull(out, *schema, c.record);
       out += '}';

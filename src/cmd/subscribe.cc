@@ -94,7 +94,7 @@ class Printer {
     std::string line = "{\"type\":\"snapshot\",\"kind\":\"";
     line += KindName(e.kind);
     line += "\",\"id\":";
-    util::AppendJsonString(line, e.id);
+    util::AppendJsonText(line, e.id);
     line += ",\"record\":";
     AppendRecordJsonOrNull(line, schema_, e.record);
     line += "}\n";
@@ -128,7 +128,7 @@ class Printer {
   void Change(uint64_t window, const net::ChangeEntry& c) {
     std::string line = fmt::format(
         "{{\"type\":\"change\",\"window\":{},\"kind\":\"{}\",\"id\":", window, KindName(c.kind));
-    util::AppendJsonString(line, c.id);
+    util::AppendJsonText(line, c.id);
     line += ",\"changed\":[";
     bool first = true;
     for (size_t i = 0; i < schema_.fields.size(); ++i) {

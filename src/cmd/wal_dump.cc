@@ -95,7 +95,7 @@ class Printer : public wal::RecordVisitor {
     if (!Printing()) return;
     if (o_.json) {
       std::string line = Where("source") + ",\"source\":";
-      util::AppendJsonString(line, r.source);
+      util::AppendJsonText(line, r.source);
       Emit(line + fmt::format(",\"seq\":{}}}", r.seq));
     } else {
       Emit(fmt::format("    source {} seq {}", Quote(r.source), r.seq));
@@ -136,9 +136,10 @@ class Printer : public wal::RecordVisitor {
     stats_.entities.emplace(schema, std::string(id));
     stats_.sources.insert(std::string(source));
   }
+  // An id or source name, as in the JSON output.
   std::string Quote(std::string_view s) const {
     std::string out;
-    util::AppendJsonString(out, s);
+    util::AppendJsonText(out, s);
     return out;
   }
   std::string SchemaName(uint32_t id) const {
@@ -156,9 +157,9 @@ class Printer : public wal::RecordVisitor {
     std::string line = Where(kind) + fmt::format(",\"schema_id\":{},\"schema\":", schema);
     util::AppendJsonString(line, SchemaName(schema));
     line += ",\"id\":";
-    util::AppendJsonString(line, id);
+    util::AppendJsonText(line, id);
     line += ",\"source\":";
-    util::AppendJsonString(line, source);
+    util::AppendJsonText(line, source);
     return line;
   }
   std::string RecordJson(uint32_t schema, uint64_t mask, std::string_view values) const {

@@ -237,7 +237,7 @@ void AppendRecordJson(std::string& out, const Schema& schema, uint64_t mask,
         util::AppendJsonDouble(out, std::get<double>(v));
         break;
       case FieldType::kString:
-        util::AppendJsonString(out, std::get<std::string>(v));
+        util::AppendJsonText(out, std::get<std::string>(v));
         break;
       case FieldType::kBytes:
         util::AppendJsonBase64(out, std::get<Bytes>(v).data);

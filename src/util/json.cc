@@ -93,9 +93,23 @@ void AppendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
 }
 
+void AppendJsonText(std::string& out, std::string_view s) {
+  if (IsValidUtf8(s)) {
+    AppendJsonString(out, s);
+    return;
+  }
+  out += "{\"base64\":";
+  AppendJsonBase64(out, s);
+  out.push_back('}');
+}
+
 void AppendJsonDouble(std::string& out, double v) {
-  if (!std::isfinite(v)) {
-    out += "null";
+  if (std::isnan(v)) {
+    out += "\"NaN\"";
+    return;
+  }
+  if (std::isinf(v)) {
+    out += v > 0 ? "\"Infinity\"" : "\"-Infinity\"";
     return;
   }
   // {} gives the shortest text that reads back to the same double.

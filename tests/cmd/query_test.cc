@@ -165,6 +165,48 @@ TEST_CASE("query: every field type is rendered as JSON") {
   CHECK(r.out ==
         "{\"schema\":\"gadget\",\"id\":\"g/1 "
         "\\\"q\\\"\",\"record\":{\"label\":\"tab\\there\\n\xc3\xa9\","
-        "\"blob\":\"AP8Q\",\"ratio\":0.1,\"big\":1e+300,\"odd\":null,\"on\":false,"
+        "\"blob\":\"AP8Q\",\"ratio\":0.1,\"big\":1e+300,\"odd\":\"NaN\",\"on\":false,"
         "\"n\":-9223372036854775808}}\n");
+}
+
+TEST_CASE("query: ids and sources that are not UTF-8 print as base64, non-finite f64 as strings") {
+  testing::TestServerOptions opt;
+  opt.schema_text = "probe v:f64 label:string\n";
+  testing::TestServer ts(opt);
+  // The bytes ff fe, and the two characters U+00FF U+00FE (c3 bf c3 be): two entities
+  // that must not print alike. The second writer's name is not UTF-8 either.
+  const std::string raw_id = "\xff\xfe";
+  const std::string text_id = "\xc3\xbf\xc3\xbe";
+  auto w = ts.Connect("maker");
+  auto odd = ts.Connect("src-\xff");
+  const engine::Schema* g = w->FindSchema("probe");
+  REQUIRE(g != nullptr);
+  REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 1, kTs1, g->id, raw_id,
+                             Record(*g, {{"v", std::numeric_limits<double>::infinity()}})) +
+                  WriteFrame(FrameType::kAssert, 2, kTs1, g->id, text_id,
+                             Record(*g, {{"v", -std::numeric_limits<double>::infinity()},
+                                         {"label", std::string("NaN")}})))
+              .ok());
+  REQUIRE(WaitForAck(*w, 2));
+  REQUIRE(odd->Send(WriteFrame(FrameType::kPatch, 1, kTs2, g->id, raw_id,
+                               Record(*g, {{"label", std::string("x")}})))
+              .ok());
+  REQUIRE(WaitForAck(*odd, 1));
+
+  auto r = Run({"query", "probe", raw_id, "--claims", "--server", ts.address()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out ==
+        "{\"schema\":\"probe\",\"id\":{\"base64\":\"//4=\"},"
+        "\"record\":{\"v\":\"Infinity\",\"label\":\"x\"},\"claims\":["
+        "{\"source\":\"maker\",\"ts\":1700000000000000,\"record\":{\"v\":\"Infinity\"}},"
+        "{\"source\":{\"base64\":\"c3JjLf8=\"},\"ts\":1700000000500000,"
+        "\"record\":{\"label\":\"x\"}}]}\n");
+
+  r = Run({"query", "probe", text_id, "--server", ts.address()});
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out ==
+        "{\"schema\":\"probe\",\"id\":\"\xc3\xbf\xc3\xbe\","
+        "\"record\":{\"v\":\"-Infinity\",\"label\":\"NaN\"}}\n");
 }

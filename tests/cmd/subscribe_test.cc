@@ -14,9 +14,11 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -365,4 +367,40 @@ TEST_CASE("subscribe cli: the server going away exits 3 with a message") {
   CHECK((err.find("shutting_down") != std::string::npos ||
          err.find("closed the connection") != std::string::npos));
   CHECK(err.find("0 snapshot entries") != std::string::npos);  // the summary still comes
+}
+
+TEST_CASE("subscribe cli: ids that are not UTF-8 print as base64, non-finite f64 as strings") {
+  testing::TestServer ts;
+  Writer w(ts, "game-1");
+  const engine::Schema& p = w.player();
+  // The bytes ff fe and the characters U+00FF U+00FE (c3 bf c3 be) must not print alike.
+  const std::string raw_id = "\xff\xfe";
+  const std::string text_id = "\xc3\xbf\xc3\xbe";
+  w.Op(FrameType::kAssert, kTs1, raw_id,
+       Record(p, {{"x", std::numeric_limits<double>::quiet_NaN()}}));
+  w.Op(FrameType::kAssert, kTs1, text_id,
+       Record(p, {{"x", std::numeric_limits<double>::infinity()}}));
+
+  Subscriber sub(ts, {"player", "--bootstrap", "--include-prev", "--count", "1"});
+  std::set<std::string> snapshot = {sub.Line(), sub.Line()};
+  CHECK(snapshot ==
+        std::set<std::string>{
+            R"({"type":"snapshot","kind":"upsert","id":{"base64":"//4="},"record":{"x":"NaN"}})",
+            "{\"type\":\"snapshot\",\"kind\":\"upsert\",\"id\":\"\xc3\xbf\xc3\xbe\","
+            "\"record\":{\"x\":\"Infinity\"}}"});
+  uint64_t w0 = sub.SnapshotEnd(2, true);
+
+  w.Op(FrameType::kPatch, kTs2, raw_id,
+       Record(p, {{"x", -std::numeric_limits<double>::infinity()}}));
+  std::string line = sub.Line();
+  auto v = testing::ParseJson(line);
+  REQUIRE_MESSAGE(v.has_value(), "not JSON: ", line);
+  uint64_t window = Subscriber::Num(*v, "window");
+  CHECK(window > w0);
+  CHECK(line ==
+        fmt::format(R"({{"type":"change","window":{},"kind":"upsert","id":{{"base64":"//4="}},)"
+                    R"("changed":["x"],"ts":{},"record":{{"x":"-Infinity"}},)"
+                    R"("prev":{{"x":"NaN"}}}})",
+                    window, kTs2));
+  CHECK(sub.ExitCode() == 0);
 }

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -379,4 +380,68 @@ TEST_CASE("wal-dump: a window split over several blocks counts and prints as one
     CHECK_MESSAGE(r.exit_code == 2, r.out, r.err);
     CHECK(r.out.find("window 4 is unfinished") != std::string::npos);
   }
+}
+
+TEST_CASE(
+    "wal-dump: ids and sources that are not UTF-8 print as base64, non-finite f64 as strings") {
+  testing::TempDir dir("conv-waldump");
+  // The bytes ff fe and the characters U+00FF U+00FE (c3 bf c3 be) must not print alike.
+  const std::string raw_id = "\xff\xfe";
+  const std::string text_id = "\xc3\xbf\xc3\xbe";
+  const std::string raw_source = "g-\xff";
+  std::vector<std::string> records = {
+      Claim(raw_id, raw_source, 100, {{"x", std::numeric_limits<double>::quiet_NaN()}}),
+      Claim(text_id, "alpha", 101, {{"x", std::numeric_limits<double>::infinity()}}),
+      Claim("p-1", "alpha", 102, {{"x", -std::numeric_limits<double>::infinity()}}),
+      Retract(raw_id, "alpha"),
+      Source(raw_source, 2),
+      Source("alpha", 3)};
+  {
+    engine::SchemaSet schemas;
+    uint64_t schema_count = 0;
+    std::string schema_records = engine::EncodeSchemaRecords(schemas, &schema_count);
+    wal::WriterOptions o;
+    o.fsync = false;
+    wal::SegmentWriter w(dir.path(), o);
+    w.SetSchemaRecords(schema_records, schema_count);
+    std::vector<std::string_view> fragments(records.begin(), records.end());
+    auto r = w.AppendWindow(1, 4, records.size(), fragments);
+    REQUIRE_MESSAGE(r.ok(), r.message);
+    REQUIRE(w.Sync().ok());
+  }
+
+  auto r = WalDump({dir.path(), "--json"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out, r.err);
+  std::vector<std::string> tails;  // each record line from its schema_id on
+  for (const auto& line : Lines(r.out)) {
+    CAPTURE(line);
+    REQUIRE(testing::ParseJson(line).has_value());
+    size_t at = line.find(",\"schema_id\":");
+    if (line.find("\"kind\":\"source\"") != std::string::npos) at = line.find(",\"source\":");
+    if (line.find("\"kind\":\"schema\"") != std::string::npos) continue;
+    REQUIRE(at != std::string::npos);
+    tails.push_back(line.substr(at));
+  }
+  std::vector<std::string> want = {
+      R"(,"schema_id":1,"schema":"player","id":{"base64":"//4="},"source":{"base64":"Zy3/"},)"
+      R"("ts":100,"mask":4,"record":{"x":"NaN"}})",
+      ",\"schema_id\":1,\"schema\":\"player\",\"id\":\"\xc3\xbf\xc3\xbe\",\"source\":\"alpha\","
+      "\"ts\":101,\"mask\":4,\"record\":{\"x\":\"Infinity\"}}",
+      R"(,"schema_id":1,"schema":"player","id":"p-1","source":"alpha",)"
+      R"("ts":102,"mask":4,"record":{"x":"-Infinity"}})",
+      R"(,"schema_id":1,"schema":"player","id":{"base64":"//4="},"source":"alpha"})",
+      R"(,"source":{"base64":"Zy3/"},"seq":2})",
+      R"(,"source":"alpha","seq":3})",
+  };
+  CHECK(tails == want);
+
+  // The readable form names them the same way.
+  r = WalDump({dir.path()});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.out, r.err);
+  CHECK(
+      r.out.find(R"(claim player {"base64":"//4="} source {"base64":"Zy3/"} ts 100 {"x":"NaN"})") !=
+      std::string::npos);
+  CHECK(r.out.find("claim player \"\xc3\xbf\xc3\xbe\" source \"alpha\" ts 101") !=
+        std::string::npos);
+  CHECK(r.out.find(R"(source {"base64":"Zy3/"} seq 2)") != std::string::npos);
 }

@@ -382,7 +382,7 @@ TEST_CASE("record: AppendRecordJson writes the present fields in field order") {
   CHECK(Json(Player(), b.Encode()) == R"({"name":"a\"b\\c\n","x":1.5,"health":-3,"online":true})");
 }
 
-TEST_CASE("record: AppendRecordJson writes bytes as base64 and a NaN as null") {
+TEST_CASE("record: AppendRecordJson writes bytes as base64 and a NaN as the string NaN") {
   RecordBuilder b(Things());
   REQUIRE(b.Set("flag", false).ok());
   REQUIRE(b.Set("count", std::numeric_limits<int64_t>::min()).ok());
@@ -390,7 +390,7 @@ TEST_CASE("record: AppendRecordJson writes bytes as base64 and a NaN as null") {
   REQUIRE(b.Set("label", std::string("caf\xc3\xa9")).ok());
   REQUIRE(b.Set("blob", engine::Bytes{std::string("\x00\xff", 2)}).ok());
   CHECK(Json(Things(), b.Encode()) ==
-        "{\"flag\":false,\"count\":-9223372036854775808,\"ratio\":null,"
+        "{\"flag\":false,\"count\":-9223372036854775808,\"ratio\":\"NaN\","
         "\"label\":\"caf\xc3\xa9\",\"blob\":\"AP8=\"}");
 }
 

@@ -16,6 +16,7 @@
 using conv::util::AppendJsonBase64;
 using conv::util::AppendJsonDouble;
 using conv::util::AppendJsonString;
+using conv::util::AppendJsonText;
 using conv::util::IsValidUtf8;
 
 namespace {
@@ -276,6 +277,104 @@ TEST_CASE("json: any byte string gives a valid JSON string that reads back as pr
   }
 }
 
+namespace {
+
+std::string JsonText(std::string_view s) {
+  std::string out;
+  AppendJsonText(out, s);
+  return out;
+}
+
+// Reads AppendJsonText's output back into bytes: a string literal, or
+// {"base64":"..."}; nullopt for anything else.
+std::optional<std::string> ParseJsonText(std::string_view text) {
+  if (!text.empty() && text.front() == '"') return ParseJsonString(text);
+  constexpr std::string_view kHead = R"({"base64":")";
+  if (text.substr(0, kHead.size()) != kHead || text.substr(text.size() - 2) != "\"}") {
+    return std::nullopt;
+  }
+  std::string_view b64 = text.substr(kHead.size(), text.size() - kHead.size() - 2);
+  if (b64.size() % 4 != 0) return std::nullopt;
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < b64.size(); i += 4) {
+    uint32_t v = 0;
+    int pad = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      char c = b64[i + k];
+      if (c == '=' && i + 4 == b64.size() && k >= 2) {
+        ++pad;
+        v <<= 6;
+        continue;
+      }
+      size_t d = kAlphabet.find(c);
+      if (d == std::string_view::npos || pad > 0) return std::nullopt;
+      v = (v << 6) | static_cast<uint32_t>(d);
+    }
+    out.push_back(static_cast<char>(v >> 16));
+    if (pad < 2) out.push_back(static_cast<char>(v >> 8 & 0xff));
+    if (pad < 1) out.push_back(static_cast<char>(v & 0xff));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("json: text that is valid UTF-8 prints as a string, anything else as base64") {
+  CHECK(JsonText("") == R"("")");
+  CHECK(JsonText("p-17") == R"("p-17")");
+  CHECK(JsonText("say \"hi\"\n") == R"("say \"hi\"\n")");
+  // The bytes ff fe and the two characters U+00FF U+00FE (c3 bf c3 be) differ.
+  CHECK(JsonText("\xff\xfe") == R"({"base64":"//4="})");
+  CHECK(JsonText("\xc3\xbf\xc3\xbe") == "\"\xc3\xbf\xc3\xbe\"");
+  // Every way to be invalid, alone and after valid text.
+  CHECK(JsonText("\x80") == R"({"base64":"gA=="})");                  // lone continuation
+  CHECK(JsonText("a\xbf") == R"({"base64":"Yb8="})");                 // after ASCII
+  CHECK(JsonText("a\xc3") == R"({"base64":"YcM="})");                 // truncated 2-byte
+  CHECK(JsonText("\xe2\x82") == R"({"base64":"4oI="})");              // truncated 3-byte
+  CHECK(JsonText("\xf0\x9f\x98") == R"({"base64":"8J+Y"})");          // truncated 4-byte
+  CHECK(JsonText("\xe2\x82x") == R"({"base64":"4oJ4"})");             // cut by ASCII
+  CHECK(JsonText("\xc0\xaf") == R"({"base64":"wK8="})");              // overlong '/'
+  CHECK(JsonText("\xe0\x80\xaf") == R"({"base64":"4ICv"})");          // overlong, 3 bytes
+  CHECK(JsonText("\xf0\x80\x80\xaf") == R"({"base64":"8ICArw=="})");  // overlong, 4 bytes
+  CHECK(JsonText("\xed\xa0\x80") == R"({"base64":"7aCA"})");          // surrogate U+D800
+  CHECK(JsonText("\xed\xbf\xbf") == R"({"base64":"7b+/"})");          // surrogate U+DFFF
+  CHECK(JsonText("\xf4\x90\x80\x80") == R"({"base64":"9JCAgA=="})");  // U+110000
+  CHECK(JsonText("\xf5\x80\x80\x80") == R"({"base64":"9YCAgA=="})");  // lead past f4
+  CHECK(JsonText("\xfe") == R"({"base64":"/g=="})");                  // never a lead byte
+  CHECK(JsonText("\xe2\x82\xac\xff") == R"({"base64":"4oKs/w=="})");  // after a valid char
+  // The largest code points that are valid stay strings.
+  CHECK(JsonText("\xf4\x8f\xbf\xbf") == "\"\xf4\x8f\xbf\xbf\"");
+  CHECK(JsonText("\xed\x9f\xbf") == "\"\xed\x9f\xbf\"");
+}
+
+TEST_CASE("json: AppendJsonText output reads back to the same bytes") {
+  std::vector<std::string> inputs = {"", std::string("\0\x01\x7f\x80\xff", 5), "\xff\xfe",
+                                     "\xc3\xbf\xc3\xbe"};
+  for (int c = 0; c < 256; ++c) {
+    inputs.push_back(std::string(1, static_cast<char>(c)));
+    inputs.push_back(std::string("\xe2") + static_cast<char>(c) + "\x82");
+  }
+  const uint32_t seed = 4243;
+  MESSAGE("seed = ", seed);
+  std::mt19937 rng(seed);
+  for (int i = 0; i < 3000; ++i) {
+    std::string s(rng() % 24, '\0');
+    for (char& c : s)
+      c = static_cast<char>(rng() % 256);
+    inputs.push_back(std::move(s));
+  }
+  for (const std::string& s : inputs) {
+    CAPTURE(s);
+    std::string json = JsonText(s);
+    CHECK((json.front() == '"') == IsValidUtf8(s));
+    auto back = ParseJsonText(json);
+    REQUIRE(back.has_value());
+    CHECK(*back == s);
+  }
+}
+
 TEST_CASE("json: AppendJsonString appends and leaves what was there") {
   std::string out = "[";
   AppendJsonString(out, "a");
@@ -284,12 +383,18 @@ TEST_CASE("json: AppendJsonString appends and leaves what was there") {
   CHECK(out == R"(["a","b")");
 }
 
-TEST_CASE("json: NaN and infinities become null") {
-  CHECK(JsonDouble(std::numeric_limits<double>::quiet_NaN()) == "null");
-  CHECK(JsonDouble(-std::numeric_limits<double>::quiet_NaN()) == "null");
-  CHECK(JsonDouble(std::numeric_limits<double>::signaling_NaN()) == "null");
-  CHECK(JsonDouble(std::numeric_limits<double>::infinity()) == "null");
-  CHECK(JsonDouble(-std::numeric_limits<double>::infinity()) == "null");
+TEST_CASE("json: NaN and infinities become the strings NaN, Infinity and -Infinity") {
+  CHECK(JsonDouble(std::numeric_limits<double>::quiet_NaN()) == R"("NaN")");
+  CHECK(JsonDouble(-std::numeric_limits<double>::quiet_NaN()) == R"("NaN")");
+  CHECK(JsonDouble(std::numeric_limits<double>::signaling_NaN()) == R"("NaN")");
+  CHECK(JsonDouble(std::numeric_limits<double>::infinity()) == R"("Infinity")");
+  CHECK(JsonDouble(-std::numeric_limits<double>::infinity()) == R"("-Infinity")");
+  // The extremes next to them stay numbers, and -0.0 keeps its sign.
+  CHECK(JsonDouble(std::numeric_limits<double>::max()) == "1.7976931348623157e+308");
+  CHECK(JsonDouble(-std::numeric_limits<double>::max()) == "-1.7976931348623157e+308");
+  CHECK(JsonDouble(-0.0) == "-0");
+  CHECK(std::signbit(std::strtod(JsonDouble(-0.0).c_str(), nullptr)));
+  CHECK(JsonDouble(0.0) == "0");
 }
 
 TEST_CASE("json: doubles are written in the shortest form that reads back exactly") {
