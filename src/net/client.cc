@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -120,15 +121,78 @@ const engine::Schema* Client::FindSchema(uint64_t id) const {
 }
 
 util::Status Client::Send(std::string_view bytes) {
+  NoteSent(bytes);
   while (!bytes.empty()) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
       return util::Status::Error(fmt::format("send failed: {}", std::strerror(errno)));
     }
-    bytes.remove_prefix(static_cast<size_t>(n));
+    // The socket buffer is full: wait for room, at most the timeout.
+    uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
+    for (;;) {
+      pollfd p{fd_, POLLOUT, 0};
+      int rc = ::poll(&p, 1, MillisLeft(deadline));
+      if (rc > 0) break;
+      if (rc == 0) {
+        return util::Status::Error(fmt::format(
+            "send made no progress within {} ms ({} bytes unsent): the server is not reading",
+            timeout_.count(), bytes.size()));
+      }
+      if (errno != EINTR) {
+        return util::Status::Error(fmt::format("poll failed: {}", std::strerror(errno)));
+      }
+    }
   }
   return util::Status::Ok();
+}
+
+void Client::NoteSent(std::string_view bytes) {
+  constexpr size_t kHead = kFrameHeader + 1 + util::kMaxVarintBytes;
+  while (!bytes.empty()) {
+    if (out_skip_ > 0) {
+      size_t k = static_cast<size_t>(std::min<uint64_t>(out_skip_, bytes.size()));
+      out_skip_ -= k;
+      bytes.remove_prefix(k);
+      continue;
+    }
+    // The head is the length, then (when the frame is that long) the type and up to
+    // a varint's worth of payload.
+    uint64_t total = kFrameHeader;
+    if (out_head_.size() >= kFrameHeader) {
+      total += util::DecodeFixed32(reinterpret_cast<const uint8_t*>(out_head_.data()));
+    }
+    size_t head = static_cast<size_t>(std::min<uint64_t>(total, kHead));
+    if (out_head_.size() < head) {
+      size_t k = std::min(head - out_head_.size(), bytes.size());
+      out_head_.append(bytes.substr(0, k));
+      bytes.remove_prefix(k);
+      if (out_head_.size() == kFrameHeader && total == kFrameHeader) continue;  // length known now
+      if (out_head_.size() < head) continue;
+    }
+    if (out_head_.size() > kFrameHeader &&
+        static_cast<uint8_t>(out_head_[kFrameHeader]) != static_cast<uint8_t>(FrameType::kHello)) {
+      util::Reader r(std::string_view(out_head_).substr(kFrameHeader + 1));
+      uint64_t v;
+      if (r.Varint(&v)) max_sent_ = std::max(max_sent_, v);
+    }
+    out_skip_ = total - head;
+    out_head_.clear();
+  }
+}
+
+util::Result<uint64_t> Client::NextReq() {
+  if (max_sent_ == UINT64_MAX) {
+    return util::Status::Error(
+        "no request id is left above the numbers this connection has sent (a frame carried "
+        "18446744073709551615)");
+  }
+  next_req_ = std::max(next_req_, max_sent_ + 1);
+  return next_req_++;
 }
 
 std::string Client::TakeBuffered() {
@@ -141,7 +205,7 @@ std::string Client::TakeBuffered() {
 bool Client::HasBufferedFrame() const {
   Frame f;
   size_t consumed;
-  return NextFrame(std::string_view(in_).substr(in_pos_), UINT32_MAX, &f, &consumed) ==
+  return NextFrame(std::string_view(in_).substr(in_pos_), max_frame_, &f, &consumed) ==
          FrameStatus::kFrame;
 }
 
@@ -168,7 +232,7 @@ util::Result<Client::ReadOutcome> Client::ReadUntil(uint64_t deadline_ns, bool r
   for (;;) {
     Frame f;
     size_t consumed = 0;
-    FrameStatus st = NextFrame(std::string_view(in_).substr(in_pos_), UINT32_MAX, &f, &consumed);
+    FrameStatus st = NextFrame(std::string_view(in_).substr(in_pos_), max_frame_, &f, &consumed);
     if (st == FrameStatus::kFrame) {
       frame->type = f.type;
       frame->payload.assign(f.payload);
@@ -180,6 +244,11 @@ util::Result<Client::ReadOutcome> Client::ReadUntil(uint64_t deadline_ns, bool r
       return ReadOutcome::kFrame;
     }
     if (st == FrameStatus::kEmpty) return util::Status::Error("server sent a frame of length 0");
+    if (st == FrameStatus::kTooLarge) {
+      uint32_t len = util::DecodeFixed32(reinterpret_cast<const uint8_t*>(in_.data() + in_pos_));
+      return util::Status::Error(fmt::format(
+          "server sent a frame of {} bytes, over the client's limit of {} bytes", len, max_frame_));
+    }
     if (closed_) return util::Status::Error("the server closed the connection");
     if (in_pos_ > 0) {
       in_.erase(0, in_pos_);
@@ -217,9 +286,10 @@ util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req) {
     if (f->type == static_cast<uint8_t>(FrameType::kError)) {
       Error e;
       if (!DecodeError(f->payload, &e)) return util::Status::Error("malformed ERROR from server");
-      // Op seqs and request ids share this field and may collide; only QUERY has
-      // request-level errors, so a numbered ERROR is an op's for any other request.
-      if (e.seq_or_req == 0 || (e.seq_or_req == req && type == FrameType::kResult)) {
+      // `req` is above every op seq and sub this connection sent (NextReq), so an
+      // ERROR carrying it is this request's; any other number is an op's or an
+      // earlier request's.
+      if (e.seq_or_req == 0 || e.seq_or_req == req) {
         last_error_code_ = e.code;
         return util::Status::Error(fmt::format("{} ({})", e.message, ErrorCodeName(e.code)));
       }
@@ -234,8 +304,10 @@ util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req) {
 
 util::Result<Result> Client::Query(const engine::Schema& schema, std::string_view id,
                                    bool with_claims) {
+  auto req = NextReq();
+  if (!req.ok()) return req.status();
   net::Query q;
-  q.req = next_req_++;
+  q.req = *req;
   q.schema_id = schema.id;
   q.id = id;
   q.flags = with_claims ? kQueryIncludeClaims : 0;
@@ -252,11 +324,12 @@ util::Result<Result> Client::Query(const engine::Schema& schema, std::string_vie
 }
 
 util::Result<StatList> Client::Stats() {
-  uint64_t req = next_req_++;
+  auto req = NextReq();
+  if (!req.ok()) return req.status();
   std::string frame;
-  EncodeReq(frame, FrameType::kStats, req);
+  EncodeReq(frame, FrameType::kStats, *req);
   if (auto st = Send(frame); !st.ok()) return st;
-  auto f = WaitFor(FrameType::kStatsReply, req);
+  auto f = WaitFor(FrameType::kStatsReply, *req);
   if (!f.ok()) return f.status();
   StatList stats;
   uint64_t got;
@@ -267,11 +340,12 @@ util::Result<StatList> Client::Stats() {
 }
 
 util::Status Client::Sync() {
-  uint64_t req = next_req_++;
+  auto req = NextReq();
+  if (!req.ok()) return req.status();
   std::string frame;
-  EncodeReq(frame, FrameType::kSync, req);
+  EncodeReq(frame, FrameType::kSync, *req);
   if (auto st = Send(frame); !st.ok()) return st;
-  auto f = WaitFor(FrameType::kSynced, req);
+  auto f = WaitFor(FrameType::kSynced, *req);
   return f.ok() ? util::Status::Ok() : f.status();
 }
 

@@ -21,8 +21,26 @@ struct OwnedFrame {
 // A blocking protocol v1 client over one TCP connection: connect and handshake,
 // send encoded frames (pipelining is the caller's choice), read frames with a
 // timeout, and a few request/response helpers. One thread at a time.
+//
+// Timeouts: the timeout (Connect's argument, set_timeout) bounds every wait: a
+// ReadFrame that gets no whole frame within it fails, and so does a Send that
+// makes no progress within it (the server is not reading, for instance because it
+// paused reading until this client reads its replies: a client that pipelines
+// without reading gets an error instead of a deadlock).
+//
+// Request ids: ERROR carries an op's seq or a request's req in the same field
+// (docs/protocol.md), so the ids Query, Stats and Sync choose are above every
+// number any frame sent through Send so far has carried (op seq, req, sub). An
+// ERROR carrying such an id can only be that request's; ERRORs for ops are
+// skipped like the other frames in between. Frames written to fd() directly are not
+// seen and may collide.
 class Client {
  public:
+  // The largest frame (its declared length) the client accepts unless told
+  // otherwise. Replies to writes and requests of the default --max-frame stay far
+  // below it; a RESULT with the claims of many large records may not.
+  static constexpr uint32_t kDefaultMaxFrame = 64u << 20;
+
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -37,9 +55,13 @@ class Client {
   const engine::Schema* FindSchema(std::string_view name) const;
   const engine::Schema* FindSchema(uint64_t id) const;
 
-  // Writes all of `bytes` (one or more whole frames).
+  // Writes all of `bytes` (one or more frames; a frame may be split over calls).
+  // Fails when no byte could be written for the timeout, or the connection failed;
+  // some of `bytes` may have been sent then.
   util::Status Send(std::string_view bytes);
-  // The next frame; fails on timeout, a closed connection or a malformed stream.
+  // The next frame; fails on timeout, a closed connection or a malformed stream (a
+  // frame of length 0, or one declaring more than max_frame() bytes: such a frame
+  // is refused as soon as its length arrives, never buffered).
   util::Result<OwnedFrame> ReadFrame();
   // Waits up to `wait` for the next frame, for loops that also watch something else
   // (a stop flag): true with *frame set when one arrived; false when `wait` passed or
@@ -51,13 +73,18 @@ class Client {
   // True when a whole frame is already buffered (ReadFrame will not block).
   bool HasBufferedFrame() const;
   void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+  // The largest frame length (type and payload) ReadFrame accepts; kDefaultMaxFrame
+  // unless set.
+  void set_max_frame(uint32_t bytes) { max_frame_ = bytes; }
+  uint32_t max_frame() const { return max_frame_; }
   int fd() const { return fd_; }
   // Hands over bytes read but not yet returned as frames, for callers that take the
   // socket over (fd()) after the handshake.
   std::string TakeBuffered();
 
   // QUERY and wait for its RESULT (other frames in between are skipped). A server
-  // ERROR for the request becomes a failed Result with its message.
+  // ERROR for the request (see "Request ids" above) becomes a failed Result with its
+  // message, as does a connection-level ERROR.
   util::Result<Result> Query(const engine::Schema& schema, std::string_view id, bool with_claims);
   util::Result<StatList> Stats();
   // SYNC and wait for SYNCED: everything sent before is durable.
@@ -72,6 +99,12 @@ class Client {
 
  private:
   Client() = default;
+  // The id for the next request: above every number sent so far. Fails only when a
+  // frame carried the largest u64.
+  util::Result<uint64_t> NextReq();
+  // Notes the leading number (seq, req or sub) of each frame in `bytes`, which
+  // continue what earlier calls saw.
+  void NoteSent(std::string_view bytes);
   util::Result<OwnedFrame> WaitFor(FrameType type, uint64_t req);
   enum class ReadOutcome { kFrame, kTimeout, kInterrupted };
   // Reads until a whole frame is buffered (returned in *frame) or `deadline_ns`
@@ -84,7 +117,11 @@ class Client {
   std::string in_;
   size_t in_pos_ = 0;
   Welcome welcome_;
+  uint32_t max_frame_ = kDefaultMaxFrame;
   uint64_t next_req_ = 1;
+  uint64_t max_sent_ = 0;  // the largest seq, req or sub sent
+  std::string out_head_;   // the head (length, type, first varint) of the frame being sent
+  uint64_t out_skip_ = 0;  // bytes of that frame after its head still to come
   uint64_t last_error_code_ = 0;
   bool closed_ = false;
 };

@@ -272,6 +272,7 @@ TEST_CASE("server: a graceful stop does not wait for a pending lease") {
 TEST_CASE("server: ops read before a graceful stop are applied and acknowledged, no more") {
   testing::TestServer ts;
   auto w = ts.Connect("streaming");
+  testing::BoundSends(w->fd());
   const engine::Schema& p = Player(*w);
   // A writer streams ops from its own thread until the server closes the connection
   // (raw sends on the client's socket, bounded by testing::BoundSends), while this thread

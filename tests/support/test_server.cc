@@ -45,7 +45,6 @@ std::unique_ptr<net::Client> TestServer::Connect(const std::string& source,
   hello.auth_token = token;
   auto c = net::Client::Connect(address(), hello, kReplyTimeout);
   REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.message()));
-  BoundSends((*c)->fd());
   return std::move(c).value();
 }
 

@@ -57,9 +57,9 @@ class TestServer {
   std::unique_ptr<net::Server> server_;
 };
 
-// Makes a blocking send on `fd` give up after kReplyTimeout without progress
-// (net::Client::Send has no timeout of its own). TestServer::Connect and
-// RawConnection do this for their sockets.
+// Makes a blocking send on `fd` give up after kReplyTimeout without progress, for
+// raw sends: RawConnection does this for its socket, and a test that writes to a
+// net::Client's fd() itself calls it (Client::Send has its own timeout).
 void BoundSends(int fd);
 
 // A TCP connection that speaks no protocol by itself, for what a well-behaved client
