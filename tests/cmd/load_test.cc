@@ -82,7 +82,7 @@ TEST_CASE("load: subscribers report notifications, their latency and convergence
   }
 }
 
-TEST_CASE("load: the Markdown report has the subscriber rows; a bootstrap alone counts entities") {
+TEST_CASE("load: the Markdown report has the subscriber rows, a bootstrap alone counts entities") {
   conv::testing::TestServer ts;
   {
     // 300 entities, each asserted at least once.

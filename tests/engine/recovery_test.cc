@@ -151,7 +151,7 @@ TEST_CASE("recovery: the window counter keeps increasing across restarts") {
   }
 }
 
-TEST_CASE("recovery: schemas survive restarts with stable ids; appending fields is accepted") {
+TEST_CASE("recovery: schemas survive restarts with stable ids, appending fields is accepted") {
   testing::TempDir dir("conv-recovery");
   const std::string v1 = "item label:string count:i64\nzone name:string\n";
   {

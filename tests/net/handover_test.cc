@@ -296,7 +296,7 @@ TEST_CASE("handover: crash-and-renumber writers (property)") {
           " resent)");
 }
 
-TEST_CASE("handover: seq 0 closes the connection; resends up to WELCOME are duplicates") {
+TEST_CASE("handover: seq 0 closes the connection, resends up to WELCOME are duplicates") {
   testing::TestServer ts;
   auto w = ConnectAs(ts, "mono");
   const engine::Schema& p = Player(*w);

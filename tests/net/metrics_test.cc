@@ -152,7 +152,7 @@ TEST_CASE("metrics: every STATS counter a server reports has a named metric") {
                 list);
 }
 
-TEST_CASE("http: request heads parse; malformed, oversized and partial ones are told apart") {
+TEST_CASE("http: request heads parse, malformed, oversized and partial ones are told apart") {
   net::HttpRequest r;
   CHECK(net::ParseHttpRequest(
             "GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nauthorization:  Bearer t \r\n\r\n", 8192,

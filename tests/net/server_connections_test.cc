@@ -563,7 +563,7 @@ TEST_CASE("server: idle counts whole frames: a trickle of bytes is idle, a liste
   CHECK(pong);
 }
 
-TEST_CASE("server: an idle connection is closed after idle_timeout; a busy one is not") {
+TEST_CASE("server: an idle connection is closed after idle_timeout, a busy one is not") {
   testing::TestServerOptions opt;
   opt.server.idle_timeout = std::chrono::milliseconds(500);
   testing::TestServer ts(opt);

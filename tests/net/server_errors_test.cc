@@ -207,7 +207,7 @@ TEST_CASE("server: a frame of length 0 is a bad_frame") {
   ExpectFrameError(ts, std::string(4, '\0'), ErrorCode::kBadFrame);
 }
 
-TEST_CASE("server: a frame over max_frame gets frame_too_large; one at the limit is served") {
+TEST_CASE("server: a frame over max_frame gets frame_too_large, one at the limit is served") {
   testing::TestServerOptions opt;
   opt.server.max_frame = 256;
   testing::TestServer ts(opt);

@@ -250,7 +250,7 @@ TEST_CASE("subscribe: projection sends only the asked fields and skips other cha
   CHECK(feed.notifies().back().changes[0].changed_mask == s.field_mask);
 }
 
-TEST_CASE("subscribe: include_prev is the state at the window start; deletes; changed masks") {
+TEST_CASE("subscribe: include_prev is the state at the window start, deletes, changed masks") {
   testing::TestServer server;
   Writer w(server, "w", Ids(10), 1);
   const engine::Schema& player = *w.client().FindSchema(kPlayer);
@@ -385,7 +385,7 @@ TEST_CASE("subscribe: resumes racing the pruning of their window end in a snapsh
   CHECK(resets + deltas == 60);
 }
 
-TEST_CASE("subscribe: resume across a restart is a delta; past the retention it is a reset") {
+TEST_CASE("subscribe: resume across a restart is a delta, past the retention it is a reset") {
   auto dir = std::filesystem::temp_directory_path() / fmt::format("conv-sub-{}", ::getpid());
   std::filesystem::remove_all(dir);
   auto ids = Ids(100);
@@ -695,7 +695,7 @@ TEST_CASE("subscribe: more than 1,024 subscriptions on one connection are refuse
   }
 }
 
-TEST_CASE("subscribe: a window too big for one frame is split; only its last part names it") {
+TEST_CASE("subscribe: a window too big for one frame is split, only its last part names it") {
   testing::TestServerOptions o;
   o.window = std::chrono::milliseconds(500);  // the whole burst in one window
   testing::TestServer server(o);

@@ -49,7 +49,7 @@ TEST_CASE("log: a JSON line is one object with ts, level and msg") {
   CHECK(v->Get("msg")->string.starts_with("bad \"quote\"\nnext line "));
 }
 
-TEST_CASE("log: levels below the logger's are dropped; the format applies to every line") {
+TEST_CASE("log: levels below the logger's are dropped, the format applies to every line") {
   std::FILE* sink = std::tmpfile();
   REQUIRE(sink != nullptr);
   {
@@ -75,7 +75,7 @@ TEST_CASE("log: levels below the logger's are dropped; the format applies to eve
   CHECK(b->Get("msg")->string == "also shown");
 }
 
-TEST_CASE("log: level and format names parse; others do not") {
+TEST_CASE("log: level and format names parse, others do not") {
   CHECK(util::ParseLogFormat("json") == util::LogFormat::kJson);
   CHECK(util::ParseLogFormat("text") == util::LogFormat::kText);
   CHECK_FALSE(util::ParseLogFormat("xml").has_value());
