@@ -470,10 +470,14 @@ bool DecodeStatsReply(std::string_view payload, uint64_t* req, StatList* stats) 
 
 bool DecodeSubscribe(std::string_view payload, Subscribe* m) {
   Reader r(payload);
-  return r.Varint(&m->sub) && r.Varint(&m->schema_id) && GetString(r, &m->id_prefix) &&
-         r.Varint(&m->field_mask) && r.U8(&m->flags) &&
-         (m->flags & ~(kSubscribeBootstrap | kSubscribeIncludePrev)) == 0 &&
-         r.Varint(&m->resume_window) && r.Varint(&m->interval_ms) && r.done();
+  if (!r.Varint(&m->sub) || !r.Varint(&m->schema_id) || !GetString(r, &m->id_prefix) ||
+      !r.Varint(&m->field_mask) || !r.U8(&m->flags) || !r.Varint(&m->resume_window) ||
+      !r.Varint(&m->interval_ms) || !r.done()) {
+    return false;
+  }
+  // Bits this version does not know are reserved for extensions: ignored.
+  m->flags &= kSubscribeBootstrap | kSubscribeIncludePrev;
+  return true;
 }
 
 bool DecodeSnapshotEnd(std::string_view payload, SnapshotEnd* m) {

@@ -221,6 +221,20 @@ TEST_CASE("subscribe: a bootstrap with nothing matching still ends, and prefixes
   CHECK(b.state().count("a-2") == 0);
 }
 
+TEST_CASE("subscribe: flag bits this version does not know are ignored") {
+  testing::TestServer server;
+  Writer w(server, "w", Ids(10), 1);
+  std::string rec = w.Put("x-1", 3);
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub(0x80 | 0x04 | net::kSubscribeBootstrap));
+  feed.WaitSnapshotEnd();
+  CHECK(feed.errors.empty());
+  REQUIRE(feed.snapshot().size() == 1);
+  CHECK(feed.snapshot()[0].id == "x-1");
+  rec = w.Put("x-2", 4);
+  feed.WaitForRecord("x-2", rec);
+}
+
 TEST_CASE("subscribe: projection sends only the asked fields and skips other changes") {
   testing::TestServer server;
   Writer w(server, "w", Ids(10), 1);
