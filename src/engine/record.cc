@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "util/coding.h"
@@ -25,6 +26,7 @@ util::Status ParseRecord(const Schema& schema, std::string_view bytes, RecordVie
 util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, RecordView* out,
                                size_t* consumed) {
   util::Reader r(bytes);
+  out->canonical = true;
   uint64_t mask;
   if (!r.Varint(&mask)) {
     return util::Status::Error("record: field mask is missing or malformed at offset 0");
@@ -54,11 +56,17 @@ util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, Rec
       case FieldType::kI64: {
         int64_t v;
         if (!r.Zigzag(&v)) return bad("truncated or malformed varint");
+        if (r.offset() - at != util::VarintLength(util::ZigzagEncode(v))) out->canonical = false;
         break;
       }
       case FieldType::kF64: {
         double v;
         if (!r.Double(&v)) return bad("truncated (f64 takes 8 bytes)");
+        if (std::isnan(v)) {
+          uint64_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          if (bits != kCanonicalNaN) out->canonical = false;
+        }
         break;
       }
       case FieldType::kString:
@@ -66,6 +74,7 @@ util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, Rec
         std::string_view s;
         if (!r.Str(&s)) return bad("length is malformed or runs past the end");
         if (f.type == FieldType::kString && !util::IsValidUtf8(s)) return bad("not valid UTF-8");
+        if (r.offset() - at - s.size() != util::VarintLength(s.size())) out->canonical = false;
         break;
       }
     }
@@ -74,6 +83,24 @@ util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, Rec
   out->values = bytes.substr(values_start, r.offset() - values_start);
   *consumed = r.offset();
   return util::Status::Ok();
+}
+
+void CanonicalizeValues(const Schema& schema, RecordView* view, std::string* scratch) {
+  std::string_view slices[kMaxFields];
+  SliceFields(schema, view->mask, view->values, slices);
+  scratch->clear();
+  for (uint64_t m = view->mask; m != 0; m &= m - 1) {
+    int i = __builtin_ctzll(m);
+    FieldType type = schema.fields[i].type;
+    Value v = DecodeValue(type, slices[i]);
+    if (type == FieldType::kF64 && std::isnan(std::get<double>(v))) {
+      util::PutFixed64(*scratch, kCanonicalNaN);
+      continue;
+    }
+    EncodeValue(type, v, *scratch);
+  }
+  view->values = *scratch;
+  view->canonical = true;
 }
 
 void SliceFields(const Schema& schema, uint64_t mask, std::string_view values,

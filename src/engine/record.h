@@ -25,7 +25,14 @@ namespace conv::engine {
 struct RecordView {
   uint64_t mask = 0;
   std::string_view values;  // the bytes after the mask
+  // False when a value is encoded in a form other than the one this server writes: a
+  // varint (i64, or a string's length) longer than it needs, or a NaN other than
+  // kCanonicalNaN. Equal values must be equal bytes: see CanonicalizeValues.
+  bool canonical = true;
 };
+
+// The bits of the one NaN the server stores (a quiet NaN, positive, no payload).
+constexpr uint64_t kCanonicalNaN = 0x7ff8000000000000ull;
 
 // Checks `bytes` (mask and values) against `schema`: no mask bit beyond the schema's
 // fields, every value well-formed for its type, strings valid UTF-8, nothing left
@@ -35,6 +42,11 @@ util::Status ParseRecord(const Schema& schema, std::string_view bytes, RecordVie
 // `*consumed` is set to the record's length.
 util::Status ParseRecordPrefix(const Schema& schema, std::string_view bytes, RecordView* out,
                                size_t* consumed);
+
+// Re-encodes the values of a record ParseRecord accepted with canonical = false into
+// `scratch` (shortest varints, every NaN as kCanonicalNaN) and points view->values at
+// it, so that an equal value is stored as the same bytes and never counts as changed.
+void CanonicalizeValues(const Schema& schema, RecordView* view, std::string* scratch);
 
 // Splits the values of a record that ParseRecord accepted into one slice per present
 // field; slices[i] is field i's encoded value (empty for absent fields).

@@ -580,6 +580,7 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
       io_.lane->RequestWindow();
       return true;
     }
+    if (!rec.canonical) engine::CanonicalizeValues(*schema, &rec, &canonical_);
     view.kind = type == FrameType::kAssert ? engine::OpKind::kAssert : engine::OpKind::kPatch;
     view.mask = rec.mask;
     view.values = rec.values;

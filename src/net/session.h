@@ -118,6 +118,7 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::deque<PendingSync> pending_syncs_;
   engine::QueryResult query_result_;  // reused to keep reads allocation-free
+  std::string canonical_;             // a write's values re-encoded (CanonicalizeValues)
 
   uint64_t lease_ms_ = 0;                 // HELLO's lease: 0 = claims are durable
   std::shared_ptr<FeedSink> sink_;        // subscription output; made at the first SUBSCRIBE

@@ -444,3 +444,48 @@ TEST_CASE("record: random records built field by field parse and print") {
     CHECK(json.back() == '}');
   }
 }
+
+TEST_CASE("record: overlong varints and non-canonical NaNs are re-encoded as the server writes") {
+  const engine::Schema& t = Things();
+  // count = 0 as 80 00, ratio = a NaN with a payload and the sign bit, label "ab" with
+  // its length as 82 00, blob empty as 80 80 00.
+  std::string values;
+  values += std::string("\x80\x00", 2);
+  util::PutFixed64(values, 0xfff8000000000123ull);
+  values += std::string("\x82\x00", 2) + "ab";
+  values += std::string("\x80\x80\x00", 3);
+  std::string rec;
+  util::PutVarint(rec, 0b11110);
+  rec += values;
+  RecordView view;
+  REQUIRE(ParseRecord(t, rec, &view).ok());
+  CHECK_FALSE(view.canonical);
+  std::string scratch;
+  engine::CanonicalizeValues(t, &view, &scratch);
+  CHECK(view.canonical);
+  std::string want;
+  util::PutVarint(want, 0);
+  util::PutFixed64(want, engine::kCanonicalNaN);
+  util::PutStr(want, "ab");
+  util::PutStr(want, "");
+  CHECK(std::string(view.values) == want);
+
+  // Each kind alone marks the record, and the canonical encoding does not.
+  std::string canonical_rec;
+  util::PutVarint(canonical_rec, 0b11110);
+  canonical_rec += want;
+  REQUIRE(ParseRecord(t, canonical_rec, &view).ok());
+  CHECK(view.canonical);
+  for (uint64_t nan : {0x7ff0000000000001ull, 0xfff8000000000000ull, 0x7fffffffffffffffull}) {
+    std::string r;
+    util::PutVarint(r, 0b100);
+    util::PutFixed64(r, nan);
+    REQUIRE(ParseRecord(t, r, &view).ok());
+    CHECK_FALSE(view.canonical);
+  }
+  std::string inf;
+  util::PutVarint(inf, 0b100);
+  util::PutFixed64(inf, 0x7ff0000000000000ull);
+  REQUIRE(ParseRecord(t, inf, &view).ok());
+  CHECK(view.canonical);
+}

@@ -697,3 +697,25 @@ TEST_CASE("server: a ts far ahead of the server's clock and a seq step over 2^32
     CHECK_FALSE(r->found);
   }
 }
+
+TEST_CASE("server: an equal value sent in another encoding is stored as the same bytes") {
+  testing::TestServer ts;
+  auto w = ts.Connect("enc");
+  const engine::Schema& p = Player(*w);
+  // score (field 6) = 5 as an overlong varint (zigzag 10: 8a 80 00), x (field 2) a
+  // NaN with a payload.
+  std::string odd;
+  util::PutVarint(odd, (uint64_t{1} << 2) | (uint64_t{1} << 6));
+  util::PutFixed64(odd, 0x7ff8000000000abcull);
+  odd += std::string("\x8a\x80\x00", 3);
+  REQUIRE(w->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "enc", odd)).ok());
+  REQUIRE(WaitForAck(*w, 1));
+  std::string want;
+  util::PutVarint(want, (uint64_t{1} << 2) | (uint64_t{1} << 6));
+  util::PutFixed64(want, engine::kCanonicalNaN);
+  util::PutZigzag(want, 5);
+  auto r = w->Query(p, "enc", false);
+  REQUIRE(r.ok());
+  REQUIRE(r->found);
+  CHECK(r->record == want);
+}
