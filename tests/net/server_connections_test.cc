@@ -470,7 +470,11 @@ TEST_CASE("server: one read of QUERYs for a large record queues no more than the
   uint64_t during = testing::RssKiB();
   MESSAGE("RSS ", before / 1024, " MiB before, ", during / 1024,
           " MiB with 300 replies of 600 KB asked for and none read");
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("RSS bound not checked: AddressSanitizer's quarantine keeps freed memory resident");
+#else
   CHECK(during < before + 48 * 1024);
+#endif
 
   for (uint64_t req = 1; req <= kQueries; ++req) {
     CAPTURE(req);
@@ -501,18 +505,22 @@ TEST_CASE("server: before HELLO a frame over 4 KiB is refused at once, and holds
     CHECK(e.message.find("before HELLO") != std::string::npos);
   }
   // 200 connections each sending 512 KiB of a declared 1 MiB HELLO.
-  const std::string body(512 * 1024, 'h');
+  const std::string partial = header + std::string(512 * 1024, 'h');
   uint64_t before = testing::RssKiB();
   std::vector<std::unique_ptr<testing::RawConnection>> conns;
   for (int i = 0; i < 200; ++i) {
     conns.push_back(std::make_unique<testing::RawConnection>(ts.port()));
-    conns.back()->Send(header + body);  // may fail once the server closed it
+    conns.back()->Send(partial);  // may fail once the server closed it
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   uint64_t during = testing::RssKiB();
   MESSAGE("RSS ", before / 1024, " MiB before, ", during / 1024,
           " MiB with 200 connections sending 512 KiB of a 1 MiB HELLO");
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("RSS bound not checked: AddressSanitizer's quarantine keeps freed memory resident");
+#else
   CHECK(during < before + 32 * 1024);
+#endif
   for (auto& c : conns) {
     auto f = c->ReadFrame();
     REQUIRE(f.ok());
