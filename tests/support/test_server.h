@@ -115,6 +115,9 @@ const engine::Schema& Player(net::Client& c);
 
 // This process's resident set size, in KiB (VmRSS).
 uint64_t RssKiB();
+// Checks that RSS grew by less than `limit_kib` from `before_kib` to `after_kib`; under
+// AddressSanitizer (whose quarantine keeps freed memory resident) it only says so.
+void CheckRssGrowth(uint64_t before_kib, uint64_t after_kib, uint64_t limit_kib);
 
 // The ERROR carried by `f`; fails the test when `f` is not a well-formed ERROR.
 net::Error ErrorOf(const net::OwnedFrame& f);
