@@ -328,10 +328,10 @@ void Session::ProcessInput() {
       break;
     }
     server_.counters().frames_in.fetch_add(1, std::memory_order_relaxed);
-    last_activity_ = std::chrono::steady_clock::now();  // idle counts whole frames only
     pos += consumed;
     if (!HandleFrame(frame)) break;
   }
+  if (pos > 0) last_activity_ = std::chrono::steady_clock::now();  // idle counts whole frames
   if (dup_ack_due_) {
     dup_ack_due_ = false;
     if (last_seq_ == acked_seq_) EncodeAck(out_, acked_seq_);
