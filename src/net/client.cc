@@ -103,6 +103,7 @@ util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
       !DecodeWelcome(reply->payload, &c->welcome_)) {
     return util::Status::Error(fmt::format("{} did not answer HELLO with a valid WELCOME", server));
   }
+  c->credit_ = c->welcome_.credit;
   return c;
 }
 
@@ -121,6 +122,9 @@ const engine::Schema* Client::FindSchema(uint64_t id) const {
 }
 
 util::Status Client::Send(std::string_view bytes) {
+  if (obey_credit_ && credit_ > 0 && unacked_.size() >= credit_) {
+    if (auto st = WaitForCredit(); !st.ok()) return st;
+  }
   NoteSent(bytes);
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -178,7 +182,14 @@ void Client::NoteSent(std::string_view bytes) {
         static_cast<uint8_t>(out_head_[kFrameHeader]) != static_cast<uint8_t>(FrameType::kHello)) {
       util::Reader r(std::string_view(out_head_).substr(kFrameHeader + 1));
       uint64_t v;
-      if (r.Varint(&v)) max_sent_ = std::max(max_sent_, v);
+      if (r.Varint(&v)) {
+        max_sent_ = std::max(max_sent_, v);
+        auto type = static_cast<FrameType>(out_head_[kFrameHeader]);
+        if (type == FrameType::kAssert || type == FrameType::kPatch ||
+            type == FrameType::kRetract) {
+          unacked_.push_back(v);
+        }
+      }
     }
     out_skip_ = total - head;
     out_head_.clear();
@@ -196,13 +207,21 @@ util::Result<uint64_t> Client::NextReq() {
 }
 
 std::string Client::TakeBuffered() {
-  std::string rest = in_.substr(in_pos_);
+  std::string rest;
+  for (const OwnedFrame& f : held_) {
+    size_t b = BeginFrame(rest, static_cast<FrameType>(f.type));
+    rest.append(f.payload);
+    EndFrame(rest, b);
+  }
+  held_.clear();
+  rest.append(in_, in_pos_);
   in_.clear();
   in_pos_ = 0;
   return rest;
 }
 
 bool Client::HasBufferedFrame() const {
+  if (!held_.empty()) return true;
   Frame f;
   size_t consumed;
   return NextFrame(std::string_view(in_).substr(in_pos_), max_frame_, &f, &consumed) ==
@@ -227,8 +246,44 @@ util::Result<bool> Client::TryReadFrame(std::chrono::milliseconds wait, OwnedFra
   return *r == ReadOutcome::kFrame;
 }
 
+void Client::NoteReceived(const OwnedFrame& f) {
+  uint64_t v;
+  if (f.type == static_cast<uint8_t>(FrameType::kAck) && DecodeAck(f.payload, &v)) {
+    while (!unacked_.empty() && unacked_.front() <= v)
+      unacked_.pop_front();
+  } else if (f.type == static_cast<uint8_t>(FrameType::kCredit) && DecodeCredit(f.payload, &v)) {
+    credit_ = v;
+  }
+}
+
+util::Status Client::WaitForCredit() {
+  uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
+  while (unacked_.size() >= credit_) {
+    OwnedFrame f;
+    auto r = ReadSocket(deadline, false, &f);
+    if (!r.ok()) return r.status();
+    if (*r != ReadOutcome::kFrame) {
+      return util::Status::Error(
+          fmt::format("no ACK within {} ms with {} ops unacknowledged, the connection's credit",
+                      timeout_.count(), unacked_.size()));
+    }
+    held_.push_back(std::move(f));
+  }
+  return util::Status::Ok();
+}
+
 util::Result<Client::ReadOutcome> Client::ReadUntil(uint64_t deadline_ns, bool return_on_signal,
                                                     OwnedFrame* frame) {
+  if (!held_.empty()) {
+    *frame = std::move(held_.front());
+    held_.pop_front();
+    return ReadOutcome::kFrame;
+  }
+  return ReadSocket(deadline_ns, return_on_signal, frame);
+}
+
+util::Result<Client::ReadOutcome> Client::ReadSocket(uint64_t deadline_ns, bool return_on_signal,
+                                                     OwnedFrame* frame) {
   for (;;) {
     Frame f;
     size_t consumed = 0;
@@ -241,6 +296,7 @@ util::Result<Client::ReadOutcome> Client::ReadUntil(uint64_t deadline_ns, bool r
         in_.clear();
         in_pos_ = 0;
       }
+      NoteReceived(*frame);
       return ReadOutcome::kFrame;
     }
     if (st == FrameStatus::kEmpty) return util::Status::Error("server sent a frame of length 0");

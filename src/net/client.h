@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +28,14 @@ struct OwnedFrame {
 // makes no progress within it (the server is not reading, for instance because it
 // paused reading until this client reads its replies: a client that pipelines
 // without reading gets an error instead of a deadlock).
+//
+// Credit (docs/protocol.md, "Flow control"): a writer connection keeps at most its
+// credit of ops unacknowledged. The client counts the ops sent through Send and the
+// ACKs and CREDITs read, and Send waits, reading and keeping the frames that arrive
+// meanwhile for ReadFrame, until an ACK brings the connection under its credit (at
+// most the timeout). Ops handed to one Send go together, so a Send of many ops may
+// pass the credit by its own; the server tolerates up to twice the credit and then
+// only stops reading. Frames written to fd() directly are not counted.
 //
 // Request ids: ERROR carries an op's seq or a request's req in the same field
 // (docs/protocol.md), so the ids Query, Stats and Sync choose are above every
@@ -94,6 +103,13 @@ class Client {
   // who has the schema and knows whether previous records were asked for.
   util::Status Subscribe(const net::Subscribe& s);
 
+  // The credit the server announced (WELCOME, then CREDIT frames); 0: not a writer.
+  uint64_t credit() const { return credit_; }
+  // Ops sent through Send with a seq above the last ACK read.
+  uint64_t unacked() const { return unacked_.size(); }
+  // False: Send never waits for credit (for tests of what the server does then).
+  void set_obey_credit(bool on) { obey_credit_ = on; }
+
   // The server's ERROR, when the last failure was one (code 0 otherwise).
   uint64_t last_error_code() const { return last_error_code_; }
 
@@ -111,6 +127,12 @@ class Client {
   // (monotonic) passes; with `return_on_signal` a signal ends the wait early.
   util::Result<ReadOutcome> ReadUntil(uint64_t deadline_ns, bool return_on_signal,
                                       OwnedFrame* frame);
+  util::Result<ReadOutcome> ReadSocket(uint64_t deadline_ns, bool return_on_signal,
+                                       OwnedFrame* frame);
+  // Notes an ACK or CREDIT frame read.
+  void NoteReceived(const OwnedFrame& f);
+  // Reads (keeping the frames in held_) until fewer than credit() ops are unacknowledged.
+  util::Status WaitForCredit();
 
   int fd_ = -1;
   std::chrono::milliseconds timeout_{5000};
@@ -124,6 +146,10 @@ class Client {
   uint64_t out_skip_ = 0;  // bytes of that frame after its head still to come
   uint64_t last_error_code_ = 0;
   bool closed_ = false;
+  uint64_t credit_ = 0;
+  bool obey_credit_ = true;
+  std::deque<uint64_t> unacked_;  // seqs of ops sent and not acknowledged, in send order
+  std::deque<OwnedFrame> held_;   // frames read while waiting for credit
 };
 
 }  // namespace conv::net

@@ -26,6 +26,8 @@ std::string_view FrameTypeName(uint8_t type) {
       return "RETRACT";
     case FrameType::kAck:
       return "ACK";
+    case FrameType::kCredit:
+      return "CREDIT";
     case FrameType::kQuery:
       return "QUERY";
     case FrameType::kResult:
@@ -114,6 +116,7 @@ void EncodeWelcome(std::string& out, const Welcome& m) {
   PutVarint(out, m.last_applied_seq);
   PutVarint(out, m.window_us);
   PutVarint(out, m.partitions);
+  PutVarint(out, m.credit);
   PutVarint(out, m.schemas.size());
   for (const auto& s : m.schemas) {
     PutVarint(out, s.id);
@@ -147,6 +150,10 @@ void EncodeWriteOp(std::string& out, const WriteOp& m) {
 
 void EncodeAck(std::string& out, uint64_t seq) {
   EncodeReq(out, FrameType::kAck, seq);
+}
+
+void EncodeCredit(std::string& out, uint64_t credit) {
+  EncodeReq(out, FrameType::kCredit, credit);
 }
 
 void EncodeQuery(std::string& out, const Query& m) {
@@ -334,7 +341,8 @@ bool DecodeWelcome(std::string_view payload, Welcome* m) {
   Reader r(payload);
   uint64_t n_schemas;
   if (!r.Varint(&m->version) || !GetString(r, &m->server_name) || !r.Varint(&m->last_applied_seq) ||
-      !r.Varint(&m->window_us) || !r.Varint(&m->partitions) || !GetCount(r, 3, &n_schemas)) {
+      !r.Varint(&m->window_us) || !r.Varint(&m->partitions) || !r.Varint(&m->credit) ||
+      !GetCount(r, 3, &n_schemas)) {
     return false;
   }
   m->schemas.clear();
@@ -379,6 +387,10 @@ bool DecodeWriteOp(FrameType type, std::string_view payload, WriteOp* m) {
 
 bool DecodeAck(std::string_view payload, uint64_t* seq) {
   return DecodeReq(payload, seq);
+}
+
+bool DecodeCredit(std::string_view payload, uint64_t* credit) {
+  return DecodeReq(payload, credit);
 }
 
 bool DecodeQuery(std::string_view payload, Query* m) {

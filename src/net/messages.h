@@ -34,6 +34,8 @@ struct Welcome {
   uint64_t last_applied_seq = 0;
   uint64_t window_us = 0;
   uint64_t partitions = 0;
+  uint64_t credit =
+      0;  // a writer's initial credit (ops it may keep unacknowledged); 0: not a writer
   std::vector<engine::Schema> schemas;
 };
 
@@ -147,6 +149,7 @@ void EncodeWelcome(std::string& out, const Welcome& m);
 void EncodeError(std::string& out, const Error& m);
 void EncodeWriteOp(std::string& out, const WriteOp& m);
 void EncodeAck(std::string& out, uint64_t seq);
+void EncodeCredit(std::string& out, uint64_t credit);
 void EncodeQuery(std::string& out, const Query& m);
 void EncodeResult(std::string& out, const Result& m);
 // SYNC, SYNCED, STATS, PING, PONG: a single varint req.
@@ -180,6 +183,7 @@ void EncodeNotify(std::string& out, const Notify& m, bool include_prev);
 [[nodiscard]] bool DecodeError(std::string_view payload, Error* m);
 [[nodiscard]] bool DecodeWriteOp(FrameType type, std::string_view payload, WriteOp* m);
 [[nodiscard]] bool DecodeAck(std::string_view payload, uint64_t* seq);
+[[nodiscard]] bool DecodeCredit(std::string_view payload, uint64_t* credit);
 [[nodiscard]] bool DecodeQuery(std::string_view payload, Query* m);
 // `schema`: the schema the QUERY named; `with_claims`: whether it asked for claims.
 [[nodiscard]] bool DecodeResult(std::string_view payload, const engine::Schema& schema,

@@ -63,6 +63,8 @@ constexpr MetricDef kMetrics[] = {
      "Connections closed because a newer one took over their source."},
     {"lease_expirations", "convergence_lease_expirations_total", "", Type::kCounter,
      "Leased sources that did not reconnect in time; their claims were retracted."},
+    {"credit_waits", "convergence_credit_waits_total", "", Type::kCounter,
+     "Reads of a writer left unhandled because it was past its credit."},
     {"subscribers", "convergence_subscribers", "", Type::kGauge, "Live subscriptions."},
     {"subscriptions_total", "convergence_subscriptions_total", "", Type::kCounter,
      "Subscriptions ever made."},

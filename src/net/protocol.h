@@ -21,6 +21,7 @@ enum class FrameType : uint8_t {
   kPatch = 0x11,
   kRetract = 0x12,
   kAck = 0x13,
+  kCredit = 0x14,
   kQuery = 0x20,
   kResult = 0x21,
   kSubscribe = 0x30,

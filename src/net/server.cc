@@ -271,6 +271,7 @@ void Server::OnChanges(uint64_t w, std::vector<std::string> changes) {
 void Server::OnCut(uint64_t w) {
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get(), w] {
+      io->cuts.emplace_back(w, util::MonoNanos() / 1000);
       for (auto& [p, s] : io->sessions)
         s->OnCut(w);
       io->lane->Cut(w);
@@ -281,6 +282,16 @@ void Server::OnCut(uint64_t w) {
 void Server::OnDurable(uint64_t w) {
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get(), w] {
+      uint64_t cut_at = 0;
+      while (!io->cuts.empty() && io->cuts.front().first <= w) {
+        cut_at = io->cuts.front().second;
+        io->cuts.pop_front();
+      }
+      if (cut_at != 0) {
+        // Smoothed: one slow fdatasync should not halve every writer's credit.
+        uint64_t lag = util::MonoNanos() / 1000 - cut_at;
+        io->durable_lag_us = io->durable_lag_us == 0 ? lag : (3 * io->durable_lag_us + lag) / 4;
+      }
       for (auto& [p, s] : io->sessions)
         s->OnDurable(w);
     });
@@ -340,6 +351,7 @@ StatList Server::Stats() {
       {"connections_rejected", get(counters_.connections_rejected)},
       {"takeovers", get(counters_.takeovers)},
       {"lease_expirations", get(counters_.lease_expirations)},
+      {"credit_waits", get(counters_.credit_waits)},
       {"frames_in", get(counters_.frames_in)},
       {"bytes_in", get(counters_.bytes_in)},
       {"bytes_out", get(counters_.bytes_out)},

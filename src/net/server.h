@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,6 +62,7 @@ struct ServerCounters {
   std::atomic<uint64_t> queries{0};
   std::atomic<uint64_t> takeovers{0};
   std::atomic<uint64_t> lease_expirations{0};  // leased sources whose claims were retracted
+  std::atomic<uint64_t> credit_waits{0};       // reads a writer over its credit left unhandled
   // ERROR frames sent, by code: index = the code's value (codes past the end are
   // counted at 0). STATS `errors_<code name>`.
   std::array<std::atomic<uint64_t>, 32> errors{};
@@ -84,6 +86,11 @@ struct IoThread {
   // this thread, read by STATS from any: guarded by query_mu (never contended long).
   std::mutex query_mu;
   util::Histogram query_ns;
+  // Windows cut and not yet durable, with when this thread cut them (monotonic us),
+  // and the recent cut-to-durable time that writers' credits are sized by (this
+  // thread only).
+  std::deque<std::pair<uint64_t, uint64_t>> cuts;
+  uint64_t durable_lag_us = 0;
 };
 
 // The TCP front end: accepts connections, runs sessions on `io_threads` threads and

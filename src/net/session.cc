@@ -117,6 +117,7 @@ asio::awaitable<void> Session::ReadLoop() {
     }
     // else a pause left whole frames unhandled: handle them before reading more.
     now_us_ = util::WallMicros();
+    now_mono_us_ = util::MonoNanos() / 1000;
     ProcessInput();
     io_.lane->Flush();
     Kick();
@@ -154,7 +155,7 @@ uint32_t Session::FrameLimit() const {
 
 bool Session::ShouldPause() const {
   return welcome_pending_ || out_.size() > server_.options().output_high_water ||
-         (source_ != 0 && io_.lane->Congested());
+         (source_ != 0 && (credit_.over_limit() || io_.lane->Congested()));
 }
 
 void Session::Resume() {
@@ -309,6 +310,13 @@ void Session::ProcessInput() {
     // (one read of small QUERYs can ask for gigabytes): the rest waits in in_.
     if (welcome_pending_ || out_.size() > out_limit) {
       held_ = pos < in_len_;
+      break;
+    }
+    // A writer past its credit (docs/protocol.md, "Flow control") waits for ACKs;
+    // what it sent meanwhile stays unread.
+    if (source_ != 0 && credit_.over_limit()) {
+      held_ = pos < in_len_;
+      if (held_) server_.counters().credit_waits.fetch_add(1, std::memory_order_relaxed);
       break;
     }
     Frame frame;
@@ -474,6 +482,7 @@ void Session::SendWelcome() {
   w.last_applied_seq = last_seq_;
   w.window_us = static_cast<uint64_t>(server_.engine().options().window.count());
   w.partitions = server_.engine().options().partitions;
+  w.credit = source_ != 0 ? credit_.credit() : 0;
   for (const auto& s : server_.engine().schemas().all())
     w.schemas.push_back(*s);
   EncodeWelcome(out_, w);
@@ -537,6 +546,7 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
   }
   refused_seq_ = 0;
   last_seq_ = op.seq;
+  credit_.Consumed(now_mono_us_);
   const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
   if (schema == nullptr) {
     OpError(op.seq, ErrorCode::kUnknownSchema,
@@ -721,7 +731,7 @@ bool Session::HandleUnsubscribe(std::string_view payload) {
 
 void Session::OnCut(uint64_t window) {
   if (last_seq_ > cut_seq_) {
-    pending_acks_.push_back({window, last_seq_});
+    pending_acks_.push_back({window, last_seq_, credit_.consumed()});
     cut_seq_ = last_seq_;
   }
   for (auto& s : pending_syncs_) {
@@ -732,14 +742,20 @@ void Session::OnCut(uint64_t window) {
 
 void Session::OnDurable(uint64_t window) {
   if (writer_done_) return;
-  uint64_t ack = 0;
+  uint64_t ack = 0, ops = credit_.acked();
   while (!pending_acks_.empty() && pending_acks_.front().window <= window) {
     ack = pending_acks_.front().seq;
+    ops = pending_acks_.front().ops;
     pending_acks_.pop_front();
   }
   if (ack > acked_seq_) {
     acked_seq_ = ack;
     EncodeAck(out_, ack);
+    uint64_t cycle =
+        static_cast<uint64_t>(server_.engine().options().window.count()) + io_.durable_lag_us;
+    if (uint64_t c = credit_.Acked(ops - credit_.acked(), util::MonoNanos() / 1000, cycle)) {
+      EncodeCredit(out_, c);
+    }
   }
   while (!pending_syncs_.empty() && pending_syncs_.front().window != 0 &&
          pending_syncs_.front().window <= window) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/partition.h"
+#include "net/credit.h"
 #include "net/fanout.h"
 #include "net/messages.h"
 
@@ -94,7 +95,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool peer_closed_ = false;  // the reader saw the end of the input
   std::chrono::steady_clock::time_point connected_at_;
   std::chrono::steady_clock::time_point last_activity_;
-  uint64_t now_us_ = 0;  // receive time of the input being processed, for ts = 0
+  uint64_t now_us_ = 0;       // receive time of the input being processed, for ts = 0
+  uint64_t now_mono_us_ = 0;  // the same on the monotonic clock
 
   bool hello_done_ = false;
   bool welcome_pending_ = false;  // HELLO taken, WELCOME waits for the hand-over
@@ -106,10 +108,12 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t cut_seq_ = 0;          // last_seq_ at the last cut
   uint64_t acked_seq_ = 0;        // highest seq acknowledged
   bool dup_ack_due_ = false;      // a duplicate of an already acknowledged op arrived
+  WriterCredit credit_;           // counts the ops consumed and acknowledged
   uint64_t refused_seq_ = 0;      // first op refused for a full disk and not sent again yet
   struct PendingAck {
     uint64_t window;
     uint64_t seq;
+    uint64_t ops;  // credit_.consumed() at the cut
   };
   std::deque<PendingAck> pending_acks_;
   struct PendingSync {

@@ -140,6 +140,7 @@ net::Welcome SampleWelcome() {
   w.last_applied_seq = 123456789;
   w.window_us = 2000;
   w.partitions = 4;
+  w.credit = 4096;
   w.schemas = {Player(), Things()};
   return w;
 }
@@ -243,6 +244,7 @@ std::vector<Sample> AllSamples() {
     net::EncodeWriteOp(o, {FrameType::kRetract, 3, 1'700'000'000'000'002, 1, "p-1", {}});
   });
   add("ACK", FrameType::kAck, [](std::string& o) { net::EncodeAck(o, kU64Max); });
+  add("CREDIT", FrameType::kCredit, [](std::string& o) { net::EncodeCredit(o, 1u << 20); });
   add("QUERY", FrameType::kQuery, [](std::string& o) {
     net::EncodeQuery(o, {7, 1, "p-1", net::kQueryIncludeClaims});
   });
@@ -334,6 +336,10 @@ bool DecodeAs(uint8_t type, const std::vector<char>& payload, bool flag) {
     case FrameType::kAck: {
       uint64_t seq;
       return net::DecodeAck(p, &seq);
+    }
+    case FrameType::kCredit: {
+      uint64_t credit;
+      return net::DecodeCredit(p, &credit);
     }
     case FrameType::kQuery: {
       net::Query m;
@@ -506,6 +512,7 @@ TEST_CASE("codec: WELCOME round-trips with its schemas and every field type") {
   CHECK(m.last_applied_seq == want.last_applied_seq);
   CHECK(m.window_us == want.window_us);
   CHECK(m.partitions == want.partitions);
+  CHECK(m.credit == want.credit);
   CheckSchemasEqual(m.schemas, want.schemas);
 
   bytes.clear();
@@ -575,6 +582,20 @@ TEST_CASE("codec: ACK round-trips") {
     REQUIRE(net::DecodeAck(f.payload, &got));
     CHECK(got == seq);
   }
+}
+
+TEST_CASE("codec: CREDIT round-trips and is one varint") {
+  for (uint64_t credit : {uint64_t{1}, uint64_t{4096}, kU64Max}) {
+    std::string bytes;
+    net::EncodeCredit(bytes, credit);
+    net::Frame f = Cut(bytes);
+    CHECK(f.type == static_cast<uint8_t>(FrameType::kCredit));
+    uint64_t got = 0;
+    REQUIRE(net::DecodeCredit(f.payload, &got));
+    CHECK(got == credit);
+    CHECK_FALSE(net::DecodeCredit(std::string(f.payload) + '\0', &got));
+  }
+  CHECK(net::FrameTypeName(0x14) == "CREDIT");
 }
 
 TEST_CASE("codec: QUERY round-trips") {
@@ -1248,9 +1269,10 @@ TEST_CASE("codec: a WELCOME with more than 64 fields, an unknown type or a 33-bi
     std::string p;
     util::PutVarint(p, 1);
     util::PutStr(p, "s");
-    util::PutVarint(p, 0);
-    util::PutVarint(p, 0);
-    util::PutVarint(p, 0);
+    util::PutVarint(p, 0);  // last_applied_seq
+    util::PutVarint(p, 0);  // window_us
+    util::PutVarint(p, 0);  // partitions
+    util::PutVarint(p, 0);  // credit
     util::PutVarint(p, 1);
     util::PutVarint(p, id);
     util::PutStr(p, "t");

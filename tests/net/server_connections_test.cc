@@ -303,6 +303,7 @@ TEST_CASE("server: ops read before a graceful stop are applied and acknowledged,
   while (acked == 0) {
     auto f = w->ReadFrame();
     REQUIRE(f.ok());
+    if (IsType(*f, FrameType::kCredit)) continue;  // the writer streams past its credit
     REQUIRE(IsType(*f, FrameType::kAck));
     REQUIRE(net::DecodeAck(f->payload, &acked));
   }
@@ -315,6 +316,7 @@ TEST_CASE("server: ops read before a graceful stop are applied and acknowledged,
   net::Error e = ErrorOf(got.back());
   CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kShuttingDown));
   for (size_t i = 0; i + 1 < got.size(); ++i) {
+    if (IsType(got[i], FrameType::kCredit)) continue;
     REQUIRE(IsType(got[i], FrameType::kAck));
     uint64_t v = 0;
     REQUIRE(net::DecodeAck(got[i].payload, &v));
