@@ -19,6 +19,7 @@ namespace conv::cmd {
 namespace {
 constexpr size_t kChunkBytes = 64 * 1024;
 constexpr size_t kMaxUnsentBytes = 256 * 1024;
+// Ops generated ahead of their ACK when the server announced no credit.
 constexpr uint64_t kMaxInflightOps = 1 << 20;
 }  // namespace
 
@@ -43,6 +44,9 @@ util::Status LoadWorker::Connect() {
   in_ = client_->TakeBuffered();
   ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL, 0) | O_NONBLOCK);
   uint64_t applied = client_->welcome().last_applied_seq;
+  // Generated and unacknowledged ops stay within the connection's credit
+  // (docs/protocol.md, "Flow control").
+  credit_ = client_->credit() != 0 ? client_->credit() : kMaxInflightOps;
   if (seq_ == 0) {
     // First connection: continue the source's sequence where an earlier run left it.
     seq_ = acked_ = acked_base_ = applied;
@@ -71,7 +75,7 @@ void LoadWorker::Generate(std::chrono::steady_clock::time_point now) {
                        std::max(1.0, static_cast<double>(rate_) / 100.0));
   }
   // Only the back chunk grows; at most one unsent chunk's worth is generated ahead.
-  while (seq_ - acked_ < kMaxInflightOps && (rate_ == 0 || tokens_ >= 1.0)) {
+  while (seq_ - acked_ < credit_ && (rate_ == 0 || tokens_ >= 1.0)) {
     if (UnsentBytes() >= kMaxUnsentBytes) break;
     if (chunks_.empty() || chunks_.back().bytes.size() >= kChunkBytes) {
       chunks_.push_back({});
@@ -166,6 +170,9 @@ bool LoadWorker::ReceiveSome() {
     if (f.type == static_cast<uint8_t>(net::FrameType::kAck)) {
       uint64_t seq;
       if (net::DecodeAck(f.payload, &seq)) OnAck(seq);
+    } else if (f.type == static_cast<uint8_t>(net::FrameType::kCredit)) {
+      uint64_t credit;
+      if (net::DecodeCredit(f.payload, &credit) && credit != 0) credit_ = credit;
     } else if (f.type == static_cast<uint8_t>(net::FrameType::kError)) {
       net::Error e;
       if (net::DecodeError(f.payload, &e)) {

@@ -58,6 +58,7 @@ class LoadWorker {
   uint64_t sent_ = 0;      // of those, bytes sent on the current connection or acked
   std::string in_;
   uint64_t seq_ = 0;
+  uint64_t credit_ = 0;  // ops this connection may have unacknowledged (WELCOME, CREDIT)
   uint64_t acked_ = 0;
   double tokens_ = 0;
   std::chrono::steady_clock::time_point last_refill_;
