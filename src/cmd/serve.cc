@@ -36,7 +36,9 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                   "Engine partitions, each owned by one thread (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 256));
-  sub->add_option("--io-threads", o.io_threads, "Network I/O threads (0: one per two cores)")
+  sub->add_option("--io-threads", o.io_threads,
+                  "Network I/O threads for writers (0: one per two cores); readers and subscribers "
+                  "get one more")
       ->capture_default_str()
       ->check(CLI::Range(0, 64));
   AddDurationOption(*sub, "--window", o.window, "Coalescing window, e.g. 10ms");

@@ -67,6 +67,9 @@ class Engine {
   void Start(WindowListener* listener);
   // Closes a window now and waits until it is durable; see Coalescer::Flush.
   uint64_t Flush() { return coalescer_.Flush(); }
+  // Asks for a window to close soon even if no op arrives (SYNC, duplicates and
+  // rejected ops need one for their acknowledgement).
+  void RequestWindow() { coalescer_.NoteActivity(); }
   // Writes a checkpoint now (needs a data dir and running I/O threads).
   util::Status Checkpoint();
   // Stops and joins the threads. Ops not yet in a closed window are dropped: call

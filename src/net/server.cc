@@ -36,6 +36,10 @@ Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
   for (size_t i = 0; i < engine_.lane_count(); ++i) {
     io_.push_back(std::make_unique<IoThread>(&engine_.lane(i)));
   }
+  // Connections that say HELLO without a source (readers, subscribers) move here, so
+  // that a QUERY or a NOTIFY never waits behind writers' input.
+  io_.push_back(std::make_unique<IoThread>(nullptr));
+  read_io_ = io_.back().get();
 }
 
 Server::~Server() {
@@ -99,7 +103,7 @@ void Server::Accept() {
       io_[0]->ctx,
       [this]() -> asio::awaitable<void> {
         for (;;) {
-          IoThread& target = *io_[next_io_++ % io_.size()];
+          IoThread& target = *io_[next_io_++ % engine_.lane_count()];
           auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kNoThrow);
           if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
@@ -185,6 +189,24 @@ void Server::Shutdown() {
   } else {
     log_.Info("stopped; the last window was not made durable (see the error above)");
   }
+}
+
+void Server::Adopt(int fd, asio::ip::tcp protocol, std::string input,
+                   std::chrono::steady_clock::time_point connected_at) {
+  IoThread& target = *read_io_;
+  asio::post(target.ctx, [this, &target, fd, protocol, input = std::move(input), connected_at] {
+    asio::ip::tcp::socket socket(target.ctx);
+    asio::error_code ec;
+    socket.assign(protocol, fd, ec);
+    if (ec) ::close(fd);
+    if (ec || stopping()) {
+      counters_.connections.fetch_sub(1);  // the slot the accept loop took
+      return;                              // (a stop: the socket closes with this scope)
+    }
+    auto session = std::make_shared<Session>(std::move(socket), target, *this, true);
+    target.sessions.emplace(session.get(), session);
+    session->StartAdopted(input, connected_at);
+  });
 }
 
 Server::SourceSlot& Server::Slot(uint32_t source) {
@@ -274,26 +296,36 @@ void Server::OnCut(uint64_t w) {
       io->cuts.emplace_back(w, util::MonoNanos() / 1000);
       for (auto& [p, s] : io->sessions)
         s->OnCut(w);
-      io->lane->Cut(w);
+      if (io->lane != nullptr) io->lane->Cut(w);
     });
   }
 }
 
 void Server::OnDurable(uint64_t w) {
+  const auto window = static_cast<uint64_t>(engine_.options().window.count());
   for (auto& t : io_) {
-    asio::post(t->ctx, [io = t.get(), w] {
+    asio::post(t->ctx, [io = t.get(), w, window] {
       uint64_t cut_at = 0;
       while (!io->cuts.empty() && io->cuts.front().first <= w) {
         cut_at = io->cuts.front().second;
         io->cuts.pop_front();
       }
-      if (cut_at != 0) {
-        // Smoothed: one slow fdatasync should not halve every writer's credit.
-        uint64_t lag = util::MonoNanos() / 1000 - cut_at;
-        io->durable_lag_us = io->durable_lag_us == 0 ? lag : (3 * io->durable_lag_us + lag) / 4;
+      uint64_t now = util::MonoNanos() / 1000;
+      if (cut_at != 0) io->NoteDurableLag(now, now - cut_at);
+      uint64_t acked = 0, constrained = 0;
+      for (auto& [p, s] : io->sessions) {
+        uint64_t n = s->OnDurable(w);
+        if (s->credit_constrained()) {
+          acked += n;
+          ++constrained;
+        }
       }
-      for (auto& [p, s] : io->sessions)
-        s->OnDurable(w);
+      if (uint64_t share = io->budget.Share(acked, constrained, now,
+                                            CreditBudget::Target(window, io->durable_lag_us))) {
+        for (auto& [p, s] : io->sessions) {
+          if (s->credit_constrained()) s->OfferCredit(share);
+        }
+      }
     });
   }
 }
@@ -327,7 +359,7 @@ StatList Server::Stats() {
       {"claim_changes", e.windows.claim_changes},
       {"entity_changes", e.windows.entity_changes},
       {"partitions", e.partitions},
-      {"io_threads", io_.size()},
+      {"io_threads", engine_.lane_count()},
       {"window_us", static_cast<uint64_t>(engine_.options().window.count())},
       {"wal", e.logging ? 1u : 0u},
       {"fsync_window", e.fsync ? 1u : 0u},

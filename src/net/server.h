@@ -5,6 +5,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@
 
 #include "engine/engine.h"
 #include "net/address.h"
+#include "net/credit.h"
 #include "net/fanout.h"
 #include "net/messages.h"
 #include "util/histogram.h"
@@ -86,11 +88,26 @@ struct IoThread {
   // this thread, read by STATS from any: guarded by query_mu (never contended long).
   std::mutex query_mu;
   util::Histogram query_ns;
-  // Windows cut and not yet durable, with when this thread cut them (monotonic us),
-  // and the recent cut-to-durable time that writers' credits are sized by (this
-  // thread only).
+  // Windows cut and not yet durable, with when this thread cut them (monotonic us).
   std::deque<std::pair<uint64_t, uint64_t>> cuts;
+  // The least cut-to-durable time seen over the last 5 to 10 s, which writers'
+  // credits are sized by (net/credit.h). The least, not the latest: under load the
+  // cut waits behind the ops queued before it, and sizing credits by that wait would
+  // let the queue grow without end.
   uint64_t durable_lag_us = 0;
+  void NoteDurableLag(uint64_t now_us, uint64_t lag_us) {
+    if (now_us - lag_epoch_ >= 5'000'000) {
+      lag_min_before_ = lag_min_now_;
+      lag_min_now_ = UINT64_MAX;
+      lag_epoch_ = now_us;
+    }
+    lag_min_now_ = std::min(lag_min_now_, lag_us);
+    durable_lag_us = std::min(lag_min_now_, lag_min_before_);
+  }
+  CreditBudget budget;  // this thread's writers' credits
+  uint64_t lag_epoch_ = 0;
+  uint64_t lag_min_now_ = UINT64_MAX;
+  uint64_t lag_min_before_ = UINT64_MAX;
 };
 
 // The TCP front end: accepts connections, runs sessions on `io_threads` threads and
@@ -139,6 +156,12 @@ class Server : private engine::WindowListener {
   void StartLease(uint32_t source, std::chrono::milliseconds lease, IoThread& io);
   Fanout& fanout() { return *fanout_; }
   StatList Stats();
+  // The I/O thread of connections without a source (readers, subscribers). A session
+  // elsewhere that gets such a HELLO hands its socket over: Adopt (any thread)
+  // starts a session for `fd` there, with `input` read after the HELLO.
+  IoThread* read_thread() { return read_io_; }
+  void Adopt(int fd, asio::ip::tcp protocol, std::string input,
+             std::chrono::steady_clock::time_point connected_at);
 
  private:
   // Descriptors kept beyond one per connection (log, checkpoints, listeners, threads).
@@ -154,7 +177,8 @@ class Server : private engine::WindowListener {
   util::Logger& log_;
   ServerCounters counters_;
   uint32_t max_connections_;  // --max-connections, or less when descriptors are short
-  std::vector<std::unique_ptr<IoThread>> io_;
+  std::vector<std::unique_ptr<IoThread>> io_;  // one per lane, then the read thread
+  IoThread* read_io_ = nullptr;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   uint16_t port_ = 0;
   size_t next_io_ = 0;

@@ -57,7 +57,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
+Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted)
     : socket_(std::move(socket)),
       io_(io),
       server_(server),
@@ -69,11 +69,11 @@ Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server)
       connected_at_(std::chrono::steady_clock::now()),
       last_activity_(connected_at_) {
   // `connections` was counted by the accept loop; the destructor gives it back.
-  server_.counters().connections_total.fetch_add(1, std::memory_order_relaxed);
+  if (!adopted) server_.counters().connections_total.fetch_add(1, std::memory_order_relaxed);
 }
 
 Session::~Session() {
-  server_.counters().connections.fetch_sub(1, std::memory_order_relaxed);
+  if (!handed_off_) server_.counters().connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 asio::io_context& Session::context() {
@@ -119,7 +119,15 @@ asio::awaitable<void> Session::ReadLoop() {
     now_us_ = util::WallMicros();
     now_mono_us_ = util::MonoNanos() / 1000;
     ProcessInput();
-    io_.lane->Flush();
+    if (hand_off_) {
+      hand_off_ = false;
+      if (HandOff()) co_return;  // the read thread's session carries on
+      SendWelcome();             // stays here after all
+      held_ = in_len_ > 0;
+      Kick();
+      continue;
+    }
+    if (io_.lane != nullptr) io_.lane->Flush();
     Kick();
     if (in_.size() > 2 * kReadChunk && in_len_ <= kReadChunk / 2) {
       // Give back what one large frame needed.
@@ -155,7 +163,7 @@ uint32_t Session::FrameLimit() const {
 
 bool Session::ShouldPause() const {
   return welcome_pending_ || out_.size() > server_.options().output_high_water ||
-         (source_ != 0 && (credit_.over_limit() || io_.lane->Congested()));
+         (source_ != 0 && (credit_.over_limit() || io_.lane->Congested()));  // writers have a lane
 }
 
 void Session::Resume() {
@@ -167,6 +175,11 @@ asio::awaitable<void> Session::WriteLoop() {
   bool write_failed = false;
   std::vector<asio::const_buffer> buffers;
   for (;;) {
+    if (handed_off_) {
+      // Nothing was written yet (HELLO is the first frame and got no reply here).
+      io_.sessions.erase(this);
+      co_return;
+    }
     if (sink_ != nullptr) sink_->Take(&feeding_);
     if (out_.empty() && feeding_.empty()) {
       if (closing_) break;
@@ -231,7 +244,7 @@ asio::awaitable<void> Session::WriteLoop() {
 asio::awaitable<void> Session::Watchdog() {
   auto self = shared_from_this();
   const auto& opt = server_.options();
-  while (!writer_done_) {
+  while (!writer_done_ && !handed_off_) {
     auto now = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point deadline;
     if (closing_) {
@@ -381,7 +394,7 @@ bool Session::HandleFrame(const Frame& frame) {
       uint64_t req;
       if (!DecodeReq(frame.payload, &req)) return bad("payload is not a single varint req");
       pending_syncs_.push_back({0, req});
-      io_.lane->RequestWindow();
+      server_.engine().RequestWindow();
       return true;
     }
     case FrameType::kStats: {
@@ -450,16 +463,46 @@ bool Session::HandleHello(std::string_view payload) {
       welcome_pending_ = true;
       return true;
     }
+  } else if (server_.read_thread() != nullptr && &io_ != server_.read_thread()) {
+    // Not a writer: this connection is served by the read thread from now on (the
+    // reader loop hands it over once this read is handled).
+    hand_off_ = true;
+    return false;
   }
   SendWelcome();
   return true;
+}
+
+bool Session::HandOff() {
+  asio::error_code ec;
+  auto protocol = socket_.local_endpoint(ec).protocol();
+  if (ec) return false;
+  int fd = socket_.release(ec);
+  if (ec) return false;
+  handed_off_ = true;
+  write_signal_.cancel();
+  watchdog_.cancel();
+  server_.Adopt(fd, protocol, std::string(in_.data(), in_len_), connected_at_);
+  return true;
+}
+
+void Session::StartAdopted(std::string_view input,
+                           std::chrono::steady_clock::time_point connected_at) {
+  hello_done_ = true;
+  connected_at_ = last_activity_ = connected_at;
+  in_.assign(std::max(input.size(), kReadChunk), '\0');
+  input.copy(in_.data(), input.size());
+  in_len_ = input.size();
+  held_ = in_len_ > 0;  // pipelined after HELLO: handled before reading more
+  SendWelcome();
+  Start();
 }
 
 bool Session::HandoverDone() {
   uint64_t sent;
   if (!server_.HandoverSeq(source_, &sent)) return false;
   if (server_.engine().sources().durable_seq(source_) >= sent) return true;
-  io_.lane->RequestWindow();
+  server_.engine().RequestWindow();
   return false;
 }
 
@@ -546,19 +589,19 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
   }
   refused_seq_ = 0;
   last_seq_ = op.seq;
-  credit_.Consumed(now_mono_us_);
+  credit_.Consumed();
   const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
   if (schema == nullptr) {
     OpError(op.seq, ErrorCode::kUnknownSchema,
             fmt::format("schema id {} is not known to this server", op.schema_id));
-    io_.lane->RequestWindow();
+    server_.engine().RequestWindow();
     return true;
   }
   if (op.id.empty() || op.id.size() > engine::kMaxIdBytes) {
     OpError(op.seq, ErrorCode::kBadId,
             fmt::format("entity id is {} bytes; it must be 1 to {}", op.id.size(),
                         engine::kMaxIdBytes));
-    io_.lane->RequestWindow();
+    server_.engine().RequestWindow();
     return true;
   }
   const uint64_t max_ahead = static_cast<uint64_t>(server_.options().max_future_ts.count());
@@ -568,7 +611,7 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
                         "is {} s (--max-future-ts)",
                         FrameTypeName(static_cast<uint8_t>(type)), schema->name, op.id, op.ts,
                         static_cast<double>(op.ts - now_us_) / 1e6, max_ahead / 1'000'000.0));
-    io_.lane->RequestWindow();
+    server_.engine().RequestWindow();
     return true;
   }
   engine::OpView view;
@@ -587,7 +630,7 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
       OpError(op.seq, ErrorCode::kBadValue,
               fmt::format("{} {} '{}': {}", FrameTypeName(static_cast<uint8_t>(type)), schema->name,
                           op.id, st.message()));
-      io_.lane->RequestWindow();
+      server_.engine().RequestWindow();
       return true;
     }
     if (!rec.canonical) engine::CanonicalizeValues(*schema, &rec, &canonical_);
@@ -740,22 +783,19 @@ void Session::OnCut(uint64_t window) {
   Resume();
 }
 
-void Session::OnDurable(uint64_t window) {
-  if (writer_done_) return;
+uint64_t Session::OnDurable(uint64_t window) {
+  if (writer_done_) return 0;
   uint64_t ack = 0, ops = credit_.acked();
   while (!pending_acks_.empty() && pending_acks_.front().window <= window) {
     ack = pending_acks_.front().seq;
     ops = pending_acks_.front().ops;
     pending_acks_.pop_front();
   }
+  uint64_t acked_now = ops - credit_.acked();
+  credit_.Acked(acked_now);
   if (ack > acked_seq_) {
     acked_seq_ = ack;
     EncodeAck(out_, ack);
-    uint64_t cycle =
-        static_cast<uint64_t>(server_.engine().options().window.count()) + io_.durable_lag_us;
-    if (uint64_t c = credit_.Acked(ops - credit_.acked(), util::MonoNanos() / 1000, cycle)) {
-      EncodeCredit(out_, c);
-    }
   }
   while (!pending_syncs_.empty() && pending_syncs_.front().window != 0 &&
          pending_syncs_.front().window <= window) {
@@ -768,6 +808,19 @@ void Session::OnDurable(uint64_t window) {
   // with a window, so check now. Without this it could wait for unrelated activity.
   Resume();
   Kick();
+  return acked_now;
+}
+
+bool Session::credit_constrained() const {
+  return source_ != 0 && !writer_done_ && credit_.constrained();
+}
+
+void Session::OfferCredit(uint64_t share) {
+  if (uint64_t c = credit_.Offer(share)) {
+    EncodeCredit(out_, c);
+    Resume();  // a raise may end a pause
+    Kick();
+  }
 }
 
 }  // namespace conv::net

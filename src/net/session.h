@@ -28,15 +28,25 @@ struct IoThread;
 // other threads reach a session only by posting to its io_context.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(asio::ip::tcp::socket socket, IoThread& io, Server& server);
+  // `adopted`: handed over by another I/O thread (Server::Adopt), already counted.
+  Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted = false);
   ~Session();
 
   void Start();
+  // Starts a connection handed over by another I/O thread right after its HELLO
+  // (Server::Adopt): sends WELCOME, then handles `input`, the bytes read after
+  // HELLO, before reading more.
+  void StartAdopted(std::string_view input, std::chrono::steady_clock::time_point connected_at);
   asio::io_context& context();
 
   // Window events relayed by the server (on this session's thread).
   void OnCut(uint64_t window);
-  void OnDurable(uint64_t window);
+  // Returns the ops this acknowledged (net/credit.h).
+  uint64_t OnDurable(uint64_t window);
+  // A writer that used at least half of its credit lately, and its share of the
+  // thread's credit budget (announced with CREDIT when it matters).
+  bool credit_constrained() const;
+  void OfferCredit(uint64_t share);
   // A session of the same source stopped sending: if this one waits to send its
   // WELCOME (the hand-over, docs/protocol.md), check whether it may now.
   void CheckWelcome();
@@ -92,6 +102,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closing_ = false;
   bool reading_stopped_ = false;
   bool writer_done_ = false;
+  bool hand_off_ = false;    // HELLO without a source: move to the read thread
+  bool handed_off_ = false;  // moved to the read thread after HELLO: this object only ends
+  // Gives the socket to the read thread (Server::Adopt); false when it cannot.
+  bool HandOff();
   bool peer_closed_ = false;  // the reader saw the end of the input
   std::chrono::steady_clock::time_point connected_at_;
   std::chrono::steady_clock::time_point last_activity_;
