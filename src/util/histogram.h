@@ -19,10 +19,13 @@ class Histogram {
 
   Histogram() : counts_(kBuckets, 0) {}
 
-  void Record(uint64_t v) {
-    ++counts_[Index(v)];
-    ++count_;
-    sum_ += v;
+  void Record(uint64_t v) { Record(v, 1); }
+  // Records `n` samples of value `v` (e.g. a batch of ops that share one latency).
+  void Record(uint64_t v, uint64_t n) {
+    if (n == 0) return;
+    counts_[Index(v)] += n;
+    count_ += n;
+    sum_ += v * n;
     if (v > max_) max_ = v;
     if (v < min_) min_ = v;
   }

@@ -88,3 +88,21 @@ TEST_CASE("histogram: merging equals recording everything in one") {
   for (double q : {0.1, 0.5, 0.99, 0.999})
     CHECK(a.Percentile(q) == all.Percentile(q));
 }
+
+TEST_CASE("histogram: recording n samples at once equals recording each") {
+  Histogram batched, single;
+  uint64_t n = 0;
+  for (uint64_t v = 3; v < 50000000; v = v * 3 + 1) {
+    ++n;
+    batched.Record(v, n);
+    for (uint64_t i = 0; i < n; ++i)
+      single.Record(v);
+  }
+  batched.Record(12345, 0);  // nothing
+  CHECK(batched.count() == single.count());
+  CHECK(batched.min() == single.min());
+  CHECK(batched.max() == single.max());
+  CHECK(batched.mean() == doctest::Approx(single.mean()));
+  for (double q : {0.0, 0.1, 0.5, 0.99, 0.999, 1.0})
+    CHECK(batched.Percentile(q) == single.Percentile(q));
+}
