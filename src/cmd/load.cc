@@ -448,8 +448,10 @@ util::Result<LoadReport> RunLoadGenerator(const LoadOptions& o, int* exit_code) 
   if (progress) std::fprintf(stdout, "\r%78s\r", "");
   report.seconds = timed ? std::chrono::duration<double>(o.duration).count()
                          : std::chrono::duration<double>(start - sub_start).count();
-  for (auto& w : workers)
+  for (auto& w : workers) {
     report.workers.push_back(w->report());
+    report.ack_latency_ns.Merge(w->ack_latency_ns());
+  }
   for (uint32_t i = 0; i < o.readers; ++i) {
     report.query_ns.Merge(hists[i]);
     report.queries_found += founds[i];
@@ -512,6 +514,10 @@ Spread SpreadOf(std::vector<double> v) {
 
 std::string Ms(uint64_t us) {
   return fmt::format("{:.2f}", static_cast<double>(us) / 1e3);
+}
+
+std::string MsOfNs(uint64_t ns) {
+  return fmt::format("{:.2f}", static_cast<double>(ns) / 1e6);
 }
 
 std::string SpreadJson(const Spread& s, int decimals) {
@@ -596,6 +602,12 @@ std::string FormatLoadReport(const LoadOptions& o, const LoadReport& r) {
   out += fmt::format("| Total operations | {} |\n", Human(static_cast<double>(r.TotalSent())));
   out += fmt::format("| Acknowledged | {} ({}) |\n", Human(static_cast<double>(r.TotalAcked())),
                      r.TotalAcked() == r.TotalSent() ? "all" : "NOT all");
+  const util::Histogram& a = r.ack_latency_ns;
+  out += fmt::format(
+      "| ACK latency p50 / p99 / p999 | {} / {} / {} ms (max {} ms; op generated → its ACK "
+      "received) |\n",
+      MsOfNs(a.Percentile(0.5)), MsOfNs(a.Percentile(0.99)), MsOfNs(a.Percentile(0.999)),
+      MsOfNs(a.max()));
   out += fmt::format("| Errors | {} |\n", r.TotalErrors());
   out += fmt::format("| Server coalescing ratio | {:.2f} ops per claim change |\n",
                      r.CoalescingRatio());
@@ -676,8 +688,9 @@ std::string LoadReportJson(const LoadOptions& o, const LoadReport& r) {
     workers += "{\"source\":";
     util::AppendJsonString(workers, w.source);
     workers += fmt::format(
-        ",\"ops_per_sec\":{:.1f},\"sent\":{},\"acked\":{},\"errors\":{},\"reconnects\":{}", rate,
-        w.sent, w.acked, w.errors, w.reconnects);
+        ",\"ops_per_sec\":{:.1f},\"sent\":{},\"acked\":{},\"errors\":{},\"reconnects\":{},"
+        "\"ack_p99_ms\":{}",
+        rate, w.sent, w.acked, w.errors, w.reconnects, MsOfNs(w.ack_p99_ns));
     if (!w.first_error.empty()) {
       workers += ",\"first_error\":";
       util::AppendJsonString(workers, w.first_error);
@@ -695,6 +708,12 @@ std::string LoadReportJson(const LoadOptions& o, const LoadReport& r) {
       "\"ops_per_sec\":{:.1f},\"total_ops\":{},\"acked_ops\":{},\"errors\":{},"
       "\"coalescing_ratio\":{:.3f},",
       total, r.TotalSent(), r.TotalAcked(), r.TotalErrors(), r.CoalescingRatio());
+  const util::Histogram& a = r.ack_latency_ns;
+  out += fmt::format(
+      "\"ack_latency_ms\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\"ack_latency_samples\":"
+      "{},",
+      MsOfNs(a.Percentile(0.5)), MsOfNs(a.Percentile(0.99)), MsOfNs(a.Percentile(0.999)),
+      MsOfNs(a.max()), a.count());
   out += fmt::format(
       "\"queries\":{},\"query_found\":{},\"query_us\":{{\"p50\":{},\"p99\":{},\"p999\":{},"
       "\"max\":{}}},",

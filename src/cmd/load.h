@@ -46,6 +46,7 @@ struct WorkerReport {
   uint64_t acked = 0;          // ops acknowledged by the end of the drain
   uint64_t errors = 0;         // ERROR frames received
   uint64_t reconnects = 0;
+  uint64_t ack_p99_ns = 0;  // of this worker's ACK latency
   std::string first_error;
 };
 
@@ -73,6 +74,9 @@ struct LoadReport {
   double seconds = 0;
   uint64_t window_us = 0;  // the server's coalescing window (WELCOME)
   std::vector<WorkerReport> workers;
+  // ACK latency of every acknowledged op of every writer: from the op's generation
+  // to the receipt of the first (cumulative) ACK covering it.
+  util::Histogram ack_latency_ns;
   std::vector<SubscriberReport> subscribers;
   util::Histogram notify_latency_us;  // receive wall time - change ts, every change
   uint32_t latency_subscribers = 0;   // subscribers that measured it (at most 10)

@@ -29,7 +29,8 @@ LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema,
       schema_(schema),
       token_(std::move(token)),
       rate_(rate),
-      workload_(schema, options.entities, options.hot_pct, *ParseMix(options.mix), seed) {
+      workload_(schema, options.entities, options.hot_pct, *ParseMix(options.mix), seed),
+      max_inflight_(kMaxInflightOps) {
   report_.source = std::move(source);
 }
 
@@ -46,7 +47,7 @@ util::Status LoadWorker::Connect() {
   uint64_t applied = client_->welcome().last_applied_seq;
   // Generated and unacknowledged ops stay within the connection's credit
   // (docs/protocol.md, "Flow control").
-  credit_ = client_->credit() != 0 ? client_->credit() : kMaxInflightOps;
+  max_inflight_ = client_->credit() != 0 ? client_->credit() : kMaxInflightOps;
   if (seq_ == 0) {
     // First connection: continue the source's sequence where an earlier run left it.
     seq_ = acked_ = acked_base_ = applied;
@@ -54,10 +55,8 @@ util::Status LoadWorker::Connect() {
   // Resend everything not acknowledged, from the first kept chunk.
   send_chunk_ = 0;
   send_off_ = 0;
-  if (applied > acked_) {
-    acked_ = applied;
-    acked_live_.store(acked_ - acked_base_, std::memory_order_relaxed);
-  }
+  // The server may have made durable more than it acknowledged before the loss.
+  if (applied > acked_) OnAck(applied, util::MonoNanos());
   while (!chunks_.empty() && chunks_.front().last_seq <= acked_)
     chunks_.pop_front();
   uint64_t kept = 0;
@@ -75,7 +74,8 @@ void LoadWorker::Generate(std::chrono::steady_clock::time_point now) {
                        std::max(1.0, static_cast<double>(rate_) / 100.0));
   }
   // Only the back chunk grows; at most one unsent chunk's worth is generated ahead.
-  while (seq_ - acked_ < credit_ && (rate_ == 0 || tokens_ >= 1.0)) {
+  uint64_t first_seq = seq_ + 1;
+  while (InflightOps() < max_inflight_ && (rate_ == 0 || tokens_ >= 1.0)) {
     if (UnsentBytes() >= kMaxUnsentBytes) break;
     if (chunks_.empty() || chunks_.back().bytes.size() >= kChunkBytes) {
       chunks_.push_back({});
@@ -107,6 +107,12 @@ void LoadWorker::Generate(std::chrono::steady_clock::time_point now) {
     ++report_.sent;
     if (rate_ != 0) tokens_ -= 1.0;
   }
+  // One stamp for the ops of this call: their generation time, for the ACK latency.
+  if (seq_ >= first_seq) {
+    uint64_t now_ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count());
+    stamps_.push_back({seq_, now_ns});
+  }
 }
 
 bool LoadWorker::SendSome() {
@@ -130,8 +136,20 @@ bool LoadWorker::SendSome() {
   return true;
 }
 
-void LoadWorker::OnAck(uint64_t seq) {
+void LoadWorker::OnAck(uint64_t seq, uint64_t now_ns) {
   if (seq <= acked_) return;
+  // Every op newly acknowledged, a stamp (a batch of ops generated together) at a time.
+  uint64_t done = acked_;
+  while (!stamps_.empty() && done < seq) {
+    const Stamp& s = stamps_.front();
+    uint64_t upto = std::min(s.last_seq, seq);
+    if (upto > done) {
+      ack_latency_ns_.Record(now_ns > s.mono_ns ? now_ns - s.mono_ns : 0, upto - done);
+      done = upto;
+    }
+    if (s.last_seq > seq) break;
+    stamps_.pop_front();
+  }
   acked_ = seq;
   acked_live_.store(acked_ - acked_base_, std::memory_order_relaxed);
   while (!chunks_.empty() && chunks_.front().last_seq <= acked_ &&
@@ -159,6 +177,7 @@ bool LoadWorker::ReceiveSome() {
   }
   size_t pos = 0;
   bool alive = true;
+  uint64_t now_ns = 0;  // read once, at the first ACK of this read
   for (;;) {
     net::Frame f;
     size_t consumed;
@@ -169,10 +188,13 @@ bool LoadWorker::ReceiveSome() {
     pos += consumed;
     if (f.type == static_cast<uint8_t>(net::FrameType::kAck)) {
       uint64_t seq;
-      if (net::DecodeAck(f.payload, &seq)) OnAck(seq);
+      if (net::DecodeAck(f.payload, &seq)) {
+        if (now_ns == 0) now_ns = util::MonoNanos();
+        OnAck(seq, now_ns);
+      }
     } else if (f.type == static_cast<uint8_t>(net::FrameType::kCredit)) {
       uint64_t credit;
-      if (net::DecodeCredit(f.payload, &credit) && credit != 0) credit_ = credit;
+      if (net::DecodeCredit(f.payload, &credit) && credit != 0) max_inflight_ = credit;
     } else if (f.type == static_cast<uint8_t>(net::FrameType::kError)) {
       net::Error e;
       if (net::DecodeError(f.payload, &e)) {
@@ -241,6 +263,7 @@ void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::mil
   }
   if (!stopping) report_.acked_in_time = acked_ - acked_base_;
   report_.acked = acked_ - acked_base_;
+  report_.ack_p99_ns = ack_latency_ns_.Percentile(0.99);
 }
 
 }  // namespace conv::cmd

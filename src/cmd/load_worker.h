@@ -11,6 +11,7 @@
 #include "cmd/workload.h"
 #include "engine/schema.h"
 #include "net/client.h"
+#include "util/histogram.h"
 
 namespace conv::cmd {
 
@@ -27,6 +28,9 @@ class LoadWorker {
   void Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain);
 
   const WorkerReport& report() const { return report_; }
+  // ACK latency of every acknowledged op, in ns: from the op's generation to the
+  // receipt of the first ACK covering its seq.
+  const util::Histogram& ack_latency_ns() const { return ack_latency_ns_; }
   // Live progress, readable from other threads.
   uint64_t acked_live() const { return acked_live_.load(std::memory_order_relaxed); }
 
@@ -35,13 +39,22 @@ class LoadWorker {
     std::string bytes;
     uint64_t last_seq = 0;
   };
+  // The ops generated together at `mono_ns`: seqs after the previous stamp's
+  // last_seq up to this one's.
+  struct Stamp {
+    uint64_t last_seq = 0;
+    uint64_t mono_ns = 0;
+  };
 
   util::Status Connect();
   void Generate(std::chrono::steady_clock::time_point now);
   bool SendSome();     // false: connection lost
   bool ReceiveSome();  // false: connection lost
-  void OnAck(uint64_t seq);
+  // Every op up to `seq` is acknowledged, as learnt at `now_ns` (monotonic).
+  void OnAck(uint64_t seq, uint64_t now_ns);
   uint64_t UnsentBytes() const { return appended_ - sent_; }
+  // Ops generated and not yet acknowledged (sent or not).
+  uint64_t InflightOps() const { return seq_ - acked_; }
 
   const LoadOptions& options_;
   const engine::Schema& schema_;
@@ -58,8 +71,12 @@ class LoadWorker {
   uint64_t sent_ = 0;      // of those, bytes sent on the current connection or acked
   std::string in_;
   uint64_t seq_ = 0;
-  uint64_t credit_ = 0;  // ops this connection may have unacknowledged (WELCOME, CREDIT)
   uint64_t acked_ = 0;
+  // The most ops this worker keeps in flight (InflightOps): the connection's credit
+  // (WELCOME, then CREDIT frames), or kMaxInflightOps when the server gave none.
+  uint64_t max_inflight_;
+  std::deque<Stamp> stamps_;  // of the unacknowledged ops, oldest first
+  util::Histogram ack_latency_ns_;
   double tokens_ = 0;
   std::chrono::steady_clock::time_point last_refill_;
   WorkerReport report_;

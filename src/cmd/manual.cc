@@ -252,9 +252,11 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "throttled by `--rate`; and `--readers` connections issuing point QUERYs "
                    "back to back to measure their latency.",
                    "Throughput counts ops acknowledged within `--duration`; after it the "
-                   "workers wait up to 10 s for the last ACK. The report is printed as "
-                   "Markdown tables, or as JSON with `--json`, and includes the server's "
-                   "coalescing ratio from its STATS.",
+                   "workers wait up to 10 s for the last ACK. The ACK latency of every "
+                   "acknowledged op, from its generation to the receipt of the first "
+                   "(cumulative) ACK covering it, is reported at p50, p99 and p999. The "
+                   "report is printed as Markdown tables, or as JSON with `--json`, and "
+                   "includes the server's coalescing ratio from its STATS.",
                    "`--subscribers` opens that many connections, each subscribed to all of "
                    "`--schema` (with `--bootstrap`: the full state first; with "
                    "`--include-prev`: previous records too); the writers start once every "

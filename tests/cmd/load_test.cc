@@ -22,6 +22,25 @@ double JsonNumber(const std::string& json, const std::string& key) {
   return std::stod(m[1]);
 }
 
+// Checks the ACK latency percentiles of a JSON report: present, above 0, in order.
+void CheckAckLatencyJson(const std::string& json) {
+  std::smatch m;
+  REQUIRE_MESSAGE(
+      std::regex_search(json, m,
+                        std::regex("\"ack_latency_ms\":\\{\"p50\":([0-9.]+),\"p99\":"
+                                   "([0-9.]+),\"p999\":([0-9.]+),\"max\":([0-9.]+)\\}")),
+      json);
+  double p50 = std::stod(m[1]), p99 = std::stod(m[2]), p999 = std::stod(m[3]),
+         max = std::stod(m[4]);
+  INFO("ACK latency ms: ", p50, " / ", p99, " / ", p999, " max ", max);
+  CHECK(p50 > 0);
+  CHECK(p50 <= p99);
+  CHECK(p99 <= p999);
+  CHECK(p999 <= max);
+  // Every acknowledged op has a latency.
+  CHECK(JsonNumber(json, "ack_latency_samples") == JsonNumber(json, "acked_ops"));
+}
+
 }  // namespace
 
 TEST_CASE("load: a one-second run reports ops, no errors and every op acknowledged") {
@@ -36,6 +55,21 @@ TEST_CASE("load: a one-second run reports ops, no errors and every op acknowledg
   CHECK(JsonNumber(r.out, "total_ops") > 0);
   CHECK(JsonNumber(r.out, "acked_ops") == JsonNumber(r.out, "total_ops"));
   CHECK(JsonNumber(r.out, "queries") > 0);
+  CheckAckLatencyJson(r.out);
+  CHECK(JsonNumber(r.out, "ack_p99_ms") > 0);  // the first worker's
+}
+
+TEST_CASE("load: a rate-limited run reports ACK latency, and --workers defaults to 1") {
+  conv::testing::TestServer ts;
+  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--entities", "200",
+                       "--duration", "1s", "--rate", "2000", "--readers", "1", "--json"},
+                      std::chrono::seconds(60));
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonNumber(r.out, "workers") == 1);
+  CHECK(JsonNumber(r.out, "total_ops") > 0);
+  CheckAckLatencyJson(r.out);
 }
 
 TEST_CASE("load: the Markdown report has the page's metrics") {
@@ -53,6 +87,15 @@ TEST_CASE("load: the Markdown report has the page's metrics") {
         "| Rate limit | 3000 ops/sec |"}) {
     CHECK_MESSAGE(r.out.find(row) != std::string::npos, row);
   }
+  std::smatch m;
+  REQUIRE(std::regex_search(
+      r.out, m,
+      std::regex("\\| ACK latency p50 / p99 / p999 \\| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) ms")));
+  double p50 = std::stod(m[1]), p99 = std::stod(m[2]), p999 = std::stod(m[3]);
+  INFO("ACK latency ms: ", p50, " / ", p99, " / ", p999);
+  CHECK(p50 > 0);
+  CHECK(p50 <= p99);
+  CHECK(p99 <= p999);
 }
 
 TEST_CASE("load: subscribers report notifications, their latency and convergence") {
@@ -121,7 +164,7 @@ TEST_CASE("load: the Markdown report has the subscriber rows, a bootstrap alone 
   REQUIRE(r.exit_code == 0);
   for (const char* row :
        {"| Subscribers | 1 (each its own connection, all of the schema, bootstrap) |",
-        "| Notifications received |", "| Notification rate |",
+        "| ACK latency p50 / p99 / p999 |", "| Notifications received |", "| Notification rate |",
         "| Notification latency p50 / p99 / p999 |", "| Server conflations |",
         "| Server notify lag p99", "| Converged after writers drained |",
         "| Bootstrap time (SUBSCRIBE → SNAPSHOT_END) |", "| Bootstrap entities received |"}) {
