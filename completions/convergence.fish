@@ -73,7 +73,7 @@ complete -c convergence -n '__fish_seen_subcommand_from subscribe; and test (__c
 
 complete -c convergence -n '__fish_seen_subcommand_from load' -s h -l help -d 'Print this help message and exit'
 complete -c convergence -n '__fish_seen_subcommand_from load' -l server -x -d 'Server address, HOST:PORT'
-complete -c convergence -n '__fish_seen_subcommand_from load' -l workers -x -d 'Writer connections, each a separate source'
+complete -c convergence -n '__fish_seen_subcommand_from load' -l workers -x -d 'Writer connections, each a separate source (default 1; none with --subscribers N --bootstrap)'
 complete -c convergence -n '__fish_seen_subcommand_from load' -l entities -x -d 'Entity pool size'
 complete -c convergence -n '__fish_seen_subcommand_from load' -l schema -x -a 'player' -d 'Schema to write'
 complete -c convergence -n '__fish_seen_subcommand_from load' -l rate -x -d 'Total ops/s over all workers (0: unlimited)'

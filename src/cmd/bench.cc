@@ -491,7 +491,6 @@ int RunBench(const BenchOptions& b) {
       for (uint64_t rate : {uint64_t{0}, uint64_t{100'000}, uint64_t{200'000}}) {
         LoadOptions o;
         o.workers = rate == 0 ? 0 : 2;
-        o.allow_no_writers = true;
         o.rate = rate;
         o.readers = 1;
         o.entities = 10'000;

@@ -28,8 +28,11 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
       "Generate load: writers (each its own source), subscribers and point readers; print a "
       "report");
   sub->add_option("--server", o.server, "Server address, HOST:PORT")->capture_default_str();
-  sub->add_option("--workers", o.workers, "Writer connections, each a separate source")
-      ->capture_default_str();
+  CLI::Option* workers =
+      sub->add_option("--workers", o.workers,
+                      "Writer connections, each a separate source (default 1; none with "
+                      "--subscribers N --bootstrap)")
+          ->capture_default_str();
   sub->add_option("--entities", o.entities, "Entity pool size")->capture_default_str();
   sub->add_option("--schema", o.schema, "Schema to write")->capture_default_str();
   sub->add_option("--rate", o.rate, "Total ops/s over all workers (0: unlimited)")
@@ -55,17 +58,17 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);
+  // The page's bootstrap measurement (`--subscribers 1 --bootstrap`) times a
+  // bootstrap alone: no writer unless --workers asks for some.
+  sub->callback([&o, workers] {
+    if (workers->count() == 0 && o.subscribers > 0 && o.bootstrap) o.workers = 0;
+  });
   return sub;
 }
 
 namespace {
 
 util::Status Validate(const LoadOptions& o) {
-  if (o.workers == 0 && o.subscribers == 0 && !(o.allow_no_writers && o.readers > 0)) {
-    return util::Status::Error(
-        "--workers 0: at least one writer is needed (or --subscribers N --bootstrap to measure "
-        "a bootstrap alone)");
-  }
   if (o.workers > 1024) return util::Status::Error("--workers: at most 1024");
   if (o.readers > 1024) return util::Status::Error("--readers: at most 1024");
   if (o.subscribers > 1024) return util::Status::Error("--subscribers: at most 1024");
@@ -75,6 +78,11 @@ util::Status Validate(const LoadOptions& o) {
   }
   if (o.include_prev && o.subscribers == 0) {
     return util::Status::Error("--include-prev is for subscribers: add --subscribers N (N >= 1)");
+  }
+  if (o.workers == 0 && o.subscribers == 0 && o.readers == 0) {
+    return util::Status::Error(
+        "--workers 0: nothing to run; add --readers N to measure reads alone, or "
+        "--subscribers N --bootstrap to measure a bootstrap alone");
   }
   if (o.entities == 0) return util::Status::Error("--entities 0: the entity pool is empty");
   if (o.entities > 100'000'000) return util::Status::Error("--entities: at most 100,000,000");
@@ -562,7 +570,9 @@ std::string FormatLoadReport(const LoadOptions& o, const LoadReport& r) {
   std::string out;
   out += "Configuration:\n\n| Parameter | Value |\n|---|---|\n";
   out += fmt::format("| Server | {} |\n", o.server);
-  out += fmt::format("| Workers | {} (each a separate source) |\n", o.workers);
+  out += fmt::format("| Workers | {} |\n",
+                     o.workers == 0 ? std::string("0 (no writers)")
+                                    : fmt::format("{} (each a separate source)", o.workers));
   out += fmt::format("| Entity pool | {} ({} schema) |\n", o.entities, o.schema);
   out += fmt::format("| Operation mix | {}% ASSERT / {}% PATCH / {}% RETRACT |\n", mix.assert_pct,
                      mix.patch_pct, mix.retract_pct);
@@ -592,25 +602,29 @@ std::string FormatLoadReport(const LoadOptions& o, const LoadReport& r) {
   for (double x : rates)
     total += x;
   out += "\nResults:\n\n| Metric | Value |\n|---|---|\n";
-  out += fmt::format("| Aggregate throughput | {} ops/sec |\n", Human(total));
-  if (!rates.empty()) {
-    auto [lo, hi] = std::minmax_element(rates.begin(), rates.end());
-    out += fmt::format("| Per-worker average | ~{} ops/sec |\n",
-                       Human(total / static_cast<double>(rates.size())));
-    out += fmt::format("| Per-worker range | {} — {} ops/sec |\n", Human(*lo), Human(*hi));
+  if (o.workers > 0) {
+    out += fmt::format("| Aggregate throughput | {} ops/sec |\n", Human(total));
+    if (!rates.empty()) {
+      auto [lo, hi] = std::minmax_element(rates.begin(), rates.end());
+      out += fmt::format("| Per-worker average | ~{} ops/sec |\n",
+                         Human(total / static_cast<double>(rates.size())));
+      out += fmt::format("| Per-worker range | {} — {} ops/sec |\n", Human(*lo), Human(*hi));
+    }
+    out += fmt::format("| Total operations | {} |\n", Human(static_cast<double>(r.TotalSent())));
+    out += fmt::format("| Acknowledged | {} ({}) |\n", Human(static_cast<double>(r.TotalAcked())),
+                       r.TotalAcked() == r.TotalSent() ? "all" : "NOT all");
+    const util::Histogram& a = r.ack_latency_ns;
+    out += fmt::format(
+        "| ACK latency p50 / p99 / p999 | {} / {} / {} ms (max {} ms; op generated → its ACK "
+        "received) |\n",
+        MsOfNs(a.Percentile(0.5)), MsOfNs(a.Percentile(0.99)), MsOfNs(a.Percentile(0.999)),
+        MsOfNs(a.max()));
   }
-  out += fmt::format("| Total operations | {} |\n", Human(static_cast<double>(r.TotalSent())));
-  out += fmt::format("| Acknowledged | {} ({}) |\n", Human(static_cast<double>(r.TotalAcked())),
-                     r.TotalAcked() == r.TotalSent() ? "all" : "NOT all");
-  const util::Histogram& a = r.ack_latency_ns;
-  out += fmt::format(
-      "| ACK latency p50 / p99 / p999 | {} / {} / {} ms (max {} ms; op generated → its ACK "
-      "received) |\n",
-      MsOfNs(a.Percentile(0.5)), MsOfNs(a.Percentile(0.99)), MsOfNs(a.Percentile(0.999)),
-      MsOfNs(a.max()));
   out += fmt::format("| Errors | {} |\n", r.TotalErrors());
-  out += fmt::format("| Server coalescing ratio | {:.2f} ops per claim change |\n",
-                     r.CoalescingRatio());
+  if (o.workers > 0) {
+    out += fmt::format("| Server coalescing ratio | {:.2f} ops per claim change |\n",
+                       r.CoalescingRatio());
+  }
   if (o.readers > 0) {
     out += fmt::format("| Queries | {} ({:.0f}/sec, {} found) |\n", r.query_ns.count(),
                        static_cast<double>(r.query_ns.count()) / r.seconds, r.queries_found);

@@ -30,8 +30,6 @@ struct LoadOptions {
   bool include_prev = false;
   std::string auth_token_file;
   std::string source_prefix = "load";
-  // Not a flag: lets `bench` run readers alone (the CLI requires a writer).
-  bool allow_no_writers = false;
 };
 
 // Exit codes of `convergence load`.

@@ -265,8 +265,12 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "change of up to 10 subscribers) at p50, p99 and p999, the server's "
                    "conflations, the bootstrap time and entities, and how long after the "
                    "writers drained every subscriber received a sentinel change written "
-                   "last. With `--workers 0` the run ends once every subscriber's bootstrap "
-                   "is complete.",
+                   "last.",
+                   "`--workers` defaults to 1, except with `--subscribers` *N* `--bootstrap`: "
+                   "then no writer starts unless `--workers` is given, and the run ends once "
+                   "every subscriber's bootstrap is complete (a bootstrap alone). "
+                   "`--workers 0 --readers` *N* measures point reads alone for `--duration`. "
+                   "`--workers 0` with neither readers nor subscribers is refused.",
                },
            .sections = {},
            .exit_status =
@@ -288,8 +292,10 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "convergence load --workers 4 --hot-pct 10 --readers 2 --json"},
                    {"Nine writers and ten subscribers:",
                     "convergence load --workers 9 --subscribers 10 --entities 10000"},
-                   {"Time a bootstrap of what the server holds, no writers:",
-                    "convergence load --workers 0 --subscribers 1 --bootstrap --quiet"},
+                   {"Time a bootstrap of what the server holds (no writers start):",
+                    "convergence load --subscribers 1 --bootstrap --quiet"},
+                   {"Point read latency of an idle server, readers alone:",
+                    "convergence load --workers 0 --readers 1 --duration 10s"},
                },
            .see_also = {},
        }},

@@ -41,6 +41,15 @@ void CheckAckLatencyJson(const std::string& json) {
   CHECK(JsonNumber(json, "ack_latency_samples") == JsonNumber(json, "acked_ops"));
 }
 
+// The server's counter `name`.
+uint64_t ServerStat(conv::testing::TestServer& ts, const std::string& name) {
+  for (const auto& [n, v] : ts.server().Stats()) {
+    if (n == name) return v;
+  }
+  FAIL("no stat ", name);
+  return 0;
+}
+
 }  // namespace
 
 TEST_CASE("load: a one-second run reports ops, no errors and every op acknowledged") {
@@ -72,6 +81,35 @@ TEST_CASE("load: a rate-limited run reports ACK latency, and --workers defaults 
   CheckAckLatencyJson(r.out);
 }
 
+TEST_CASE("load: --workers 0 --readers N measures reads alone") {
+  conv::testing::TestServer ts;
+  uint64_t ops_before = ServerStat(ts, "ops_in");
+  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "0", "--readers",
+                       "2", "--duration", "1s", "--json"},
+                      std::chrono::seconds(60));
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonNumber(r.out, "workers") == 0);
+  CHECK(JsonNumber(r.out, "readers") == 2);
+  CHECK(JsonNumber(r.out, "total_ops") == 0);
+  CHECK(JsonNumber(r.out, "errors") == 0);
+  CHECK(JsonNumber(r.out, "queries") > 0);
+  CHECK(r.out.find("\"per_worker\":[]") != std::string::npos);
+  CHECK(ServerStat(ts, "ops_in") == ops_before);
+  CHECK(ServerStat(ts, "sources") == 0);
+
+  r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "0", "--readers", "1",
+                  "--duration", "1s"},
+                 std::chrono::seconds(60));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("| Workers | 0 (no writers) |") != std::string::npos);
+  CHECK(r.out.find("| Query round trip p50 / p99 / p999 |") != std::string::npos);
+  CHECK(r.out.find("| Aggregate throughput |") == std::string::npos);
+  CHECK(r.out.find("| ACK latency") == std::string::npos);
+}
+
 TEST_CASE("load: the Markdown report has the page's metrics") {
   conv::testing::TestServer ts;
   auto r = RunProcess(
@@ -83,8 +121,8 @@ TEST_CASE("load: the Markdown report has the page's metrics") {
   for (const char* row :
        {"| Aggregate throughput |", "| Per-worker average |", "| Per-worker range |",
         "| Total operations |", "| Errors | 0 |", "| Acknowledged |", "| Server coalescing ratio |",
-        "| Operation mix | 60% ASSERT / 30% PATCH / 10% RETRACT |",
-        "| Rate limit | 3000 ops/sec |"}) {
+        "| Operation mix | 60% ASSERT / 30% PATCH / 10% RETRACT |", "| Rate limit | 3000 ops/sec |",
+        "| Workers | 3 (each a separate source) |"}) {
     CHECK_MESSAGE(r.out.find(row) != std::string::npos, row);
   }
   std::smatch m;
@@ -148,14 +186,28 @@ TEST_CASE("load: the Markdown report has the subscriber rows, a bootstrap alone 
     REQUIRE(w->Send(frames).ok());
     REQUIRE(w->Sync().ok());
   }
-  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "0",
-                       "--subscribers", "2", "--bootstrap", "--json"},
+  uint64_t ops_before = ServerStat(ts, "ops_in");
+  // The page's bootstrap step: no --workers, so no writer starts.
+  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--subscribers", "2",
+                       "--bootstrap", "--json"},
                       std::chrono::seconds(60));
   INFO(r.err);
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
   CHECK(JsonNumber(r.out, "bootstrap_entities_total") == 600);
   CHECK(JsonNumber(r.out, "errors") == 0);
+  CHECK(JsonNumber(r.out, "workers") == 0);
+  CHECK(JsonNumber(r.out, "total_ops") == 0);
+  CHECK(ServerStat(ts, "ops_in") == ops_before);
+  CHECK(ServerStat(ts, "sources") == 1);  // "seed" only
+  // An explicit --workers 0 is the same.
+  r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "0", "--subscribers",
+                  "1", "--bootstrap", "--json"},
+                 std::chrono::seconds(60));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(JsonNumber(r.out, "bootstrap_entities_total") == 300);
+  CHECK(ServerStat(ts, "ops_in") == ops_before);
 
   r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "2", "--entities",
                   "100", "--duration", "1s", "--subscribers", "1", "--bootstrap"},
@@ -163,7 +215,8 @@ TEST_CASE("load: the Markdown report has the subscriber rows, a bootstrap alone 
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   for (const char* row :
-       {"| Subscribers | 1 (each its own connection, all of the schema, bootstrap) |",
+       {"| Workers | 2 (each a separate source) |",
+        "| Subscribers | 1 (each its own connection, all of the schema, bootstrap) |",
         "| ACK latency p50 / p99 / p999 |", "| Notifications received |", "| Notification rate |",
         "| Notification latency p50 / p99 / p999 |", "| Server conflations |",
         "| Server notify lag p99", "| Converged after writers drained |",
@@ -182,7 +235,9 @@ TEST_CASE("load: bad flags and unreachable servers get clear messages and distin
   std::vector<Case> cases = {
       {{"--mix", "80/30/0"}, 2, "add up to 110"},
       {{"--mix", "70-20-10"}, 2, "is not A/P/R"},
-      {{"--workers", "0"}, 2, "--workers 0"},
+      {{"--workers", "0"}, 2, "--workers 0: nothing to run; add --readers N"},
+      {{"--workers", "0", "--bootstrap"}, 2, "--bootstrap is for subscribers"},
+      {{"--workers", "0", "--include-prev"}, 2, "--include-prev is for subscribers"},
       {{"--hot-pct", "100"}, 2, "--hot-pct 100"},
       {{"--duration", "10"}, 2, "has no unit"},
       {{"--schema", "spaceship"}, 4, "--schema 'spaceship' is not known"},
