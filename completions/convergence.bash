@@ -106,7 +106,7 @@ _convergence_wal_dump() {
 
 _convergence_bench() {
   case $prev in
-    --scenario) _convergence_words 'write subscribers reads bootstrap coalescing'; return 0 ;;
+    --scenario) _convergence_words 'write subscribers reads bootstrap coalescing saturation'; return 0 ;;
     --out) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
     --duration|--server) return 0 ;;

@@ -95,7 +95,7 @@ complete -c convergence -n '__fish_seen_subcommand_from wal-dump' -l stats -d 'T
 complete -c convergence -n '__fish_seen_subcommand_from wal-dump; and test (__convergence_positional ) -eq 1' -F -d 'A data dir, or one segment or checkpoint file'
 
 complete -c convergence -n '__fish_seen_subcommand_from bench' -s h -l help -d 'Print this help message and exit'
-complete -c convergence -n '__fish_seen_subcommand_from bench' -l scenario -x -a 'write subscribers reads bootstrap coalescing' -d 'Scenarios to run (default: all)'
+complete -c convergence -n '__fish_seen_subcommand_from bench' -l scenario -x -a 'write subscribers reads bootstrap coalescing saturation' -d 'Scenarios to run (default: all)'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l duration -x -d 'How long each measurement runs'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l quick -d 'A short run of every scenario (2s each), for CI and the README'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l out -r -F -d 'Also write the report to this file'

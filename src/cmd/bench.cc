@@ -28,8 +28,8 @@ namespace conv::cmd {
 namespace {
 
 // The scenarios of the performance page this build can run, in report order.
-const std::vector<std::string> kScenarios = {"write", "subscribers", "reads", "bootstrap",
-                                             "coalescing"};
+const std::vector<std::string> kScenarios = {"write",     "subscribers", "reads",
+                                             "bootstrap", "coalescing",  "saturation"};
 
 }  // namespace
 
@@ -233,8 +233,136 @@ std::string MsOfUs(uint64_t us) {
   return fmt::format("{:.2f}", static_cast<double>(us) / 1e3);
 }
 
+std::string MsOfNs(uint64_t ns) {
+  return fmt::format("{:.2f}", static_cast<double>(ns) / 1e6);
+}
+
+// "p50 / p99" of the run's ACK latency, in ms.
+std::string AckP50P99(const LoadReport& r) {
+  return fmt::format("{} / {}", MsOfNs(r.ack_latency_ns.Percentile(0.5)),
+                     MsOfNs(r.ack_latency_ns.Percentile(0.99)));
+}
+
 const char* Verdict(bool met) {
   return met ? "met" : "**missed**";
+}
+
+using FailFn = std::function<void(const std::string& scenario, const std::string& why)>;
+
+// The page's write scenario (9 writers, 10,000 players, 70/20/10, unlimited rate) at
+// saturation: how long an ACK, a notification and a QUERY take while the writers
+// write as fast as they can; one measurement per row, each on a fresh server.
+void RunSaturation(const BenchOptions& b, std::chrono::microseconds duration, std::string& md,
+                   std::string& js, const FailFn& fail) {
+  constexpr uint64_t kEntities = 10'000;
+  struct Case {
+    std::string key;    // in the JSON report
+    std::string label;  // in the table
+    uint32_t workers;
+    uint32_t subscribers;
+    uint32_t readers;
+  };
+  const std::vector<Case> cases = {
+      {"reader", "9 writers + 1 reader", 9, 0, 1},
+      {"subscribers_1", "9 writers + 1 subscriber", 9, 1, 0},
+      {"subscribers_10", "9 writers + 10 subscribers", 9, 10, 0},
+      {"subscribers_100", "9 writers + 100 subscribers", 9, 100, 0},
+      {"idle_reader", "1 reader alone (idle server)", 0, 0, 1},
+  };
+  md += "\n## Latency at saturation\n\n";
+  md +=
+      "The write scenario (9 workers, 10,000 players, 70/20/10, no rate limit) with one point "
+      "reader, then with 1, 10 and 100 subscribers (as in the subscribers scenario), and one "
+      "reader alone on an idle server holding the 10,000 players. ACK latency: from an op's "
+      "generation to the receipt of the first ACK covering it, over every acknowledged op. "
+      "Notification latency: receive wall time minus the change's ts. QUERY: one reader, one "
+      "QUERY outstanding; round trip as the reader saw it, server side from STATS.\n\n";
+  md +=
+      "| Run | Write throughput | ACK p50 / p99 ms | Notification p99 ms | QUERY round trip p50 / "
+      "p99 µs | QUERY server p99 µs |\n|---|---|---|---|---|---|\n";
+  js += "\"saturation\":[";
+  uint64_t window_us = 0;
+  std::vector<std::pair<std::string, uint64_t>> ack_p99s;  // label, ns
+  std::vector<std::pair<uint32_t, uint64_t>> notify_p99s;  // subscribers, µs
+  uint64_t query_p99_busy = 0, query_p99_idle = 0;         // round trip, ns
+  uint64_t server_p99_busy = 0, server_p99_idle = 0;       // ns
+  bool have_busy = false, have_idle = false;
+  bool first = true;
+  for (const Case& c : cases) {
+    LoadOptions o;
+    o.workers = c.workers;
+    o.subscribers = c.subscribers;
+    o.readers = c.readers;
+    o.entities = kEntities;
+    o.duration = duration;
+    std::function<util::Status(const std::string&)> prepare;
+    if (c.workers == 0) {
+      // Every player exists, so the idle reader finds what it asks for.
+      prepare = [](const std::string& server) { return PopulateAll(server, "player", kEntities); };
+    }
+    auto run = Measure(b, o, nullptr, prepare);
+    if (!run.ok()) {
+      fail(fmt::format("saturation ({})", c.label), run.message());
+      md += fmt::format("| {} | failed | — | — | — | — |\n", c.label);
+      continue;
+    }
+    const LoadReport& r = run->report;
+    if (r.window_us != 0) window_us = r.window_us;
+    std::string throughput = "—", ack = "—", notify = "—", query = "—", server = "—";
+    if (c.workers > 0) {
+      throughput = Human(Throughput(r)) + " ops/sec";
+      ack = AckP50P99(r);
+      ack_p99s.emplace_back(c.label, r.ack_latency_ns.Percentile(0.99));
+    }
+    if (c.subscribers > 0) {
+      uint64_t p99 = r.notify_latency_us.Percentile(0.99);
+      notify = MsOfUs(p99);
+      notify_p99s.emplace_back(c.subscribers, p99);
+    }
+    if (c.readers > 0) {
+      uint64_t rt = r.query_ns.Percentile(0.99);
+      uint64_t sp99 = r.Stat(r.stats_after, "query_p99_ns");
+      query = fmt::format("{} / {}", Us(r.query_ns.Percentile(0.5)), Us(rt));
+      server = Us(sp99);
+      if (c.workers > 0) {
+        query_p99_busy = rt;
+        server_p99_busy = sp99;
+        have_busy = true;
+      } else {
+        query_p99_idle = rt;
+        server_p99_idle = sp99;
+        have_idle = true;
+      }
+    }
+    md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", c.label, throughput, ack, notify, query,
+                      server);
+    js += fmt::format("{}{{\"run\":\"{}\",\"load\":{}}}", first ? "" : ",", c.key,
+                      LoadReportJson(run->options, r));
+    first = false;
+    if (r.TotalErrors() > 0) fail(fmt::format("saturation ({})", c.label), r.DescribeErrors());
+  }
+  js += "]";
+  double window_ms = static_cast<double>(window_us) / 1e3;
+  md += "\nTargets:\n\n";
+  for (const auto& [label, p99] : ack_p99s) {
+    double ms = static_cast<double>(p99) / 1e6;
+    md += fmt::format("- ACK latency p99 within 3 windows ({:.0f} ms), {}: {:.2f} ms ({}).\n",
+                      3 * window_ms, label, ms, Verdict(ms <= 3 * window_ms));
+  }
+  for (const auto& [n, p99] : notify_p99s) {
+    double ms = static_cast<double>(p99) / 1e3;
+    md += fmt::format(
+        "- Notification latency p99 within 2 windows ({:.0f} ms), {} subscriber{}: {:.2f} ms "
+        "({}).\n",
+        2 * window_ms, n, n == 1 ? "" : "s", ms, Verdict(ms <= 2 * window_ms));
+  }
+  if (have_busy) {
+    md += fmt::format("- QUERY round trip p99 at saturation: {} µs (server side {} µs){}.\n",
+                      Us(query_p99_busy), Us(server_p99_busy),
+                      have_idle ? fmt::format("; idle: {} µs (server side {} µs)",
+                                              Us(query_p99_idle), Us(server_p99_idle))
+                                : std::string());
+  }
 }
 
 }  // namespace
@@ -276,7 +404,9 @@ int RunBench(const BenchOptions& b) {
     if (std::find(chosen.begin(), chosen.end(), s) == chosen.end()) continue;
     if (!first_js) js += ",";
     first_js = false;
-    if (s == "write" || s == "coalescing") {
+    if (s == "saturation") {
+      RunSaturation(b, duration, md, js, fail);
+    } else if (s == "write" || s == "coalescing") {
       LoadOptions o;
       o.workers = 9;
       o.entities = 10'000;
@@ -331,9 +461,9 @@ int RunBench(const BenchOptions& b) {
           "last subscriber receives that change (it comes after every earlier window, so it "
           "includes the sentinel's own window).\n";
       const char* header =
-          "| Subscribers | Write throughput | vs none | Notifications/sec (all) | Per subscriber "
-          "| Latency p50 / p99 / p999 ms | Conflations (changes merged) | Converged after "
-          "writers drained (max) |\n|---|---|---|---|---|---|---|---|\n";
+          "| Subscribers | Write throughput | vs none | ACK p50 / p99 ms | Notifications/sec (all) "
+          "| Per subscriber | Latency p50 / p99 / p999 ms | Conflations (changes merged) | "
+          "Converged after writers drained (max) |\n|---|---|---|---|---|---|---|---|---|\n";
       js += "\"subscribers\":{";
       double none = 0;
       double at100 = -1;
@@ -375,15 +505,16 @@ int RunBench(const BenchOptions& b) {
           if (rate == 0 && n == 100) at100 = ops;
           std::string vs = rate == 0 && none > 0 ? fmt::format("{:.0f}%", 100.0 * ops / none) : "—";
           if (n == 0) {
-            md += fmt::format("| 0 | {} ops/sec | 100% | — | — | — | — | — |\n", Human(ops));
+            md += fmt::format("| 0 | {} ops/sec | 100% | {} | — | — | — | — | — |\n", Human(ops),
+                              AckP50P99(r));
           } else {
             SubscriberSummary sum = SummarizeSubscribers(r);
             const util::Histogram& h = r.notify_latency_us;
             p99s.emplace_back(rate, n, h.Percentile(0.99));
             converge_max = std::max(converge_max, sum.converge_ms_max);
             md += fmt::format(
-                "| {} | {} ops/sec | {} | {} | {} — {} | {} / {} / {} | {} ({}) | {} |\n", n,
-                Human(ops), vs, Human(r.NotificationRate()), Human(sum.rate_min),
+                "| {} | {} ops/sec | {} | {} | {} | {} — {} | {} / {} / {} | {} ({}) | {} |\n", n,
+                Human(ops), vs, AckP50P99(r), Human(r.NotificationRate()), Human(sum.rate_min),
                 Human(sum.rate_max), MsOfUs(h.Percentile(0.5)), MsOfUs(h.Percentile(0.99)),
                 MsOfUs(h.Percentile(0.999)), r.StatDelta("conflations"),
                 r.StatDelta("conflated_changes"),
@@ -484,8 +615,8 @@ int RunBench(const BenchOptions& b) {
           "target 5 µs p50, 20 µs p99). Round trip: what the reader saw over loopback.\n\n";
       md +=
           "| Background write rate | Queries/sec | Server p50 / p99 / p999 µs | Round trip p50 / "
-          "p99 / p999 µs | Writes acked/sec |\n";
-      md += "|---|---|---|---|---|\n";
+          "p99 / p999 µs | Writes acked/sec | ACK p50 / p99 ms |\n";
+      md += "|---|---|---|---|---|---|\n";
       js += "\"reads\":[";
       bool first = true;
       for (uint64_t rate : {uint64_t{0}, uint64_t{100'000}, uint64_t{200'000}}) {
@@ -510,12 +641,12 @@ int RunBench(const BenchOptions& b) {
         }
         const LoadReport& r = run->report;
         md += fmt::format(
-            "| {} ops/sec | {:.0f} | {} / {} / {} | {} / {} / {} | {} |\n",
+            "| {} ops/sec | {:.0f} | {} / {} / {} | {} / {} / {} | {} | {} |\n",
             Human(static_cast<double>(rate)), static_cast<double>(r.query_ns.count()) / r.seconds,
             Us(r.Stat(r.stats_after, "query_p50_ns")), Us(r.Stat(r.stats_after, "query_p99_ns")),
             Us(r.Stat(r.stats_after, "query_p999_ns")), Us(r.query_ns.Percentile(0.5)),
-            Us(r.query_ns.Percentile(0.99)), Us(r.query_ns.Percentile(0.999)),
-            Human(Throughput(r)));
+            Us(r.query_ns.Percentile(0.99)), Us(r.query_ns.Percentile(0.999)), Human(Throughput(r)),
+            rate == 0 ? std::string("—") : AckP50P99(r));
         js += fmt::format("{}{{\"rate\":{},\"load\":{}}}", first ? "" : ",", rate,
                           LoadReportJson(run->options, r));
         first = false;

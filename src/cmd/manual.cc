@@ -340,9 +340,12 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "70/20/10 mix), `subscribers` (the same with 0, 1, 10 and 100 "
                    "subscribers, unlimited and at a fixed 100K ops/s), `reads` (one point "
                    "reader at three background write rates), `bootstrap` (one subscriber "
-                   "bootstrapping 100,000 entities) and `coalescing` (hot entities). Each "
-                   "scenario runs against a fresh embedded server on loopback, or against "
-                   "`--server` when given.",
+                   "bootstrapping 100,000 entities), `coalescing` (hot entities) and "
+                   "`saturation` (the write scenario at an unlimited rate: ACK latency, "
+                   "notification latency with 1, 10 and 100 subscribers and QUERY latency "
+                   "beside the writers, against targets of 3 and 2 windows, and QUERY "
+                   "latency of an idle server). Each measurement runs against a fresh "
+                   "embedded server on loopback, or against `--server` when given.",
                },
            .sections = {},
            .exit_status =
@@ -355,6 +358,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    {"A short run of every scenario:", "convergence bench --quick"},
                    {"Only the write scenario for 30 seconds, report kept in a file:",
                     "convergence bench --scenario write --duration 30s --out perf.md"},
+                   {"Latency at saturation (ACK, notifications, QUERY):",
+                    "convergence bench --scenario saturation"},
                },
            .see_also = {},
        }},

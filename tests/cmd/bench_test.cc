@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <string>
 
@@ -31,7 +32,7 @@ TEST_CASE("bench: --quick runs every scenario end to end and the report has ever
         "| Entities updated more than 10 times in a window |",
         "## Write throughput with subscribers",
         "Unlimited write rate (the page's scenario):",
-        "| Subscribers | Write throughput | vs none | Notifications/sec (all) |",
+        "| Subscribers | Write throughput | vs none | ACK p50 / p99 ms | Notifications/sec (all) |",
         "| 0 | ",
         "| 1 | ",
         "| 10 | ",
@@ -43,7 +44,10 @@ TEST_CASE("bench: --quick runs every scenario end to end and the report has ever
         "## Subscriber bootstrap",
         "| Entity count | 100000 pre-populated",
         "| Time to receive the complete bootstrap (SUBSCRIBE → SNAPSHOT_END) |",
-        "| Entities received | 100000 (server holds 100000) |"}) {
+        "| Entities received | 100000 (server holds 100000) |",
+        "| ACK latency p50 / p99 / p999 |",
+        "## Latency at saturation",
+        "| 9 writers + 1 reader | "}) {
     CHECK_MESSAGE(r.out.find(section) != std::string::npos, section);
   }
   std::ifstream in(out);
@@ -56,10 +60,48 @@ TEST_CASE("bench: --quick runs every scenario end to end and the report has ever
   size_t reads = r.out.find("## Point read latency");
   size_t boot = r.out.find("## Subscriber bootstrap");
   size_t coalescing = r.out.find("## Coalescing efficiency");
+  size_t saturation = r.out.find("## Latency at saturation");
   CHECK(write < subs);
   CHECK(subs < reads);
   CHECK(reads < boot);
   CHECK(boot < coalescing);
+  CHECK(coalescing < saturation);
+}
+
+TEST_CASE("bench: the saturation scenario prints its table and targets") {
+  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "saturation", "--duration", "1s"},
+                      std::chrono::seconds(120));
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  for (const char* line :
+       {"## Latency at saturation",
+        "| Run | Write throughput | ACK p50 / p99 ms | Notification p99 ms | QUERY round trip p50 "
+        "/ p99 µs | QUERY server p99 µs |",
+        "| 9 writers + 1 reader | ", "| 9 writers + 1 subscriber | ",
+        "| 9 writers + 10 subscribers | ", "| 9 writers + 100 subscribers | ",
+        "| 1 reader alone (idle server) | — | — | — | ",
+        "- ACK latency p99 within 3 windows (30 ms), 9 writers + 1 reader: ",
+        "- ACK latency p99 within 3 windows (30 ms), 9 writers + 100 subscribers: ",
+        "- Notification latency p99 within 2 windows (20 ms), 1 subscriber: ",
+        "- Notification latency p99 within 2 windows (20 ms), 10 subscribers: ",
+        "- Notification latency p99 within 2 windows (20 ms), 100 subscribers: ",
+        "- QUERY round trip p99 at saturation: "}) {
+    CHECK_MESSAGE(r.out.find(line) != std::string::npos, line);
+  }
+  CHECK(r.out.find("failed") == std::string::npos);
+  CHECK(r.out.find("## Write throughput") == std::string::npos);
+  // Each run with writers reports an ACK latency above 0.
+  std::regex row("\\| 9 writers \\+ [^|]+ \\| [0-9.]+[KM]? ops/sec \\| ([0-9.]+) / ([0-9.]+) \\|");
+  int rows = 0;
+  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), row);
+       it != std::sregex_iterator(); ++it) {
+    ++rows;
+    double p50 = std::stod((*it)[1]), p99 = std::stod((*it)[2]);
+    CHECK(p50 > 0);
+    CHECK(p50 <= p99);
+  }
+  CHECK(rows == 4);
 }
 
 TEST_CASE("bench: --json has the subscriber and bootstrap scenarios") {
