@@ -39,8 +39,8 @@ class LoadWorker {
     std::string bytes;
     uint64_t last_seq = 0;
   };
-  // The ops generated together at `mono_ns`: seqs after the previous stamp's
-  // last_seq up to this one's.
+  // Ops generated together at `mono_ns` (monotonic): seqs after the previous
+  // stamp's last_seq up to this one's.
   struct Stamp {
     uint64_t last_seq = 0;
     uint64_t mono_ns = 0;
