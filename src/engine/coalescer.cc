@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "util/clock.h"
 #include "wal/records.h"
 
 namespace conv::engine {
@@ -28,16 +29,20 @@ void Coalescer::AtBoundary(std::function<void(uint64_t)> task) {
 }
 
 void Coalescer::MarkDurable(uint64_t w) {
-  std::deque<std::pair<uint64_t, std::vector<std::string>>> ready;
+  std::deque<Closed> ready;
   {
     std::lock_guard lock(mu_);
-    while (!changes_.empty() && changes_.front().first <= w) {
+    auto now = std::chrono::steady_clock::now();
+    while (!changes_.empty() && changes_.front().window <= w) {
+      counters_.durable_us.Record(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(now - changes_.front().cut_at)
+              .count()));
       ready.push_back(std::move(changes_.front()));
       changes_.pop_front();
     }
   }
-  for (auto& [window, changes] : ready)
-    listener_->OnChanges(window, std::move(changes));
+  for (auto& c : ready)
+    listener_->OnChanges(c.window, std::move(c.changes));
   listener_->OnDurable(w);
   std::lock_guard lock(mu_);
   durable_ = w;
@@ -63,6 +68,9 @@ void Coalescer::Run(WindowListener* listener) {
     flush_now_ = false;
     activity_.store(false);
     cut_at_ = std::chrono::steady_clock::now();
+    const auto cut_at = cut_at_;
+    const uint64_t cut_ns = util::MonoNanos();
+    uint64_t reached_ns = cut_ns;
     uint64_t w = ++started_;
     std::vector<std::function<void(uint64_t)>> tasks;
     tasks.swap(tasks_);
@@ -79,6 +87,7 @@ void Coalescer::Run(WindowListener* listener) {
       PartitionSeal seal;
       seals_->wait_dequeue(seal);
       if (seal.window == PartitionSeal::kAbort) return;  // stopping mid-window
+      reached_ns = std::max(reached_ns, seal.cut_in_ns);
       sum.window_ops += seal.ops;
       sum.claim_changes += seal.claim_changes;
       sum.entity_changes += seal.entity_changes;
@@ -107,7 +116,13 @@ void Coalescer::Run(WindowListener* listener) {
       counters_.hot_ops += sum.hot_ops;
       counters_.hot_claim_changes += sum.hot_claim_changes;
       counters_.last_window = w;
-      changes_.emplace_back(w, std::move(changes));
+      auto seal_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                               std::chrono::steady_clock::now() - cut_at)
+                                               .count());
+      counters_.seal_us.Record(seal_us);
+      counters_.queue_us.Record((reached_ns - cut_ns) / 1000);
+      last_queue_us_.store((reached_ns - cut_ns) / 1000, std::memory_order_relaxed);
+      changes_.push_back({w, cut_at, std::move(changes)});
     }
     if (durability_ == nullptr) {
       for (const auto& [src, seq] : batch.marks)

@@ -13,6 +13,7 @@
 #include "engine/durability.h"
 #include "engine/queues.h"
 #include "engine/sources.h"
+#include "util/histogram.h"
 
 namespace conv::engine {
 
@@ -40,6 +41,12 @@ struct CoalescerCounters {
   uint64_t hot_claim_changes = 0;  // of claim_changes, those of hot entities
   uint64_t last_window = 0;
   uint64_t durable_window = 0;
+  // Where a window's time goes after its cut, in us: until every partition reached
+  // the cut (the ops queued before it), until every partition sealed it, and until
+  // it was durable (then the WAL write and fdatasync).
+  util::Histogram queue_us;
+  util::Histogram seal_us;
+  util::Histogram durable_us;
 };
 
 // The window clock. A window opens with the first activity after the previous one
@@ -83,6 +90,9 @@ class Coalescer {
   uint64_t Flush();
   void Stop();
   CoalescerCounters counters() const;
+  // Any thread: the last closed window's time from its cut to every partition having
+  // reached it (the ops queued before the cut), in us.
+  uint64_t last_queue_us() const { return last_queue_us_.load(std::memory_order_relaxed); }
 
  private:
   const std::chrono::microseconds window_;
@@ -93,6 +103,7 @@ class Coalescer {
   WindowListener* listener_ = nullptr;
 
   std::atomic<bool> activity_{false};
+  std::atomic<uint64_t> last_queue_us_{0};
   std::chrono::steady_clock::time_point activity_at_;  // guarded by mu_: first activity
   std::chrono::steady_clock::time_point cut_at_;       // guarded by mu_: last window's close
   mutable std::mutex mu_;
@@ -104,7 +115,12 @@ class Coalescer {
   CoalescerCounters counters_;                        // guarded by mu_
   std::vector<std::function<void(uint64_t)>> tasks_;  // guarded by mu_
   // Closed windows' changes waiting for their window to be durable.
-  std::deque<std::pair<uint64_t, std::vector<std::string>>> changes_;  // guarded by mu_
+  struct Closed {
+    uint64_t window;
+    std::chrono::steady_clock::time_point cut_at;
+    std::vector<std::string> changes;
+  };
+  std::deque<Closed> changes_;  // guarded by mu_
 };
 
 }  // namespace conv::engine

@@ -70,6 +70,8 @@ class Engine {
   // Asks for a window to close soon even if no op arrives (SYNC, duplicates and
   // rejected ops need one for their acknowledgement).
   void RequestWindow() { coalescer_.NoteActivity(); }
+  // The last window's cut-to-reached time, us (Coalescer::last_queue_us).
+  uint64_t last_queue_us() const { return coalescer_.last_queue_us(); }
   // Writes a checkpoint now (needs a data dir and running I/O threads).
   util::Status Checkpoint();
   // Stops and joins the threads. Ops not yet in a closed window are dropped: call

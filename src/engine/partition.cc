@@ -310,7 +310,10 @@ void Partition::Handle(const PartitionMsg& m) {
       }
       lane_cut_[m.lane] = true;
       if (++cuts_seen_ < lanes_) break;
-      seals_->enqueue(Seal(m.window));
+      uint64_t cut_in = util::MonoNanos();
+      PartitionSeal seal = Seal(m.window);
+      seal.cut_in_ns = cut_in;
+      seals_->enqueue(std::move(seal));
       ApplyFeedRequests(m.window);  // at the boundary: nothing of the next window applied
       PruneTombstones();
       std::fill(lane_cut_.begin(), lane_cut_.end(), false);

@@ -68,6 +68,9 @@ struct PartitionSeal {
   uint64_t change_count = 0;
   // Per source, the highest seq applied here in this window.
   std::vector<std::pair<uint32_t, uint64_t>> marks;
+  // When the last lane's cut reached the partition (util::MonoNanos): the ops
+  // queued before the cut were applied by then, the seal's own work starts.
+  uint64_t cut_in_ns = 0;
 };
 using SealQueue = moodycamel::BlockingConcurrentQueue<PartitionSeal>;
 

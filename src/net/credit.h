@@ -8,12 +8,13 @@ namespace conv::net {
 // Writer credits (docs/protocol.md, "Flow control"): how many ops a writer may keep
 // unacknowledged. Admission is bounded by time: the writers of one I/O thread that
 // use their credit may have in flight together what the server acknowledged to them
-// per unit of time times a target latency (CreditBudget::Target: two windows plus
-// the least recent cut-to-durable time), shared equally. By Little's law a writer
-// that keeps its credit in flight then waits about the target for each ACK when the
-// server is the limit, however many writers there are; when the server has room,
-// ACKs come sooner than the target, more is acknowledged per unit of time and the
-// credits grow, until the writers, not the server, are the limit.
+// per unit of time times a target latency, shared equally (CreditBudget). By
+// Little's law a writer that keeps its credit in flight then waits about the target
+// for each ACK when the server is the limit, however many writers there are. The
+// target itself follows the queue in front of the partitions: it grows while that
+// queue stays under a quarter window (ACKs come sooner than the target, more is
+// acknowledged per unit of time and credits grow, until the writers, not the
+// server, are the limit) and shrinks when it does not.
 //
 // Each writer's WriterCredit applies its share where it matters: a cut for a writer
 // that has more unacknowledged than its new credit, a raise for one that used at
@@ -25,7 +26,7 @@ namespace conv::net {
 // One writer session's, on its I/O thread.
 class WriterCredit {
  public:
-  static constexpr uint64_t kInitial = 4096;  // announced in WELCOME
+  static constexpr uint64_t kInitial = 1024;  // announced in WELCOME
   static constexpr uint64_t kMin = 256;
   static constexpr uint64_t kMax = uint64_t{1} << 20;
 
@@ -35,7 +36,7 @@ class WriterCredit {
   uint64_t consumed() const { return consumed_; }
   uint64_t acked() const { return acked_; }
   uint64_t unacked() const { return consumed_ - acked_; }
-  bool over_limit() const { return unacked() >= limit(); }
+  bool over_limit() const { return unacked() > limit(); }
   // Whether the writer used at least half of its credit since the last Offer().
   bool constrained() const { return peak_ >= credit_ / 2; }
 
@@ -67,40 +68,65 @@ class WriterCredit {
   uint64_t peak_ = 0;      // most unacknowledged since the last Offer()
 };
 
-// One I/O thread's writers together: what was acknowledged to those that use
-// their credit, per unit of time, and so each one's share. Times are microseconds.
+// One I/O thread's writers together: what was acknowledged to those that use their
+// credit, per unit of time, times the target latency, shared equally. Times are us.
+//
+// The target latency adapts to the queue in front of the partitions (as LEDBAT
+// keeps a queueing delay at a goal): a window's cut waits behind the ops queued
+// before it, and how long it waited is measured (PartitionSeal::cut_in_ns). While
+// it is within
+// kQueueGoal of a window the target grows by a quarter per window (more in flight,
+// more throughput while the server has room); past it the target shrinks in
+// proportion. The target stays between one window (ops wait half a window for
+// their cut on average, so writers with that much in flight keep the server busy
+// while seal and fdatasync take less than another half) and ten windows.
 class CreditBudget {
  public:
-  // The ACK latency credits aim at: kTargetWindows windows plus the least recent
-  // cut-to-durable time. An op waits up to a window for its cut, then for the
-  // window to be sealed and made durable: with credits of rate x target, writers
-  // that keep their credit in flight wait `target` (Little's law) when the server
-  // is the limit, and ACKs come sooner, so credits grow, when it is not.
-  static constexpr uint64_t kTargetWindows = 2;
-  static uint64_t Target(uint64_t window, uint64_t least_lag) {
-    return kTargetWindows * window + least_lag;
-  }
+  static constexpr double kQueueGoal = 0.5;  // of a window
+  static constexpr uint64_t kMaxWindows = 10;
 
   // After a durable window: `ops` were acknowledged at `now` to the `constrained`
-  // writers of this thread that used at least half their credit. Returns each one's
-  // share (0: none is constrained).
-  uint64_t Share(uint64_t ops, uint64_t constrained, uint64_t now, uint64_t target) {
-    uint64_t since = last_ == 0 ? target : now - last_;
+  // writers of this thread that used at least half their credit; `queue` is the
+  // last window's cut-to-reached time (how long its cut waited behind the ops
+  // queued before it). Returns each constrained writer's share, once per window at
+  // most (0: nothing new).
+  uint64_t Share(uint64_t ops, uint64_t constrained, uint64_t now, uint64_t window,
+                 uint64_t queue) {
+    const double floor = static_cast<double>(window);
+    const double ceiling = static_cast<double>(kMaxWindows * window);
+    if (target_ == 0) target_ = 2 * floor;
+    if (constrained == 0) {
+      last_ = 0;  // a time without writers that use their credit says nothing of the server
+      ops_ = 0;
+      return 0;
+    }
+    if (last_ == 0) last_ = now - std::min(now, window);
+    // The rate over at least one window: group commits can make two windows durable
+    // microseconds apart.
+    ops_ += ops;
+    if (now - last_ < window && share_ != 0) return 0;
+    double rate = static_cast<double>(ops_) / static_cast<double>(now - last_);
     last_ = now;
-    // A gap without acknowledgements (idle writers) is not a slow server.
-    since = std::clamp<uint64_t>(since, 1, target);
-    double rate = static_cast<double>(ops) / static_cast<double>(since);
+    ops_ = 0;
     // Rises are taken at once; falls are smoothed, one slow window is no trend.
     rate_ = rate > rate_ ? rate : (3 * rate_ + rate) / 4;
-    if (constrained == 0) return 0;
-    double share = rate_ * static_cast<double>(target) / static_cast<double>(constrained);
-    return share >= static_cast<double>(WriterCredit::kMax) ? WriterCredit::kMax
-                                                            : static_cast<uint64_t>(share);
+    const double goal = kQueueGoal * static_cast<double>(window);
+    const double q = static_cast<double>(queue);
+    target_ *= q <= goal ? 1.25 : std::max(0.5, goal / q);
+    target_ = std::clamp(target_, floor, ceiling);
+    double share = rate_ * target_ / static_cast<double>(constrained);
+    share_ = share >= static_cast<double>(WriterCredit::kMax) ? WriterCredit::kMax
+                                                              : static_cast<uint64_t>(share);
+    return share_;
   }
+  double target() const { return target_; }
 
  private:
-  uint64_t last_ = 0;
-  double rate_ = 0;  // ops acknowledged per us
+  double target_ = 0;   // us
+  uint64_t last_ = 0;   // start of the measurement under way
+  uint64_t ops_ = 0;    // acknowledged since last_
+  uint64_t share_ = 0;  // the last share computed
+  double rate_ = 0;     // ops acknowledged per us
 };
 
 }  // namespace conv::net

@@ -140,6 +140,11 @@ util::Histogram Fanout::LagMicros() const {
   return lag_us_;
 }
 
+util::Histogram Fanout::DelayMicros() const {
+  std::lock_guard lock(lag_mu_);
+  return delay_us_;
+}
+
 void Fanout::Run() {
   for (;;) {
     std::deque<std::function<void()>> events;
@@ -362,7 +367,7 @@ void Fanout::MaybeFinish(const SubPtr& s) {
 }
 
 void Fanout::OnChanges(uint64_t w, std::vector<std::string> changes) {
-  Post([this, w, changes = std::move(changes)] {
+  Post([this, w, changes = std::move(changes), at = util::MonoNanos()] {
     std::vector<engine::ChangeView> views;
     for (const auto& frag : changes) {
       engine::ChangeReader r(frag);
@@ -371,6 +376,8 @@ void Fanout::OnChanges(uint64_t w, std::vector<std::string> changes) {
         views.push_back(c);
     }
     Window(w, views);
+    std::lock_guard lock(lag_mu_);
+    delay_us_.Record((util::MonoNanos() - at) / 1000);
   });
 }
 

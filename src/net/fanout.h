@@ -111,6 +111,9 @@ class Fanout {
   FanoutCounters& counters() { return counters_; }
   // Op ts to NOTIFY queued, µs, of per-window changes.
   util::Histogram LagMicros() const;
+  // From a durable window's changes handed to the fanout to its NOTIFY frames queued
+  // for every subscriber in step, in us.
+  util::Histogram DelayMicros() const;
   size_t backlog_limit() const { return limit_; }
 
  private:
@@ -157,7 +160,8 @@ class Fanout {
   std::string scratch_, prev_scratch_;
 
   mutable std::mutex lag_mu_;
-  util::Histogram lag_us_;  // guarded by lag_mu_
+  util::Histogram lag_us_;    // guarded by lag_mu_
+  util::Histogram delay_us_;  // guarded by lag_mu_
 };
 
 }  // namespace conv::net

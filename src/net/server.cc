@@ -293,7 +293,6 @@ void Server::OnChanges(uint64_t w, std::vector<std::string> changes) {
 void Server::OnCut(uint64_t w) {
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get(), w] {
-      io->cuts.emplace_back(w, util::MonoNanos() / 1000);
       for (auto& [p, s] : io->sessions)
         s->OnCut(w);
       if (io->lane != nullptr) io->lane->Cut(w);
@@ -303,15 +302,10 @@ void Server::OnCut(uint64_t w) {
 
 void Server::OnDurable(uint64_t w) {
   const auto window = static_cast<uint64_t>(engine_.options().window.count());
+  const uint64_t queue = engine_.last_queue_us();
   for (auto& t : io_) {
-    asio::post(t->ctx, [io = t.get(), w, window] {
-      uint64_t cut_at = 0;
-      while (!io->cuts.empty() && io->cuts.front().first <= w) {
-        cut_at = io->cuts.front().second;
-        io->cuts.pop_front();
-      }
+    asio::post(t->ctx, [io = t.get(), w, window, queue] {
       uint64_t now = util::MonoNanos() / 1000;
-      if (cut_at != 0) io->NoteDurableLag(now, now - cut_at);
       uint64_t acked = 0, constrained = 0;
       for (auto& [p, s] : io->sessions) {
         uint64_t n = s->OnDurable(w);
@@ -320,8 +314,8 @@ void Server::OnDurable(uint64_t w) {
           ++constrained;
         }
       }
-      if (uint64_t share = io->budget.Share(acked, constrained, now,
-                                            CreditBudget::Target(window, io->durable_lag_us))) {
+      if (io->lane == nullptr) return;  // the read thread: no writers
+      if (uint64_t share = io->budget.Share(acked, constrained, now, window, queue)) {
         for (auto& [p, s] : io->sessions) {
           if (s->credit_constrained()) s->OfferCredit(share);
         }
@@ -341,6 +335,7 @@ StatList Server::Stats() {
   }
   FanoutCounters& f = fanout_->counters();
   util::Histogram lag = fanout_->LagMicros();
+  util::Histogram delay = fanout_->DelayMicros();
   StatList stats = {
       {"ops_in", ops_in},
       {"ops_applied", e.totals.applied},
@@ -399,6 +394,14 @@ StatList Server::Stats() {
       {"notify_frames", get(f.notify_frames)},
       {"notify_lag_p50_us", lag.Percentile(0.5)},
       {"notify_lag_p99_us", lag.Percentile(0.99)},
+      {"window_queue_p50_us", e.windows.queue_us.Percentile(0.5)},
+      {"window_queue_p99_us", e.windows.queue_us.Percentile(0.99)},
+      {"window_seal_p50_us", e.windows.seal_us.Percentile(0.5)},
+      {"window_seal_p99_us", e.windows.seal_us.Percentile(0.99)},
+      {"window_durable_p50_us", e.windows.durable_us.Percentile(0.5)},
+      {"window_durable_p99_us", e.windows.durable_us.Percentile(0.99)},
+      {"fanout_delay_p50_us", delay.Percentile(0.5)},
+      {"fanout_delay_p99_us", delay.Percentile(0.99)},
       {"snapshot_entries", get(f.snapshot_entries)},
       {"snapshots", get(f.snapshots)},
       {"resume_resets", get(f.resets)},

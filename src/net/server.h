@@ -88,26 +88,7 @@ struct IoThread {
   // this thread, read by STATS from any: guarded by query_mu (never contended long).
   std::mutex query_mu;
   util::Histogram query_ns;
-  // Windows cut and not yet durable, with when this thread cut them (monotonic us).
-  std::deque<std::pair<uint64_t, uint64_t>> cuts;
-  // The least cut-to-durable time seen over the last 5 to 10 s, which writers'
-  // credits are sized by (net/credit.h). The least, not the latest: under load the
-  // cut waits behind the ops queued before it, and sizing credits by that wait would
-  // let the queue grow without end.
-  uint64_t durable_lag_us = 0;
-  void NoteDurableLag(uint64_t now_us, uint64_t lag_us) {
-    if (now_us - lag_epoch_ >= 5'000'000) {
-      lag_min_before_ = lag_min_now_;
-      lag_min_now_ = UINT64_MAX;
-      lag_epoch_ = now_us;
-    }
-    lag_min_now_ = std::min(lag_min_now_, lag_us);
-    durable_lag_us = std::min(lag_min_now_, lag_min_before_);
-  }
   CreditBudget budget;  // this thread's writers' credits
-  uint64_t lag_epoch_ = 0;
-  uint64_t lag_min_now_ = UINT64_MAX;
-  uint64_t lag_min_before_ = UINT64_MAX;
 };
 
 // The TCP front end: accepts connections, runs sessions on `io_threads` threads and

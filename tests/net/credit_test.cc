@@ -1,7 +1,8 @@
 // Writer credits (net/credit.h, docs/protocol.md "Flow control"): one I/O thread's
 // budget is what was acknowledged to its constrained writers per unit of time times
-// the target latency, shared equally; a writer's credit follows its share where it
-// matters, and falls by at most half at a time.
+// a target latency that follows the queue in front of the partitions, shared
+// equally; a writer's credit follows its share where it matters, and falls by at
+// most half at a time.
 
 #include "net/credit.h"
 
@@ -21,33 +22,47 @@ void Consume(WriterCredit& c, uint64_t n) {
 
 }  // namespace
 
-TEST_CASE("credit: the target is two windows plus the least cut-to-durable time") {
-  CHECK(CreditBudget::Target(10'000, 1'500) == 21'500);
-  CHECK(CreditBudget::Target(1'000, 0) == 2'000);
-}
-
 TEST_CASE("credit: the share is the acknowledged rate times the target, split equally") {
   CreditBudget b;
-  // 9 writers had 25,000 ops acknowledged in 10 ms (2.5M ops/s); target 20 ms:
-  // 50,000 ops in flight in all, 5,555 each.
-  CHECK(b.Share(25'000, 9, 1'000'000, 20'000) == 25'000 / 9);  // the first counts a whole target
-  uint64_t s = b.Share(25'000, 9, 1'010'000, 20'000);
-  CHECK(s == 50'000 / 9);
-  // A faster window is taken at once; a slower one only in part.
-  CHECK(b.Share(50'000, 9, 1'020'000, 20'000) == 100'000 / 9);
-  uint64_t slower = b.Share(25'000, 9, 1'030'000, 20'000);
-  CHECK(slower < 100'000 / 9);
-  CHECK(slower > 50'000 / 9);
-  // Nobody constrained: nothing to share.
-  CHECK(b.Share(25'000, 0, 1'040'000, 20'000) == 0);
+  // 9 writers had 25,000 ops acknowledged in 10 ms (2.5 ops/us); the target starts
+  // at two windows (20 ms) and, with the cut's queue within the goal, grows
+  // by a quarter: 2.5 x 25,000 / 9.
+  CHECK(b.Share(25'000, 9, 1'000'000, 10'000, 1'000) == 25'000 * 25 / 10 / 9);
+  CHECK(b.target() == 25'000);
+  // Within the same window: nothing new.
+  CHECK(b.Share(25'000, 9, 1'005'000, 10'000, 1'000) == 0);
+  // A window later, 50,000 more ops over 10 ms: a faster rate is taken at once.
+  uint64_t s = b.Share(25'000, 9, 1'010'000, 10'000, 1'000);
+  CHECK(s == static_cast<uint64_t>(5.0 * 31'250 / 9));
+  // Nobody constrained: nothing to share, and the time does not count.
+  CHECK(b.Share(25'000, 0, 1'020'000, 10'000, 1'000) == 0);
+}
+
+TEST_CASE("credit: the target shrinks in proportion to the queue past its goal") {
+  CreditBudget b;
+  b.Share(10'000, 1, 1'000'000, 10'000, 0);
+  double t = b.target();
+  // The cut waited twice the goal behind queued ops: the target halves.
+  b.Share(10'000, 1, 1'010'000, 10'000,
+          static_cast<uint64_t>(2 * CreditBudget::kQueueGoal * 10'000));
+  CHECK(b.target() == doctest::Approx(t / 2));
+  // Never below one window, whatever the queue.
+  for (int i = 0; i < 20; ++i)
+    b.Share(10'000, 1, 1'020'000 + i * 10'000, 10'000, 1'000'000);
+  CHECK(b.target() == doctest::Approx(10'000));
+  // Nor above ten windows while the queue stays short.
+  for (int i = 0; i < 100; ++i)
+    b.Share(10'000, 1, 2'000'000 + i * 10'000, 10'000, 0);
+  CHECK(b.target() == doctest::Approx(100'000));
 }
 
 TEST_CASE("credit: an idle gap does not count as a slow server") {
   CreditBudget b;
-  uint64_t before = b.Share(20'000, 4, 1'000'000, 20'000);
-  // One minute without acknowledgements, then the same amount in one window.
-  uint64_t after = b.Share(20'000, 4, 61'000'000, 20'000);
-  CHECK(after == before);
+  uint64_t before = b.Share(20'000, 4, 1'000'000, 10'000, 0);
+  // Nobody constrained for a minute, then the same amount in one window.
+  CHECK(b.Share(0, 0, 31'000'000, 10'000, 0) == 0);
+  uint64_t after = b.Share(20'000, 4, 61'000'000, 10'000, 0);
+  CHECK(after >= before);  // the rate is the same; the target grew a step
 }
 
 TEST_CASE("credit: a writer that never comes near its credit is never sent one") {
@@ -77,41 +92,40 @@ TEST_CASE("credit: a raise goes to a writer that used half its credit") {
 }
 
 TEST_CASE("credit: a cut falls by at most half and only for a writer over the new credit") {
+  constexpr uint64_t kCut = WriterCredit::kInitial * 3 / 4;
   WriterCredit c;
   Consume(c, WriterCredit::kInitial);
   c.Acked(WriterCredit::kInitial - 100);
-  CHECK(c.Offer(3'000) == 3'000);  // it had 4096 unacknowledged since the last offer
-  CHECK(c.Offer(1) == 0);          // 100 since: within any cut, nothing to announce
+  CHECK(c.Offer(kCut) == kCut);  // it had its whole credit unacknowledged since the last offer
+  CHECK(c.Offer(1) == 0);        // 100 since: within any cut, nothing to announce
   WriterCredit d;
-  Consume(d, 2'500);
-  CHECK(d.Offer(3'000) == 0);  // never had more than 3000
+  Consume(d, kCut - 10);
+  CHECK(d.Offer(kCut) == 0);  // never had more than the new credit
   CHECK(d.credit() == WriterCredit::kInitial);
 }
 
 TEST_CASE("credit: successive cuts halve at most, down to the minimum") {
   WriterCredit c;
+  c.Offer(16 * WriterCredit::kMin);  // not constrained: stays
   Consume(c, WriterCredit::kInitial);
+  REQUIRE(c.Offer(16 * WriterCredit::kMin) == 16 * WriterCredit::kMin);
   std::vector<uint64_t> got;
   for (int i = 0; i < 10; ++i) {
+    Consume(c, 16 * WriterCredit::kMin);  // keeps far more than any credit in flight
     if (uint64_t a = c.Offer(1)) got.push_back(a);
-    Consume(c, WriterCredit::kInitial);  // keeps far more than any credit in flight
   }
-  REQUIRE(got.size() >= 4);
-  uint64_t prev = WriterCredit::kInitial;
-  for (uint64_t a : got) {
-    CHECK(a == std::max(prev / 2, WriterCredit::kMin));
-    prev = a;
-  }
+  CHECK(got == std::vector<uint64_t>{8 * WriterCredit::kMin, 4 * WriterCredit::kMin,
+                                     2 * WriterCredit::kMin, WriterCredit::kMin});
   CHECK(c.credit() == WriterCredit::kMin);
 }
 
-TEST_CASE("credit: the server pauses a writer at twice its credit") {
+TEST_CASE("credit: the server pauses a writer past twice its credit") {
   WriterCredit c;
-  Consume(c, 2 * WriterCredit::kInitial - 1);
-  CHECK_FALSE(c.over_limit());
+  Consume(c, 2 * WriterCredit::kInitial);
+  CHECK_FALSE(c.over_limit());  // what a writer that obeyed a credit twice as large has
   c.Consumed();
   CHECK(c.over_limit());
   c.Acked(1);
   CHECK_FALSE(c.over_limit());
-  CHECK(c.unacked() == 2 * WriterCredit::kInitial - 1);
+  CHECK(c.unacked() == 2 * WriterCredit::kInitial);
 }

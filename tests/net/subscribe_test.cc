@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "net/credit.h"
 #include "support/durable_server.h"
 #include "support/feed.h"
 #include "support/test_server.h"
@@ -714,17 +715,21 @@ TEST_CASE("subscribe: a window too big for one frame is split, only its last par
   Feed feed(server.Connect());
   feed.Subscribe(Sub());
   feed.WaitSnapshotEnd();
+  // Sent at once, up to twice the writer's first credit (the server reads that much
+  // without waiting for an ACK), in records large enough to pass 256 KiB.
   std::string frames;
-  const int n = 8'000;
+  const int n = static_cast<int>(2 * net::WriterCredit::kInitial);
+  const std::string name(400, 'n');
   for (int i = 1; i <= n; ++i) {
     frames += WriteFrame(FrameType::kAssert, static_cast<uint64_t>(i), 0, kPlayer,
                          "big-" + std::to_string(i),
-                         Record(player, {{"name", std::string(40, 'n')}, {"score", int64_t{i}}}));
+                         Record(player, {{"name", name}, {"score", int64_t{i}}}));
   }
+  w.client().set_obey_credit(false);
   REQUIRE(w.client().Send(frames).ok());
   REQUIRE(WaitForAck(w.client(), n));
   feed.WaitForRecord("big-" + std::to_string(n),
-                     Record(player, {{"name", std::string(40, 'n')}, {"score", int64_t{n}}}));
+                     Record(player, {{"name", name}, {"score", int64_t{n}}}));
   while (feed.state().size() < static_cast<size_t>(n) && feed.ReadOne(testing::kReplyTimeout)) {
   }
   CHECK(feed.state().size() == static_cast<size_t>(n));
