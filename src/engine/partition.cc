@@ -160,6 +160,7 @@ bool Partition::AdvanceWalk(ActiveWalk& a) {
   for (size_t n = 0;
        a.bucket < map.bucket_count() && n < kWalkChunkBuckets && chunk.size() < kWalkChunkBytes;
        ++n, ++a.bucket) {
+    if (n % kApplyChunk == kApplyChunk - 1) Step(Work::kWalk);
     for (auto it = map.begin(a.bucket); it != map.end(a.bucket); ++it) {
       if (!it->first.starts_with(w.prefix)) continue;
       if (!a.captured.empty()) {
@@ -242,9 +243,11 @@ void Partition::Unfreeze() {
 
 void Partition::RetractSource(uint32_t source, uint64_t ts) {
   std::lock_guard lock(mu_);
+  size_t changed = 0;
   for (uint32_t schema = 1; schema < maps_.size(); ++schema) {
     for (auto& [id, e] : maps_[schema]) {
       if (FindClaim(e, source) == nullptr) continue;
+      if (changed++ % kApplyChunk == kApplyChunk - 1) Step(Work::kRetractSource);
       Dirty& d = Touch(e, schema, id);
       Uninstall(e, source);
       Note(d, source, ts);
@@ -490,6 +493,7 @@ PartitionSeal Partition::Seal(uint64_t window) {
   std::lock_guard lock(mu_);
   uint64_t now = 0;
   for (size_t i = 0; i < dirty_count_; ++i) {
+    if (i % kApplyChunk == kApplyChunk - 1) Step(Work::kSeal);
     Dirty& d = dirty_[i];
     EntityMap& map = maps_[d.schema];
     auto it = map.find(d.id);
@@ -542,6 +546,7 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
       req->bucket = 0;
       continue;
     }
+    if (buckets_done % kApplyChunk == kApplyChunk - 1) Step(Work::kSnapshot);
     for (auto it = map.begin(req->bucket); it != map.end(req->bucket); ++it) {
       for (const Claim* c = it->second.claims; c != nullptr; c = c->next) {
         wal::PutClaim(req->records, static_cast<uint32_t>(req->schema), it->first,

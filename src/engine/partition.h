@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -108,6 +109,13 @@ class Partition {
   // Runs walks until each is finished or paused for its consumer (tests).
   void AdvanceWalks();
 
+  // Long work that goes step by step: a source retraction, a seal, a snapshot chunk,
+  // a walk chunk.
+  enum class Work : uint8_t { kRetractSource, kSeal, kSnapshot, kWalk };
+  // Before Run() (tests): `f` is called on the owner thread between steps of long
+  // work (every kApplyChunk entities or buckets).
+  void set_step_hook(std::function<void(Work)> f) { step_hook_ = std::move(f); }
+
   // Recovery, before Run(): install a logged claim state, remove a claim (`window`:
   // the log window holding the record; 0 for a checkpoint's), and set every
   // source's seq mark.
@@ -161,6 +169,10 @@ class Partition {
   void QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now);
   void Freeze();
   void Unfreeze();
+  void Step(Work w) {
+    if (step_hook_) [[unlikely]]
+      step_hook_(w);
+  }
   void ApplyOne(const OpView& op);
   void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
@@ -211,6 +223,8 @@ class Partition {
   std::deque<Tombstone> tombstones_;  // in time order; at most one per entity
   uint64_t retention_us_ = 600'000'000;
   std::atomic<uint64_t> retained_from_{0};
+
+  std::function<void(Work)> step_hook_;
 
   std::atomic<int64_t> backlog_{0};
   std::atomic<uint64_t> applied_{0}, asserts_{0}, patches_{0}, retracts_{0}, duplicates_{0},
