@@ -11,7 +11,10 @@ namespace conv::engine {
 
 // An entity is its list of live claims. It exists while the list is non-empty; an
 // entry with no claims is a tombstone, kept for resuming subscribers (partition.h).
-// Owned by exactly one partition thread; see partition.h for who may read it.
+// Owned by exactly one partition thread; see partition.h for who may read it. Point
+// reads on other threads look at `claims` only (under the partition's mutex); the
+// owner writes the other fields without it, so they must stay memory locations of
+// their own (no bit-fields).
 struct Entity {
   Claim* claims = nullptr;   // ordered by source id
   uint32_t dirty = 0;        // 1 + index in the partition's dirty list; 0 = clean this window

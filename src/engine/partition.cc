@@ -229,6 +229,7 @@ void Partition::Freeze() {
   // With no rehash, every entity sits in a bucket a walk has either passed or not
   // reached yet, never moved between the two.
   if (frozen_++ == 0) {
+    std::lock_guard lock(mu_);  // a map's policy may not change under a reader
     for (auto& map : maps_)
       map.max_load_factor(std::numeric_limits<float>::max());
   }
@@ -236,24 +237,44 @@ void Partition::Freeze() {
 
 void Partition::Unfreeze() {
   if (--frozen_ == 0) {
+    std::lock_guard lock(mu_);
     for (auto& map : maps_)
       map.max_load_factor(1.0f);
   }
 }
 
 void Partition::RetractSource(uint32_t source, uint64_t ts) {
-  std::lock_guard lock(mu_);
-  size_t changed = 0;
+  // The scan only reads (this thread is the maps' only writer) and erases nothing,
+  // so the entries it collects stay put; the claims come out kApplyChunk entities
+  // per lock, in scan order, as ops would.
+  struct Hit {
+    uint32_t schema;
+    const std::string* id;
+    Entity* e;
+  };
+  Hit hits[kApplyChunk];
+  size_t n = 0;
+  auto retract = [&] {
+    {
+      std::lock_guard lock(mu_);
+      for (size_t i = 0; i < n; ++i) {
+        Dirty& d = Touch(*hits[i].e, hits[i].schema, *hits[i].id);
+        Uninstall(*hits[i].e, source);
+        Note(d, source, ts);
+        Add(retracts_, 1);
+      }
+    }
+    n = 0;
+    Step(Work::kRetractSource);
+  };
   for (uint32_t schema = 1; schema < maps_.size(); ++schema) {
     for (auto& [id, e] : maps_[schema]) {
       if (FindClaim(e, source) == nullptr) continue;
-      if (changed++ % kApplyChunk == kApplyChunk - 1) Step(Work::kRetractSource);
-      Dirty& d = Touch(e, schema, id);
-      Uninstall(e, source);
-      Note(d, source, ts);
-      Add(retracts_, 1);
+      hits[n++] = {schema, &id, &e};
+      if (n == kApplyChunk) retract();
     }
   }
+  if (n > 0) retract();
 }
 
 void Partition::PruneTombstones() {
@@ -490,7 +511,8 @@ PartitionSeal Partition::Seal(uint64_t window) {
     window_mark_[src] = 0;
   }
   window_sources_.clear();
-  std::lock_guard lock(mu_);
+  // No lock: this only reads the maps and claims (which no other thread writes) and
+  // writes what a point read never looks at (Entity::dirty, window, tomb_queued).
   uint64_t now = 0;
   for (size_t i = 0; i < dirty_count_; ++i) {
     if (i % kApplyChunk == kApplyChunk - 1) Step(Work::kSeal);
@@ -533,7 +555,7 @@ void Partition::EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* se
 void Partition::FillSnapshot(SnapshotRequest* req) {
   req->records.clear();
   req->count = 0;
-  std::lock_guard lock(mu_);
+  // Reads only, so no lock but Freeze's and Unfreeze's own.
   if (!snapshotting_) {
     Freeze();  // the bucket layout holds still while the snapshot walks it
     snapshotting_ = true;

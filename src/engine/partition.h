@@ -45,9 +45,20 @@ struct PartitionCounters {
 };
 
 // One shard of the entity space, owned by one thread: only that thread applies ops
-// and seals windows. Point reads come from I/O threads and take `mu_`, which the
-// owner holds for at most kApplyChunk ops at a time, so a read waits for at most
-// one chunk and the owner pays one uncontended lock per chunk, not per op.
+// and seals windows. Point reads (Query) come from I/O threads and take `mu_`.
+//
+// The owner is the only thread that writes the maps, the entities and the claims, so
+// its own reads race with nothing and take no lock. It takes `mu_` only around the
+// writes a reader could observe: inserting or erasing a map entry (an insert that
+// grows the map rehashes it, rarely: the bucket array about doubles), putting in,
+// replacing or taking out a claim (claims are never changed in place), and changing
+// a map's load factor (Freeze). It holds it for at most kApplyChunk such changes at
+// a time: ops in Apply, entities in RetractSource, one erased tombstone in
+// PruneTombstones. So a read waits for at most one chunk, and the owner pays one
+// uncontended lock per chunk, not per op. Sealing a window, filling a snapshot chunk
+// and advancing a walk hold no lock however much they cover: they read the maps and
+// claims and write only what a read never looks at (Entity::dirty, window and
+// tomb_queued, plain fields apart from Entity::claims, and the owner's own lists).
 //
 // A window holds exactly what each lane sent before its cut: once lane L's cut of
 // window w has arrived, L's later messages wait (parked) until every lane's cut has
@@ -113,7 +124,7 @@ class Partition {
   // a walk chunk.
   enum class Work : uint8_t { kRetractSource, kSeal, kSnapshot, kWalk };
   // Before Run() (tests): `f` is called on the owner thread between steps of long
-  // work (every kApplyChunk entities or buckets).
+  // work (every kApplyChunk entities or buckets), with `mu_` not held.
   void set_step_hook(std::function<void(Work)> f) { step_hook_ = std::move(f); }
 
   // Recovery, before Run(): install a logged claim state, remove a claim (`window`:
@@ -167,6 +178,7 @@ class Partition {
   void EmitWalkEntry(const FeedWalk& w, std::string_view id, const Entity& e, std::string* out);
   void PruneTombstones();
   void QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now);
+  // Rehashing off / on again (counted); each change of the maps' policy takes `mu_`.
   void Freeze();
   void Unfreeze();
   void Step(Work w) {
@@ -199,7 +211,9 @@ class Partition {
   moodycamel::ConcurrentQueue<SnapshotRequest*> control_;
   ConvergedRecord scratch_;  // owner thread: the converged state at seal
 
-  mutable std::mutex mu_;        // guards maps_ against point reads
+  // Guards what point reads look at (the maps' structure, Entity::claims and the
+  // claims) against the owner's writes to it; the owner reads without it.
+  mutable std::mutex mu_;
   std::vector<EntityMap> maps_;  // by schema id
   std::vector<uint64_t> marks_;  // by source id: highest seq applied here
   std::vector<Dirty> dirty_;     // entries [0, dirty_count_) belong to the open window
