@@ -16,9 +16,11 @@
 #include <deque>
 #include <future>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "engine/changes.h"
 #include "engine/feed.h"
@@ -85,9 +87,9 @@ struct ReadMidWork {
   }
 };
 
-// One partition (one lane) holding kEntities player entities, each with one claim
-// of source "a" (score = its number), in the open window 1. Tests set the step hook,
-// then Start() the partition thread.
+// One partition (one lane) holding `entities` player entities p-0, p-1, ..., each
+// with one claim of source "a" (score = its number), in the open window 1. Tests set
+// the step hook, then Start() the partition thread.
 struct Rig {
   engine::SchemaSet schemas;
   engine::SourceTable sources;
@@ -99,20 +101,20 @@ struct Rig {
   std::unique_ptr<moodycamel::ProducerToken> token;
   std::unique_ptr<ReadMidWork> probe;  // destroyed after ~Rig joined the thread, before `part`
 
-  explicit Rig(bool log_changes = false) {
+  explicit Rig(bool log_changes = false, size_t entities = kEntities) {
     part = std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, log_changes);
     a = *sources.Intern("a");
     engine::OpBatch batch;
-    for (size_t i = 0; i < kEntities; ++i) {
+    for (size_t i = 0; i < entities; ++i) {
       std::string id = "p-" + std::to_string(i);
       auto [mask, values] = testing::EncodeFields(*player, {{"score", static_cast<int64_t>(i)}});
       batch.Append({engine::OpKind::kAssert, a, player->id, i + 1, 1000 + i, id, mask, values});
-      if (batch.count() == 4096 || i + 1 == kEntities) {
+      if (batch.count() == 4096 || i + 1 == entities) {
         part->Apply(batch);
         batch = engine::OpBatch();
       }
     }
-    REQUIRE(part->counters().entities == kEntities);
+    REQUIRE(part->counters().entities == entities);
   }
   void Start() {
     token = std::make_unique<moodycamel::ProducerToken>(part->queue());
@@ -134,6 +136,13 @@ struct Rig {
   void Send(engine::PartitionMsg m) {
     m.lane = 0;
     part->queue().enqueue(*token, m);
+  }
+  void SendOps(engine::OpBatch* batch) {
+    engine::PartitionMsg m;
+    m.kind = engine::PartitionMsg::Kind::kOps;
+    m.batch = batch;  // the partition deletes it
+    part->backlog().fetch_add(static_cast<int64_t>(batch->count()));
+    Send(m);
   }
   // Closes `window` and waits for its seal.
   engine::PartitionSeal Close(uint64_t window) {
@@ -266,4 +275,91 @@ TEST_CASE("partition reads: a query is answered in the middle of the seal of a l
       testing::EncodeFields(*rig.player, {{"score", int64_t{7}}, {"level", int64_t{7}}});
   CHECK(probe.result.record.mask == mask);
   CHECK(probe.result.record.values == values);
+}
+
+// Not a liveness check: reads race with every kind of work here (ops that insert and
+// rehash, seals that log and emit changes, source retractions, snapshot chunks, a
+// walk), so that a sanitizer run sees any read of what the partition thread changes
+// without the lock.
+TEST_CASE("partition reads: queries on other threads run alongside every kind of partition work") {
+  constexpr size_t kLive = 20'000;
+  Rig rig(/*log_changes=*/true, kLive);
+  uint32_t b = *rig.sources.Intern("b");
+  rig.part->Watch(engine::kPlayerSchemaId, 1);
+  rig.Start();
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0}, found{0}, odd{0};
+  std::vector<std::thread> readers;
+  for (uint64_t t = 0; t < 2; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      engine::QueryResult r;
+      while (!stop.load(std::memory_order_relaxed)) {
+        std::string id = (rng() % 2 ? "p-" : "q-") + std::to_string(rng() % kLive);
+        if (rig.part->Query(*rig.player, id, true, &r)) {
+          found.fetch_add(1, std::memory_order_relaxed);
+          // One claim of a and / or one of b, in source order, each setting a field.
+          bool ok = !r.claims.empty() && r.claims.size() <= 2 && r.record.mask != 0;
+          for (size_t i = 0; i < r.claims.size(); ++i) {
+            ok = ok && (r.claims[i].source == rig.a || r.claims[i].source == b) &&
+                 r.claims[i].mask != 0 && (i == 0 || r.claims[i - 1].source < r.claims[i].source);
+          }
+          if (!ok) odd.fetch_add(1, std::memory_order_relaxed);
+        }
+        reads.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+
+  uint64_t seq_a = kLive, seq_b = 0, window = 0;
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 8; ++round) {
+    // b asserts on new ids (the map grows and rehashes) and on old ones; a patches.
+    for (int k = 0; k < 4; ++k) {
+      auto* batch = new engine::OpBatch();
+      for (int i = 0; i < 2'000; ++i) {
+        bool fresh = i % 2 == 0;
+        std::string id = (fresh ? "q-" : "p-") + std::to_string(rng() % kLive);
+        auto [mask, values] =
+            testing::EncodeFields(*rig.player, {{"level", static_cast<int64_t>(rng() % 50)}});
+        bool by_b = fresh || rng() % 2 == 0;
+        batch->Append({by_b ? engine::OpKind::kAssert : engine::OpKind::kPatch, by_b ? b : rig.a,
+                       rig.player->id, by_b ? ++seq_b : ++seq_a, 10'000 + rng() % 1'000, id, mask,
+                       values});
+      }
+      rig.SendOps(batch);
+    }
+    if (round % 2 == 1) {
+      engine::PartitionMsg retract;
+      retract.kind = engine::PartitionMsg::Kind::kRetractSource;
+      retract.source = b;
+      retract.window = 20'000;
+      rig.Send(retract);
+    }
+    engine::SnapshotRequest req;
+    while (!req.done) {
+      rig.part->RequestSnapshot(&req);
+      req.ready.wait();
+    }
+    std::shared_ptr<engine::FeedWalk> walk;
+    if (round == 3) {
+      walk = std::make_shared<engine::FeedWalk>();
+      walk->schema = engine::kPlayerSchemaId;
+      rig.part->AddFeedRequest(window + 1, {engine::kPlayerSchemaId, 1, walk});
+    }
+    (void)rig.Close(++window);
+    for (bool done = walk == nullptr; !done;) {
+      std::deque<std::string> chunks;
+      done = walk->Take(&chunks);
+      if (!chunks.empty()) rig.part->Wake();
+      if (!done && chunks.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  stop = true;
+  for (auto& t : readers)
+    t.join();
+  MESSAGE(reads.load() << " reads, " << found.load() << " found");
+  CHECK(found.load() > 0);
+  CHECK(odd.load() == 0);
 }
