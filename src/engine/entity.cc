@@ -11,10 +11,18 @@ Claim* FindClaim(const Entity& e, uint32_t source) {
   return nullptr;
 }
 
-void PutClaim(Entity& e, Claim* c) {
+Claim** FindLink(Entity& e, uint32_t source) {
   Claim** link = &e.claims;
-  while (*link != nullptr && (*link)->source < c->source)
+  while (*link != nullptr && (*link)->source < source)
     link = &(*link)->next;
+  return link;
+}
+
+void PutClaim(Entity& e, Claim* c) {
+  PutClaimAt(FindLink(e, c->source), c);
+}
+
+void PutClaimAt(Claim** link, Claim* c) {
   if (*link != nullptr && (*link)->source == c->source) {
     Claim* old = *link;
     c->next = old->next;

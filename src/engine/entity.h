@@ -25,6 +25,15 @@ struct Entity {
 Claim* FindClaim(const Entity& e, uint32_t source);
 // Installs `c` as its source's claim, freeing the claim it replaces.
 void PutClaim(Entity& e, Claim* c);
+// The link where `source`'s claim is, or would go (claims are ordered by source):
+// FindClaim and PutClaim in one walk, for a caller that needs both.
+Claim** FindLink(Entity& e, uint32_t source);
+// The claim at `link` (from FindLink, no change since), null when `source` has none.
+inline Claim* ClaimAt(Claim** link, uint32_t source) {
+  return *link != nullptr && (*link)->source == source ? *link : nullptr;
+}
+// PutClaim at the link FindLink(e, c->source) returned.
+void PutClaimAt(Claim** link, Claim* c);
 // Removes and frees the claim of `source`; false when it had none.
 bool RemoveClaim(Entity& e, uint32_t source);
 void FreeClaims(Entity& e);

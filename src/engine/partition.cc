@@ -260,7 +260,7 @@ void Partition::RetractSource(uint32_t source, uint64_t ts) {
       for (size_t i = 0; i < n; ++i) {
         Dirty& d = Touch(*hits[i].e, hits[i].schema, *hits[i].id);
         Uninstall(*hits[i].e, source);
-        Note(d, source, ts);
+        Note(d, source, ts, nullptr);
         Add(retracts_, 1);
       }
     }
@@ -398,16 +398,17 @@ void Partition::ApplyOne(const OpView& op) {
     if (it == map.end()) return;
     Entity& e = it->second;
     if (FindClaim(e, op.source) == nullptr) return;
-    Dirty& d = Touch(e, op.schema, op.id);
+    Dirty& d = Touch(e, op.schema, it->first);
     Uninstall(e, op.source);
-    Note(d, op.source, op.ts);
+    Note(d, op.source, op.ts, nullptr);
     return;
   }
   auto it = map.find(op.id);
   if (it == map.end()) it = map.emplace(std::string(op.id), Entity{}).first;
   Entity& e = it->second;
-  Dirty& d = Touch(e, op.schema, op.id);
-  Claim* old = FindClaim(e, op.source);
+  Dirty& d = Touch(e, op.schema, it->first);
+  Claim** link = FindLink(e, op.source);
+  Claim* old = ClaimAt(link, op.source);
   Claim* c;
   if (op.kind == OpKind::kAssert) {
     Add(asserts_, 1);
@@ -416,19 +417,23 @@ void Partition::ApplyOne(const OpView& op) {
     Add(patches_, 1);
     c = PatchClaim(*schemas_.Find(op.schema), old, op.source, op.mask, op.values, op.ts);
   }
-  Install(e, c);
-  Note(d, op.source, op.ts);
+  InstallAt(e, link, c, old);
+  Note(d, op.source, op.ts, c);
 }
 
-void Partition::Install(Entity& e, Claim* c) {
-  if (const Claim* old = FindClaim(e, c->source)) {
+void Partition::Install(Entity& e, Claim* c, const Claim* old) {
+  InstallAt(e, FindLink(e, c->source), c, old);
+}
+
+void Partition::InstallAt(Entity& e, Claim** link, Claim* c, const Claim* old) {
+  if (old != nullptr) {
     Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
   } else {
     Add(claims_, 1);
     if (e.claims == nullptr) Add(entities_, 1);
   }
   Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
-  PutClaim(e, c);
+  PutClaimAt(link, c);
 }
 
 bool Partition::Uninstall(Entity& e, uint32_t source) {
@@ -441,13 +446,14 @@ bool Partition::Uninstall(Entity& e, uint32_t source) {
   return true;
 }
 
-Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view id) {
+Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, const std::string& key) {
   if (e.dirty != 0) return dirty_[e.dirty - 1];
-  if (!walks_.empty()) Capture(schema, id, e);
+  if (!walks_.empty()) Capture(schema, key, e);
   if (dirty_count_ == dirty_.size()) dirty_.emplace_back();
   Dirty& d = dirty_[dirty_count_++];
   d.schema = schema;
-  d.id.assign(id);
+  d.id = &key;
+  d.entity = &e;
   d.sources.clear();
   d.ts_max = 0;
   d.ops = 0;
@@ -461,20 +467,24 @@ Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, std::string_view 
   return d;
 }
 
-void Partition::Note(Dirty& d, uint32_t source, uint64_t ts) {
+void Partition::Note(Dirty& d, uint32_t source, uint64_t ts, const Claim* claim) {
   if (ts > d.ts_max) d.ts_max = ts;
   ++d.ops;
-  if (std::find(d.sources.begin(), d.sources.end(), source) == d.sources.end()) {
-    d.sources.push_back(source);
-    ++window_claim_changes_;
+  for (auto& s : d.sources) {
+    if (s.source == source) {
+      s.claim = claim;
+      return;
+    }
   }
+  d.sources.push_back({source, claim});
+  ++window_claim_changes_;
 }
 
 void Partition::EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal) {
   const Schema& schema = *schemas_.Find(d.schema);
   ChangeView c;
   c.schema = d.schema;
-  c.id = d.id;
+  c.id = *d.id;
   c.ts = d.ts_max;
   c.had_prev = d.had_prev;
   if (d.had_prev) {
@@ -517,20 +527,19 @@ PartitionSeal Partition::Seal(uint64_t window) {
   for (size_t i = 0; i < dirty_count_; ++i) {
     if (i % kApplyChunk == kApplyChunk - 1) Step(Work::kSeal);
     Dirty& d = dirty_[i];
-    EntityMap& map = maps_[d.schema];
-    auto it = map.find(d.id);
-    if (log_changes_) EncodeChanges(d, it->second, &seal);
+    Entity& e = *d.entity;
+    if (log_changes_) EncodeChanges(d, &seal);
     if (d.ops > kHotOps) {
       seal.hot_ops += d.ops;
       seal.hot_claim_changes += d.sources.size();
     }
-    if (d.watched) EmitChange(d, it->second, &seal);
-    it->second.dirty = 0;
-    it->second.window = window;
-    if (it->second.claims == nullptr) {
+    if (d.watched) EmitChange(d, e, &seal);
+    e.dirty = 0;
+    e.window = window;
+    if (e.claims == nullptr) {
       // Kept as a tombstone: a subscriber resuming from an earlier window is told.
       if (now == 0) now = util::WallMicros();
-      QueueTombstone(d.schema, d.id, it->second, now);
+      QueueTombstone(d.schema, *d.id, e, now);
     }
   }
   dirty_count_ = 0;
@@ -539,17 +548,18 @@ PartitionSeal Partition::Seal(uint64_t window) {
   return seal;
 }
 
-void Partition::EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const {
-  for (uint32_t src : d.sources) {
+void Partition::EncodeChanges(const Dirty& d, PartitionSeal* seal) const {
+  // Note() kept each source's claim as the window left it: no walk of the claim list.
+  for (const auto& [src, c] : d.sources) {
     std::string_view source = sources_.Name(src);
-    if (const Claim* c = FindClaim(e, src)) {
-      wal::PutClaim(seal->wal, d.schema, d.id, source, c->mask, c->uniform, c->ts_max,
+    if (c != nullptr) {
+      wal::PutClaim(seal->wal, d.schema, *d.id, source, c->mask, c->uniform, c->ts_max,
                     c->ts_array(), c->values());
     } else {
-      wal::PutRetract(seal->wal, d.schema, d.id, source);
+      wal::PutRetract(seal->wal, d.schema, *d.id, source);
     }
-    ++seal->wal_records;
   }
+  seal->wal_records += d.sources.size();
 }
 
 void Partition::FillSnapshot(SnapshotRequest* req) {
@@ -594,8 +604,10 @@ void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_
   if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
   Entity& e = it->second;
   e.window = window;
-  Install(e, r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
-                       : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values));
+  Install(e,
+          r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
+                    : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values),
+          FindClaim(e, source));
 }
 
 void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source,

@@ -67,7 +67,7 @@ struct PartitionCounters {
 class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
-  static constexpr size_t kSnapshotChunkBuckets = 32768;
+  static constexpr size_t kSnapshotChunkBuckets = 1024;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
   static constexpr uint64_t kHotOps = 10;
@@ -141,13 +141,21 @@ class Partition {
   };
   using EntityMap = std::unordered_map<std::string, Entity, StringHash, std::equal_to<>>;
 
+  // An entity changed in the open window. `id` and `entity` point into the schema's
+  // map: nodes never move, and a dirty entity is never erased (PruneTombstones skips
+  // them), so the seal reaches it without a lookup.
   struct Dirty {
     uint32_t schema = 0;
-    std::string id;
-    std::vector<uint32_t> sources;  // distinct sources whose claim changed this window
-    uint64_t ts_max = 0;            // newest op ts applied to the entity this window
-    uint64_t ops = 0;               // ops applied to the entity this window
-    bool watched = false;           // the converged state at the window start is kept
+    const std::string* id = nullptr;
+    Entity* entity = nullptr;
+    struct Source {
+      uint32_t source;
+      const Claim* claim;  // its claim now (null: retracted); the seal encodes it
+    };
+    std::vector<Source> sources;  // distinct sources whose claim changed this window
+    uint64_t ts_max = 0;          // newest op ts applied to the entity this window
+    uint64_t ops = 0;             // ops applied to the entity this window
+    bool watched = false;         // the converged state at the window start is kept
     bool had_prev = false;
     ConvergedRecord prev;
   };
@@ -186,14 +194,19 @@ class Partition {
       step_hook_(w);
   }
   void ApplyOne(const OpView& op);
-  void EncodeChanges(const Dirty& d, const Entity& e, PartitionSeal* seal) const;
+  void EncodeChanges(const Dirty& d, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
   // the window start when its schema is watched). After the change: Note().
-  Dirty& Touch(Entity& e, uint32_t schema, std::string_view id);
-  void Note(Dirty& d, uint32_t source, uint64_t ts);
+  // `key` is the entity's key in the schema's map.
+  Dirty& Touch(Entity& e, uint32_t schema, const std::string& key);
+  // `claim`: the source's claim after the change (null: none).
+  void Note(Dirty& d, uint32_t source, uint64_t ts, const Claim* claim);
   // Puts `c` in as its source's claim / takes the source's claim out (false: none),
   // keeping the counters.
-  void Install(Entity& e, Claim* c);
+  // `old`: the source's claim now (FindClaim), or null.
+  void Install(Entity& e, Claim* c, const Claim* old);
+  // The same, at the link FindLink(e, c->source) returned.
+  void InstallAt(Entity& e, Claim** link, Claim* c, const Claim* old);
   bool Uninstall(Entity& e, uint32_t source);
   void EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal);
   void Add(std::atomic<uint64_t>& c, int64_t d) {

@@ -12,7 +12,7 @@ namespace conv::net {
 // Little's law a writer that keeps its credit in flight then waits about the target
 // for each ACK when the server is the limit, however many writers there are. The
 // target itself follows the queue in front of the partitions: it grows while that
-// queue stays under a quarter window (ACKs come sooner than the target, more is
+// queue stays under half a window (ACKs come sooner than the target, more is
 // acknowledged per unit of time and credits grow, until the writers, not the
 // server, are the limit) and shrinks when it does not.
 //
@@ -108,8 +108,9 @@ class CreditBudget {
     double rate = static_cast<double>(ops_) / static_cast<double>(now - last_);
     last_ = now;
     ops_ = 0;
-    // Rises are taken at once; falls are smoothed, one slow window is no trend.
-    rate_ = rate > rate_ ? rate : (3 * rate_ + rate) / 4;
+    // Smoothed both ways: a window acknowledged in a burst after a stall is no trend,
+    // and taking its rate at once let credits jump and the queue after them.
+    rate_ = rate_ == 0 ? rate : (3 * rate_ + rate) / 4;
     const double goal = kQueueGoal * static_cast<double>(window);
     const double q = static_cast<double>(queue);
     target_ *= q <= goal ? 1.25 : std::max(0.5, goal / q);

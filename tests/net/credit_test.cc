@@ -31,9 +31,10 @@ TEST_CASE("credit: the share is the acknowledged rate times the target, split eq
   CHECK(b.target() == 25'000);
   // Within the same window: nothing new.
   CHECK(b.Share(25'000, 9, 1'005'000, 10'000, 1'000) == 0);
-  // A window later, 50,000 more ops over 10 ms: a faster rate is taken at once.
+  // A window later, 50,000 ops over those 10 ms: the rate moves a quarter of the way
+  // (2.5 -> 3.125 ops/us), the target grows another quarter.
   uint64_t s = b.Share(25'000, 9, 1'010'000, 10'000, 1'000);
-  CHECK(s == static_cast<uint64_t>(5.0 * 31'250 / 9));
+  CHECK(s == static_cast<uint64_t>(3.125 * 31'250 / 9));
   // Nobody constrained: nothing to share, and the time does not count.
   CHECK(b.Share(25'000, 0, 1'020'000, 10'000, 1'000) == 0);
 }
