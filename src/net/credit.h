@@ -12,7 +12,7 @@ namespace conv::net {
 // Little's law a writer that keeps its credit in flight then waits about the target
 // for each ACK when the server is the limit, however many writers there are. The
 // target itself follows the queue in front of the partitions: it grows while that
-// queue stays under half a window (ACKs come sooner than the target, more is
+// queue stays under one window (ACKs come sooner than the target, more is
 // acknowledged per unit of time and credits grow, until the writers, not the
 // server, are the limit) and shrinks when it does not.
 //
@@ -82,7 +82,7 @@ class WriterCredit {
 // while seal and fdatasync take less than another half) and ten windows.
 class CreditBudget {
  public:
-  static constexpr double kQueueGoal = 0.5;  // of a window
+  static constexpr double kQueueGoal = 1.0;  // of a window
   static constexpr uint64_t kMaxWindows = 10;
 
   // After a durable window: `ops` were acknowledged at `now` to the `constrained`
