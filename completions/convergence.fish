@@ -43,6 +43,7 @@ complete -c convergence -n '__fish_seen_subcommand_from serve' -l max-frame -x -
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l max-connections -x -d 'Connections served at once'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l handshake-timeout -x -d 'Time a new connection has to send HELLO'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l idle-timeout -x -d 'Close connections that send no frame for this long; subscribers are exempt (0s: never)'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l queue-goal -x -d 'How long a window\'s cut may wait behind queued ops before writers\' credits shrink: shorter trades throughput for ACK latency (0s: one --window)'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l max-future-ts -x -d 'How far ahead of the server\'s clock an op\'s ts may be (0s: any)'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l fsync -x -a 'window none' -d 'window: acknowledged = fsynced; none: acknowledged = written to the OS (survives a process crash, not a power loss)'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l checkpoint-interval -x -d 'Write a checkpoint this often while writes come in (0s: never)'

@@ -59,6 +59,10 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       *sub, "--idle-timeout", o.idle_timeout,
       "Close connections that send no frame for this long; subscribers are exempt (0s: "
       "never)");
+  AddDurationOption(*sub, "--queue-goal", o.queue_goal,
+                    "How long a window's cut may wait behind queued ops before writers' "
+                    "credits shrink: shorter trades throughput for ACK latency (0s: one "
+                    "--window)");
   AddDurationOption(*sub, "--max-future-ts", o.max_future_ts,
                     "How far ahead of the server's clock an op's ts may be (0s: any)");
   sub->add_option("--fsync", o.fsync,
@@ -142,6 +146,7 @@ int RunServe(const ServeOptions& o) {
   server_options.idle_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(o.idle_timeout);
   server_options.max_future_ts = o.max_future_ts;
+  server_options.queue_goal = o.queue_goal.count() != 0 ? o.queue_goal : o.window;
   if (!o.auth_token_file.empty()) {
     auto token = ReadTokenFile(o.auth_token_file);
     if (!token.ok()) {
@@ -153,6 +158,14 @@ int RunServe(const ServeOptions& o) {
   if (o.window.count() < 100) {
     PrintError(fmt::format("--window: {} is too short; the least is 100us",
                            util::FormatDuration(o.window)));
+    return kExitError;
+  }
+  if (o.queue_goal.count() != 0 &&
+      (o.queue_goal.count() < 100 || o.queue_goal > std::chrono::seconds(10))) {
+    PrintError(
+        fmt::format("--queue-goal: {} is out of range; it must be 100us to 10s (or 0s: "
+                    "one --window)",
+                    util::FormatDuration(o.queue_goal)));
     return kExitError;
   }
   if (o.handshake_timeout.count() < 1000) {

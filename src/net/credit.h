@@ -74,23 +74,21 @@ class WriterCredit {
 // The target latency adapts to the queue in front of the partitions (as LEDBAT
 // keeps a queueing delay at a goal): a window's cut waits behind the ops queued
 // before it, and how long it waited is measured (PartitionSeal::cut_in_ns). While
-// it is within
-// kQueueGoal of a window the target grows by a quarter per window (more in flight,
-// more throughput while the server has room); past it the target shrinks in
-// proportion. The target stays between one window (ops wait half a window for
-// their cut on average, so writers with that much in flight keep the server busy
+// it is within the goal (serve --queue-goal, one window by default) the target grows
+// by a quarter per window (more in flight, more throughput while the server has
+// room); past it the target shrinks in proportion. The target stays between one window (ops wait
+// half a window for their cut on average, so writers with that much in flight keep the server busy
 // while seal and fdatasync take less than another half) and ten windows.
 class CreditBudget {
  public:
-  static constexpr double kQueueGoal = 1.0;  // of a window
   static constexpr uint64_t kMaxWindows = 10;
 
   // After a durable window: `ops` were acknowledged at `now` to the `constrained`
   // writers of this thread that used at least half their credit; `queue` is the
   // last window's cut-to-reached time (how long its cut waited behind the ops
-  // queued before it). Returns each constrained writer's share, once per window at
-  // most (0: nothing new).
-  uint64_t Share(uint64_t ops, uint64_t constrained, uint64_t now, uint64_t window,
+  // queued before it) and `goal` what it may be. Returns each constrained writer's share, once per
+  // window at most (0: nothing new).
+  uint64_t Share(uint64_t ops, uint64_t constrained, uint64_t now, uint64_t window, uint64_t goal,
                  uint64_t queue) {
     const double floor = static_cast<double>(window);
     const double ceiling = static_cast<double>(kMaxWindows * window);
@@ -111,9 +109,9 @@ class CreditBudget {
     // Smoothed both ways: a window acknowledged in a burst after a stall is no trend,
     // and taking its rate at once let credits jump and the queue after them.
     rate_ = rate_ == 0 ? rate : (3 * rate_ + rate) / 4;
-    const double goal = kQueueGoal * static_cast<double>(window);
     const double q = static_cast<double>(queue);
-    target_ *= q <= goal ? 1.25 : std::max(0.5, goal / q);
+    const double g = static_cast<double>(std::max<uint64_t>(goal, 1));
+    target_ *= q <= g ? 1.25 : std::max(0.5, g / q);
     target_ = std::clamp(target_, floor, ceiling);
     double share = rate_ * target_ / static_cast<double>(constrained);
     share_ = share >= static_cast<double>(WriterCredit::kMax) ? WriterCredit::kMax

@@ -302,9 +302,11 @@ void Server::OnCut(uint64_t w) {
 
 void Server::OnDurable(uint64_t w) {
   const auto window = static_cast<uint64_t>(engine_.options().window.count());
+  const auto goal = static_cast<uint64_t>(
+      options_.queue_goal.count() != 0 ? options_.queue_goal.count() : window);
   const uint64_t queue = engine_.last_queue_us();
   for (auto& t : io_) {
-    asio::post(t->ctx, [io = t.get(), w, window, queue] {
+    asio::post(t->ctx, [io = t.get(), w, window, goal, queue] {
       uint64_t now = util::MonoNanos() / 1000;
       uint64_t acked = 0, constrained = 0;
       for (auto& [p, s] : io->sessions) {
@@ -315,7 +317,7 @@ void Server::OnDurable(uint64_t w) {
         }
       }
       if (io->lane == nullptr) return;  // the read thread: no writers
-      if (uint64_t share = io->budget.Share(acked, constrained, now, window, queue)) {
+      if (uint64_t share = io->budget.Share(acked, constrained, now, window, goal, queue)) {
         for (auto& [p, s] : io->sessions) {
           if (s->credit_constrained()) s->OfferCredit(share);
         }

@@ -43,6 +43,9 @@ struct ServerOptions {
   // How far past the server's clock an op's ts may be (--max-future-ts); 0: any. A ts
   // far in the future would win every field against every other source for good.
   std::chrono::microseconds max_future_ts{60'000'000};
+  // How long a window's cut may wait behind queued ops before writers' credits shrink
+  // (net/credit.h); 0: one window.
+  std::chrono::microseconds queue_goal{0};
   // Bytes of replies queued for one connection past which the server stops reading
   // its requests until the client has read some.
   size_t output_high_water = 8u << 20;

@@ -160,6 +160,17 @@ TEST_CASE("serve: subscription flags out of range are refused at start-up, namin
   CHECK_MESSAGE(r.err.find("--resume-retention") != std::string::npos, r.err);
 }
 
+TEST_CASE("serve: a --queue-goal out of range is refused at start-up, naming the flag") {
+  testing::TempDir dir("conv-operate");
+  for (const char* goal : {"50us", "11s"}) {
+    ProcessResult r = RunProcess({CONV_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                                  dir.File("data"), "--queue-goal", goal});
+    CHECK(r.exit_code == 2);
+    CHECK_MESSAGE(r.err.find("--queue-goal") != std::string::npos, r.err);
+    CHECK_MESSAGE(r.err.find("100us to 10s") != std::string::npos, r.err);
+  }
+}
+
 TEST_CASE("serve: under a low open file limit it serves fewer connections and keeps logging") {
   // ulimit -n 200 (soft and hard): --max-connections 1000 cannot be met, so the
   // server says so and serves 200 - 64 connections; the rest get overloaded at once

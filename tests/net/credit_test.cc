@@ -27,42 +27,45 @@ TEST_CASE("credit: the share is the acknowledged rate times the target, split eq
   // 9 writers had 25,000 ops acknowledged in 10 ms (2.5 ops/us); the target starts
   // at two windows (20 ms) and, with the cut's queue within the goal, grows
   // by a quarter: 2.5 x 25,000 / 9.
-  CHECK(b.Share(25'000, 9, 1'000'000, 10'000, 1'000) == 25'000 * 25 / 10 / 9);
+  CHECK(b.Share(25'000, 9, 1'000'000, 10'000, 10'000, 1'000) == 25'000 * 25 / 10 / 9);
   CHECK(b.target() == 25'000);
   // Within the same window: nothing new.
-  CHECK(b.Share(25'000, 9, 1'005'000, 10'000, 1'000) == 0);
+  CHECK(b.Share(25'000, 9, 1'005'000, 10'000, 10'000, 1'000) == 0);
   // A window later, 50,000 ops over those 10 ms: the rate moves a quarter of the way
   // (2.5 -> 3.125 ops/us), the target grows another quarter.
-  uint64_t s = b.Share(25'000, 9, 1'010'000, 10'000, 1'000);
+  uint64_t s = b.Share(25'000, 9, 1'010'000, 10'000, 10'000, 1'000);
   CHECK(s == static_cast<uint64_t>(3.125 * 31'250 / 9));
   // Nobody constrained: nothing to share, and the time does not count.
-  CHECK(b.Share(25'000, 0, 1'020'000, 10'000, 1'000) == 0);
+  CHECK(b.Share(25'000, 0, 1'020'000, 10'000, 10'000, 1'000) == 0);
 }
 
 TEST_CASE("credit: the target shrinks in proportion to the queue past its goal") {
   CreditBudget b;
-  b.Share(10'000, 1, 1'000'000, 10'000, 0);
+  b.Share(10'000, 1, 1'000'000, 10'000, 10'000, 0);
   double t = b.target();
   // The cut waited twice the goal behind queued ops: the target halves.
-  b.Share(10'000, 1, 1'010'000, 10'000,
-          static_cast<uint64_t>(2 * CreditBudget::kQueueGoal * 10'000));
+  b.Share(10'000, 1, 1'010'000, 10'000, 10'000, 20'000);
   CHECK(b.target() == doctest::Approx(t / 2));
+  // A goal four times as long takes that queue as room to grow.
+  double u = b.target();
+  b.Share(10'000, 1, 1'020'000, 10'000, 40'000, 20'000);
+  CHECK(b.target() == doctest::Approx(u * 1.25));
   // Never below one window, whatever the queue.
   for (int i = 0; i < 20; ++i)
-    b.Share(10'000, 1, 1'020'000 + i * 10'000, 10'000, 1'000'000);
+    b.Share(10'000, 1, 1'020'000 + i * 10'000, 10'000, 10'000, 1'000'000);
   CHECK(b.target() == doctest::Approx(10'000));
   // Nor above ten windows while the queue stays short.
   for (int i = 0; i < 100; ++i)
-    b.Share(10'000, 1, 2'000'000 + i * 10'000, 10'000, 0);
+    b.Share(10'000, 1, 2'000'000 + i * 10'000, 10'000, 10'000, 0);
   CHECK(b.target() == doctest::Approx(100'000));
 }
 
 TEST_CASE("credit: an idle gap does not count as a slow server") {
   CreditBudget b;
-  uint64_t before = b.Share(20'000, 4, 1'000'000, 10'000, 0);
+  uint64_t before = b.Share(20'000, 4, 1'000'000, 10'000, 10'000, 0);
   // Nobody constrained for a minute, then the same amount in one window.
-  CHECK(b.Share(0, 0, 31'000'000, 10'000, 0) == 0);
-  uint64_t after = b.Share(20'000, 4, 61'000'000, 10'000, 0);
+  CHECK(b.Share(0, 0, 31'000'000, 10'000, 10'000, 0) == 0);
+  uint64_t after = b.Share(20'000, 4, 61'000'000, 10'000, 10'000, 0);
   CHECK(after >= before);  // the rate is the same; the target grew a step
 }
 

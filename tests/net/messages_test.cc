@@ -1186,6 +1186,7 @@ TEST_CASE("codec: a WELCOME or STATS_REPLY declaring a huge count fails without 
     util::PutVarint(w, 0);      // last_applied_seq
     util::PutVarint(w, 0);      // window_us
     util::PutVarint(w, 0);      // partitions
+    util::PutVarint(w, 0);      // credit
     util::PutVarint(w, n);      // n_schemas
     w += std::string(8, '\0');  // room for far fewer than n schemas
     welcomes.push_back(w);
@@ -1197,6 +1198,7 @@ TEST_CASE("codec: a WELCOME or STATS_REPLY declaring a huge count fails without 
     util::PutVarint(f, 0);
     util::PutVarint(f, 0);
     util::PutVarint(f, 0);
+    util::PutVarint(f, 0);  // credit
     util::PutVarint(f, 1);  // n_schemas
     util::PutVarint(f, 1);  // id
     util::PutStr(f, "");    // name
