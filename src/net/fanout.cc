@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "engine/changes.h"
 #include "util/clock.h"
 
@@ -99,13 +101,16 @@ struct Fanout::Sub {
   uint64_t held_window = 0;       // newest window merged into held
   uint64_t delivered_window = 0;  // everything up to it is out
   uint64_t next_flush_us = 0;     // interval subscriptions
+  uint64_t stalled_since_us = 0;  // snapshot waiting for the sink to drain since (0: not)
   bool removed = false;
 
   bool direct() const { return live && !conflating && interval_us == 0; }
 };
 
-Fanout::Fanout(engine::Engine& engine, size_t backlog_limit)
-    : engine_(engine), limit_(backlog_limit) {}
+Fanout::Fanout(engine::Engine& engine, size_t backlog_limit, std::chrono::microseconds stall_limit)
+    : engine_(engine),
+      limit_(backlog_limit),
+      stall_limit_us_(static_cast<uint64_t>(stall_limit.count())) {}
 
 Fanout::~Fanout() {
   Stop();
@@ -164,6 +169,7 @@ void Fanout::Run() {
     for (auto& e : events)
       e();
     FlushDue();
+    EndStalled();
   }
 }
 
@@ -309,6 +315,7 @@ void Fanout::Pump(const SubPtr& s) {
     return;
   }
   std::string scratch;
+  bool pushed = false;
   while (s->sink->backlog() < limit_) {
     if (s->chunks.empty()) {
       for (uint32_t p = 0; p < s->walks.size(); ++p) {
@@ -336,9 +343,16 @@ void Fanout::Pump(const SubPtr& s) {
       s->sink->Push(std::move(header), std::move(body));
       counters_.snapshot_entries.fetch_add(n, std::memory_order_relaxed);
       s->total += n;
+      pushed = true;
     }
   }
-  if (s->sink->backlog() >= limit_) WantDrain(*s);
+  if (s->sink->backlog() >= limit_) {
+    // Stalled since the last time the subscriber made room for more.
+    if (pushed || s->stalled_since_us == 0) s->stalled_since_us = util::MonoNanos() / 1000;
+    WantDrain(*s);
+  } else {
+    s->stalled_since_us = 0;
+  }
   MaybeFinish(s);
 }
 
@@ -535,11 +549,36 @@ void Fanout::WantDrain(Sub& s) {
 uint64_t Fanout::NextDue() const {
   uint64_t due = 0;
   for (const auto& s : subs_) {
+    if (!s->live && s->stalled_since_us != 0) {
+      uint64_t end = s->stalled_since_us + stall_limit_us_;
+      if (due == 0 || end < due) due = std::max<uint64_t>(end, 1);
+    }
     if (s->interval_us == 0 || !s->live || s->held.empty()) continue;
     if (s->sink->backlog() >= limit_) continue;  // waits for Drained
     if (due == 0 || s->next_flush_us < due) due = std::max<uint64_t>(s->next_flush_us, 1);
   }
   return due;
+}
+
+void Fanout::EndStalled() {
+  uint64_t now = util::MonoNanos() / 1000;
+  std::vector<SubPtr> stalled;
+  for (const auto& s : subs_) {
+    if (!s->live && s->stalled_since_us != 0 && now - s->stalled_since_us >= stall_limit_us_) {
+      stalled.push_back(s);
+    }
+  }
+  for (const auto& s : stalled) {
+    std::string frame;
+    EncodeError(frame, {s->req.sub, static_cast<uint64_t>(ErrorCode::kOverloaded),
+                        fmt::format("SUBSCRIBE {}: the snapshot was not read for {} ms; it "
+                                    "holds the server's state still while it lasts, so it "
+                                    "ended: subscribe again",
+                                    s->req.sub, stall_limit_us_ / 1000)});
+    s->sink->Push(std::move(frame), nullptr);
+    counters_.stalled_snapshots.fetch_add(1, std::memory_order_relaxed);
+    Remove(s);
+  }
 }
 
 void Fanout::FlushDue() {

@@ -86,12 +86,18 @@ struct FanoutCounters {
   std::atomic<uint64_t> conflations{0};        // times a subscriber fell behind
   std::atomic<uint64_t> conflated_changes{0};  // changes merged into a later one
   std::atomic<uint64_t> backlog_bytes{0};      // unsent subscription output, all sinks
+  std::atomic<uint64_t> stalled_snapshots{0};  // snapshots ended: the subscriber read none of them
 };
 
 class Fanout {
  public:
   // `backlog_limit`: a subscriber's unsent bytes past which it is conflated.
-  Fanout(engine::Engine& engine, size_t backlog_limit);
+  // `stall_limit`: how long a snapshot (bootstrap or resume) may wait for its
+  // subscriber to read before it is ended with ERROR(sub, overloaded): a walk
+  // in progress keeps its partitions from rehashing and pruning tombstones.
+  static constexpr std::chrono::microseconds kDefaultStallLimit{30'000'000};
+  Fanout(engine::Engine& engine, size_t backlog_limit,
+         std::chrono::microseconds stall_limit = kDefaultStallLimit);
   ~Fanout();
   Fanout(const Fanout&) = delete;
   Fanout& operator=(const Fanout&) = delete;
@@ -143,9 +149,12 @@ class Fanout {
   void WantDrain(Sub& s);
   uint64_t NextDue() const;
   void FlushDue();
+  // Ends the snapshots whose subscriber read nothing for stall_limit_.
+  void EndStalled();
 
   engine::Engine& engine_;
   const size_t limit_;
+  const uint64_t stall_limit_us_;
   FanoutCounters counters_;
 
   std::mutex mu_;

@@ -101,6 +101,8 @@ constexpr MetricDef kMetrics[] = {
      "Bootstraps and resumes completed."},
     {"resume_resets", "convergence_resume_resets_total", "", Type::kCounter,
      "Resumes answered with the full state: the window was older than the retention."},
+    {"stalled_snapshots", "convergence_stalled_snapshots_total", "", Type::kCounter,
+     "Snapshots ended because their subscriber read none of them for 30 s."},
     {"conflations", "convergence_conflations_total", "", Type::kCounter,
      "Times a subscriber's backlog passed the limit and its changes were conflated."},
     {"conflated_changes", "convergence_conflated_changes_total", "", Type::kCounter,

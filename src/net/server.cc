@@ -32,7 +32,8 @@ Server::Server(engine::Engine& engine, ServerOptions options, util::Logger& log)
       options_(std::move(options)),
       log_(log),
       max_connections_(options_.max_connections),
-      fanout_(std::make_unique<Fanout>(engine, options_.subscriber_backlog)) {
+      fanout_(std::make_unique<Fanout>(engine, options_.subscriber_backlog,
+                                       options_.snapshot_stall_limit)) {
   for (size_t i = 0; i < engine_.lane_count(); ++i) {
     io_.push_back(std::make_unique<IoThread>(&engine_.lane(i)));
   }
@@ -410,6 +411,7 @@ StatList Server::Stats() {
       {"conflations", get(f.conflations)},
       {"conflated_changes", get(f.conflated_changes)},
       {"subscriber_backlog_bytes", get(f.backlog_bytes)},
+      {"stalled_snapshots", get(f.stalled_snapshots)},
   };
   for (uint64_t code = 1; code < counters_.errors.size(); ++code) {
     std::string_view name = ErrorCodeName(code);

@@ -52,6 +52,8 @@ struct ServerOptions {
   // Unsent subscription bytes of one connection past which its subscriptions are
   // conflated (--subscriber-backlog).
   size_t subscriber_backlog = 8u << 20;
+  // How long a snapshot may wait for its subscriber to read (Fanout).
+  std::chrono::microseconds snapshot_stall_limit = Fanout::kDefaultStallLimit;
 };
 
 // Counters kept by the network layer; the engine keeps its own.

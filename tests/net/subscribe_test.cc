@@ -555,6 +555,57 @@ TEST_CASE("subscribe: interval_ms paces each entity and still delivers the lates
   CHECK(feed.notifies().size() >= 2);
 }
 
+TEST_CASE("subscribe: a bootstrap nobody reads ends with overloaded and its walks are dropped") {
+  testing::TestServerOptions o;
+  o.server.subscriber_backlog = 64 << 10;
+  o.server.snapshot_stall_limit = std::chrono::milliseconds(300);
+  testing::TestServer server(o);
+  // Far more than the backlog limit, the walks' buffers and the kernel's socket
+  // buffers hold: ~100,000 entities of ~220 bytes.
+  auto w = server.Connect("w");
+  const engine::Schema& player = *w->FindSchema(kPlayer);
+  const std::string name(200, 'n');
+  uint64_t seq = 0;
+  for (int batch = 0; batch < 100; ++batch) {
+    std::string frames;
+    for (int i = 0; i < 1000; ++i) {
+      frames += WriteFrame(FrameType::kAssert, ++seq, 0, kPlayer, fmt::format("e-{}", seq),
+                           Record(player, {{"name", name}, {"score", int64_t{1}}}));
+    }
+    REQUIRE(w->Send(frames).ok());
+  }
+  REQUIRE(WaitForAck(*w, seq));
+  testing::RawConnection raw(server.port());
+  std::string hello_and_sub = testing::HelloFrame("");
+  net::Subscribe sub = Sub(net::kSubscribeBootstrap);
+  sub.sub = 7;
+  net::EncodeSubscribe(hello_and_sub, sub);
+  REQUIRE(raw.Send(hello_and_sub));  // and never read
+  uint64_t stalled = 0;
+  for (int i = 0; i < 1000 && stalled == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    stalled = Stat(*w, "stalled_snapshots");
+  }
+  CHECK(stalled == 1);
+  CHECK(Stat(*w, "subscribers") == 0);
+  // The partitions took the walks down: a new bootstrap gets the whole state.
+  Feed feed(server.Connect());
+  feed.Subscribe(Sub(net::kSubscribeBootstrap));
+  feed.WaitSnapshotEnd();
+  CHECK(feed.snapshot_end().total == seq);
+  // What was queued for the stalled subscriber arrives, then its ERROR.
+  for (;;) {
+    auto f = raw.ReadFrame();
+    REQUIRE_MESSAGE(f.ok(), f.message());
+    if (!testing::IsType(*f, FrameType::kError)) continue;
+    net::Error e = ErrorOf(*f);
+    CHECK(e.seq_or_req == 7);
+    CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kOverloaded));
+    CHECK_MESSAGE(e.message.find("not read") != std::string::npos, e.message);
+    break;
+  }
+}
+
 TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and catches up") {
   uint64_t seed = Seed();
   testing::TestServerOptions o;
