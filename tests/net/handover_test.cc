@@ -144,12 +144,16 @@ TEST_CASE("handover: a takeover storm keeps every acknowledged op") {
       max_acked = std::max(max_acked, m + 10);
     }
   }
+  // The last owner's ops are acknowledged before it closes: a close with unread
+  // ACKs resets the connection, and the kernel may drop what the server had yet to
+  // read, so unacknowledged ops promise nothing.
+  REQUIRE(WaitForAck(*live[1], welcomes + 40));
+  max_acked = std::max(max_acked, welcomes + 40);
   live[0].reset();
   live[1].reset();
   auto last = ConnectAs(ts, "storm");
   uint64_t m = last->welcome().last_applied_seq;
   CHECK(m >= max_acked);
-  CHECK(m >= welcomes + 1);
   CHECK(Score(*last, Player(*last), "storm") == static_cast<int64_t>(m));
   // No op a connection took as new was skipped by a partition as already applied.
   CHECK(ts.engine().Stats().totals.duplicates == 0);
