@@ -239,7 +239,12 @@ FileVerdict DumpFile(const std::string& path, bool last_segment, const WalDumpOp
     bool ok;
     bool part = b.type == wal::BlockType::kWindowPart;
     if (b.type == wal::BlockType::kWindow || part) {
-      ok = r.Varint(&window) && r.Varint(&ops) && r.Varint(&n);
+      wal::WindowHead h;
+      ok = wal::ParseWindowHead(b.payload, &h);
+      window = h.window;
+      ops = h.ops;
+      n = h.n_records;
+      r = util::Reader(h.records);
       if (ok && split.blocks > 0 && window != split.window) {
         return report(false,
                       fmt::format("a block of window {} at offset {} inside window {} "

@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <cstring>
-
 #include "util/coding.h"
 #include "util/crc32c.h"
 
@@ -38,43 +36,42 @@ BlockReader::BlockReader(std::string_view data, std::string_view magic, uint32_t
     error_ = "bad magic: not a file of this kind";
     return;
   }
-  uint32_t version;
-  std::memcpy(&version, data.data() + 8, 4);
+  // Fields in header order (format.h): magic, version, reserved, window.
+  util::Reader r(data.substr(magic.size()));
+  uint32_t version = 0, reserved = 0;
+  r.Fixed32(&version);
+  r.Fixed32(&reserved);
+  r.Fixed64(&header_window_);
   if (version < kOldestFormatVersion || version > kFormatVersion) {
     error_ = fmt::format("format version {} is not supported (this build reads {} to {})", version,
                          kOldestFormatVersion, kFormatVersion);
     return;
   }
-  uint32_t reserved;
-  std::memcpy(&reserved, data.data() + 12, 4);
   if (reserved != 0) {
     error_ = fmt::format(
         "reserved header field is {:#x}, not 0: damaged, or written by a newer format", reserved);
     return;
   }
-  std::memcpy(&header_window_, data.data() + 16, 8);
   header_ok_ = true;
   pos_ = valid_end_ = kFileHeaderSize;
 }
 
 bool BlockReader::ValidBlockAt(uint64_t pos) const {
   if (pos + kBlockHeaderSize > data_.size()) return false;
-  uint32_t len, masked;
-  std::memcpy(&len, data_.data() + pos, 4);
-  std::memcpy(&masked, data_.data() + pos + 4, 4);
+  // Fields in block header order (format.h): length, crc, type.
+  uint32_t len = LengthAt(pos);
+  uint32_t masked = util::DecodeFixed32(Bytes(pos + 4));
   if (len == 0 || len > max_payload_ || len > data_.size() - pos - kBlockHeaderSize) {
     return false;
   }
-  uint8_t type = static_cast<uint8_t>(data_[pos + 8]) & ~kContinuesGroup;
+  uint8_t type = TypeByteAt(pos) & ~kContinuesGroup;
   if (type < 1 || type > 4) return false;
-  uint32_t c = crc::Value(data_.data() + pos + 8, 1 + static_cast<size_t>(len));
+  uint32_t c = crc::Value(data_.data() + pos + kBlockTypeOffset, 1 + static_cast<size_t>(len));
   return crc::Unmask(masked) == c;
 }
 
 uint32_t BlockReader::LengthAt(uint64_t pos) const {
-  uint32_t len;
-  std::memcpy(&len, data_.data() + pos, 4);
-  return len;
+  return util::DecodeFixed32(Bytes(pos));
 }
 
 uint64_t BlockReader::data_end() const {
@@ -89,13 +86,13 @@ ReadStatus BlockReader::Next(Block* block) {
   if (pos_ == data_.size()) return ReadStatus::kEnd;
   uint64_t remaining = data_.size() - pos_;
   uint32_t len = 0;
-  if (remaining >= 4) std::memcpy(&len, data_.data() + pos_, 4);
+  if (remaining >= 4) len = LengthAt(pos_);
   if (remaining >= 4 && len == 0) {
     // Preallocated space: everything after must be zero, or something was damaged.
     if (data_end() == pos_) return ReadStatus::kEnd;
   }
   if (ValidBlockAt(pos_)) {
-    auto t = static_cast<uint8_t>(data_[pos_ + 8]);
+    uint8_t t = TypeByteAt(pos_);
     block->type = static_cast<BlockType>(t & ~kContinuesGroup);
     block->continues_group = (t & kContinuesGroup) != 0;
     block->payload = data_.substr(pos_ + kBlockHeaderSize, len);
@@ -125,7 +122,7 @@ ReadStatus BlockReader::Next(Block* block) {
       ++p;
       continue;
     }
-    if ((static_cast<uint8_t>(data_[p + 8]) & kContinuesGroup) == 0) {
+    if ((TypeByteAt(p) & kContinuesGroup) == 0) {
       error_ = fmt::format("corrupt block at offset {} ({}); a valid block follows at offset {}",
                            pos_, what, p);
       return ReadStatus::kCorrupt;
@@ -139,6 +136,19 @@ ReadStatus BlockReader::Next(Block* block) {
     error_ += fmt::format(", {} intact blocks of the same group commit among them", continuing);
   }
   return ReadStatus::kTorn;
+}
+
+void AppendWindowHead(std::string& out, uint64_t window, uint64_t ops, uint64_t n_records) {
+  util::PutVarint(out, window);
+  util::PutVarint(out, ops);
+  util::PutVarint(out, n_records);
+}
+
+bool ParseWindowHead(std::string_view payload, WindowHead* h) {
+  util::Reader r(payload);
+  if (!r.Varint(&h->window) || !r.Varint(&h->ops) || !r.Varint(&h->n_records)) return false;
+  h->records = r.rest();
+  return true;
 }
 
 }  // namespace conv::wal

@@ -17,6 +17,18 @@ void AppendFileHeader(std::string& out, std::string_view magic, uint64_t window)
 void AppendBlock(std::string& out, BlockType type, std::string_view payload,
                  bool continues_group = false);
 
+// The head of a WINDOW or WINDOW_PART block's payload (format.h): the one encoder
+// and the one decoder, for the writer, recovery and wal-dump.
+struct WindowHead {
+  uint64_t window = 0;
+  uint64_t ops = 0;        // 0 in a WINDOW_PART block
+  uint64_t n_records = 0;  // records in this block
+  std::string_view records;
+};
+void AppendWindowHead(std::string& out, uint64_t window, uint64_t ops, uint64_t n_records);
+// False when the three varints do not decode; `h->records` is the rest of `payload`.
+bool ParseWindowHead(std::string_view payload, WindowHead* h);
+
 struct Block {
   BlockType type;
   std::string_view payload;
@@ -57,6 +69,12 @@ class BlockReader {
   // Whether a well-formed block starts at `pos`.
   bool ValidBlockAt(uint64_t pos) const;
   uint32_t LengthAt(uint64_t pos) const;
+  uint8_t TypeByteAt(uint64_t pos) const {
+    return static_cast<uint8_t>(data_[pos + kBlockTypeOffset]);
+  }
+  const uint8_t* Bytes(uint64_t pos) const {
+    return reinterpret_cast<const uint8_t*>(data_.data()) + pos;
+  }
 
   std::string_view data_;
   uint32_t max_payload_;

@@ -88,6 +88,7 @@ constexpr uint32_t kOldestFormatVersion = 1;
 constexpr uint8_t kContinuesGroup = 0x80;
 constexpr size_t kFileHeaderSize = 8 + 4 + 4 + 8;
 constexpr size_t kBlockHeaderSize = 4 + 4 + 1;
+constexpr size_t kBlockTypeOffset = 4 + 4;  // after length and crc
 // Largest block payload written or accepted; larger windows and checkpoint chunks
 // are split (above).
 constexpr uint32_t kMaxBlockPayload = 1u << 30;

@@ -39,23 +39,9 @@ class SchemaCollector : public NullVisitor {
 };
 
 // The head of a WINDOW or WINDOW_PART block; `records` is the rest of the payload.
-struct WindowHead {
-  uint64_t window = 0;
-  uint64_t ops = 0;
-  uint64_t n = 0;
-  std::string_view records;
-};
-
-bool ParseWindowHead(std::string_view payload, WindowHead* h) {
-  util::Reader r(payload);
-  if (!r.Varint(&h->window) || !r.Varint(&h->ops) || !r.Varint(&h->n)) return false;
-  h->records = r.rest();
-  return true;
-}
-
 bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
   util::Reader r(h.records);
-  return DecodeRecords(r, h.n, v) && r.done();
+  return DecodeRecords(r, h.n_records, v) && r.done();
 }
 
 // Delivers one window, given all its blocks (WINDOW_PART blocks, then its WINDOW
@@ -72,7 +58,7 @@ bool DeliverWindow(const std::vector<WindowHead>& blocks, RecordVisitor& v, uint
   *records = 0;
   for (const WindowHead& h : blocks) {
     if (!DecodeHeadRecords(h, v)) return false;
-    *records += h.n;
+    *records += h.n_records;
   }
   return true;
 }

@@ -99,9 +99,7 @@ WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t 
   const uint64_t limit = std::min(options_.max_block_payload, kMaxBlockPayload);
   block_.clear();
   payload_.clear();
-  util::PutVarint(payload_, window);
-  util::PutVarint(payload_, ops);
-  util::PutVarint(payload_, n_records + (with_schemas ? schema_count_ : 0));
+  AppendWindowHead(payload_, window, ops, n_records + (with_schemas ? schema_count_ : 0));
   uint64_t size = payload_.size() + (with_schemas ? schema_records_.size() : 0);
   for (std::string_view f : fragments)
     size += f.size();
@@ -128,9 +126,7 @@ WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t 
   for (size_t i = 0; i < pieces.size(); ++i) {
     bool last = i + 1 == pieces.size();
     payload_.clear();
-    util::PutVarint(payload_, window);
-    util::PutVarint(payload_, last ? ops : 0);
-    util::PutVarint(payload_, pieces[i].count);
+    AppendWindowHead(payload_, window, last ? ops : 0, pieces[i].count);
     payload_.append(pieces[i].bytes);
     AppendBlock(block_, last ? BlockType::kWindow : BlockType::kWindowPart, payload_,
                 dirty_ || i > 0);
