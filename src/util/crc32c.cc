@@ -26,7 +26,8 @@ constexpr std::array<std::array<uint32_t, 256>, 8> MakeTables() {
 
 constexpr auto kTables = MakeTables();
 
-uint32_t ExtendPortable(uint32_t crc, const char* p, size_t n) {
+// Both take and return the CRC register (the complement of the CRC).
+uint32_t RegisterPortable(uint32_t crc, const char* p, size_t n) {
   auto* b = reinterpret_cast<const uint8_t*>(p);
   while (n >= 8) {
     uint64_t v;
@@ -44,7 +45,7 @@ uint32_t ExtendPortable(uint32_t crc, const char* p, size_t n) {
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.2"))) uint32_t ExtendHardware(uint32_t crc, const char* p, size_t n) {
+__attribute__((target("sse4.2"))) uint32_t RegisterHardware(uint32_t crc, const char* p, size_t n) {
   uint64_t c = crc;
   while (n >= 8) {
     uint64_t v;
@@ -64,11 +65,22 @@ const bool kHaveHardware = __builtin_cpu_supports("sse4.2");
 }  // namespace
 
 uint32_t Extend(uint32_t init, const char* data, size_t n) {
-  uint32_t crc = ~init;
 #if defined(__x86_64__)
-  if (kHaveHardware) return ~ExtendHardware(crc, data, n);
+  if (kHaveHardware) return ~RegisterHardware(~init, data, n);
 #endif
-  return ~ExtendPortable(crc, data, n);
+  return ~RegisterPortable(~init, data, n);
+}
+
+uint32_t ExtendPortable(uint32_t init, const char* data, size_t n) {
+  return ~RegisterPortable(~init, data, n);
+}
+
+bool HaveHardware() {
+#if defined(__x86_64__)
+  return kHaveHardware;
+#else
+  return false;
+#endif
 }
 
 }  // namespace conv::util::crc32c

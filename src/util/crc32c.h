@@ -9,6 +9,11 @@ namespace conv::util::crc32c {
 // CRC-32C (Castagnoli) of `data`, continuing from `init` (0 for a fresh CRC).
 // Uses the SSE4.2 instruction when the CPU has it.
 uint32_t Extend(uint32_t init, const char* data, size_t n);
+// Extend without the SSE4.2 instruction (the path taken on CPUs without it), and
+// whether Extend uses the instruction here: for tests that hold both paths equal.
+uint32_t ExtendPortable(uint32_t init, const char* data, size_t n);
+bool HaveHardware();
+
 inline uint32_t Value(const char* data, size_t n) {
   return Extend(0, data, n);
 }
