@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <deque>
 #include <functional>
@@ -47,9 +48,11 @@ struct Rig {
   std::vector<std::string> ids;
   uint64_t window = 0;
 
-  explicit Rig(size_t entities, std::chrono::microseconds retention = std::chrono::minutes(10)) {
+  explicit Rig(size_t entities, std::chrono::microseconds retention = std::chrono::minutes(10),
+               std::function<void(engine::Partition::Work)> step_hook = nullptr) {
     live = std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, false);
     live->set_resume_retention(retention);
+    if (step_hook) live->set_step_hook(std::move(step_hook));
     ref = std::make_unique<engine::Partition>(0, schemas, sources, 1, &ref_seals, false);
     player = schemas.Find(engine::kPlayerSchemaId);
     for (const char* s : {"a", "b", "c"})
@@ -230,7 +233,15 @@ TEST_CASE("feed: a resume older than the tombstone retention is refused as too o
 }
 
 TEST_CASE("feed: a cancelled walk ends and the partition goes on") {
-  Rig rig(20'000);
+  // The walk is held in its first chunk until it is cancelled, so that it is cancelled
+  // with most of the map still to visit.
+  std::atomic<bool> in_walk{false}, release{false};
+  Rig rig(20'000, std::chrono::minutes(10), [&](engine::Partition::Work w) {
+    if (w != engine::Partition::Work::kWalk || release.load()) return;
+    in_walk = true;
+    for (int i = 0; i < 50'000 && !release.load(); ++i)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+  });
   std::mt19937_64 rng(2);
   for (int b = 0; b < 10; ++b)
     rig.Ops(rng, 2'000);
@@ -238,9 +249,34 @@ TEST_CASE("feed: a cancelled walk ends and the partition goes on") {
   auto walk = std::make_shared<engine::FeedWalk>();
   walk->schema = engine::kPlayerSchemaId;
   rig.Close([&](uint64_t w) { rig.live->AddFeedRequest(w, {engine::kPlayerSchemaId, 1, walk}); });
+  for (int i = 0; i < 50'000 && !in_walk.load(); ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  REQUIRE(in_walk.load());
   walk->cancelled = true;
+  release = true;
   rig.live->Wake();
-  // The partition keeps working: a later window closes.
+  // The partition lets go of the walk without finishing it.
+  for (int i = 0; i < 50'000 && walk.use_count() > 1; ++i)
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  CHECK(walk.use_count() == 1);
+  {
+    std::lock_guard lock(walk->mu);
+    CHECK_FALSE(walk->done);
+  }
+  // The partition keeps working: later windows close, and a new walk of the same
+  // schema runs to its end with exactly the state at its window.
   rig.Ops(rng, 100);
   rig.Close();
+  auto again = std::make_shared<engine::FeedWalk>();
+  again->schema = engine::kPlayerSchemaId;
+  rig.Close([&](uint64_t w) { rig.live->AddFeedRequest(w, {engine::kPlayerSchemaId, 1, again}); });
+  State want = rig.Truth(), got;
+  size_t n = 0;
+  bool done = false;
+  for (int i = 0; i < 50'000 && !done; ++i) {
+    done = Drain(*rig.live, *again, &got, &n);
+    if (!done) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  REQUIRE(done);
+  CHECK(got == want);
 }

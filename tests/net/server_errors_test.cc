@@ -120,11 +120,11 @@ TEST_CASE("server: a frame of an unknown type is a bad_frame that closes only it
   SUBCASE("0x00") {
     type = 0x00;
   }
-  SUBCASE("0x14, just past the write ops") {
-    type = 0x14;
+  SUBCASE("0x15, just past CREDIT") {
+    type = 0x15;
   }
-  SUBCASE("SUBSCRIBE, not served by this version") {
-    type = 0x30;
+  SUBCASE("0x35, just past NOTIFY") {
+    type = 0x35;
   }
   CAPTURE(type);
   ExpectFrameError(ts, RawFrame(type, Varint(1)), ErrorCode::kBadFrame);
@@ -159,6 +159,12 @@ TEST_CASE("server: a frame whose payload does not parse is a bad_frame") {
   SUBCASE("STATS with a byte left over") {
     bad = RawFrame(Type(FrameType::kStats), "\x01\x02");
   }
+  SUBCASE("SUBSCRIBE cut after its sub") {
+    bad = RawFrame(Type(FrameType::kSubscribe), Varint(1));
+  }
+  SUBCASE("UNSUBSCRIBE with a byte left over") {
+    bad = RawFrame(Type(FrameType::kUnsubscribe), "\x01\x02");
+  }
   ExpectFrameError(ts, bad, ErrorCode::kBadFrame);
 }
 
@@ -190,6 +196,18 @@ TEST_CASE("server: a frame type only the server sends is a bad_frame from a clie
   }
   SUBCASE("PONG") {
     type = FrameType::kPong;
+  }
+  SUBCASE("CREDIT") {
+    type = FrameType::kCredit;
+  }
+  SUBCASE("SNAPSHOT") {
+    type = FrameType::kSnapshot;
+  }
+  SUBCASE("SNAPSHOT_END") {
+    type = FrameType::kSnapshotEnd;
+  }
+  SUBCASE("NOTIFY") {
+    type = FrameType::kNotify;
   }
   CAPTURE(net::FrameTypeName(Type(type)));
   // A payload that would parse as the frame's own type.
