@@ -17,6 +17,7 @@
 
 #include "engine/op.h"
 #include "engine/partition.h"
+#include "engine/partition_driver.h"
 #include "engine/record.h"
 #include "util/clock.h"
 
@@ -108,17 +109,17 @@ void BenchApply(int runs, size_t ops, size_t entities, bool watched) {
     engine::Partition part(0, schemas, sources, 1, &seals);
     // With a subscriber: keep each entity's state at its window start, and at each
     // seal emit its change (changes.h).
-    if (watched) part.Watch(engine::kPlayerSchemaId, 1);
+    if (watched) engine::PartitionDriver(part).Watch(engine::kPlayerSchemaId, 1);
     std::mt19937_64 rng(42 + static_cast<uint64_t>(r));
     uint64_t seq = 0;
     auto batches = MakeBatches(player, entities, ops, source, &seq, rng);
     uint64_t start = util::MonoNanos();
     uint64_t window = 0;
     for (size_t b = 0; b < batches.size(); ++b) {
-      part.Apply(batches[b]);
-      if (b % 40 == 39) (void)part.Seal(++window);  // ~10k ops per window
+      engine::PartitionDriver(part).Apply(batches[b]);
+      if (b % 40 == 39) (void)engine::PartitionDriver(part).Seal(++window);  // ~10k ops per window
     }
-    (void)part.Seal(++window);
+    (void)engine::PartitionDriver(part).Seal(++window);
     double secs = static_cast<double>(util::MonoNanos() - start) / 1e9;
     rates.push_back(static_cast<double>(ops) / secs);
     fmt::print("apply run {}: {:.0f} ops/s ({} ops, {} entities live)\n", r + 1, rates.back(), ops,
@@ -137,7 +138,7 @@ void BenchMemory(size_t entities) {
   engine::SealQueue seals;
   std::mt19937_64 rng(7);
   engine::Partition part(0, schemas, sources, 1, &seals);
-  (void)part.Seal(1);
+  (void)engine::PartitionDriver(part).Seal(1);
   // Ops are made in small batches as they are applied: the transient memory is the
   // same few hundred KiB throughout, so RSS growth is the partition's.
   size_t before = RssBytes();
@@ -157,8 +158,8 @@ void BenchMemory(size_t entities) {
       op.values = values;
       batch.Append(op);
     }
-    part.Apply(batch);
-    (void)part.Seal(++window);
+    engine::PartitionDriver(part).Apply(batch);
+    (void)engine::PartitionDriver(part).Seal(++window);
   }
   size_t after = RssBytes();
   auto c = part.counters();

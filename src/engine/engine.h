@@ -14,6 +14,7 @@
 #include "engine/durability.h"
 #include "engine/lane.h"
 #include "engine/partition.h"
+#include "engine/reads.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
 #include "util/log.h"

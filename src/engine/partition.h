@@ -15,34 +15,12 @@
 #include "engine/entity.h"
 #include "engine/feed.h"
 #include "engine/queues.h"
+#include "engine/reads.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
 #include "wal/records.h"
 
 namespace conv::engine {
-
-struct QueryResult {
-  bool found = false;
-  ConvergedRecord record;
-  struct ClaimInfo {
-    uint32_t source = 0;
-    uint64_t ts_max = 0;
-    uint64_t mask = 0;
-    std::string values;
-  };
-  std::vector<ClaimInfo> claims;  // filled only when asked for, ordered by source id
-};
-
-struct PartitionCounters {
-  uint64_t applied = 0;  // ops applied
-  uint64_t asserts = 0;
-  uint64_t patches = 0;
-  uint64_t retracts = 0;
-  uint64_t duplicates = 0;  // ops skipped because their seq was not above the mark
-  uint64_t entities = 0;    // live entities now
-  uint64_t claims = 0;      // live claims now
-  uint64_t claim_bytes = 0;
-};
 
 // One shard of the entity space, owned by one thread: only that thread applies ops
 // and seals windows. Point reads (Query) come from I/O threads and take `mu_`.
@@ -108,18 +86,6 @@ class Partition {
   std::atomic<int64_t>& backlog() { return backlog_; }
   int64_t backlog_now() const { return backlog_.load(std::memory_order_relaxed); }
 
-  // Owner thread only (public for in-process benchmarks and tests).
-  void Apply(const OpBatch& batch);
-  PartitionSeal Seal(uint64_t window);
-  void FillSnapshot(SnapshotRequest* req);
-  // Subscriptions on `schema` change by `delta`; seals carry the entity changes
-  // (changes.h) of schemas with a positive count.
-  void Watch(uint32_t schema, int delta);
-  // Retracts every claim `source` holds here, as ops of the open window would.
-  void RetractSource(uint32_t source, uint64_t ts);
-  // Runs walks until each is finished or paused for its consumer (tests).
-  void AdvanceWalks();
-
   // Long work that goes step by step: a source retraction, a seal, a snapshot chunk,
   // a walk chunk.
   enum class Work : uint8_t { kRetractSource, kSeal, kSnapshot, kWalk };
@@ -135,6 +101,20 @@ class Partition {
   void RestoreMark(uint32_t source, uint64_t seq);
 
  private:
+  friend class PartitionDriver;  // the owner-thread calls below, without a thread
+
+  // Owner thread only: Run() calls them, PartitionDriver in benchmarks and tests.
+  void Apply(const OpBatch& batch);
+  PartitionSeal Seal(uint64_t window);
+  void FillSnapshot(SnapshotRequest* req);
+  // Subscriptions on `schema` change by `delta`; seals carry the entity changes
+  // (changes.h) of schemas with a positive count.
+  void Watch(uint32_t schema, int delta);
+  // Retracts every claim `source` holds here, as ops of the open window would.
+  void RetractSource(uint32_t source, uint64_t ts);
+  // Runs walks until each is finished or paused for its consumer.
+  void AdvanceWalks();
+
   struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

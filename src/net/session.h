@@ -12,7 +12,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "engine/partition.h"
+#include "engine/engine.h"
 #include "net/credit.h"
 #include "net/fanout.h"
 #include "net/messages.h"

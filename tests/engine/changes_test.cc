@@ -10,6 +10,7 @@
 
 #include "engine/changes.h"
 #include "engine/partition.h"
+#include "engine/partition_driver.h"
 #include "engine/record.h"
 #include "engine/test_records.h"
 
@@ -32,7 +33,7 @@ struct Rig {
   explicit Rig(bool watched = true) {
     REQUIRE(schemas.AddFromText("device serial:string temp:f64", "test").ok());
     partition = std::make_unique<engine::Partition>(0, schemas, sources, 1, &seals, false);
-    if (watched) partition->Watch(engine::kPlayerSchemaId, 1);
+    if (watched) engine::PartitionDriver(*partition).Watch(engine::kPlayerSchemaId, 1);
     player = schemas.Find(engine::kPlayerSchemaId);
     a = *sources.Intern("a");
     b = *sources.Intern("b");
@@ -52,11 +53,11 @@ struct Rig {
     op.mask = mask;
     op.values = values;
     batch.Append(op);
-    partition->Apply(batch);
+    engine::PartitionDriver(*partition).Apply(batch);
   }
 
   std::vector<engine::ChangeView> Seal(engine::PartitionSeal* keep) {
-    *keep = partition->Seal(++window);
+    *keep = engine::PartitionDriver(*partition).Seal(++window);
     std::vector<engine::ChangeView> out;
     engine::ChangeReader r(keep->changes);
     engine::ChangeView c;

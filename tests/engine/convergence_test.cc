@@ -19,6 +19,7 @@
 
 #include "engine/op.h"
 #include "engine/partition.h"
+#include "engine/partition_driver.h"
 #include "engine/queues.h"
 #include "engine/record.h"
 #include "engine/schema.h"
@@ -59,7 +60,7 @@ struct Harness {
     REQUIRE((mask != 0 || values.empty()));
     engine::OpBatch batch;
     batch.Append({kind, source, player.id, seq, ts, id, mask, values});
-    partition.Apply(batch);
+    engine::PartitionDriver(partition).Apply(batch);
   }
   void Assert(uint32_t source, std::string_view id, uint64_t ts, const Fields& fields) {
     Send(OpKind::kAssert, source, id, ts, fields);
@@ -232,7 +233,7 @@ TEST_CASE("convergence: an entity disappears when its last claim is retracted") 
   CHECK(c.claim_bytes == 0);
 
   // Gone before and after the window closes, and it comes back on a new claim.
-  (void)h.partition.Seal(1);
+  (void)engine::PartitionDriver(h.partition).Seal(1);
   CHECK(h.State("p") == "not found");
   h.Patch(b, "p", 3, {{"y", 2.0}});
   CHECK(h.State("p") == "{y=2}");
@@ -262,7 +263,7 @@ TEST_CASE("convergence: duplicate resends are skipped, counted and change nothin
   CHECK(after.asserts == before.asserts);
   CHECK(after.claims == before.claims);
   CHECK(after.claim_bytes == before.claim_bytes);
-  auto seal = h.partition.Seal(1);
+  auto seal = engine::PartitionDriver(h.partition).Seal(1);
   CHECK(seal.ops == 2);
 
   // Gaps are allowed: any seq above the mark applies.
@@ -279,7 +280,7 @@ TEST_CASE("convergence: a seal reports the ops, claim changes and entity changes
 
   for (int64_t i = 0; i < 1000; ++i)
     h.Patch(a, "p", 1 + i, {{"score", i}});
-  auto seal = h.partition.Seal(7);
+  auto seal = engine::PartitionDriver(h.partition).Seal(7);
   CHECK(seal.window == 7);
   CHECK(seal.partition == 0);
   CHECK(seal.ops == 1000);
@@ -288,7 +289,7 @@ TEST_CASE("convergence: a seal reports the ops, claim changes and entity changes
   CHECK(h.State("p") == "{score=999}");
 
   // Nothing happened since: an empty window.
-  seal = h.partition.Seal(8);
+  seal = engine::PartitionDriver(h.partition).Seal(8);
   CHECK(seal.ops == 0);
   CHECK(seal.claim_changes == 0);
   CHECK(seal.entity_changes == 0);
@@ -303,7 +304,7 @@ TEST_CASE("convergence: a seal reports the ops, claim changes and entity changes
   h.Retract(c, "p");
   h.Retract(c, "nothing");
   h.SendWithSeq(OpKind::kAssert, a, "p", 1, 1, {{"name", std::string("dup")}});
-  seal = h.partition.Seal(9);
+  seal = engine::PartitionDriver(h.partition).Seal(9);
   CHECK(seal.ops == 7);
   CHECK(seal.claim_changes == 3);  // (p, a), (p, b), (q, b)
   CHECK(seal.entity_changes == 2);
@@ -311,7 +312,7 @@ TEST_CASE("convergence: a seal reports the ops, claim changes and entity changes
   // An entity created and removed within one window still counts as changed.
   h.Assert(c, "r", 1, {{"name", std::string("c")}});
   h.Retract(c, "r");
-  seal = h.partition.Seal(10);
+  seal = engine::PartitionDriver(h.partition).Seal(10);
   CHECK(seal.ops == 2);
   CHECK(seal.claim_changes == 1);
   CHECK(seal.entity_changes == 1);
@@ -721,7 +722,7 @@ RunOutcome Run(const World& world, const Scenario& s, const std::vector<size_t>&
 
   auto flush = [&] {
     if (batch.empty()) return;
-    partition.Apply(batch);
+    engine::PartitionDriver(partition).Apply(batch);
     batch = engine::OpBatch();
   };
   auto check_state = [&](std::string_view when) {
@@ -745,7 +746,7 @@ RunOutcome Run(const World& world, const Scenario& s, const std::vector<size_t>&
   };
   auto seal = [&] {
     flush();
-    engine::PartitionSeal got = partition.Seal(++window);
+    engine::PartitionSeal got = engine::PartitionDriver(partition).Seal(++window);
     if (got.window != window || got.ops != ref.window_ops ||
         got.claim_changes != ref.window_claims.size() ||
         got.entity_changes != ref.window_entities()) {

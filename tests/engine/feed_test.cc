@@ -20,6 +20,7 @@
 #include "engine/changes.h"
 #include "engine/feed.h"
 #include "engine/partition.h"
+#include "engine/partition_driver.h"
 #include "engine/test_records.h"
 
 using namespace conv;
@@ -102,7 +103,7 @@ struct Rig {
       op.values = values;
       batch->Append(op);
     }
-    ref->Apply(*batch);
+    engine::PartitionDriver(*ref).Apply(*batch);
     engine::PartitionMsg m;
     m.kind = engine::PartitionMsg::Kind::kOps;
     m.lane = 0;
@@ -115,7 +116,7 @@ struct Rig {
   // gets the cut (where Engine::StartFeed hands over its requests).
   void Close(const std::function<void(uint64_t)>& before_cut = {}) {
     ++window;
-    ref->Seal(window);
+    engine::PartitionDriver(*ref).Seal(window);
     if (before_cut) before_cut(window);
     engine::PartitionMsg m;
     m.kind = engine::PartitionMsg::Kind::kCut;

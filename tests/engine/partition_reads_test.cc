@@ -26,6 +26,7 @@
 #include "engine/feed.h"
 #include "engine/op.h"
 #include "engine/partition.h"
+#include "engine/partition_driver.h"
 #include "engine/queues.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
@@ -110,7 +111,7 @@ struct Rig {
       auto [mask, values] = testing::EncodeFields(*player, {{"score", static_cast<int64_t>(i)}});
       batch.Append({engine::OpKind::kAssert, a, player->id, i + 1, 1000 + i, id, mask, values});
       if (batch.count() == 4096 || i + 1 == entities) {
-        part->Apply(batch);
+        engine::PartitionDriver(*part).Apply(batch);
         batch = engine::OpBatch();
       }
     }
@@ -170,7 +171,8 @@ struct Rig {
 
 TEST_CASE("partition reads: a query is answered in the middle of a lease's source retraction") {
   Rig rig;
-  (void)rig.part->Seal(1);  // the asserts are window 1's, the retraction window 2's
+  (void)engine::PartitionDriver(*rig.part).Seal(
+      1);  // the asserts are window 1's, the retraction window 2's
   ReadMidWork& probe = rig.Probe(Work::kRetractSource, 2048);  // of 4096 chunks
   rig.Start();
   engine::PartitionMsg retract;
@@ -225,7 +227,7 @@ TEST_CASE("partition reads: a query is answered in the middle of a bootstrap wal
 
 TEST_CASE("partition reads: a query is answered in the middle of a checkpoint chunk") {
   Rig rig;
-  (void)rig.part->Seal(1);
+  (void)engine::PartitionDriver(*rig.part).Seal(1);
   // The first chunk covers kSnapshotChunkBuckets buckets, a step every kApplyChunk.
   constexpr int kStepsPerChunk =
       static_cast<int>(engine::Partition::kSnapshotChunkBuckets / engine::Partition::kApplyChunk);
@@ -246,8 +248,8 @@ TEST_CASE("partition reads: a query is answered in the middle of a checkpoint ch
 TEST_CASE("partition reads: a query is answered in the middle of the seal of a large window") {
   Rig rig(/*log_changes=*/true);
   // Watched from window 2 on, so its seal also encodes every entity's change.
-  (void)rig.part->Seal(1);
-  rig.part->Watch(engine::kPlayerSchemaId, 1);
+  (void)engine::PartitionDriver(*rig.part).Seal(1);
+  engine::PartitionDriver(*rig.part).Watch(engine::kPlayerSchemaId, 1);
   {
     engine::OpBatch batch;
     for (size_t i = 0; i < kEntities; ++i) {
@@ -257,7 +259,7 @@ TEST_CASE("partition reads: a query is answered in the middle of the seal of a l
       batch.Append({engine::OpKind::kPatch, rig.a, rig.player->id, kEntities + i + 1, 2000 + i, id,
                     mask, values});
       if (batch.count() == 4096 || i + 1 == kEntities) {
-        rig.part->Apply(batch);
+        engine::PartitionDriver(*rig.part).Apply(batch);
         batch = engine::OpBatch();
       }
     }
@@ -285,7 +287,7 @@ TEST_CASE("partition reads: queries on other threads run alongside every kind of
   constexpr size_t kLive = 20'000;
   Rig rig(/*log_changes=*/true, kLive);
   uint32_t b = *rig.sources.Intern("b");
-  rig.part->Watch(engine::kPlayerSchemaId, 1);
+  engine::PartitionDriver(*rig.part).Watch(engine::kPlayerSchemaId, 1);
   rig.Start();
 
   std::atomic<bool> stop{false};
