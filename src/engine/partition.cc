@@ -1,7 +1,11 @@
+// A partition's own work: the thread's loop, applying ops and keeping the claims,
+// cutting and sealing windows (the converged changes and their log records), source
+// retraction and point reads. The feed walks are in partition_feed.cc, checkpoint
+// chunks and recovery in partition_restore.cc.
+
 #include "engine/partition.h"
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
 #include "engine/changes.h"
@@ -61,170 +65,6 @@ void Partition::Run() {
   }
 }
 
-void Partition::RequestSnapshot(SnapshotRequest* req) {
-  control_.enqueue(req);
-  PartitionMsg wake;
-  wake.kind = PartitionMsg::Kind::kControl;
-  queue_.enqueue(wake);  // for an idle partition; a busy one looks between bulks
-}
-
-void Partition::AddFeedRequest(uint64_t window, FeedRequest r) {
-  std::lock_guard lock(feed_mu_);
-  feed_requests_.emplace_back(window, std::move(r));
-  has_feed_requests_.store(true, std::memory_order_release);
-}
-
-void Partition::Wake() {
-  PartitionMsg wake;
-  wake.kind = PartitionMsg::Kind::kControl;
-  queue_.enqueue(wake);
-}
-
-void Partition::Watch(uint32_t schema, int delta) {
-  watch_[schema] = static_cast<uint32_t>(static_cast<int>(watch_[schema]) + delta);
-}
-
-void Partition::ApplyFeedRequests(uint64_t window) {
-  if (!has_feed_requests_.load(std::memory_order_acquire)) return;
-  std::vector<std::pair<uint64_t, FeedRequest>> due;
-  {
-    std::lock_guard lock(feed_mu_);
-    auto keep = std::stable_partition(feed_requests_.begin(), feed_requests_.end(),
-                                      [&](const auto& r) { return r.first > window; });
-    for (auto it = keep; it != feed_requests_.end(); ++it)
-      due.push_back(std::move(*it));
-    feed_requests_.erase(keep, feed_requests_.end());
-    has_feed_requests_.store(!feed_requests_.empty(), std::memory_order_release);
-  }
-  for (auto& [w, r] : due) {
-    Watch(r.schema, r.watch);
-    if (r.walk == nullptr) continue;
-    if (r.walk->since != 0 && r.walk->since < retained_from_.load(std::memory_order_relaxed)) {
-      {
-        std::lock_guard lock(r.walk->mu);
-        r.walk->too_old = r.walk->done = r.walk->started = true;
-      }
-      if (r.walk->on_progress) r.walk->on_progress();
-      continue;
-    }
-    {
-      std::lock_guard lock(r.walk->mu);
-      r.walk->started = true;
-    }
-    if (r.walk->on_progress) r.walk->on_progress();
-    Freeze();
-    ActiveWalk a;
-    a.walk = std::move(r.walk);
-    walks_.push_back(std::move(a));
-  }
-}
-
-bool Partition::WalkRunnable() const {
-  for (const ActiveWalk& a : walks_) {
-    if (a.walk->cancelled.load(std::memory_order_relaxed)) return true;
-    std::lock_guard lock(a.walk->mu);
-    if (a.walk->buffered < FeedWalk::kMaxBufferedBytes) return true;
-  }
-  return false;
-}
-
-void Partition::AdvanceWalks() {
-  for (size_t i = 0; i < walks_.size();) {
-    bool room;
-    if (walks_[i].walk->cancelled.load(std::memory_order_relaxed)) {
-      Unfreeze();
-      walks_.erase(walks_.begin() + static_cast<ptrdiff_t>(i));
-      continue;
-    }
-    {
-      std::lock_guard lock(walks_[i].walk->mu);
-      room = walks_[i].walk->buffered < FeedWalk::kMaxBufferedBytes;
-    }
-    if (!room) {
-      ++i;
-    } else if (AdvanceWalk(walks_[i])) {
-      walks_.erase(walks_.begin() + static_cast<ptrdiff_t>(i));
-    }
-  }
-}
-
-namespace {
-constexpr size_t kWalkChunkBuckets = 4096;
-constexpr size_t kWalkChunkBytes = 64 * 1024;
-}  // namespace
-
-bool Partition::AdvanceWalk(ActiveWalk& a) {
-  FeedWalk& w = *a.walk;
-  const EntityMap& map = maps_[w.schema];
-  std::string chunk;
-  for (size_t n = 0;
-       a.bucket < map.bucket_count() && n < kWalkChunkBuckets && chunk.size() < kWalkChunkBytes;
-       ++n, ++a.bucket) {
-    if (n % kApplyChunk == kApplyChunk - 1) Step(Work::kWalk);
-    for (auto it = map.begin(a.bucket); it != map.end(a.bucket); ++it) {
-      if (!it->first.starts_with(w.prefix)) continue;
-      if (!a.captured.empty()) {
-        if (auto c = a.captured.find(it->first); c != a.captured.end()) {
-          a.captured.erase(c);  // its state at the walk's window is out already
-          continue;
-        }
-      }
-      EmitWalkEntry(w, it->first, it->second, &chunk);
-    }
-  }
-  bool done = a.bucket >= map.bucket_count();
-  {
-    std::lock_guard lock(w.mu);
-    if (!chunk.empty()) {
-      w.buffered += chunk.size();
-      w.chunks.push_back(std::move(chunk));
-    }
-    w.done = done;
-  }
-  if (w.on_progress) w.on_progress();
-  if (done) Unfreeze();
-  return done;
-}
-
-void Partition::EmitWalkEntry(const FeedWalk& w, std::string_view id, const Entity& e,
-                              std::string* out) {
-  ChangeView c;
-  c.schema = w.schema;
-  c.id = id;
-  if (e.claims != nullptr) {
-    if (w.since != 0 && e.window <= w.since) return;
-    Converge(*schemas_.Find(w.schema), e.claims, sources_, &scratch_);
-    c.kind = ChangeKind::kUpsert;
-    c.mask = scratch_.mask;
-    c.values = scratch_.values;
-    c.ts = scratch_.ts_max;
-  } else {
-    if (w.since == 0 || e.window <= w.since) return;  // a tombstone the reader cannot hold
-    c.kind = ChangeKind::kDelete;
-  }
-  AppendChange(*out, c);
-}
-
-void Partition::Capture(uint32_t schema, std::string_view id, const Entity& e) {
-  std::string key;
-  for (ActiveWalk& a : walks_) {
-    FeedWalk& w = *a.walk;
-    if (w.schema != schema || !id.starts_with(w.prefix)) continue;
-    if (key.empty()) key.assign(id);
-    if (maps_[schema].bucket(key) < a.bucket) continue;  // visited already
-    if (!a.captured.emplace(id).second) continue;
-    std::string chunk;
-    EmitWalkEntry(w, id, e, &chunk);
-    if (chunk.empty()) continue;
-    {
-      std::lock_guard lock(w.mu);
-      w.buffered += chunk.size();
-      w.chunks.push_back(std::move(chunk));
-    }
-    if (w.on_progress) w.on_progress();
-  }
-}
-
 void Partition::Freeze() {
   // With no rehash, every entity sits in a bucket a walk has either passed or not
   // reached yet, never moved between the two.
@@ -275,42 +115,6 @@ void Partition::RetractSource(uint32_t source, uint64_t ts) {
     }
   }
   if (n > 0) retract();
-}
-
-void Partition::PruneTombstones() {
-  if (tombstones_.empty() || !walks_.empty()) return;  // a resume walk may still need them
-  uint64_t now = util::WallMicros();
-  while (!tombstones_.empty() && tombstones_.front().at_us + retention_us_ <= now) {
-    Tombstone t = std::move(tombstones_.front());
-    tombstones_.pop_front();
-    EntityMap& map = maps_[t.schema];
-    auto it = map.find(t.id);
-    if (it == map.end()) continue;
-    Entity& e = it->second;
-    if (e.claims != nullptr || e.dirty != 0) {
-      e.tomb_queued = false;  // alive again: nothing to forget
-    } else if (e.window != t.window) {
-      // Deleted again since it was queued: its retention starts over.
-      tombstones_.push_back({t.schema, std::move(t.id), e.window, now});
-    } else {
-      {
-        // A QUERY on an I/O thread may be walking this bucket's chain.
-        std::lock_guard lock(mu_);
-        map.erase(it);
-      }
-      if (t.window > retained_from_.load(std::memory_order_relaxed)) {
-        retained_from_.store(t.window, std::memory_order_relaxed);
-      }
-    }
-  }
-}
-
-void Partition::QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now) {
-  // One queue entry per entity at most: the queue is bounded by the ids deleted
-  // within the retention, however often each is deleted.
-  if (e.tomb_queued) return;
-  e.tomb_queued = true;
-  tombstones_.push_back({schema, std::string(id), e.window, now});
 }
 
 void Partition::ServeControl() {
@@ -560,72 +364,6 @@ void Partition::EncodeChanges(const Dirty& d, PartitionSeal* seal) const {
     }
   }
   seal->wal_records += d.sources.size();
-}
-
-void Partition::FillSnapshot(SnapshotRequest* req) {
-  req->records.clear();
-  req->count = 0;
-  // Reads only, so no lock but Freeze's and Unfreeze's own.
-  if (!snapshotting_) {
-    Freeze();  // the bucket layout holds still while the snapshot walks it
-    snapshotting_ = true;
-  }
-  size_t buckets_done = 0;
-  while (req->schema < maps_.size() && buckets_done < kSnapshotChunkBuckets) {
-    EntityMap& map = maps_[req->schema];
-    if (req->bucket >= map.bucket_count()) {
-      ++req->schema;
-      req->bucket = 0;
-      continue;
-    }
-    if (buckets_done % kApplyChunk == kApplyChunk - 1) Step(Work::kSnapshot);
-    for (auto it = map.begin(req->bucket); it != map.end(req->bucket); ++it) {
-      for (const Claim* c = it->second.claims; c != nullptr; c = c->next) {
-        wal::PutClaim(req->records, static_cast<uint32_t>(req->schema), it->first,
-                      sources_.Name(c->source), c->mask, c->uniform, c->ts_max, c->ts_array(),
-                      c->values());
-        ++req->count;
-      }
-    }
-    ++req->bucket;
-    ++buckets_done;
-  }
-  if (req->schema >= maps_.size()) {
-    req->done = true;
-    Unfreeze();
-    snapshotting_ = false;
-  }
-  req->ready.signal();
-}
-
-void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
-  EntityMap& map = maps_[r.schema];
-  auto it = map.find(r.id);
-  if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
-  Entity& e = it->second;
-  e.window = window;
-  Install(e,
-          r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
-                    : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values),
-          FindClaim(e, source));
-}
-
-void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source,
-                               uint64_t window) {
-  EntityMap& map = maps_[schema];
-  auto it = map.find(id);
-  if (it == map.end()) it = map.emplace(std::string(id), Entity{}).first;
-  Uninstall(it->second, source);
-  it->second.window = window;
-  if (it->second.claims == nullptr) {
-    // A tombstone, as at run time; its retention counts from the restart.
-    QueueTombstone(schema, id, it->second, util::WallMicros());
-  }
-}
-
-void Partition::RestoreMark(uint32_t source, uint64_t seq) {
-  if (source >= marks_.size()) marks_.resize(source + 1, 0);
-  marks_[source] = std::max(marks_[source], seq);
 }
 
 bool Partition::Query(const Schema& schema, std::string_view id, bool with_claims,
