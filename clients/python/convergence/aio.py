@@ -241,7 +241,8 @@ class AsyncClient:
                                    codec.to_bytes(id), record)
         state.sent_op(seq, frame)
         w = self._writer
-        if w is not None:  # else the reconnect sends it with the other unacknowledged ops
+        # Else the reconnect sends it with the other unacknowledged ops.
+        if w is not None and not w.transport.is_closing():
             w.write(frame)
             if w.transport.get_write_buffer_size() > _HIGH_WATER:
                 with contextlib.suppress(OSError):

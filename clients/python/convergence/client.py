@@ -256,22 +256,28 @@ class Client:
                 self.flush()
 
     def _op(self, type_: int, schema, id, values, ts: int) -> int:
-        self._check()
-        self._state.raise_op_error()
-        s = schema_of(self.schemas, self._schemas_by_id, schema)
+        if self._fatal is not None:
+            raise self._fatal
+        state = self._state
+        if state.op_errors:
+            state.raise_op_error()
+        s = self.schemas.get(schema) if type(schema) is str else None
+        if s is None:
+            s = schema_of(self.schemas, self._schemas_by_id, schema)
         if type_ == codec.RETRACT:
             record = None
         elif isinstance(s, int):
             raise ValueError(f"the server announced no schema {s}: cannot encode a record for it")
         else:
             record = s.encode_record(values)
-        state = self._state
-        if not state.can_send_op():
+        if state.is_writer and len(state.unacked) >= state.credit:
             self._wait_credit()
-        seq = state.take_number()
+        seq = state.next_number
+        state.next_number = seq + 1
         frame = codec.encode_write(type_, seq, ts, s if isinstance(s, int) else s.id,
                                    codec.to_bytes(id), record)
-        state.sent_op(seq, frame)
+        if state.is_writer:
+            state.unacked.append((seq, frame))
         if self._batching:
             self._out.append(frame)
             self._out_bytes += len(frame)

@@ -86,6 +86,10 @@ def uvarint(v: int, what: str = "varint") -> bytes:
     """Unsigned LEB128 of ``v`` (0 <= v < 2**64)."""
     if 0 <= v < 0x80:
         return _SMALL[v]
+    if 0 < v < 0x4000:
+        return bytes(((v & 0x7F) | 0x80, v >> 7))
+    if 0 < v < 0x200000:
+        return bytes(((v & 0x7F) | 0x80, ((v >> 7) & 0x7F) | 0x80, v >> 14))
     if v < 0 or v > U64_MAX:
         raise ValueError(f"{what} {v} is outside 0..2**64-1")
     out = bytearray()
@@ -184,6 +188,8 @@ class Schema:
         self._names = tuple(f.name for f in self.fields)
         self._types = tuple(f.type for f in self.fields)
         self._names_cache: dict[int, tuple[str, ...]] = {}
+        self._plans: dict[tuple, tuple] = {}
+        self.decode_record = _compile_decoder(self)
 
     def __repr__(self) -> str:
         return f"Schema({self.id}, {self.name!r}, {self.fields!r})"
@@ -209,112 +215,133 @@ class Schema:
 
     # -- encoding
 
+    def _plan(self, names: tuple) -> tuple:
+        """For records with the fields ``names`` (in any order): the encoded mask and
+        the fields in field order. Cached per set of names seen (at most 1024)."""
+        plan = self._plans.get(names)
+        if plan is None:
+            fields = []
+            mask = 0
+            for name in names:
+                f = self.by_name.get(name)
+                if f is None:
+                    raise ValueError(f"schema {self.name!r} has no field {name!r}")
+                mask |= 1 << f.index
+                fields.append(f)
+            fields.sort(key=_index)
+            plan = (uvarint(mask), tuple((f.name, f.type) for f in fields))
+            if len(self._plans) < 1024:
+                self._plans[names] = plan
+        return plan
+
     def encode_record(self, values: dict) -> bytes:
         """mask + values of the present fields, in field order."""
-        by_name = self.by_name
-        items = []
-        mask = 0
-        for name, v in values.items():
-            f = by_name.get(name)
-            if f is None:
-                raise ValueError(f"schema {self.name!r} has no field {name!r}")
-            mask |= 1 << f.index
-            items.append((f.index, f, v))
-        if len(items) > 1:
-            items.sort(key=_first)
-        parts = [uvarint(mask)]
+        mask, fields = self._plan(tuple(values))
+        parts = [mask]
         append = parts.append
-        for _, f, v in items:
-            t = f.type
+        for name, t in fields:
+            v = values[name]
             if t == F64:
                 if type(v) is not float:
-                    if type(v) is int and not isinstance(v, bool):
+                    if type(v) is int:
                         v = float(v)
                     else:
-                        raise TypeError(f"field {f.name!r} is f64, got {type(v).__name__}")
+                        raise TypeError(f"field {name!r} is f64, got {type(v).__name__}")
                 append(_pack_f64(v))
             elif t == I64:
                 if type(v) is not int:
-                    raise TypeError(f"field {f.name!r} is i64, got {type(v).__name__}")
+                    raise TypeError(f"field {name!r} is i64, got {type(v).__name__}")
                 if -64 <= v < 64:
                     append(_SMALL[((v << 1) ^ (v >> 63)) & 0x7F])
                 else:
-                    append(zigzag(v, f"field {f.name!r}"))
+                    append(zigzag(v, f"field {name!r}"))
             elif t == STRING:
                 if type(v) is not str:
-                    raise TypeError(f"field {f.name!r} is string, got {type(v).__name__}")
-                append(pstr(v.encode("utf-8")))
+                    raise TypeError(f"field {name!r} is string, got {type(v).__name__}")
+                v = v.encode("utf-8")
+                n = len(v)
+                append((_SMALL[n] if n < 0x80 else uvarint(n)) + v)
             elif t == BOOL:
                 if type(v) is not bool:
-                    raise TypeError(f"field {f.name!r} is bool, got {type(v).__name__}")
+                    raise TypeError(f"field {name!r} is bool, got {type(v).__name__}")
                 append(b"\x01" if v else b"\x00")
             else:
                 if not isinstance(v, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"field {f.name!r} is bytes, got {type(v).__name__}")
+                    raise TypeError(f"field {name!r} is bytes, got {type(v).__name__}")
                 append(pstr(bytes(v)))
         return b"".join(parts)
 
-    # -- decoding
-
-    def decode_record(self, b: bytes, p: int, end: int) -> tuple[dict, int]:
-        """Reads a record at ``p``; returns ({name: value}, next offset)."""
-        mask, p = get_varint(b, p)
-        if mask >> len(self._types):
-            raise ProtocolError(
-                f"record mask {mask:#x} names a field beyond the {len(self._types)} "
-                f"of schema {self.name!r}")
-        out = {}
-        if not mask:
-            return out, p
-        names = self._names
-        types = self._types
-        i = 0
-        while mask:
-            if mask & 1:
-                t = types[i]
-                if t == I64:
-                    x = b[p]
-                    if x < 0x80:
-                        p += 1
-                    else:
-                        x, p = get_varint(b, p)
-                    out[names[i]] = (x >> 1) ^ -(x & 1)
-                elif t == F64:
-                    if p + 8 > end:
-                        raise ProtocolError(
-                            f"field {names[i]!r} at offset {p}: f64 runs past the end")
-                    out[names[i]] = _unpack_f64(b, p)[0]
-                    p += 8
-                elif t == BOOL:
-                    x = b[p]
-                    if x > 1:
-                        raise ProtocolError(f"field {names[i]!r} at offset {p}: bool {x}")
-                    out[names[i]] = x == 1
-                    p += 1
-                else:
-                    n, p = get_varint(b, p)
-                    q = p + n
-                    if q > end:
-                        raise ProtocolError(
-                            f"field {names[i]!r} at offset {p}: {n} bytes run past the end")
-                    if t == STRING:
-                        try:
-                            out[names[i]] = b[p:q].decode("utf-8")
-                        except UnicodeDecodeError as e:
-                            raise ProtocolError(
-                                f"field {names[i]!r} at offset {p}: invalid UTF-8") from e
-                    else:
-                        out[names[i]] = b[p:q]
-                    p = q
-            mask >>= 1
-            i += 1
-        if p > end:
-            raise ProtocolError(f"record of schema {self.name!r} runs past the end")
-        return out, p
 
 
-def _first(item):
-    return item[0]
+def _index(f: Field) -> int:
+    return f.index
+
+
+def _compile_decoder(schema: Schema):
+    """decode_record(b, p, end) -> ({name: value}, next offset) for ``schema``: one
+    test per field, unrolled, with the varint and length fast paths inline, so that
+    a record costs no per-field call or type dispatch."""
+    n = len(schema.fields)
+    lines = [
+        "def decode_record(b, p, end):",
+        "    mask = b[p]",
+        "    if mask < 0x80:",
+        "        p += 1",
+        "    else:",
+        "        mask, p = get_varint(b, p)",
+        f"    if mask >> {n}:",
+        "        raise ProtocolError(f'record mask {mask:#x} names a field beyond the "
+        f"{n} of schema ' + {schema.name!r})",
+        "    out = {}",
+        "    if not mask:",
+        "        return out, p",
+    ]
+    for f in schema.fields:
+        name = repr(f.name)
+        at = "f'field ' + " + repr(repr(f.name)) + " + f' at offset {p}: "
+        lines.append(f"    if mask & {1 << f.index}:")
+        if f.type == BOOL:
+            lines += ["        x = b[p]",
+                      "        if x > 1:",
+                      f"            raise ProtocolError({at}bool {{x}}')",
+                      f"        out[{name}] = x == 1",
+                      "        p += 1"]
+        elif f.type == I64:
+            lines += ["        x = b[p]",
+                      "        if x < 0x80:",
+                      "            p += 1",
+                      "        else:",
+                      "            x, p = get_varint(b, p)",
+                      f"        out[{name}] = (x >> 1) ^ -(x & 1)"]
+        elif f.type == F64:
+            lines += ["        if p + 8 > end:",
+                      f"            raise ProtocolError({at}f64 runs past the end')",
+                      f"        out[{name}] = unpack_f64(b, p)[0]",
+                      "        p += 8"]
+        else:
+            lines += ["        x = b[p]",
+                      "        if x < 0x80:",
+                      "            p += 1",
+                      "        else:",
+                      "            x, p = get_varint(b, p)",
+                      "        q = p + x",
+                      "        if q > end:",
+                      f"            raise ProtocolError({at}{{x}} bytes run past the end')"]
+            if f.type == STRING:
+                lines += ["        try:",
+                          f"            out[{name}] = b[p:q].decode('utf-8')",
+                          "        except UnicodeDecodeError:",
+                          f"            raise ProtocolError({at}invalid UTF-8') from None"]
+            else:
+                lines.append(f"        out[{name}] = b[p:q]")
+            lines.append("        p = q")
+    lines += ["    if p > end:",
+              f"        raise ProtocolError('record of schema ' + {schema.name!r} + ' runs past the end')",
+              "    return out, p"]
+    namespace = {"get_varint": get_varint, "ProtocolError": ProtocolError,
+                 "unpack_f64": _unpack_f64}
+    exec("\n".join(lines), namespace)  # noqa: S102 (the code is built from names via repr)
+    return namespace["decode_record"]
 
 
 # ---------------------------------------------------------------------------
@@ -552,8 +579,10 @@ def encode_error(seq_or_req: int, code: int, message) -> bytes:
 def encode_write(type_: int, seq: int, ts: int, schema_id: int, id_bytes: bytes,
                  record: bytes | None) -> bytes:
     """ASSERT / PATCH (``record``: Schema.encode_record's bytes) or RETRACT (None)."""
-    payload = b"".join((uvarint(seq, "seq"), uvarint(ts, "ts"), uvarint(schema_id, "schema_id"),
-                        pstr(id_bytes), record or b""))
+    n = len(id_bytes)
+    payload = b"".join((uvarint(seq, "seq"), b"\x00" if ts == 0 else uvarint(ts, "ts"),
+                        uvarint(schema_id, "schema_id"), _SMALL[n] if n < 0x80 else uvarint(n),
+                        id_bytes, record or b""))
     return _pack_header(len(payload) + 1, type_) + payload
 
 
@@ -794,7 +823,11 @@ def decode_notify(b: bytes, p: int, end: int, schema: Schema, include_prev: bool
                 raise ProtocolError(f"NOTIFY: id at offset {p + 2} runs past the end")
         else:
             id_, q = _get_str(b, p + 1, end, "id")
-        changed, q = get_varint(b, q)
+        changed = b[q]
+        if changed < 0x80:
+            q += 1
+        else:
+            changed, q = get_varint(b, q)
         if changed & beyond:
             raise ProtocolError(f"NOTIFY: changed_mask {changed:#x} names a field beyond the schema")
         ts, q = get_varint(b, q)
