@@ -8,6 +8,8 @@ packages=(
   libcli11-dev libasio-dev libconcurrentqueue-dev libmimalloc-dev libfmt-dev doctest-dev
   # The docs tests: man pages rendered with groff and man, completions run in each shell.
   groff-base man-db bash zsh fish
+  # The Python client's tests (standard library only).
+  python3
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite: a Release build and the Python client's
-# suite, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer. Usage: scripts/test.sh [--no-sanitize]
+# suite, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Usage: scripts/test.sh [--no-sanitize]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
