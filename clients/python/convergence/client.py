@@ -486,8 +486,11 @@ class Subscription:
             raise
         if action == "reconnect":
             self._lost(err)
-        else:
+            return
+        try:
             self._conn.sock.sendall(self._state.subscribe_frame(True))
+        except OSError as e:
+            self._lost(e)
 
     def _lost(self, cause: BaseException) -> None:
         self._conn.close()

@@ -144,3 +144,78 @@ class FlowTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ScriptedSubscriptionServer:
+    """Serves subscriptions from a script: the first SUBSCRIBE gets ERROR(sub,
+    overloaded) (a snapshot the server ended), the second a SNAPSHOT_END at window 10
+    and a NOTIFY at window 11, then the connection is closed; the SUBSCRIBE after the
+    reconnect must resume from window 11, and gets SNAPSHOT_END(12, reset 1)."""
+
+    def __init__(self):
+        self.subscribes = []  # (connection number, resume_window, flags)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        for number in range(2):
+            conn, _ = self.sock.accept()
+            with conn:
+                reader = codec.FrameReader()
+                while True:
+                    data = conn.recv(1 << 16)
+                    if not data:
+                        break
+                    reader.feed(data)
+                    closing = False
+                    for t, b, s, e in reader.frames():
+                        if t == codec.HELLO:
+                            conn.sendall(codec.encode_welcome(
+                                codec.Welcome(1, "scripted", 0, 1000, 1, 0, [PLAYER])))
+                            continue
+                        m = codec.decode(t, b, s, e)
+                        self.subscribes.append((number, m.resume_window, m.flags))
+                        if len(self.subscribes) == 1:
+                            conn.sendall(codec.encode_error(m.sub, 10, "snapshot not read"))
+                        elif len(self.subscribes) == 2:
+                            conn.sendall(codec.encode_snapshot_end(codec.SnapshotEnd(m.sub, 0, 10, True)) +
+                                         codec.encode_notify(codec.Notify(m.sub, 11, [
+                                             codec.Change(1, "p", 1, 5, {"x": 1.0})]), PLAYER, False))
+                            closing = True
+                        else:
+                            conn.sendall(codec.encode_snapshot_end(codec.SnapshotEnd(m.sub, 0, 12, True)))
+                    if closing:
+                        break
+        self.sock.close()
+
+
+class SubscriptionRecoveryTest(unittest.TestCase):
+    def check(self, events, srv):
+        self.assertEqual([type(e).__name__ for e in events], ["SnapshotEnd", "Change", "SnapshotEnd"])
+        self.assertFalse(events[0].resumed)
+        self.assertEqual((events[1].id, events[1].record, events[1].window), ("p", {"x": 1.0}, 11))
+        self.assertTrue(events[2].resumed and events[2].reset)
+        self.assertEqual(srv.subscribes, [(0, 0, codec.SUBSCRIBE_BOOTSTRAP),
+                                          (0, 0, codec.SUBSCRIBE_BOOTSTRAP),
+                                          (1, 11, codec.SUBSCRIBE_BOOTSTRAP)])
+
+    def test_subscribes_again_after_an_ended_snapshot_and_resumes_after_a_reconnect(self):
+        srv = ScriptedSubscriptionServer()
+        from convergence import Subscription
+        sub = Subscription(srv.address, "player", timeout=5)
+        events = [sub.next(5) for _ in range(3)]
+        sub.close()
+        self.check(events, srv)
+
+    def test_the_asyncio_subscription_does_the_same(self):
+        srv = ScriptedSubscriptionServer()
+        from convergence import AsyncSubscription
+
+        async def run():
+            sub = await AsyncSubscription.open(srv.address, "player", timeout=5)
+            events = [await sub.next(5) for _ in range(3)]
+            await sub.close()
+            return events
+
+        self.check(asyncio.run(run()), srv)
