@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 
 #include "net/address.h"
 #include "util/clock.h"
@@ -122,8 +123,12 @@ const engine::Schema* Client::FindSchema(uint64_t id) const {
 }
 
 util::Status Client::Send(std::string_view bytes) {
-  if (obey_credit_ && credit_ > 0 && unacked_.size() >= credit_) {
-    if (auto st = WaitForCredit(); !st.ok()) return st;
+  if (obey_credit_ && credit_ > 0) {
+    // The whole batch must fit the credit (a batch larger than the credit waits until
+    // nothing is unacknowledged).
+    if (uint64_t n = CountWrites(bytes); unacked_.size() + n > credit_) {
+      if (auto st = WaitForCredit(n); !st.ok()) return st;
+    }
   }
   NoteSent(bytes);
   while (!bytes.empty()) {
@@ -256,9 +261,23 @@ void Client::NoteReceived(const OwnedFrame& f) {
   }
 }
 
-util::Status Client::WaitForCredit() {
+uint64_t Client::CountWrites(std::string_view bytes) const {
+  if (out_skip_ > 0 || !out_head_.empty()) return 1;
+  uint64_t n = 0;
+  Frame f;
+  size_t consumed = 0;
+  while (NextFrame(bytes, std::numeric_limits<uint32_t>::max(), &f, &consumed) ==
+         FrameStatus::kFrame) {
+    auto t = static_cast<FrameType>(f.type);
+    if (t == FrameType::kAssert || t == FrameType::kPatch || t == FrameType::kRetract) ++n;
+    bytes.remove_prefix(consumed);
+  }
+  return bytes.empty() ? n : n + 1;
+}
+
+util::Status Client::WaitForCredit(uint64_t sending) {
   uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
-  while (unacked_.size() >= credit_) {
+  while (!unacked_.empty() && unacked_.size() + sending > credit_) {
     OwnedFrame f;
     auto r = ReadSocket(deadline, false, &f);
     if (!r.ok()) return r.status();

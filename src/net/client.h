@@ -131,8 +131,12 @@ class Client {
                                        OwnedFrame* frame);
   // Notes an ACK or CREDIT frame read.
   void NoteReceived(const OwnedFrame& f);
-  // Reads (keeping the frames in held_) until fewer than credit() ops are unacknowledged.
-  util::Status WaitForCredit();
+  // Reads (keeping the frames in held_) until `sending` more ops fit the credit, or
+  // nothing is unacknowledged.
+  util::Status WaitForCredit(uint64_t sending);
+  // The write ops in `bytes` (whole frames; a partial frame counts as one op, as does
+  // a send that starts inside a frame).
+  uint64_t CountWrites(std::string_view bytes) const;
 
   int fd_ = -1;
   std::chrono::milliseconds timeout_{5000};
