@@ -183,6 +183,27 @@ void EncodeResult(std::string& out, const Result& m) {
   EndFrame(out, b);
 }
 
+void EncodeResult(std::string& out, uint64_t req, const engine::QueryResult& r, bool with_claims,
+                  const engine::SourceTable& sources) {
+  size_t b = BeginFrame(out, FrameType::kResult);
+  PutVarint(out, req);
+  PutU8(out, r.found ? 1 : 0);
+  if (r.found) {
+    PutVarint(out, r.record.mask);
+    out.append(r.record.values);
+    if (with_claims) {
+      PutVarint(out, r.claims.size());
+      for (const auto& c : r.claims) {
+        PutStr(out, sources.Name(c.source));
+        PutVarint(out, c.ts_max);
+        PutVarint(out, c.mask);
+        out.append(c.values);
+      }
+    }
+  }
+  EndFrame(out, b);
+}
+
 void EncodeReq(std::string& out, FrameType type, uint64_t req) {
   size_t b = BeginFrame(out, type);
   PutVarint(out, req);

@@ -16,7 +16,9 @@
 #include <utility>
 #include <vector>
 
+#include "engine/reads.h"
 #include "engine/schema.h"
+#include "engine/sources.h"
 #include "net/protocol.h"
 
 namespace conv::net {
@@ -152,6 +154,10 @@ void EncodeAck(std::string& out, uint64_t seq);
 void EncodeCredit(std::string& out, uint64_t credit);
 void EncodeQuery(std::string& out, const Query& m);
 void EncodeResult(std::string& out, const Result& m);
+// The same frame straight from a point read (the server's path: no copies), source
+// ids named by `sources`.
+void EncodeResult(std::string& out, uint64_t req, const engine::QueryResult& r, bool with_claims,
+                  const engine::SourceTable& sources);
 // SYNC, SYNCED, STATS, PING, PONG: a single varint req.
 void EncodeReq(std::string& out, FrameType type, uint64_t req);
 void EncodeStatsReply(std::string& out, uint64_t req, const StatList& stats);

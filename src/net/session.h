@@ -78,6 +78,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool HandleSubscribe(std::string_view payload);
   bool HandleUnsubscribe(std::string_view payload);
   void OpError(uint64_t seq_or_req, ErrorCode code, std::string message);
+  // The schema a frame names; null after an unknown_schema ERROR for `seq_or_req`
+  // (its message starts with `context`).
+  const engine::Schema* SchemaOrError(uint64_t seq_or_req, uint64_t schema_id,
+                                      std::string_view context);
+  // Whether `id` is a valid entity id; false after a bad_id ERROR for `seq_or_req`.
+  bool IdOrError(uint64_t seq_or_req, std::string_view id);
   void Close();
   void Kick();
   void Resume();

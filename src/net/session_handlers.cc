@@ -240,18 +240,9 @@ bool Session::HandleWrite(FrameType type, std::string_view payload) {
   refused_seq_ = 0;
   last_seq_ = op.seq;
   credit_.Consumed();
-  const engine::Schema* schema = server_.engine().schemas().Find(op.schema_id);
-  if (schema == nullptr) {
-    OpError(op.seq, ErrorCode::kUnknownSchema,
-            fmt::format("schema id {} is not known to this server", op.schema_id));
-    server_.engine().RequestWindow();
-    return true;
-  }
-  if (op.id.empty() || op.id.size() > engine::kMaxIdBytes) {
-    OpError(op.seq, ErrorCode::kBadId,
-            fmt::format("entity id is {} bytes; it must be 1 to {}", op.id.size(),
-                        engine::kMaxIdBytes));
-    server_.engine().RequestWindow();
+  const engine::Schema* schema = SchemaOrError(op.seq, op.schema_id, "");
+  if (schema == nullptr || !IdOrError(op.seq, op.id)) {
+    server_.engine().RequestWindow();  // the ERROR's op is acknowledged with its window
     return true;
   }
   const uint64_t max_ahead = static_cast<uint64_t>(server_.options().max_future_ts.count());
@@ -302,40 +293,13 @@ bool Session::HandleQuery(std::string_view payload) {
   }
   server_.counters().queries.fetch_add(1, std::memory_order_relaxed);
   auto& engine = server_.engine();
-  const engine::Schema* schema = engine.schemas().Find(q.schema_id);
-  if (schema == nullptr) {
-    OpError(q.req, ErrorCode::kUnknownSchema,
-            fmt::format("schema id {} is not known to this server", q.schema_id));
-    return true;
-  }
-  if (q.id.empty() || q.id.size() > engine::kMaxIdBytes) {
-    OpError(
-        q.req, ErrorCode::kBadId,
-        fmt::format("entity id is {} bytes; it must be 1 to {}", q.id.size(), engine::kMaxIdBytes));
-    return true;
-  }
+  const engine::Schema* schema = SchemaOrError(q.req, q.schema_id, "");
+  if (schema == nullptr || !IdOrError(q.req, q.id)) return true;
   uint64_t t0 = util::MonoNanos();
   bool with_claims = (q.flags & kQueryIncludeClaims) != 0;
   engine::QueryResult& r = query_result_;
   engine.Query(*schema, q.id, with_claims, &r);
-  // Encode straight into the output buffer.
-  size_t b = BeginFrame(out_, FrameType::kResult);
-  util::PutVarint(out_, q.req);
-  util::PutU8(out_, r.found ? 1 : 0);
-  if (r.found) {
-    util::PutVarint(out_, r.record.mask);
-    out_.append(r.record.values);
-    if (with_claims) {
-      util::PutVarint(out_, r.claims.size());
-      for (const auto& c : r.claims) {
-        util::PutStr(out_, engine.sources().Name(c.source));
-        util::PutVarint(out_, c.ts_max);
-        util::PutVarint(out_, c.mask);
-        out_.append(c.values);
-      }
-    }
-  }
-  EndFrame(out_, b);
+  EncodeResult(out_, q.req, r, with_claims, engine.sources());
   uint64_t dt = util::MonoNanos() - t0;
   std::lock_guard lock(io_.query_mu);
   io_.query_ns.Record(dt);
@@ -352,13 +316,9 @@ bool Session::HandleSubscribe(std::string_view payload) {
     Fail(ErrorCode::kBadFrame, "SUBSCRIBE (0x30): sub 0 is reserved; sub ids start at 1");
     return false;
   }
-  const engine::Schema* schema = server_.engine().schemas().Find(s.schema_id);
-  if (schema == nullptr) {
-    OpError(
-        s.sub, ErrorCode::kUnknownSchema,
-        fmt::format("SUBSCRIBE {}: schema id {} is not known to this server", s.sub, s.schema_id));
-    return true;
-  }
+  const engine::Schema* schema =
+      SchemaOrError(s.sub, s.schema_id, fmt::format("SUBSCRIBE {}: ", s.sub));
+  if (schema == nullptr) return true;
   uint64_t all =
       schema->fields.size() >= 64 ? ~uint64_t{0} : (uint64_t{1} << schema->fields.size()) - 1;
   if ((s.field_mask & ~all) != 0) {
@@ -405,6 +365,23 @@ bool Session::HandleSubscribe(std::string_view payload) {
   subs_.insert(s.sub);
   server_.fanout().Subscribe(sink_, s);
   return true;
+}
+
+const engine::Schema* Session::SchemaOrError(uint64_t seq_or_req, uint64_t schema_id,
+                                             std::string_view context) {
+  const engine::Schema* schema = server_.engine().schemas().Find(schema_id);
+  if (schema == nullptr) {
+    OpError(seq_or_req, ErrorCode::kUnknownSchema,
+            fmt::format("{}schema id {} is not known to this server", context, schema_id));
+  }
+  return schema;
+}
+
+bool Session::IdOrError(uint64_t seq_or_req, std::string_view id) {
+  if (!id.empty() && id.size() <= engine::kMaxIdBytes) return true;
+  OpError(seq_or_req, ErrorCode::kBadId,
+          fmt::format("entity id is {} bytes; it must be 1 to {}", id.size(), engine::kMaxIdBytes));
+  return false;
 }
 
 bool Session::HandleUnsubscribe(std::string_view payload) {

@@ -1404,3 +1404,34 @@ TEST_CASE("codec: randomly corrupted and cut frames are rejected or decoded, nev
   MESSAGE(outcome.decoded, " corrupted frames decoded, ", outcome.rejected, " rejected");
   CHECK(outcome.rejected > 0);
 }
+
+TEST_CASE("messages: RESULT from a point read encodes exactly as the RESULT message") {
+  engine::SourceTable sources;
+  auto split = [](const std::string& record, uint64_t* mask, std::string* values) {
+    util::Reader r(record);
+    REQUIRE(r.Varint(mask));
+    *values = std::string(r.rest());
+  };
+  for (bool with_claims : {false, true}) {
+    CAPTURE(with_claims);
+    net::Result want = SampleResult(with_claims);
+    engine::QueryResult read;
+    read.found = true;
+    split(want.record, &read.record.mask, &read.record.values);
+    for (const auto& c : want.claims) {
+      engine::QueryResult::ClaimInfo info;
+      info.source = *sources.Intern(c.source);
+      info.ts_max = c.ts_max;
+      split(c.record, &info.mask, &info.values);
+      read.claims.push_back(info);
+    }
+    std::string a, b;
+    net::EncodeResult(a, want);
+    net::EncodeResult(b, want.req, read, with_claims, sources);
+    CHECK(a == b);
+  }
+  std::string a, b;
+  net::EncodeResult(a, net::Result{8, false, {}, false, {}});
+  net::EncodeResult(b, 8, engine::QueryResult{}, true, sources);
+  CHECK(a == b);
+}
