@@ -186,6 +186,8 @@ export class Client implements SubscriptionOwner {
   private connErr: Error | null = null;
   private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private closeWaiters: (() => void)[] = [];
+  /** The current connection got its WELCOME. */
+  private ready = false;
   private handshake: { resolve: () => void; reject: (e: unknown) => void } | null = null;
 
   private constructor(opts: ClientOptions) {
@@ -206,7 +208,14 @@ export class Client implements SubscriptionOwner {
    */
   static async connect(opts: ClientOptions = {}): Promise<Client> {
     const c = new Client(opts);
-    await c.open();
+    try {
+      await c.open();
+    } catch (e) {
+      // Nothing to reconnect for: this client was never handed out.
+      c.closedBy = new ClientClosedError('the first connection failed', { cause: e });
+      c.transport?.close();
+      throw e;
+    }
     return c;
   }
 
@@ -471,8 +480,11 @@ export class Client implements SubscriptionOwner {
     encodeHello(hello, { sourceName: this.opts.source ?? '', authToken: this.opts.token ?? '', leaseMs: this.opts.leaseMs ?? 0 });
     transport.write(hello.take());
     const timeoutMs = this.opts.connectTimeoutMs ?? 10000;
+    const pending = this.handshake;
     const timer = setTimeout(() => {
-      this.handshake?.reject(new ConnectionLostError(`no WELCOME within ${timeoutMs} ms`));
+      if (this.handshake !== pending || pending === null) return;
+      this.handshake = null;
+      pending.reject(new ConnectionLostError(`no WELCOME within ${timeoutMs} ms`));
       transport.close();
     }, timeoutMs);
     try {
@@ -497,6 +509,7 @@ export class Client implements SubscriptionOwner {
     }
     const h = this.handshake!;
     this.handshake = null;
+    this.ready = true;
     h.resolve();
     this.restore();
   }
@@ -517,6 +530,8 @@ export class Client implements SubscriptionOwner {
   private onClose(gen: number, error: Error | undefined): void {
     if (gen !== this.gen) return;
     this.transport = null;
+    const wasReady = this.ready;
+    this.ready = false;
     this.sent = 0;
     this.subsById.clear();
     this.closedSubIds.clear();
@@ -535,6 +550,7 @@ export class Client implements SubscriptionOwner {
       h.reject(cause);
       return;
     }
+    if (!wasReady) return; // the handshake failed: open() reported it
     if (isFatal(cause)) {
       this.shutdown(cause);
       for (const w of this.closeWaiters.splice(0)) w();
