@@ -14,6 +14,22 @@ ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
 # end-to-end against the Release binary just built.
 CONVERGENCE_BIN="$PWD/build/src/cmd/convergence" timeout 600 python3 clients/python/tests/run.py
 
+# The TypeScript client (clients/typescript): conformance vectors, then end-to-end
+# tests against build/src/cmd/convergence. npm ci builds it (its prepare script).
+(
+  cd clients/typescript
+  node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+    { echo "clients/typescript needs Node.js 20 or later (node --version: $(node --version))"; exit 1; }
+  npm ci --no-audit --no-fund --loglevel=error
+  out=$(mktemp)
+  status=0
+  node --test --test-reporter=tap --test-timeout=120000 dist/test/ >"$out" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then cat "$out"; fi
+  echo "clients/typescript: $(grep -m1 '^# pass' "$out" | cut -d' ' -f3) passed, $(grep -m1 '^# fail' "$out" | cut -d' ' -f3) failed"
+  rm -f "$out"
+  exit "$status"
+)
+
 if [ "${1:-}" != "--no-sanitize" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCONV_SANITIZE=ON >/dev/null
   cmake --build build-asan -j "$jobs" --target convergence_tests convergence
