@@ -22,6 +22,9 @@ const U64_MAX = (1n << 64n) - 1n;
 const I64_MIN = -(1n << 63n);
 const I64_MAX = (1n << 63n) - 1n;
 
+// BigInts are immutable: the small ones, which most masks and counters are, are made once.
+const SMALL: readonly bigint[] = Array.from({ length: 1024 }, (_, i) => BigInt(i));
+
 const utf8 = new TextEncoder();
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
@@ -319,9 +322,10 @@ export class Reader {
     const p = this.pos;
     if (p < this.end && b[p]! < 0x80) {
       this.pos = p + 1;
-      return BigInt(b[p]!);
+      return SMALL[b[p]!]!;
     }
     this.varint64(what);
+    if (this.hi === 0 && this.lo < 1024) return SMALL[this.lo]!;
     if (this.hi < 0x200000) return BigInt(this.hi * TWO_32 + this.lo);
     return (BigInt(this.hi) << 32n) | BigInt(this.lo);
   }
@@ -470,6 +474,7 @@ function asciiOrNull(buf: Uint8Array, s: number, e: number): string | null {
 
 /** The mask a varint64() left in (lo, hi), as a bigint. */
 export function maskBig(lo: number, hi: number): bigint {
-  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+  if (hi === 0) return lo < 1024 ? SMALL[lo]! : BigInt(lo);
+  return (BigInt(hi) << 32n) | BigInt(lo);
 }
 
