@@ -97,7 +97,7 @@ export interface SubscribeOptions {
   intervalMs?: number;
 }
 
-/** Ops more than this many unacknowledged times over are never sent ahead. */
+/** A credit of 0 (never sent to a writer) is taken as 1, so that a writer can always make progress. */
 const MIN_CREDIT = 1;
 const OUT_CHUNK = 256 * 1024;
 const FLUSH_BYTES = 64 * 1024;
@@ -600,11 +600,10 @@ export class Client implements SubscriptionOwner {
     this.closedBy = cause;
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     if (this.resendTimer !== null) clearTimeout(this.resendTimer);
-    const err = cause;
-    for (let i = this.waitHead; i < this.waiters.length; i++) this.waiters[i]!.reject(err);
+    for (let i = this.waitHead; i < this.waiters.length; i++) this.waiters[i]!.reject(cause);
     this.waiters = [];
     this.waitHead = 0;
-    for (const r of this.requests.values()) r.reject(err);
+    for (const r of this.requests.values()) r.reject(cause);
     this.requests.clear();
     this.syncs.clear();
     for (const s of this.subs) {
