@@ -39,6 +39,16 @@ class Histogram {
   }
   // The value at quantile q in [0, 1] (the upper end of its bucket, capped at max).
   uint64_t Percentile(double q) const;
+  // Calls f(value, count) for every non-empty bucket, in increasing order of value:
+  // the bucket's upper end capped at max(), and how many samples it holds.
+  template <typename F>
+  void ForEachBucket(F&& f) const {
+    for (int i = 0; i < kBuckets; ++i) {
+      if (counts_[i] == 0) continue;
+      uint64_t v = UpperBound(i);
+      f(v < max_ ? v : max_, counts_[i]);
+    }
+  }
 
   static int Index(uint64_t v) {
     if (v < kSub) return static_cast<int>(v);

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <cassert>
 #include <cmath>
+#include <iterator>
 
 namespace conv::util {
 
@@ -139,6 +141,117 @@ void AppendJsonBase64(std::string& out, std::string_view bytes) {
     out.push_back('=');
   }
   out.push_back('"');
+}
+
+void JsonWriter::BeforeValue() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (first_.empty()) return;
+  if (!first_.back()) out_.push_back(',');
+  first_.back() = false;
+}
+
+JsonWriter& JsonWriter::BeginObject() {
+  BeforeValue();
+  out_.push_back('{');
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndObject() {
+  assert(!first_.empty() && !after_key_);
+  first_.pop_back();
+  out_.push_back('}');
+  return *this;
+}
+
+JsonWriter& JsonWriter::BeginArray() {
+  BeforeValue();
+  out_.push_back('[');
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::EndArray() {
+  assert(!first_.empty() && !after_key_);
+  first_.pop_back();
+  out_.push_back(']');
+  return *this;
+}
+
+JsonWriter& JsonWriter::Key(std::string_view key) {
+  assert(!after_key_);
+  BeforeValue();
+  AppendJsonString(out_, key);
+  out_.push_back(':');
+  after_key_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::String(std::string_view s) {
+  BeforeValue();
+  AppendJsonString(out_, s);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Text(std::string_view s) {
+  BeforeValue();
+  AppendJsonText(out_, s);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Base64(std::string_view bytes) {
+  BeforeValue();
+  AppendJsonBase64(out_, bytes);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Uint(uint64_t v) {
+  BeforeValue();
+  fmt::format_to(std::back_inserter(out_), "{}", v);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Int(int64_t v) {
+  BeforeValue();
+  fmt::format_to(std::back_inserter(out_), "{}", v);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Bool(bool v) {
+  BeforeValue();
+  out_ += v ? "true" : "false";
+  return *this;
+}
+
+JsonWriter& JsonWriter::Null() {
+  BeforeValue();
+  out_ += "null";
+  return *this;
+}
+
+JsonWriter& JsonWriter::Double(double v) {
+  BeforeValue();
+  AppendJsonDouble(out_, v);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Encoded(const std::function<void(std::string&)>& append) {
+  BeforeValue();
+  append(out_);
+  return *this;
+}
+
+JsonWriter& JsonWriter::Fixed(double v, int decimals) {
+  BeforeValue();
+  if (!std::isfinite(v)) {
+    AppendJsonDouble(out_, v);
+  } else {
+    fmt::format_to(std::back_inserter(out_), "{:.{}f}", v, decimals);
+  }
+  return *this;
 }
 
 }  // namespace conv::util

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace conv::util {
 
@@ -23,6 +25,57 @@ void AppendJsonText(std::string& out, std::string_view s);
 void AppendJsonDouble(std::string& out, double v);
 // Appends bytes as a base64 JSON string.
 void AppendJsonBase64(std::string& out, std::string_view bytes);
+
+// Builds one JSON value into a string: commas and nesting are its business, every
+// string (keys included) goes through AppendJsonString, so callers never format JSON
+// text themselves. Misuse (a value where a key is due, an unbalanced End) is a
+// programmer error and is not checked beyond debug assertions.
+class JsonWriter {
+ public:
+  JsonWriter& BeginObject();
+  JsonWriter& EndObject();
+  JsonWriter& BeginArray();
+  JsonWriter& EndArray();
+  JsonWriter& Key(std::string_view key);
+  JsonWriter& String(std::string_view s);  // AppendJsonString
+  JsonWriter& Text(std::string_view s);    // AppendJsonText
+  JsonWriter& Base64(std::string_view bytes);
+  JsonWriter& Uint(uint64_t v);
+  JsonWriter& Int(int64_t v);
+  JsonWriter& Bool(bool v);
+  JsonWriter& Null();
+  // Shortest round-trip form (AppendJsonDouble).
+  JsonWriter& Double(double v);
+  // `decimals` digits after the point, for reported figures; non-finite values as
+  // AppendJsonDouble writes them.
+  JsonWriter& Fixed(double v, int decimals);
+
+  // One value written by `append` (an encoder built on the Append* functions above,
+  // such as a record's), placed with the commas this writer keeps.
+  JsonWriter& Encoded(const std::function<void(std::string&)>& append);
+
+  // Key(key) then the value.
+  JsonWriter& Field(std::string_view key, std::string_view s) { return Key(key).String(s); }
+  JsonWriter& Field(std::string_view key, const char* s) { return Key(key).String(s); }
+  JsonWriter& Field(std::string_view key, uint64_t v) { return Key(key).Uint(v); }
+  JsonWriter& Field(std::string_view key, uint32_t v) { return Key(key).Uint(v); }
+  JsonWriter& Field(std::string_view key, bool v) { return Key(key).Bool(v); }
+  JsonWriter& Field(std::string_view key, double v, int decimals) {
+    return Key(key).Fixed(v, decimals);
+  }
+
+  const std::string& str() const { return out_; }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  // Writes the comma a value needs when it is not the first in its container.
+  void BeforeValue();
+
+  std::string out_;
+  // Per open container: true until its first member was written.
+  std::vector<bool> first_;
+  bool after_key_ = false;
+};
 
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).
 bool IsValidUtf8(std::string_view s);

@@ -600,3 +600,38 @@ TEST_CASE("utf8: IsValidUtf8 agrees with Unicode table 3-7 on every sequence of 
   CAPTURE(first_mismatch);
   CHECK(mismatches == 0);
 }
+
+TEST_CASE("json: the writer places commas and nesting, and escapes keys and values") {
+  conv::util::JsonWriter j;
+  j.BeginObject();
+  j.Field("a\"b", std::string_view("x<\n&\"y"));
+  j.Key("list").BeginArray().Uint(1).Int(-2).Bool(true).Null().EndArray();
+  j.Key("empty").BeginObject().EndObject();
+  j.Key("none").BeginArray().EndArray();
+  j.Field("fixed", 1.23456, 2).Key("short").Double(0.1);
+  j.Key("nested")
+      .BeginArray()
+      .BeginObject()
+      .Field("k", uint64_t{7})
+      .EndObject()
+      .BeginObject()
+      .EndObject()
+      .EndArray();
+  j.Key("text").Text(std::string_view("\xff", 1)).Key("b64").Base64("hi");
+  j.EndObject();
+  CHECK(j.str() ==
+        "{\"a\\\"b\":\"x<\\n&\\\"y\",\"list\":[1,-2,true,null],\"empty\":{},\"none\":[],"
+        "\"fixed\":1.23,\"short\":0.1,\"nested\":[{\"k\":7},{}],\"text\":{\"base64\":\"/w==\"},"
+        "\"b64\":\"aGk=\"}");
+}
+
+TEST_CASE("json: the writer's fixed-point numbers stay valid JSON when not finite") {
+  conv::util::JsonWriter j;
+  j.BeginArray()
+      .Fixed(std::numeric_limits<double>::quiet_NaN(), 2)
+      .Fixed(std::numeric_limits<double>::infinity(), 1)
+      .Fixed(-std::numeric_limits<double>::infinity(), 0)
+      .Fixed(-0.0, 1)
+      .EndArray();
+  CHECK(j.Take() == "[\"NaN\",\"Infinity\",\"-Infinity\",-0.0]");
+}
