@@ -84,13 +84,13 @@ _convergence_load() {
   case $prev in
     --schema) _convergence_words 'player'; return 0 ;;
     --auth-token-file) _convergence_files; return 0 ;;
-    --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--readers|--subscribers) return 0 ;;
+    --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--html|--readers|--subscribers) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --subscribers --bootstrap --include-prev --auth-token-file'
+    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file'
     return 0
   fi
-  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --readers --subscribers --bootstrap --include-prev --auth-token-file'
+  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file'
 }
 
 _convergence_wal_dump() {
@@ -109,13 +109,13 @@ _convergence_bench() {
     --scenario) _convergence_words 'write subscribers reads bootstrap coalescing saturation'; return 0 ;;
     --out) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
-    --duration|--server) return 0 ;;
+    --duration|--html|--server) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --scenario --duration --quick --out --json --server --fsync'
+    _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --fsync'
     return 0
   fi
-  _convergence_words '-h --help --scenario --duration --quick --out --json --server --fsync'
+  _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --fsync'
 }
 
 _convergence() {

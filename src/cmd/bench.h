@@ -14,7 +14,8 @@ struct BenchOptions {
   bool quick = false;
   std::string out;
   bool json = false;
-  std::string server;  // empty: an embedded server per scenario
+  std::string html;    // also write the report as a self-contained HTML page here
+  std::string server;  // empty: an embedded server per measurement
   std::string fsync = "window";
 };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cmd/load.h"
+#include "cmd/load_result.h"
 #include "engine/schema.h"
 #include "net/client.h"
 #include "util/histogram.h"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cmd/load.h"
+#include "cmd/load_result.h"
 #include "cmd/workload.h"
 #include "engine/schema.h"
 #include "net/client.h"

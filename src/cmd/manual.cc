@@ -256,7 +256,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "acknowledged op, from its generation to the receipt of the first "
                    "(cumulative) ACK covering it, is reported at p50, p99 and p999. The "
                    "report is printed as Markdown tables, or as JSON with `--json`, and "
-                   "includes the server's coalescing ratio from its STATS.",
+                   "includes the server's coalescing ratio from its STATS. `--html` *FILE* "
+                   "also writes it as one self-contained HTML page: throughput over time "
+                   "(counts sampled every 100 ms) and CDFs of the latencies measured.",
                    "`--subscribers` opens that many connections, each subscribed to all of "
                    "`--schema` (with `--bootstrap`: the full state first; with "
                    "`--include-prev`: previous records too); the writers start once every "
@@ -296,6 +298,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "convergence load --subscribers 1 --bootstrap --quiet"},
                    {"Point read latency of an idle server, readers alone:",
                     "convergence load --workers 0 --readers 1 --duration 10s"},
+                   {"The report as a page with charts:",
+                    "convergence load --workers 9 --subscribers 10 --html load.html"},
                },
            .see_also = {},
        }},
@@ -345,13 +349,19 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "notification latency with 1, 10 and 100 subscribers and QUERY latency "
                    "beside the writers, against targets of 3 and 2 windows, and QUERY "
                    "latency of an idle server). Each measurement runs against a fresh "
-                   "embedded server on loopback, or against `--server` when given.",
+                   "embedded server on loopback, or against `--server` when given. Each "
+                   "scenario's targets are listed with their verdicts. `--html` *FILE* also "
+                   "writes the report as one self-contained HTML page: per scenario, "
+                   "throughput over time of every run, CDFs of ACK, notification and QUERY "
+                   "latency, and each target drawn as a line against what was measured.",
                },
            .sections = {},
            .exit_status =
                {
                    {"0", "Every scenario ran without errors."},
-                   {"2", "A bad flag, a scenario failed, or `--out` could not be written."},
+                   {"2",
+                    "A bad flag, a scenario failed, or `--out` or `--html` could not be "
+                    "written."},
                },
            .examples =
                {
@@ -360,6 +370,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "convergence bench --scenario write --duration 30s --out perf.md"},
                    {"Latency at saturation (ACK, notifications, QUERY):",
                     "convergence bench --scenario saturation"},
+                   {"Every scenario briefly, with the charts in one HTML page:",
+                    "convergence bench --quick --html perf.html"},
                },
            .see_also = {},
        }},

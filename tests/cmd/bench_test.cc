@@ -1,135 +1,255 @@
-// `convergence bench` run as a child process: every scenario end to end.
+// `convergence bench`: the scenario table, target evaluation from known runs, one
+// tiny scenario end to end in process, and the command's flags.
 
 #include <doctest/doctest.h>
 
 #include <fstream>
-#include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 
+#include "cmd/bench_scenarios.h"
+#include "support/json_value.h"
 #include "support/process.h"
 
+using conv::cmd::BenchRun;
+using conv::cmd::Metric;
+using conv::cmd::Scenario;
 using conv::testing::RunProcess;
 
-TEST_CASE("bench: --quick runs every scenario end to end and the report has every table") {
+namespace {
+
+const Scenario& Named(const std::string& name) {
+  for (const Scenario& s : conv::cmd::BenchScenarios()) {
+    if (s.name == name) return s;
+  }
+  FAIL("no scenario ", name);
+  return conv::cmd::BenchScenarios().front();
+}
+
+// A measured run of `spec` with every ACK at `ack_ms`, every notification at
+// `notify_ms`, and `ops` acknowledged in one second.
+BenchRun Measured(const conv::cmd::RunSpec& spec, double ack_ms, double notify_ms, uint64_t ops) {
+  BenchRun run{spec.label, spec.group, spec.key, spec.tags, spec.options, {}, ""};
+  run.report.seconds = 1;
+  run.report.window_us = 10'000;
+  if (spec.options.workers > 0) {
+    conv::cmd::WorkerReport w;
+    w.source = "load-1";
+    w.sent = w.acked = w.acked_in_time = ops;
+    run.report.workers.push_back(w);
+    run.report.ack_latency_ns.Record(static_cast<uint64_t>(ack_ms * 1e6), ops);
+  }
+  for (uint32_t i = 0; i < spec.options.subscribers; ++i) {
+    conv::cmd::SubscriberReport s;
+    s.subscribe_ms = 1;
+    s.converge_ms = 5 + i;
+    run.report.subscribers.push_back(s);
+  }
+  if (spec.options.subscribers > 0) {
+    run.report.notify_latency_us.Record(static_cast<uint64_t>(notify_ms * 1e3), 100);
+  }
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("bench: the scenario table holds the page's scenarios in order, each well formed") {
+  CHECK(conv::cmd::BenchScenarioNames() == std::vector<std::string>{"write", "subscribers", "reads",
+                                                                    "bootstrap", "coalescing",
+                                                                    "saturation"});
+  for (const Scenario& s : conv::cmd::BenchScenarios()) {
+    CAPTURE(s.name);
+    CHECK(!s.title.empty());
+    REQUIRE(!s.runs.empty());
+    if (s.single_run) CHECK(s.runs.size() == 1);
+    std::set<std::string> labels;
+    for (const auto& run : s.runs) {
+      CAPTURE(run.label);
+      CHECK(labels.insert(run.label).second);  // legends and base runs name runs uniquely
+      bool grouped = false;
+      for (const auto& [group, caption] : s.groups)
+        grouped = grouped || group == run.group;
+      CHECK((s.groups.empty() ? run.group.empty() : grouped));
+      CHECK(conv::cmd::ValidateLoadOptions(run.options).ok());
+    }
+    for (const auto& t : s.targets) {
+      CAPTURE(t.text);
+      if (t.metric == Metric::kThroughputShare) CHECK(labels.count(t.base) == 1);
+    }
+  }
+  // The prose is in the table, not in the code that runs it.
+  CHECK(Named("subscribers").intro.find("sentinel") != std::string::npos);
+  CHECK(Named("write").outro.find("3.7M ops/sec") != std::string::npos);
+}
+
+TEST_CASE("bench: saturation targets are evaluated per run against the window") {
+  const Scenario& s = Named("saturation");
+  std::vector<BenchRun> runs;
+  for (const auto& spec : s.runs) {
+    // The run with 100 subscribers acknowledges slowly.
+    double ack = spec.options.subscribers == 100 ? 45 : 12;
+    runs.push_back(Measured(spec, ack, 15, 100'000));
+  }
+  auto r = conv::cmd::EvaluateScenario(s, std::move(runs), {});
+  CHECK(r.failures.empty());
+  int acks = 0, notifies = 0;
+  for (const auto& t : r.targets) {
+    CAPTURE(t.text);
+    CAPTURE(t.run);
+    if (t.text == "ACK latency p99 within 3 windows") {
+      ++acks;
+      CHECK(t.limit == doctest::Approx(30));
+      CHECK(t.met == (t.run != "9 writers + 100 subscribers"));
+      CHECK(t.plot == conv::cmd::TargetPlot::kAckCdf);
+    } else {
+      ++notifies;
+      CHECK(t.text == "Notification latency p99 within 2 windows");
+      CHECK(t.limit == doctest::Approx(20));
+      CHECK(t.value == doctest::Approx(15).epsilon(1.0 / 64));
+      CHECK(t.met);
+    }
+  }
+  CHECK(acks == 4);      // every run with writers; not the idle reader
+  CHECK(notifies == 3);  // every run with subscribers
+  REQUIRE(r.tables.size() == 1);
+  CHECK(r.tables[0].rows.size() == 5);
+  CHECK(r.tables[0].rows[4][0] == "1 reader alone (idle server)");
+  CHECK(r.tables[0].rows[4][1] == "—");
+}
+
+TEST_CASE("bench: subscriber targets compare runs, take the worst, and a failed run is reported") {
+  const Scenario& s = Named("subscribers");
+  std::vector<BenchRun> runs;
+  for (const auto& spec : s.runs) {
+    uint64_t ops = spec.options.subscribers == 100 ? 60'000 : 100'000;
+    runs.push_back(Measured(spec, 5, 8, ops));
+  }
+  runs[2].error = "cannot connect";  // "10 subscribers"
+  auto r = conv::cmd::EvaluateScenario(s, std::move(runs), {});
+  REQUIRE(r.failures.size() == 1);
+  CHECK(r.failures[0] == "subscribers (10 subscribers) failed: cannot connect");
+  bool share = false, worst = false;
+  int notify = 0;
+  for (const auto& t : r.targets) {
+    CAPTURE(t.text);
+    if (t.text == "Write throughput against none") {
+      share = true;
+      CHECK(t.run == "100 subscribers");
+      CHECK(t.value == doctest::Approx(60));
+      CHECK(!t.met);  // 60% < 70%
+      CHECK(t.plot_value == doctest::Approx(70'000));
+    } else if (t.run.empty()) {
+      worst = true;
+      CHECK(t.value == doctest::Approx(104));  // 100 subscribers, the last at 5 + 99 ms
+      CHECK(!t.met);
+    } else {
+      ++notify;
+      CHECK(t.limit == doctest::Approx(12));  // window + 2 ms
+    }
+  }
+  CHECK(share);
+  CHECK(worst);
+  CHECK(notify == 3);  // 1 subscriber twice and 10 at the fixed rate; 10 unlimited failed
+  REQUIRE(r.tables.size() == 2);
+  CHECK(r.tables[0].caption == "Unlimited write rate (the page's scenario):");
+  CHECK(r.tables[0].rows[2] ==
+        std::vector<std::string>{"10 subscribers", "failed", "—", "—", "—", "—", "—", "—", "—"});
+  CHECK(r.tables[0].rows[3][2] == "60%");
+}
+
+TEST_CASE("bench: a tiny scenario runs end to end on an embedded server") {
+  Scenario s;
+  s.name = "tiny";
+  s.title = "Tiny";
+  conv::cmd::LoadOptions o;
+  o.workers = 1;
+  o.entities = 50;
+  o.subscribers = 1;
+  o.readers = 1;
+  s.runs = {{"tiny run", "", "", {{"n", 1}}, o, 50, 0}};
+  s.columns = {
+      {"Ops", [](const BenchRun& r, auto&) { return std::to_string(r.report.TotalAcked()); }}};
+  s.targets = {{"ACK latency p99 within 100 windows", Metric::kAckP99Ms, true, 0, 100}};
+  conv::cmd::BenchEnv env;
+  env.fsync = false;
+  env.duration = std::chrono::milliseconds(300);
+  auto r = conv::cmd::RunScenario(s, env);
+  std::string first_failure = r.failures.empty() ? "" : r.failures[0];
+  INFO(first_failure);
+  CHECK(r.failures.empty());
+  REQUIRE(r.runs.size() == 1);
+  REQUIRE(r.runs[0].ok());
+  const auto& report = r.runs[0].report;
+  CHECK(report.TotalAcked() > 0);
+  CHECK(report.TotalAcked() == report.TotalSent());
+  CHECK(report.Stat(report.stats_after, "entities") >= 50);  // populated first
+  CHECK(report.query_ns.count() > 0);
+  CHECK(!report.timeline.empty());
+  REQUIRE(r.tables.size() == 1);
+  CHECK(r.tables[0].rows[0][0] == std::to_string(report.TotalAcked()));
+  REQUIRE(r.targets.size() == 1);
+  CHECK(r.targets[0].run == "tiny run");
+  conv::cmd::BenchResult b;
+  b.scenarios.push_back(r);
+  auto json = conv::testing::ParseJson(conv::cmd::BenchJson(b));
+  REQUIRE(json.has_value());
+  const auto* runs = json->Get("scenarios")->Get("tiny");
+  REQUIRE(runs != nullptr);
+  REQUIRE(runs->array.size() == 1);
+  CHECK(runs->array[0].Get("n")->number == 1);
+  CHECK(runs->array[0].Get("load")->Get("acked_ops")->number ==
+        static_cast<double>(report.TotalAcked()));
+}
+
+TEST_CASE("bench: one short scenario from the command line writes Markdown, JSON and HTML") {
   conv::testing::TempDir dir("conv-bench");
   std::string out = dir.File("report.md");
-  auto r = RunProcess({CONV_BINARY, "bench", "--quick", "--out", out}, std::chrono::seconds(240));
+  std::string html = dir.File("report.html");
+  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "300ms",
+                       "--fsync", "none", "--out", out, "--html", html},
+                      std::chrono::seconds(60));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  for (const char* section :
-       {"# convergence performance",
-        "| Machine |",
-        "| Build |",
-        "| fsync | window |",
-        "## Write throughput (no subscribers)",
-        "## Point read latency",
-        "## Coalescing efficiency",
-        "| Aggregate throughput |",
-        "| 0 ops/sec |",
-        "| 100K ops/sec |",
-        "| 200K ops/sec |",
-        "| Entities updated more than 10 times in a window |",
-        "## Write throughput with subscribers",
-        "Unlimited write rate (the page's scenario):",
-        "| Subscribers | Write throughput | vs none | ACK p50 / p99 ms | Notifications/sec (all) |",
-        "| 0 | ",
-        "| 1 | ",
-        "| 10 | ",
-        "| 100 | ",
-        "fixed 100K ops/sec write rate",
-        "- Write throughput with 100 subscribers at least 70% of none:",
-        "- Notification latency p99 within window + 2 ms",
-        "- Every subscriber holds the final state within 100 ms",
-        "## Subscriber bootstrap",
-        "| Entity count | 100000 pre-populated",
-        "| Time to receive the complete bootstrap (SUBSCRIBE → SNAPSHOT_END) |",
-        "| Entities received | 100000 (server holds 100000) |",
-        "| ACK latency p50 / p99 / p999 |",
-        "## Latency at saturation",
-        "| 9 writers + 1 reader | "}) {
-    CHECK_MESSAGE(r.out.find(section) != std::string::npos, section);
+  for (const char* line :
+       {"# convergence performance", "| fsync | none |", "## Write throughput (no subscribers)",
+        "| Aggregate throughput |", "Per core: ", "| Workers | 9 (each a separate source) |"}) {
+    CHECK_MESSAGE(r.out.find(line) != std::string::npos, line);
   }
   std::ifstream in(out);
   std::stringstream written;
   written << in.rdbuf();
   CHECK(written.str() == r.out);
-  // The scenarios come in the page's order.
-  size_t write = r.out.find("## Write throughput (no subscribers)");
-  size_t subs = r.out.find("## Write throughput with subscribers");
-  size_t reads = r.out.find("## Point read latency");
-  size_t boot = r.out.find("## Subscriber bootstrap");
-  size_t coalescing = r.out.find("## Coalescing efficiency");
-  size_t saturation = r.out.find("## Latency at saturation");
-  CHECK(write < subs);
-  CHECK(subs < reads);
-  CHECK(reads < boot);
-  CHECK(boot < coalescing);
-  CHECK(coalescing < saturation);
-}
+  std::ifstream hin(html);
+  std::stringstream page;
+  page << hin.rdbuf();
+  CHECK(page.str().find("<svg") != std::string::npos);
+  CHECK(page.str().find("data-chart=\"write-acked\"") != std::string::npos);
+  CHECK(page.str().find("data-chart=\"write-cdf-ack\"") != std::string::npos);
 
-TEST_CASE("bench: the saturation scenario prints its table and targets") {
-  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "saturation", "--duration", "1s"},
-                      std::chrono::seconds(120));
-  INFO(r.err);
-  INFO(r.out);
+  r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "300ms", "--json"},
+                 std::chrono::seconds(60));
   REQUIRE(r.exit_code == 0);
-  for (const char* line :
-       {"## Latency at saturation",
-        "| Run | Write throughput | ACK p50 / p99 ms | Notification p99 ms | QUERY round trip p50 "
-        "/ p99 µs | QUERY server p99 µs |",
-        "| 9 writers + 1 reader | ", "| 9 writers + 1 subscriber | ",
-        "| 9 writers + 10 subscribers | ", "| 9 writers + 100 subscribers | ",
-        "| 1 reader alone (idle server) | — | — | — | ",
-        "- ACK latency p99 within 3 windows (30 ms), 9 writers + 1 reader: ",
-        "- ACK latency p99 within 3 windows (30 ms), 9 writers + 100 subscribers: ",
-        "- Notification latency p99 within 2 windows (20 ms), 1 subscriber: ",
-        "- Notification latency p99 within 2 windows (20 ms), 10 subscribers: ",
-        "- Notification latency p99 within 2 windows (20 ms), 100 subscribers: ",
-        "- QUERY round trip p99 at saturation: "}) {
-    CHECK_MESSAGE(r.out.find(line) != std::string::npos, line);
-  }
-  CHECK(r.out.find("failed") == std::string::npos);
-  CHECK(r.out.find("## Write throughput") == std::string::npos);
-  // Each run with writers reports an ACK latency above 0.
-  std::regex row("\\| 9 writers \\+ [^|]+ \\| [0-9.]+[KM]? ops/sec \\| ([0-9.]+) / ([0-9.]+) \\|");
-  int rows = 0;
-  for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), row);
-       it != std::sregex_iterator(); ++it) {
-    ++rows;
-    double p50 = std::stod((*it)[1]), p99 = std::stod((*it)[2]);
-    CHECK(p50 > 0);
-    CHECK(p50 <= p99);
-  }
-  CHECK(rows == 4);
+  auto json = conv::testing::ParseJson(r.out);
+  REQUIRE(json.has_value());
+  CHECK(json->Get("fsync")->string == "window");
+  const auto* write = json->Get("scenarios")->Get("write");
+  REQUIRE(write != nullptr);
+  CHECK(write->Get("workers")->number == 9);
+  CHECK(json->Get("scenarios")->Get("reads") == nullptr);
 }
 
-TEST_CASE("bench: --json has the subscriber and bootstrap scenarios") {
-  auto r = RunProcess(
-      {CONV_BINARY, "bench", "--json", "--scenario", "bootstrap,subscribers", "--duration", "1s"},
-      std::chrono::seconds(120));
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK(r.out.find("\"subscribers\":{\"unlimited\":[{\"subscribers\":0,") != std::string::npos);
-  CHECK(r.out.find("\"fixed_rate\":[{\"subscribers\":1,") != std::string::npos);
-  CHECK(r.out.find("\"bootstrap\":{") != std::string::npos);
-  CHECK(r.out.find("\"bootstrap_entities_total\":100000,") != std::string::npos);
-  CHECK(r.out.find("\"write\"") == std::string::npos);
-}
-
-TEST_CASE("bench: --json reports the chosen scenario only") {
-  auto r = RunProcess(
-      {CONV_BINARY, "bench", "--quick", "--json", "--scenario", "write", "--fsync", "none"},
-      std::chrono::seconds(120));
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  CHECK(r.out.find("\"write\":{") != std::string::npos);
-  CHECK(r.out.find("\"reads\"") == std::string::npos);
-  CHECK(r.out.find("\"fsync\":\"none\"") != std::string::npos);
-}
-
-TEST_CASE("bench: an unknown scenario is refused with the list of known ones") {
+TEST_CASE("bench: an unknown scenario or an unwritable file is refused before anything runs") {
   auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "warp"}, std::chrono::seconds(30));
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("warp") != std::string::npos);
+  for (const char* flag : {"--out", "--html"}) {
+    r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", flag, "/nonexistent/dir/x"},
+                   std::chrono::seconds(30));
+    CAPTURE(flag);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(std::string(flag) + ": cannot write '/nonexistent/dir/x'") !=
+          std::string::npos);
+    CHECK(r.out.empty());
+  }
 }

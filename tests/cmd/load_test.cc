@@ -2,11 +2,14 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 
 #include "engine/record.h"
 #include "net/messages.h"
+#include "support/json_value.h"
 #include "support/process.h"
 #include "support/test_server.h"
 
@@ -52,20 +55,91 @@ uint64_t ServerStat(conv::testing::TestServer& ts, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("load: a one-second run reports ops, no errors and every op acknowledged") {
+TEST_CASE("load: a one-second run's figures agree with the server and with each other") {
   conv::testing::TestServer ts;
+  uint64_t applied_before = ServerStat(ts, "ops_applied");
   auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "2",
                        "--entities", "200", "--duration", "1s", "--readers", "1", "--json"},
                       std::chrono::seconds(60));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  CHECK(JsonNumber(r.out, "ops_per_sec") > 0);
-  CHECK(JsonNumber(r.out, "errors") == 0);
-  CHECK(JsonNumber(r.out, "total_ops") > 0);
-  CHECK(JsonNumber(r.out, "acked_ops") == JsonNumber(r.out, "total_ops"));
-  CHECK(JsonNumber(r.out, "queries") > 0);
+  auto parsed = conv::testing::ParseJson(r.out);
+  REQUIRE(parsed.has_value());
+  const conv::testing::JsonValue& j = *parsed;
+  auto num = [&j](const char* key) {
+    const auto* v = j.Get(key);
+    REQUIRE_MESSAGE(v != nullptr, key);
+    return v->number;
+  };
+  CHECK(num("errors") == 0);
+  CHECK(num("total_ops") > 0);
+  CHECK(num("acked_ops") == num("total_ops"));
+  // Every op counted was applied by the server, once.
+  CHECK(static_cast<double>(ServerStat(ts, "ops_applied") - applied_before) == num("acked_ops"));
   CheckAckLatencyJson(r.out);
-  CHECK(JsonNumber(r.out, "ack_p99_ms") > 0);  // the first worker's
+  // Throughput: ops acknowledged within the duration, per second, summed over workers.
+  const auto& workers = j.Get("per_worker")->array;
+  REQUIRE(workers.size() == 2);
+  double sum = 0, acked = 0;
+  for (const auto& w : workers) {
+    sum += w.Get("ops_per_sec")->number;
+    acked += w.Get("acked")->number;
+    CHECK(w.Get("ack_p99_ms")->number > 0);
+  }
+  CHECK(num("ops_per_sec") == doctest::Approx(sum).epsilon(1e-3));
+  CHECK(acked == num("acked_ops"));
+  CHECK(num("duration_s") == 1);
+  CHECK(num("ops_per_sec") * num("duration_s") <= num("acked_ops") + 1);
+  CHECK(num("ops_per_sec") > 0);
+  // The timeline counts the same ops and queries, in time order.
+  const auto& timeline = j.Get("timeline")->array;
+  REQUIRE(timeline.size() >= 10);  // a sample every 0.1 s
+  for (size_t i = 1; i < timeline.size(); ++i) {
+    CHECK(timeline[i].Get("t")->number >= timeline[i - 1].Get("t")->number);
+    CHECK(timeline[i].Get("acked")->number >= timeline[i - 1].Get("acked")->number);
+  }
+  CHECK(timeline.back().Get("acked")->number == num("acked_ops"));
+  CHECK(timeline.back().Get("queries")->number == num("queries"));
+  CHECK(num("queries") > 0);
+  CHECK(num("query_found") <= num("queries"));
+  const auto* q = j.Get("query_us");
+  CHECK(q->Get("p50")->number <= q->Get("p99")->number);
+  CHECK(q->Get("p99")->number <= q->Get("p999")->number);
+  CHECK(q->Get("p999")->number <= q->Get("max")->number);
+}
+
+TEST_CASE("load: --html writes one self-contained page with the run's charts") {
+  conv::testing::TestServer ts;
+  conv::testing::TempDir dir("conv-load");
+  std::string html = dir.File("load.html");
+  auto r = RunProcess(
+      {CONV_BINARY, "load", "--server", ts.address(), "--workers", "1", "--entities", "100",
+       "--duration", "500ms", "--readers", "1", "--subscribers", "1", "--html", html},
+      std::chrono::seconds(60));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("| Aggregate throughput |") != std::string::npos);
+  std::ifstream in(html);
+  std::stringstream page;
+  page << in.rdbuf();
+  std::string text = page.str();
+  CHECK(text.rfind("<!DOCTYPE html>", 0) == 0);
+  for (const char* chart : {"load-acked", "load-queries", "load-changes", "load-cdf-ack",
+                            "load-cdf-notify", "load-cdf-query"}) {
+    CHECK_MESSAGE(text.find(std::string("data-chart=\"") + chart + "\"") != std::string::npos,
+                  chart);
+  }
+  CHECK(text.find("<script") == std::string::npos);
+  CHECK(text.find("<td>Aggregate throughput</td>") != std::string::npos);
+
+  // A file that cannot be written is refused before the run.
+  uint64_t ops_before = ServerStat(ts, "ops_in");
+  r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--duration", "1s", "--html",
+                  "/nonexistent/dir/x.html"},
+                 std::chrono::seconds(30));
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("--html: cannot write '/nonexistent/dir/x.html'") != std::string::npos);
+  CHECK(ServerStat(ts, "ops_in") == ops_before);
 }
 
 TEST_CASE("load: a rate-limited run reports ACK latency, and --workers defaults to 1") {

@@ -1,0 +1,125 @@
+#include "cmd/bench_server.h"
+
+#include <fmt/format.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "cmd/workload.h"
+#include "net/client.h"
+#include "util/clock.h"
+
+namespace conv::cmd {
+
+namespace {
+
+std::string ReadFirstMatch(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) != 0) continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string v = line.substr(colon + 1);
+    v.erase(0, v.find_first_not_of(" \t"));
+    return v;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+EmbeddedServer::EmbeddedServer(bool fsync) {
+  char tmpl[] = "/tmp/convergence-bench-XXXXXX";
+  dir_ = ::mkdtemp(tmpl);
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  engine::EngineOptions eo;
+  eo.partitions = cores;
+  eo.lanes = std::max(1u, cores / 2);
+  eo.data_dir = dir_;
+  eo.fsync = fsync;
+  eo.log = &log_;
+  engine_ = std::make_unique<engine::Engine>(eo, schemas_, sources_);
+  net::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  server_ = std::make_unique<net::Server>(*engine_, so, log_);
+}
+
+EmbeddedServer::~EmbeddedServer() {
+  if (server_) server_->Shutdown();
+  server_.reset();
+  engine_.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+util::Status EmbeddedServer::Start() {
+  if (auto st = server_->Listen(); !st.ok()) return st;
+  server_->Start();
+  return util::Status::Ok();
+}
+
+std::string EmbeddedServer::address() const {
+  return fmt::format("127.0.0.1:{}", server_->port());
+}
+
+util::Status PopulateAll(const std::string& server, const std::string& schema_name, uint64_t n) {
+  net::Hello hello;
+  hello.source = "populate-all";
+  auto c = net::Client::Connect(server, hello);
+  if (!c.ok()) return c.status();
+  net::Client& client = **c;
+  const engine::Schema* schema = client.FindSchema(schema_name);
+  if (schema == nullptr) return util::Status::Error("populate: unknown schema " + schema_name);
+  Workload w(*schema, n, 0, Mix{100, 0, 0}, 7);
+  uint64_t seq = client.welcome().last_applied_seq;
+  std::string buf;
+  for (uint64_t i = 0; i < n; ++i) {
+    net::WriteOp op;
+    op.type = net::FrameType::kAssert;
+    op.seq = ++seq;
+    op.ts = util::WallMicros();
+    op.schema_id = schema->id;
+    op.id = w.Id(i);
+    op.record = w.FullRecord();
+    net::EncodeWriteOp(buf, op);
+    if (buf.size() >= (1u << 20) || i + 1 == n) {
+      if (auto st = client.Send(buf); !st.ok()) return st;
+      buf.clear();
+    }
+  }
+  client.set_timeout(std::chrono::seconds(60));
+  for (;;) {
+    auto f = client.ReadFrame();
+    if (!f.ok()) return util::Status::Error("populate: " + f.message());
+    if (f->type == static_cast<uint8_t>(net::FrameType::kAck)) {
+      uint64_t acked;
+      if (net::DecodeAck(f->payload, &acked) && acked >= seq) return util::Status::Ok();
+    } else if (f->type == static_cast<uint8_t>(net::FrameType::kError)) {
+      net::Error e;
+      if (net::DecodeError(f->payload, &e)) return util::Status::Error("populate: " + e.message);
+    }
+  }
+}
+
+Machine DescribeMachine() {
+  Machine m;
+  m.cpu = ReadFirstMatch("/proc/cpuinfo", "model name");
+  m.cores = std::thread::hardware_concurrency();
+  m.memory = ReadFirstMatch("/proc/meminfo", "MemTotal");
+  utsname u{};
+  ::uname(&u);
+  m.os = fmt::format("{} {} ({})", u.sysname, u.release, u.machine);
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  m.date = buf;
+  return m;
+}
+
+}  // namespace conv::cmd
