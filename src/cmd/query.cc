@@ -49,26 +49,22 @@ int RunQuery(const QueryOptions& o) {
     PrintError(fmt::format("{} '{}' does not exist", o.schema, o.id));
     return kExitNotFound;
   }
-  std::string out = "{\"schema\":";
-  util::AppendJsonString(out, schema->name);
-  out += ",\"id\":";
-  util::AppendJsonText(out, o.id);
-  out += ",\"record\":";
-  AppendRecordJsonOrNull(out, *schema, result->record);
+  auto record = [&schema](std::string_view bytes) {
+    return [&schema, bytes](std::string& out) { AppendRecordJsonOrNull(out, *schema, bytes); };
+  };
+  util::JsonWriter j;
+  j.BeginObject().Field("schema", schema->name).Key("id").Text(o.id);
+  j.Key("record").Encoded(record(result->record));
   if (o.claims) {
-    out += ",\"claims\":[";
-    for (size_t i = 0; i < result->claims.size(); ++i) {
-      const auto& c = result->claims[i];
-      if (i > 0) out += ',';
-      out += "{\"source\":";
-      util::AppendJsonText(out, c.source);
-      out += fmt::format(",\"ts\":{},\"record\":", c.ts_max);
-      AppendRecordJsonOrNull(out, *schema, c.record);
-      out += '}';
+    j.Key("claims").BeginArray();
+    for (const auto& c : result->claims) {
+      j.BeginObject().Key("source").Text(c.source).Field("ts", c.ts_max);
+      j.Key("record").Encoded(record(c.record)).EndObject();
     }
-    out += ']';
+    j.EndArray();
   }
-  out += "}\n";
+  j.EndObject();
+  std::string out = j.Take() + "\n";
   std::fwrite(out.data(), 1, out.size(), stdout);
   return kExitOk;
 }

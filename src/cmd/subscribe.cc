@@ -91,20 +91,18 @@ class Printer {
       : schema_(schema), include_prev_(include_prev), count_(count) {}
 
   void Snapshot(const net::ChangeEntry& e) {
-    std::string line = "{\"type\":\"snapshot\",\"kind\":\"";
-    line += KindName(e.kind);
-    line += "\",\"id\":";
-    util::AppendJsonText(line, e.id);
-    line += ",\"record\":";
-    AppendRecordJsonOrNull(line, schema_, e.record);
-    line += "}\n";
-    Write(line);
+    util::JsonWriter j;
+    j.BeginObject().Field("type", "snapshot").Field("kind", KindName(e.kind)).Key("id").Text(e.id);
+    j.Key("record").Encoded(Record(e.record)).EndObject();
+    Write(j.Take() + "\n");
     ++progress_.snapshot_entries;
   }
 
   void SnapshotEnd(const net::SnapshotEnd& m) {
-    Write(fmt::format("{{\"type\":\"snapshot_end\",\"total\":{},\"window\":{},\"reset\":{}}}\n",
-                      m.total, m.window, m.reset ? "true" : "false"));
+    util::JsonWriter j;
+    j.BeginObject().Field("type", "snapshot_end").Field("total", m.total);
+    j.Field("window", m.window).Field("reset", m.reset).EndObject();
+    Write(j.Take() + "\n");
     progress_.last_window = m.window;
   }
 
@@ -125,30 +123,29 @@ class Printer {
   void set_last_window(uint64_t w) { progress_.last_window = w; }
 
  private:
+  // Appends a record as `convergence query` prints it.
+  std::function<void(std::string&)> Record(std::string_view bytes) const {
+    return [this, bytes](std::string& out) { AppendRecordJsonOrNull(out, schema_, bytes); };
+  }
+
   void Change(uint64_t window, const net::ChangeEntry& c) {
-    std::string line = fmt::format(
-        "{{\"type\":\"change\",\"window\":{},\"kind\":\"{}\",\"id\":", window, KindName(c.kind));
-    util::AppendJsonText(line, c.id);
-    line += ",\"changed\":[";
-    bool first = true;
+    util::JsonWriter j;
+    j.BeginObject().Field("type", "change").Field("window", window);
+    j.Field("kind", KindName(c.kind)).Key("id").Text(c.id).Key("changed").BeginArray();
     for (size_t i = 0; i < schema_.fields.size(); ++i) {
-      if ((c.changed_mask >> i & 1) == 0) continue;
-      if (!first) line += ',';
-      first = false;
-      util::AppendJsonString(line, schema_.fields[i].name);
+      if ((c.changed_mask >> i & 1) != 0) j.String(schema_.fields[i].name);
     }
-    line += fmt::format("],\"ts\":{},\"record\":", c.ts);
-    AppendRecordJsonOrNull(line, schema_, c.record);
+    j.EndArray().Field("ts", c.ts).Key("record").Encoded(Record(c.record));
     if (include_prev_) {
-      line += ",\"prev\":";
+      j.Key("prev");
       if (c.had_prev) {
-        AppendRecordJsonOrNull(line, schema_, c.prev);
+        j.Encoded(Record(c.prev));
       } else {
-        line += "null";
+        j.Null();
       }
     }
-    line += "}\n";
-    Write(line);
+    j.EndObject();
+    Write(j.Take() + "\n");
     ++progress_.changes;
     if (progress_.windows == 0 || window != progress_.last_change_window) ++progress_.windows;
     progress_.last_change_window = window;
