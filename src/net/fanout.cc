@@ -1,3 +1,7 @@
+// The fanout thread: subscriptions, their start at a window boundary, snapshots
+// paced by the subscriber, stalled snapshots. Per-window notifications, conflation
+// and intervals are in fanout_notify.cc.
+
 #include "net/fanout.h"
 
 #include <algorithm>
@@ -5,40 +9,10 @@
 #include <fmt/format.h>
 
 #include "engine/changes.h"
+#include "net/fanout_internal.h"
 #include "util/clock.h"
 
 namespace conv::net {
-
-namespace {
-// Body bytes per SNAPSHOT / merged NOTIFY frame (clients' default frame limit is 1 MiB).
-constexpr size_t kMaxBody = 256 * 1024;
-
-// Frame bodies of at most about kMaxBody bytes, each with its number of entries.
-class Parts {
- public:
-  std::string* body() { return cur_.get(); }
-  // One entry was appended to body().
-  void Added() {
-    ++n_;
-    if (cur_->size() >= kMaxBody) Cut();
-  }
-  std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>>& Finish() {
-    Cut();
-    return parts_;
-  }
-
- private:
-  void Cut() {
-    if (n_ == 0) return;
-    parts_.emplace_back(std::move(cur_), n_);
-    cur_ = std::make_shared<std::string>();
-    n_ = 0;
-  }
-  std::shared_ptr<std::string> cur_ = std::make_shared<std::string>();
-  uint64_t n_ = 0;
-  std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>> parts_;
-};
-}  // namespace
 
 void FeedSink::Push(std::string header, std::shared_ptr<const std::string> body) {
   Piece p{std::move(header), std::move(body)};
@@ -62,50 +36,6 @@ void FeedSink::Take(std::vector<Piece>* out) {
   pieces_.clear();
   wake_pending_ = false;
 }
-
-// A change waiting to be sent: the entity's latest state, merged since the last
-// one the subscriber got.
-struct Fanout::Held {
-  engine::ChangeKind kind = engine::ChangeKind::kUpsert;
-  uint64_t changed_mask = 0;
-  uint64_t ts = 0;
-  uint64_t mask = 0;
-  std::string values;
-  bool had_prev = false;
-  uint64_t prev_mask = 0;
-  std::string prev_values;
-};
-
-struct Fanout::Sub {
-  std::shared_ptr<FeedSink> sink;
-  net::Subscribe req;
-  const engine::Schema* schema = nullptr;
-  uint64_t interval_us = 0;
-  bool include_prev = false;
-
-  bool started = false;  // the boundary was reached: start_window is set
-  uint64_t start_window = 0;
-  bool live = false;  // SNAPSHOT_END sent
-  bool reset = false;
-  uint64_t total = 0;
-  std::vector<std::shared_ptr<engine::FeedWalk>> walks;
-  std::deque<std::string> chunks;  // taken from the walks, not sent yet
-  std::shared_ptr<std::atomic<bool>> progress_pending = std::make_shared<std::atomic<bool>>(false);
-
-  bool conflating = false;
-  struct IdHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
-  };
-  std::unordered_map<std::string, Held, IdHash, std::equal_to<>> held;
-  uint64_t held_window = 0;       // newest window merged into held
-  uint64_t delivered_window = 0;  // everything up to it is out
-  uint64_t next_flush_us = 0;     // interval subscriptions
-  uint64_t stalled_since_us = 0;  // snapshot waiting for the sink to drain since (0: not)
-  bool removed = false;
-
-  bool direct() const { return live && !conflating && interval_us == 0; }
-};
 
 Fanout::Fanout(engine::Engine& engine, size_t backlog_limit, std::chrono::microseconds stall_limit)
     : engine_(engine),
@@ -329,7 +259,7 @@ void Fanout::Pump(const SubPtr& s) {
     s->chunks.pop_front();
     engine::ChangeReader reader(chunk);
     engine::ChangeView c;
-    Parts parts;
+    BodyParts parts;
     while (reader.Next(&c)) {
       uint64_t mask = 0;
       std::string_view values =
@@ -380,186 +310,6 @@ void Fanout::MaybeFinish(const SubPtr& s) {
   }
 }
 
-void Fanout::OnChanges(uint64_t w, std::vector<std::string> changes) {
-  Post([this, w, changes = std::move(changes), at = util::MonoNanos()] {
-    std::vector<engine::ChangeView> views;
-    for (const auto& frag : changes) {
-      engine::ChangeReader r(frag);
-      engine::ChangeView c;
-      while (r.Next(&c))
-        views.push_back(c);
-    }
-    Window(w, views);
-    std::lock_guard lock(lag_mu_);
-    delay_us_.Record((util::MonoNanos() - at) / 1000);
-  });
-}
-
-bool Fanout::AppendChange(const Sub& s, const engine::ChangeView& c, std::string* body) {
-  if (c.schema != s.schema->id || !c.id.starts_with(s.req.id_prefix)) return false;
-  uint64_t fm = s.req.field_mask;
-  uint64_t changed = fm != 0 ? c.changed_mask & fm : c.changed_mask;
-  if (c.kind == engine::ChangeKind::kUpsert && changed == 0) return false;
-  uint64_t mask = 0, prev_mask = 0;
-  std::string_view values = engine::Project(*s.schema, c.mask, c.values, fm, &mask, &scratch_);
-  std::string_view prev;
-  if (s.include_prev && c.had_prev) {
-    prev = engine::Project(*s.schema, c.prev_mask, c.prev_values, fm, &prev_mask, &prev_scratch_);
-  }
-  AppendNotifyChange(*body, static_cast<uint8_t>(c.kind), c.id, changed, c.ts, mask, values,
-                     s.include_prev, c.had_prev, prev_mask, prev);
-  return true;
-}
-
-void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) {
-  durable_ = w;
-  // Direct subscribers by shape; everyone else merges.
-  std::unordered_map<std::string, std::vector<Sub*>> shapes;
-  for (size_t i = 0; i < subs_.size(); ++i) {
-    SubPtr s = subs_[i];
-    if (!s->started || w <= s->start_window) continue;
-    if (s->direct() && s->sink->backlog() > limit_) {
-      s->conflating = true;
-      WantDrain(*s);
-      counters_.conflations.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (s->direct()) {
-      std::string key;
-      key.append(reinterpret_cast<const char*>(&s->schema->id), sizeof(s->schema->id));
-      key.append(reinterpret_cast<const char*>(&s->req.field_mask), sizeof(s->req.field_mask));
-      key.push_back(s->include_prev ? 1 : 0);
-      key.append(s->req.id_prefix);
-      shapes[key].push_back(s.get());
-      continue;
-    }
-    for (const auto& c : changes) {
-      if (c.schema == s->schema->id && c.id.starts_with(s->req.id_prefix)) Merge(*s, c, w);
-    }
-    s->held_window = w;
-  }
-  uint64_t now = util::WallMicros();
-  for (auto& [key, subs] : shapes) {
-    // The window's body for this shape, encoded once for all its subscribers.
-    Parts parts;
-    const Sub& shape = *subs.front();
-    {
-      std::lock_guard lock(lag_mu_);
-      for (const auto& c : changes) {
-        if (!AppendChange(shape, c, parts.body())) continue;
-        parts.Added();
-        if (c.ts <= now) lag_us_.Record(now - c.ts);
-      }
-    }
-    const auto& bodies = parts.Finish();
-    for (Sub* s : subs) {
-      s->held_window = w;
-      SendNotify(*s, bodies);
-    }
-  }
-  for (size_t i = 0; i < subs_.size(); ++i) {
-    SubPtr s = subs_[i];
-    if (s->started && !s->live) MaybeFinish(s);
-  }
-}
-
-void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
-  auto it = s.held.find(c.id);  // no allocation for an entity already held
-  bool fresh = it == s.held.end();
-  if (fresh) it = s.held.try_emplace(std::string(c.id)).first;
-  Held& h = it->second;
-  if (fresh) {
-    h.kind = c.kind;
-    h.changed_mask = c.changed_mask;
-    h.ts = c.ts;
-    h.mask = c.mask;
-    h.values.assign(c.values);
-    h.had_prev = c.had_prev;
-    h.prev_mask = c.prev_mask;
-    h.prev_values.assign(c.prev_values);
-    return;
-  }
-  counters_.conflated_changes.fetch_add(1, std::memory_order_relaxed);
-  h.ts = std::max(h.ts, c.ts);
-  if (c.kind == engine::ChangeKind::kDelete) {
-    if (!h.had_prev) {  // created and gone since the subscriber last heard
-      s.held.erase(it);
-      return;
-    }
-    h.kind = engine::ChangeKind::kDelete;
-    h.mask = 0;
-    h.values.clear();
-    h.changed_mask = h.prev_mask;
-    return;
-  }
-  h.kind = engine::ChangeKind::kUpsert;
-  h.mask = c.mask;
-  h.values.assign(c.values);
-  if (!h.had_prev) {
-    h.changed_mask = c.mask;
-    return;
-  }
-  h.changed_mask = engine::ChangedFields(*s.schema, h.prev_mask, h.prev_values, h.mask, h.values);
-  if (h.changed_mask == 0) s.held.erase(it);  // back to what the subscriber has
-}
-
-// Sends the held changes, merged up to s.held_window.
-void Fanout::FlushHeld(Sub& s) {
-  Parts parts;
-  for (const auto& [id, h] : s.held) {
-    engine::ChangeView c;
-    c.schema = s.schema->id;
-    c.kind = h.kind;
-    c.id = id;
-    c.changed_mask = h.changed_mask;
-    c.ts = h.ts;
-    c.mask = h.mask;
-    c.values = h.values;
-    c.had_prev = h.had_prev;
-    c.prev_mask = h.prev_mask;
-    c.prev_values = h.prev_values;
-    if (AppendChange(s, c, parts.body())) parts.Added();
-  }
-  s.held.clear();
-  SendNotify(s, parts.Finish());
-}
-
-void Fanout::SendNotify(
-    Sub& s, const std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>>& bodies) {
-  for (size_t i = 0; i < bodies.size(); ++i) {
-    const auto& [body, n] = bodies[i];
-    uint64_t window = i + 1 == bodies.size() ? s.held_window : s.delivered_window;
-    std::string header;
-    EncodeNotifyHeader(header, s.req.sub, window, n, body->size());
-    s.sink->Push(std::move(header), body);
-    counters_.notifications.fetch_add(n, std::memory_order_relaxed);
-    counters_.notify_frames.fetch_add(1, std::memory_order_relaxed);
-  }
-  s.delivered_window = s.held_window;
-}
-
-void Fanout::WantDrain(Sub& s) {
-  s.sink->drain_wanted = true;
-  // The session may have written its last bytes just before the flag was up; then
-  // nobody else would say the sink drained.
-  if (s.sink->backlog() < limit_ / 2 && s.sink->drain_wanted.exchange(false)) {
-    Drained(s.sink.get());
-  }
-}
-
-uint64_t Fanout::NextDue() const {
-  uint64_t due = 0;
-  for (const auto& s : subs_) {
-    if (!s->live && s->stalled_since_us != 0) {
-      uint64_t end = s->stalled_since_us + stall_limit_us_;
-      if (due == 0 || end < due) due = std::max<uint64_t>(end, 1);
-    }
-    if (s->interval_us == 0 || !s->live || s->held.empty()) continue;
-    if (s->sink->backlog() >= limit_) continue;  // waits for Drained
-    if (due == 0 || s->next_flush_us < due) due = std::max<uint64_t>(s->next_flush_us, 1);
-  }
-  return due;
-}
-
 void Fanout::EndStalled() {
   uint64_t now = util::MonoNanos() / 1000;
   std::vector<SubPtr> stalled;
@@ -578,19 +328,6 @@ void Fanout::EndStalled() {
     s->sink->Push(std::move(frame), nullptr);
     counters_.stalled_snapshots.fetch_add(1, std::memory_order_relaxed);
     Remove(s);
-  }
-}
-
-void Fanout::FlushDue() {
-  uint64_t now = util::MonoNanos() / 1000;
-  for (auto& s : subs_) {
-    if (s->interval_us == 0 || !s->live || s->held.empty() || s->next_flush_us > now) continue;
-    if (s->sink->backlog() >= limit_) {
-      WantDrain(*s);
-      continue;
-    }
-    FlushHeld(*s);
-    s->next_flush_us = now + s->interval_us;
   }
 }
 

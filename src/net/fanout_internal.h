@@ -1,0 +1,95 @@
+#pragma once
+
+// What fanout.cc and fanout_notify.cc share: a subscription's state on the fanout
+// thread, a change held for a conflating subscriber, and frame bodies cut to size.
+// Fanout thread only.
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "engine/changes.h"
+#include "engine/feed.h"
+#include "net/fanout.h"
+
+namespace conv::net {
+
+// Body bytes per SNAPSHOT / merged NOTIFY frame (clients' default frame limit is 1 MiB).
+constexpr size_t kMaxFeedBody = 256 * 1024;
+
+// Frame bodies of at most about kMaxFeedBody bytes, each with its number of entries.
+class BodyParts {
+ public:
+  std::string* body() { return cur_.get(); }
+  // One entry was appended to body().
+  void Added() {
+    ++n_;
+    if (cur_->size() >= kMaxFeedBody) Cut();
+  }
+  std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>>& Finish() {
+    Cut();
+    return parts_;
+  }
+
+ private:
+  void Cut() {
+    if (n_ == 0) return;
+    parts_.emplace_back(std::move(cur_), n_);
+    cur_ = std::make_shared<std::string>();
+    n_ = 0;
+  }
+  std::shared_ptr<std::string> cur_ = std::make_shared<std::string>();
+  uint64_t n_ = 0;
+  std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>> parts_;
+};
+
+// A change waiting to be sent: the entity's latest state, merged since the last
+// one the subscriber got.
+struct Fanout::Held {
+  engine::ChangeKind kind = engine::ChangeKind::kUpsert;
+  uint64_t changed_mask = 0;
+  uint64_t ts = 0;
+  uint64_t mask = 0;
+  std::string values;
+  bool had_prev = false;
+  uint64_t prev_mask = 0;
+  std::string prev_values;
+};
+
+struct Fanout::Sub {
+  std::shared_ptr<FeedSink> sink;
+  net::Subscribe req;
+  const engine::Schema* schema = nullptr;
+  uint64_t interval_us = 0;
+  bool include_prev = false;
+
+  bool started = false;  // the boundary was reached: start_window is set
+  uint64_t start_window = 0;
+  bool live = false;  // SNAPSHOT_END sent
+  bool reset = false;
+  uint64_t total = 0;
+  std::vector<std::shared_ptr<engine::FeedWalk>> walks;
+  std::deque<std::string> chunks;  // taken from the walks, not sent yet
+  std::shared_ptr<std::atomic<bool>> progress_pending = std::make_shared<std::atomic<bool>>(false);
+
+  bool conflating = false;
+  struct IdHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  std::unordered_map<std::string, Held, IdHash, std::equal_to<>> held;
+  uint64_t held_window = 0;       // newest window merged into held
+  uint64_t delivered_window = 0;  // everything up to it is out
+  uint64_t next_flush_us = 0;     // interval subscriptions
+  uint64_t stalled_since_us = 0;  // snapshot waiting for the sink to drain since (0: not)
+  bool removed = false;
+
+  bool direct() const { return live && !conflating && interval_us == 0; }
+};
+
+}  // namespace conv::net
