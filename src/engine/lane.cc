@@ -41,6 +41,7 @@ void Lane::Flush() {
 }
 
 void Lane::Cut(uint64_t window) {
+  last_cut_ = window;
   PartitionMsg msg;
   msg.kind = PartitionMsg::Kind::kCut;
   msg.window = window;

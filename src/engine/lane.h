@@ -36,6 +36,8 @@ class Lane {
   // Every partition retracts all claims of `source` (whose lease ran out) in the
   // open window, after everything this lane sent before.
   void RetractSource(uint32_t source, uint64_t ts);
+  // The window what this lane sends now belongs to: the one after its last cut.
+  uint64_t open_window() const { return last_cut_ + 1; }
   // True when some partition has more than kCongestedBacklog ops waiting.
   bool Congested() const;
   uint32_t index() const { return index_; }
@@ -49,6 +51,7 @@ class Lane {
   std::vector<moodycamel::ProducerToken> tokens_;
   std::vector<OpBatch*> open_;  // per partition, null when nothing is pending
   Coalescer* coalescer_;
+  uint64_t last_cut_ = 0;
 };
 
 }  // namespace conv::engine

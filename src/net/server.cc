@@ -277,13 +277,18 @@ void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThre
     if (ec || stopping()) return;
     {
       std::lock_guard lock(owners_mu_);
-      const SourceSlot& slot = slots_[source];
+      SourceSlot& slot = slots_[source];
       if (slot.gen != gen || slot.owner.lock() != nullptr) return;  // came back
+      // The retraction counts as a party that still hands the source's changes to
+      // the engine: a HELLO of the source from now on waits (HandoverSeq) until it is
+      // durable, so no op of a new connection can be applied before it and retracted.
+      ++slot.consuming;
     }
     counters_.lease_expirations.fetch_add(1, std::memory_order_relaxed);
     log_.Info("source '{}' did not come back within its {} ms lease: retracting its claims",
               engine_.sources().Name(source), lease.count());
     io.lane->RetractSource(source, util::WallMicros());
+    io.retractions.emplace_back(source, io.lane->open_window());
   });
 }
 
@@ -307,7 +312,7 @@ void Server::OnDurable(uint64_t w) {
       options_.queue_goal.count() != 0 ? options_.queue_goal.count() : window);
   const uint64_t queue = engine_.last_queue_us();
   for (auto& t : io_) {
-    asio::post(t->ctx, [io = t.get(), w, window, goal, queue] {
+    asio::post(t->ctx, [server = this, io = t.get(), w, window, goal, queue] {
       uint64_t now = util::MonoNanos() / 1000;
       uint64_t acked = 0, constrained = 0;
       for (auto& [p, s] : io->sessions) {
@@ -318,6 +323,11 @@ void Server::OnDurable(uint64_t w) {
         }
       }
       if (io->lane == nullptr) return;  // the read thread: no writers
+      std::erase_if(io->retractions, [&](const std::pair<uint32_t, uint64_t>& r) {
+        if (r.second > w) return false;
+        server->StopConsuming(r.first, 0);  // the retraction is durable
+        return true;
+      });
       if (uint64_t share = io->budget.Share(acked, constrained, now, window, goal, queue)) {
         for (auto& [p, s] : io->sessions) {
           if (s->credit_constrained()) s->OfferCredit(share);

@@ -89,6 +89,9 @@ struct IoThread {
   std::thread thread;
   // Lease timers armed on this thread; a graceful stop cancels them (this thread only).
   std::unordered_map<asio::steady_timer*, std::shared_ptr<asio::steady_timer>> leases;
+  // Lease retractions sent by this thread's lane, each with the window it is in: the
+  // source's next WELCOME waits until that window is durable (this thread only).
+  std::vector<std::pair<uint32_t, uint64_t>> retractions;
   // Server-side QUERY service time (frame handled to RESULT encoded), in ns. Written by
   // this thread, read by STATS from any: guarded by query_mu (never contended long).
   std::mutex query_mu;

@@ -20,6 +20,7 @@
 #include "net/credit.h"
 #include "support/durable_server.h"
 #include "support/feed.h"
+#include "support/op_model.h"
 #include "support/test_server.h"
 
 using namespace conv;
@@ -530,6 +531,69 @@ TEST_CASE("subscribe: a taken-over connection's lease does not outlive its succe
     CHECK(r->found);
   }
   CHECK(Stat(*reader, "lease_expirations") == 0);
+}
+
+TEST_CASE("subscribe: a source back as its lease runs out keeps what it wrote after HELLO") {
+  // The new connection says HELLO around the moment the lease expires, often on
+  // another I/O thread than the one retracting: an op acknowledged to it must never
+  // be taken by the retraction. Whether the old claim survives depends on which
+  // came first.
+  const uint64_t seed = testing::TestSeed("CONV_SEED", 20261130);
+  MESSAGE("seed ", seed, " (CONV_SEED)");
+  std::mt19937_64 rng(seed);
+  testing::TestServer server;
+  auto reader = server.Connect();
+  const engine::Schema& p = *reader->FindSchema(kPlayer);
+  std::string rec = Record(p, {{"score", int64_t{1}}});
+  net::Hello leased;
+  leased.source = "flicker";
+  leased.lease_ms = 20;
+  uint64_t expirations_seen = 0;
+  // A writer on other entities keeps the partitions' queues from running empty, so
+  // that the retraction and the new connection's op meet in them.
+  std::atomic<bool> done{false};
+  std::thread busy([&] {
+    auto w = server.Connect("busy");
+    testing::OpGenerator gen(p, seed, 5'000);
+    uint64_t seq = w->welcome().last_applied_seq;
+    while (!done.load()) {
+      std::string frames;
+      for (int i = 0; i < 256; ++i)
+        frames += gen.Frame(0, ++seq);
+      if (!w->Send(frames).ok()) break;
+    }
+  });
+  for (int round = 0; round < 40; ++round) {
+    CAPTURE(round);
+    uint64_t m;
+    {
+      auto c = net::Client::Connect(server.address(), leased);
+      REQUIRE(c.ok());
+      m = (*c)->welcome().last_applied_seq;
+      REQUIRE((*c)->Send(WriteFrame(FrameType::kAssert, m + 1, 0, kPlayer,
+                                    fmt::format("old-{}", round), rec))
+                  .ok());
+      REQUIRE(WaitForAck(**c, m + 1));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(10'000 + rng() % 25'000));
+    std::string id = fmt::format("new-{}", round);
+    {
+      auto c = server.Connect("flicker");
+      uint64_t n = c->welcome().last_applied_seq;
+      REQUIRE(n >= m + 1);
+      REQUIRE(c->Send(WriteFrame(FrameType::kAssert, n + 1, 0, kPlayer, id, rec)).ok());
+      REQUIRE(WaitForAck(*c, n + 1));
+      // A retraction still on its way would land within a few windows.
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      auto r = reader->Query(p, id, false);
+      REQUIRE(r.ok());
+      CHECK(r->found);
+    }
+    expirations_seen = Stat(*reader, "lease_expirations");
+  }
+  done = true;
+  busy.join();
+  MESSAGE("leases that ran out before the source came back: ", expirations_seen, " of 40");
 }
 
 TEST_CASE("subscribe: interval_ms paces each entity and still delivers the latest state") {
