@@ -14,7 +14,8 @@
 
 namespace conv::net {
 
-void FeedSink::Push(std::string header, std::shared_ptr<const std::string> body) {
+void FeedSink::Push(std::string header, std::shared_ptr<const std::string> body,
+                    uint64_t ends_sub) {
   Piece p{std::move(header), std::move(body)};
   size_t n = p.bytes();
   bytes_.fetch_add(n, std::memory_order_relaxed);
@@ -23,14 +24,17 @@ void FeedSink::Push(std::string header, std::shared_ptr<const std::string> body)
   {
     std::lock_guard lock(mu_);
     pieces_.push_back(std::move(p));
+    if (ends_sub != 0) ended_.push_back(ends_sub);
     wake = !wake_pending_;
     wake_pending_ = true;
   }
   if (wake) wake_();
 }
 
-void FeedSink::Take(std::vector<Piece>* out) {
+void FeedSink::Take(std::vector<Piece>* out, std::vector<uint64_t>* ended) {
   std::lock_guard lock(mu_);
+  ended->insert(ended->end(), ended_.begin(), ended_.end());
+  ended_.clear();
   for (auto& p : pieces_)
     out->push_back(std::move(p));
   pieces_.clear();
@@ -325,7 +329,7 @@ void Fanout::EndStalled() {
                                     "holds the server's state still while it lasts, so it "
                                     "ended: subscribe again",
                                     s->req.sub, stall_limit_us_ / 1000)});
-    s->sink->Push(std::move(frame), nullptr);
+    s->sink->Push(std::move(frame), nullptr, s->req.sub);
     counters_.stalled_snapshots.fetch_add(1, std::memory_order_relaxed);
     Remove(s);
   }

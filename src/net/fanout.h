@@ -51,15 +51,17 @@ class FeedSink {
       : wake_(std::move(wake)), total_(backlog_total) {}
   ~FeedSink() { total_->fetch_sub(bytes_.load()); }
 
-  // Fanout thread.
-  void Push(std::string header, std::shared_ptr<const std::string> body);
+  // Fanout thread. `ends_sub`: this piece is the last of subscription `ends_sub`,
+  // which the server ended (its ERROR): the session forgets the id.
+  void Push(std::string header, std::shared_ptr<const std::string> body, uint64_t ends_sub = 0);
   // Bytes queued or being written.
   size_t backlog() const { return bytes_.load(std::memory_order_relaxed); }
   // The fanout wants Fanout::Drained once the backlog falls below half the limit.
   std::atomic<bool> drain_wanted{false};
 
-  // Session thread: moves the queued pieces out.
-  void Take(std::vector<Piece>* out);
+  // Session thread: moves the queued pieces out, and the subscriptions the server
+  // ended since the last call into `ended`.
+  void Take(std::vector<Piece>* out, std::vector<uint64_t>* ended);
   // Session thread: `n` bytes of taken pieces were written.
   void Written(size_t n) {
     bytes_.fetch_sub(n, std::memory_order_relaxed);
@@ -71,8 +73,9 @@ class FeedSink {
   std::atomic<uint64_t>* total_;
   std::atomic<size_t> bytes_{0};
   std::mutex mu_;
-  std::deque<Piece> pieces_;   // guarded by mu_
-  bool wake_pending_ = false;  // guarded by mu_
+  std::deque<Piece> pieces_;     // guarded by mu_
+  std::vector<uint64_t> ended_;  // guarded by mu_
+  bool wake_pending_ = false;    // guarded by mu_
 };
 
 struct FanoutCounters {

@@ -161,7 +161,14 @@ asio::awaitable<void> Session::WriteLoop() {
       io_.sessions.erase(this);
       co_return;
     }
-    if (sink_ != nullptr) sink_->Take(&feeding_);
+    if (sink_ != nullptr) {
+      sink_->Take(&feeding_, &ended_subs_);
+      // Ended by the server (their ERROR is among the pieces): the ids are free, and
+      // no longer count against the connection's limit.
+      for (uint64_t sub : ended_subs_)
+        subs_.erase(sub);
+      ended_subs_.clear();
+    }
     if (out_.empty() && feeding_.empty()) {
       if (closing_) break;
       writer_idle_ = true;

@@ -147,6 +147,7 @@ class Session : public std::enable_shared_from_this<Session> {
   uint64_t lease_ms_ = 0;                 // HELLO's lease: 0 = claims are durable
   std::shared_ptr<FeedSink> sink_;        // subscription output; made at the first SUBSCRIBE
   std::unordered_set<uint64_t> subs_;     // live subscription ids
+  std::vector<uint64_t> ended_subs_;      // scratch: subscriptions the server ended
   std::vector<FeedSink::Piece> feeding_;  // pieces being written
 };
 

@@ -668,6 +668,20 @@ TEST_CASE("subscribe: a bootstrap nobody reads ends with overloaded and its walk
     CHECK_MESSAGE(e.message.find("not read") != std::string::npos, e.message);
     break;
   }
+  // The id is free again: the same sub subscribes anew (live only) and is served.
+  sub.flags = 0;
+  std::string again;
+  net::EncodeSubscribe(again, sub);
+  REQUIRE(raw.Send(again));
+  for (;;) {
+    auto f = raw.ReadFrame();
+    REQUIRE_MESSAGE(f.ok(), f.message());
+    if (testing::IsType(*f, FrameType::kError)) FAIL_CHECK(ErrorOf(*f).message);
+    if (testing::IsType(*f, FrameType::kError) || testing::IsType(*f, FrameType::kSnapshotEnd)) {
+      break;
+    }
+  }
+  CHECK(Stat(*w, "subscribers") == 2);  // the feed's and the new one
 }
 
 TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and catches up") {
