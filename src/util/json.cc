@@ -143,41 +143,64 @@ void AppendJsonBase64(std::string& out, std::string_view bytes) {
   out.push_back('"');
 }
 
+JsonWriter JsonWriter::Readable(int line_depth) {
+  JsonWriter w;
+  w.spaced_ = true;
+  w.line_depth_ = line_depth > 0 ? static_cast<size_t>(line_depth) : 0;
+  return w;
+}
+
+void JsonWriter::NewLine(size_t depth) {
+  out_.push_back('\n');
+  out_.append(2 * depth, ' ');
+}
+
 void JsonWriter::BeforeValue() {
   if (after_key_) {
     after_key_ = false;
     return;
   }
   if (first_.empty()) return;
-  if (!first_.back()) out_.push_back(',');
+  const size_t depth = first_.size() - 1;
+  if (!first_.back()) {
+    out_.push_back(',');
+    if (spaced_ && !OnLines(depth)) out_.push_back(' ');
+  }
   first_.back() = false;
+  if (OnLines(depth)) NewLine(depth + 1);
+}
+
+void JsonWriter::Begin(char bracket) {
+  BeforeValue();
+  out_.push_back(bracket);
+  first_.push_back(true);
+}
+
+void JsonWriter::End(char bracket) {
+  assert(!first_.empty() && !after_key_);
+  const bool empty = first_.back();
+  first_.pop_back();
+  if (!empty && OnLines(first_.size())) NewLine(first_.size());
+  out_.push_back(bracket);
 }
 
 JsonWriter& JsonWriter::BeginObject() {
-  BeforeValue();
-  out_.push_back('{');
-  first_.push_back(true);
+  Begin('{');
   return *this;
 }
 
 JsonWriter& JsonWriter::EndObject() {
-  assert(!first_.empty() && !after_key_);
-  first_.pop_back();
-  out_.push_back('}');
+  End('}');
   return *this;
 }
 
 JsonWriter& JsonWriter::BeginArray() {
-  BeforeValue();
-  out_.push_back('[');
-  first_.push_back(true);
+  Begin('[');
   return *this;
 }
 
 JsonWriter& JsonWriter::EndArray() {
-  assert(!first_.empty() && !after_key_);
-  first_.pop_back();
-  out_.push_back(']');
+  End(']');
   return *this;
 }
 
@@ -185,7 +208,7 @@ JsonWriter& JsonWriter::Key(std::string_view key) {
   assert(!after_key_);
   BeforeValue();
   AppendJsonString(out_, key);
-  out_.push_back(':');
+  out_ += spaced_ ? ": " : ":";
   after_key_ = true;
   return *this;
 }

@@ -32,6 +32,15 @@ void AppendJsonBase64(std::string& out, std::string_view bytes);
 // programmer error and is not checked beyond debug assertions.
 class JsonWriter {
  public:
+  // Text without any whitespace.
+  JsonWriter() = default;
+  // Text laid out for people to read and diff: a container opened at a nesting depth
+  // below `line_depth` (the outermost value is at depth 0) puts each member on a line
+  // of its own, indented two spaces a level, and closes on a line of its own; deeper
+  // containers stay on one line. Members are separated by ", " on a line, keys
+  // followed by ": ".
+  static JsonWriter Readable(int line_depth);
+
   JsonWriter& BeginObject();
   JsonWriter& EndObject();
   JsonWriter& BeginArray();
@@ -71,10 +80,22 @@ class JsonWriter {
   // Writes the comma a value needs when it is not the first in its container.
   void BeforeValue();
 
+  // Opens a container with `bracket`.
+  void Begin(char bracket);
+  // Closes the innermost container with `bracket`.
+  void End(char bracket);
+  // Starts a line at the indentation of `depth` open containers.
+  void NewLine(size_t depth);
+  // True when the container at `depth` (0: the outermost) puts its members on lines.
+  bool OnLines(size_t depth) const { return depth < line_depth_; }
+
   std::string out_;
   // Per open container: true until its first member was written.
   std::vector<bool> first_;
   bool after_key_ = false;
+  // Readable layout (see Readable), else no whitespace.
+  bool spaced_ = false;
+  size_t line_depth_ = 0;
 };
 
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF).

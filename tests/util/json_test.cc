@@ -635,3 +635,35 @@ TEST_CASE("json: the writer's fixed-point numbers stay valid JSON when not finit
       .EndArray();
   CHECK(j.Take() == "[\"NaN\",\"Infinity\",\"-Infinity\",-0.0]");
 }
+
+TEST_CASE("json: the readable layout puts the outer levels on lines and the rest on one") {
+  auto write = [](conv::util::JsonWriter j) {
+    j.BeginObject().Field("n", uint64_t{1});
+    j.Key("list").BeginArray();
+    j.BeginObject().Field("a\"", "x").Key("b").BeginArray().Uint(1).Uint(2).EndArray().EndObject();
+    j.BeginObject().EndObject();
+    j.EndArray();
+    j.Key("empty").BeginArray().EndArray();
+    j.EndObject();
+    return j.Take();
+  };
+  CHECK(write(conv::util::JsonWriter::Readable(2)) ==
+        "{\n"
+        "  \"n\": 1,\n"
+        "  \"list\": [\n"
+        "    {\"a\\\"\": \"x\", \"b\": [1, 2]},\n"
+        "    {}\n"
+        "  ],\n"
+        "  \"empty\": []\n"
+        "}");
+  CHECK(write(conv::util::JsonWriter::Readable(1)) ==
+        "{\n"
+        "  \"n\": 1,\n"
+        "  \"list\": [{\"a\\\"\": \"x\", \"b\": [1, 2]}, {}],\n"
+        "  \"empty\": []\n"
+        "}");
+  CHECK(write(conv::util::JsonWriter::Readable(0)) ==
+        "{\"n\": 1, \"list\": [{\"a\\\"\": \"x\", \"b\": [1, 2]}, {}], \"empty\": []}");
+  CHECK(write(conv::util::JsonWriter()) ==
+        "{\"n\":1,\"list\":[{\"a\\\"\":\"x\",\"b\":[1,2]},{}],\"empty\":[]}");
+}
