@@ -4,13 +4,13 @@
 
 #include <bit>
 #include <deque>
-#include <iterator>
 #include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
-#include <type_traits>
 #include <utility>
 
+#include "cmd/vector_messages.h"
 #include "engine/record.h"
 #include "util/json.h"
 
@@ -25,145 +25,25 @@ namespace {
 
 constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-
-const Schema* FindSchema(const std::vector<Schema>& schemas, uint64_t id) {
-  for (const auto& s : schemas) {
-    if (s.id == id) return &s;
-  }
-  return nullptr;
-}
-
-std::string Hex(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char c : bytes)
-    fmt::format_to(std::back_inserter(out), "{:02x}", static_cast<uint8_t>(c));
-  return out;
-}
-
-// JSON writer for one object on one line: `{"a": 1, "b": "x"}`.
-class Obj {
- public:
-  Obj& Raw(std::string_view key, std::string_view json) {
-    out_ += out_.empty() ? "{" : ", ";
-    util::AppendJsonString(out_, key);
-    out_ += ": ";
-    out_ += json;
-    return *this;
-  }
-  Obj& U64(std::string_view key, uint64_t v) { return Raw(key, fmt::format("\"{}\"", v)); }
-  Obj& Num(std::string_view key, uint64_t v) { return Raw(key, fmt::format("{}", v)); }
-  Obj& Str(std::string_view key, std::string_view s) {
-    std::string j;
-    util::AppendJsonString(j, s);
-    return Raw(key, j);
-  }
-  // Bytes meant as text (ids, names): a JSON string when valid UTF-8, else {"hex": ...}.
-  Obj& Text(std::string_view key, std::string_view s) {
-    if (util::IsValidUtf8(s)) return Str(key, s);
-    return Raw(key, Obj().Str("hex", Hex(s)).Done());
-  }
-  std::string Done() const { return out_.empty() ? "{}" : out_ + "}"; }
-
- private:
-  std::string out_;
-};
-
-std::string Array(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += items[i];
-  }
-  return out + "]";
-}
-
-std::string ValueJson(const Value& v) {
-  return std::visit(
-      Overloaded{
-          [](bool b) { return Obj().Raw("bool", b ? "true" : "false").Done(); },
-          [](int64_t i) { return Obj().Str("i64", fmt::format("{}", i)).Done(); },
-          [](double d) {
-            return Obj().Str("f64", fmt::format("{:016x}", std::bit_cast<uint64_t>(d))).Done();
-          },
-          [](const std::string& s) { return Obj().Str("string", s).Done(); },
-          [](const engine::Bytes& b) { return Obj().Str("bytes", Hex(b.data)).Done(); },
-      },
-      v);
-}
-
-// {"mask": "...", "values": {...}}, or empty when `bytes` is not a whole record of
-// `schema` (or there is no schema).
-std::string RecordJson(const Schema* schema, std::string_view bytes) {
-  if (schema == nullptr) return {};
-  engine::RecordView view;
-  if (!engine::ParseRecord(*schema, bytes, &view).ok()) return {};
-  std::vector<std::string_view> slices(schema->fields.size());
-  engine::SliceFields(*schema, view.mask, view.values, slices.data());
-  Obj values;
-  for (size_t i = 0; i < schema->fields.size(); ++i) {
-    if ((view.mask >> i & 1) == 0) continue;
-    values.Raw(schema->fields[i].name,
-               ValueJson(engine::DecodeValue(schema->fields[i].type, slices[i])));
-  }
-  return Obj().U64("mask", view.mask).Raw("values", values.Done()).Done();
-}
-
-bool IsClientFrame(FrameType t) {
-  switch (t) {
-    case FrameType::kHello:
-    case FrameType::kAssert:
-    case FrameType::kPatch:
-    case FrameType::kRetract:
-    case FrameType::kQuery:
-    case FrameType::kSubscribe:
-    case FrameType::kUnsubscribe:
-    case FrameType::kSync:
-    case FrameType::kStats:
-    case FrameType::kPing:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string_view SingleVarintName(FrameType t) {
-  switch (t) {
-    case FrameType::kAck:
-      return "seq";
-    case FrameType::kCredit:
-      return "credit";
-    case FrameType::kUnsubscribe:
-      return "sub";
-    default:
-      return "req";
-  }
-}
-
-bool IsSingleVarint(uint8_t type) {
-  switch (static_cast<FrameType>(type)) {
-    case FrameType::kAck:
-    case FrameType::kCredit:
-    case FrameType::kUnsubscribe:
-    case FrameType::kSync:
-    case FrameType::kSynced:
-    case FrameType::kStats:
-    case FrameType::kPing:
-    case FrameType::kPong:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Builds the vectors: records from named values, frames from messages.
+// Builds the vectors: records from named values, frames from messages. The text has
+// one schema and one frame per line, so that a change to one vector is a one-line diff.
 class VectorSet {
  public:
-  VectorSet() : schemas_(VectorSchemas()) {}
+  VectorSet() : schemas_(VectorSchemas()) {
+    w_.BeginObject()
+        .Key("protocol_version")
+        .Uint(net::kProtocolVersion)
+        .Key("schemas")
+        .BeginArray();
+    for (const auto& s : schemas_) {
+      w_.BeginObject().Key("id").Uint(s.id).Field("name", s.name).Key("fields").BeginArray();
+      for (const auto& f : s.fields) {
+        w_.BeginObject().Field("name", f.name).Field("type", FieldTypeName(f.type)).EndObject();
+      }
+      w_.EndArray().EndObject();
+    }
+    w_.EndArray().Key("frames").BeginArray();
+  }
 
   const std::vector<Schema>& schemas() const { return schemas_; }
 
@@ -171,7 +51,7 @@ class VectorSet {
   std::string_view Keep(std::string s) { return arena_.emplace_back(std::move(s)); }
 
   std::string Record(uint64_t schema_id, const std::vector<std::pair<std::string, Value>>& fields) {
-    engine::RecordBuilder b(*FindSchema(schemas_, schema_id));
+    engine::RecordBuilder b(*FindVectorSchema(schemas_, schema_id));
     for (const auto& [name, value] : fields) {
       auto st = b.Set(name, value);
       if (!st.ok()) throw std::logic_error("vector record: " + st.message());
@@ -185,55 +65,39 @@ class VectorSet {
     FrameType type = MessageType(m);
     std::string frame;
     EncodeMessage(frame, m, c);
-    std::string fields = FieldsJson(m, schemas_, c);
-    if (fields.empty()) throw std::logic_error("vector " + name + ": a record does not parse");
-    Obj o;
-    o.Str("name", name)
-        .Str("type", net::FrameTypeName(static_cast<uint8_t>(type)))
-        .Num("code", static_cast<uint8_t>(type))
-        .Str("direction", IsClientFrame(type) ? "c2s" : "s2c")
-        .Str("hex", Hex(frame));
+    w_.BeginObject()
+        .Field("name", name)
+        .Field("type", net::FrameTypeName(static_cast<uint8_t>(type)))
+        .Key("code")
+        .Uint(static_cast<uint8_t>(type))
+        .Field("direction", IsClientFrame(type) ? "c2s" : "s2c")
+        .Field("hex", VectorHex(frame));
     if (ctx) {
-      Obj co;
-      co.Num("schema_id", c.schema_id);
-      if (type == FrameType::kNotify) co.Raw("include_prev", c.include_prev ? "true" : "false");
-      if (type == FrameType::kResult) {
-        co.Raw("include_claims", c.include_claims ? "true" : "false");
-      }
-      o.Raw("context", co.Done());
+      w_.Key("context").BeginObject().Key("schema_id").Uint(c.schema_id);
+      if (type == FrameType::kNotify) w_.Field("include_prev", c.include_prev);
+      if (type == FrameType::kResult) w_.Field("include_claims", c.include_claims);
+      w_.EndObject();
     }
-    o.Raw("fields", fields);
-    frames_.push_back(o.Done());
+    w_.Key("fields");
+    if (!WriteFields(w_, m, schemas_, c)) {
+      throw std::logic_error("vector " + name + ": a record does not parse");
+    }
+    w_.EndObject();
   }
 
-  std::string Json() const {
-    std::string out = "{\n  \"protocol_version\": 1,\n  \"schemas\": [\n";
-    for (size_t i = 0; i < schemas_.size(); ++i) {
-      std::vector<std::string> fields;
-      for (const auto& f : schemas_[i].fields) {
-        fields.push_back(Obj().Str("name", f.name).Str("type", FieldTypeName(f.type)).Done());
-      }
-      out += "    " +
-             Obj()
-                 .Num("id", schemas_[i].id)
-                 .Str("name", schemas_[i].name)
-                 .Raw("fields", Array(fields))
-                 .Done() +
-             (i + 1 < schemas_.size() ? ",\n" : "\n");
-    }
-    out += "  ],\n  \"frames\": [\n";
-    for (size_t i = 0; i < frames_.size(); ++i) {
-      out += "    " + frames_[i] + (i + 1 < frames_.size() ? ",\n" : "\n");
-    }
-    out += "  ]\n}\n";
-    return out;
+  // The whole text; the set is spent.
+  std::string Take() {
+    w_.EndArray().EndObject();
+    return w_.Take() + "\n";
   }
 
  private:
   std::vector<Schema> schemas_;
   std::deque<std::string> arena_;
   std::set<std::string> names_;
-  std::vector<std::string> frames_;
+  // The root object and the schemas and frames arrays on lines, each schema and frame
+  // on one.
+  util::JsonWriter w_ = util::JsonWriter::Readable(2);
 };
 
 constexpr uint64_t kPlayer = 1;
@@ -584,252 +448,7 @@ std::string FrameVectorsJson() {
   AddWrites(v);
   AddRequests(v);
   AddSubscriptions(v);
-  return v.Json();
-}
-
-FrameType MessageType(const Message& m) {
-  return std::visit(Overloaded{
-                        [](const net::Hello&) { return FrameType::kHello; },
-                        [](const net::Welcome&) { return FrameType::kWelcome; },
-                        [](const net::Error&) { return FrameType::kError; },
-                        [](const net::WriteOp& w) { return w.type; },
-                        [](const SingleVarint& s) { return s.type; },
-                        [](const net::Query&) { return FrameType::kQuery; },
-                        [](const net::Result&) { return FrameType::kResult; },
-                        [](const net::Subscribe&) { return FrameType::kSubscribe; },
-                        [](const net::Snapshot&) { return FrameType::kSnapshot; },
-                        [](const net::SnapshotEnd&) { return FrameType::kSnapshotEnd; },
-                        [](const net::Notify&) { return FrameType::kNotify; },
-                        [](const StatsReply&) { return FrameType::kStatsReply; },
-                    },
-                    m);
-}
-
-void EncodeMessage(std::string& out, const Message& m, const VectorContext& ctx) {
-  std::visit(Overloaded{
-                 [&](const net::Hello& x) { net::EncodeHello(out, x); },
-                 [&](const net::Welcome& x) { net::EncodeWelcome(out, x); },
-                 [&](const net::Error& x) { net::EncodeError(out, x); },
-                 [&](const net::WriteOp& x) { net::EncodeWriteOp(out, x); },
-                 [&](const SingleVarint& x) { net::EncodeReq(out, x.type, x.value); },
-                 [&](const net::Query& x) { net::EncodeQuery(out, x); },
-                 [&](const net::Result& x) { net::EncodeResult(out, x); },
-                 [&](const net::Subscribe& x) { net::EncodeSubscribe(out, x); },
-                 [&](const net::Snapshot& x) { net::EncodeSnapshot(out, x); },
-                 [&](const net::SnapshotEnd& x) { net::EncodeSnapshotEnd(out, x); },
-                 [&](const net::Notify& x) { net::EncodeNotify(out, x, ctx.include_prev); },
-                 [&](const StatsReply& x) { net::EncodeStatsReply(out, x.req, x.stats); },
-             },
-             m);
-}
-
-std::optional<Message> DecodeMessage(uint8_t type, std::string_view payload,
-                                     const std::vector<Schema>& schemas, const VectorContext& ctx) {
-  const Schema* schema = FindSchema(schemas, ctx.schema_id);
-  auto ok = [](bool decoded, auto&& m) -> std::optional<Message> {
-    if (!decoded) return std::nullopt;
-    return Message(std::move(m));
-  };
-  if (IsSingleVarint(type)) {
-    SingleVarint s{static_cast<FrameType>(type), 0};
-    return ok(net::DecodeReq(payload, &s.value), s);
-  }
-  switch (static_cast<FrameType>(type)) {
-    case FrameType::kHello: {
-      net::Hello m;
-      return ok(net::DecodeHello(payload, &m), m);
-    }
-    case FrameType::kWelcome: {
-      net::Welcome m;
-      return ok(net::DecodeWelcome(payload, &m), m);
-    }
-    case FrameType::kError: {
-      net::Error m;
-      return ok(net::DecodeError(payload, &m), m);
-    }
-    case FrameType::kAssert:
-    case FrameType::kPatch:
-    case FrameType::kRetract: {
-      net::WriteOp m;
-      return ok(net::DecodeWriteOp(static_cast<FrameType>(type), payload, &m), m);
-    }
-    case FrameType::kQuery: {
-      net::Query m;
-      return ok(net::DecodeQuery(payload, &m), m);
-    }
-    case FrameType::kResult: {
-      net::Result m;
-      return ok(schema && net::DecodeResult(payload, *schema, ctx.include_claims, &m), m);
-    }
-    case FrameType::kSubscribe: {
-      net::Subscribe m;
-      return ok(net::DecodeSubscribe(payload, &m), m);
-    }
-    case FrameType::kSnapshot: {
-      net::Snapshot m;
-      return ok(schema && net::DecodeSnapshot(payload, *schema, &m), m);
-    }
-    case FrameType::kSnapshotEnd: {
-      net::SnapshotEnd m;
-      return ok(net::DecodeSnapshotEnd(payload, &m), m);
-    }
-    case FrameType::kNotify: {
-      net::Notify m;
-      return ok(schema && net::DecodeNotify(payload, *schema, ctx.include_prev, &m), m);
-    }
-    case FrameType::kStatsReply: {
-      StatsReply m;
-      return ok(net::DecodeStatsReply(payload, &m.req, &m.stats), m);
-    }
-    default:
-      return std::nullopt;
-  }
-}
-
-std::string FieldsJson(const Message& m, const std::vector<Schema>& schemas,
-                       const VectorContext& ctx) {
-  const Schema* ctx_schema = FindSchema(schemas, ctx.schema_id);
-  bool bad_record = false;
-  auto record = [&](const Schema* schema, std::string_view bytes) {
-    std::string j = RecordJson(schema, bytes);
-    if (j.empty()) bad_record = true;
-    return j;
-  };
-  std::string out = std::visit(
-      Overloaded{
-          [&](const net::Hello& x) {
-            return Obj()
-                .U64("version", x.version)
-                .Text("source_name", x.source)
-                .Text("auth_token", x.auth_token)
-                .U64("lease_ms", x.lease_ms)
-                .Done();
-          },
-          [&](const net::Welcome& x) {
-            std::vector<std::string> schemas_json;
-            for (const auto& s : x.schemas) {
-              std::vector<std::string> fields;
-              for (const auto& f : s.fields) {
-                fields.push_back(
-                    Obj().Text("name", f.name).Num("type", static_cast<uint8_t>(f.type)).Done());
-              }
-              schemas_json.push_back(
-                  Obj().U64("id", s.id).Text("name", s.name).Raw("fields", Array(fields)).Done());
-            }
-            return Obj()
-                .U64("version", x.version)
-                .Text("server_name", x.server_name)
-                .U64("last_applied_seq", x.last_applied_seq)
-                .U64("window_us", x.window_us)
-                .U64("partitions", x.partitions)
-                .U64("credit", x.credit)
-                .Raw("schemas", Array(schemas_json))
-                .Done();
-          },
-          [&](const net::Error& x) {
-            return Obj()
-                .U64("seq_or_req", x.seq_or_req)
-                .U64("code", x.code)
-                .Text("message", x.message)
-                .Done();
-          },
-          [&](const net::WriteOp& x) {
-            Obj o;
-            o.U64("seq", x.seq).U64("ts", x.ts).U64("schema_id", x.schema_id).Text("id", x.id);
-            if (x.type != FrameType::kRetract) {
-              o.Raw("record", record(FindSchema(schemas, x.schema_id), x.record));
-            }
-            return o.Done();
-          },
-          [&](const SingleVarint& x) {
-            return Obj().U64(SingleVarintName(x.type), x.value).Done();
-          },
-          [&](const net::Query& x) {
-            return Obj()
-                .U64("req", x.req)
-                .U64("schema_id", x.schema_id)
-                .Text("id", x.id)
-                .Num("flags", x.flags)
-                .Done();
-          },
-          [&](const net::Result& x) {
-            Obj o;
-            o.U64("req", x.req).Num("found", x.found ? 1 : 0);
-            if (x.found) o.Raw("record", record(ctx_schema, x.record));
-            if (x.found && x.has_claims) {
-              std::vector<std::string> claims;
-              for (const auto& c : x.claims) {
-                claims.push_back(Obj()
-                                     .Text("source", c.source)
-                                     .U64("ts_max", c.ts_max)
-                                     .Raw("record", record(ctx_schema, c.record))
-                                     .Done());
-              }
-              o.Raw("claims", Array(claims));
-            }
-            return o.Done();
-          },
-          [&](const net::Subscribe& x) {
-            return Obj()
-                .U64("sub", x.sub)
-                .U64("schema_id", x.schema_id)
-                .Text("id_prefix", x.id_prefix)
-                .U64("field_mask", x.field_mask)
-                .Num("flags", x.flags)
-                .U64("resume_window", x.resume_window)
-                .U64("interval_ms", x.interval_ms)
-                .Done();
-          },
-          [&](const net::Snapshot& x) {
-            std::vector<std::string> entries;
-            for (const auto& e : x.entries) {
-              entries.push_back(Obj()
-                                    .Num("kind", e.kind)
-                                    .Text("id", e.id)
-                                    .Raw("record", record(ctx_schema, e.record))
-                                    .Done());
-            }
-            return Obj().U64("sub", x.sub).Raw("entries", Array(entries)).Done();
-          },
-          [&](const net::SnapshotEnd& x) {
-            return Obj()
-                .U64("sub", x.sub)
-                .U64("total", x.total)
-                .U64("window", x.window)
-                .Num("reset", x.reset ? 1 : 0)
-                .Done();
-          },
-          [&](const net::Notify& x) {
-            std::vector<std::string> changes;
-            for (const auto& c : x.changes) {
-              Obj o;
-              o.Num("kind", c.kind)
-                  .Text("id", c.id)
-                  .U64("changed_mask", c.changed_mask)
-                  .U64("ts", c.ts)
-                  .Raw("record", record(ctx_schema, c.record));
-              if (ctx.include_prev) {
-                o.Num("had_prev", c.had_prev ? 1 : 0);
-                if (c.had_prev) o.Raw("prev", record(ctx_schema, c.prev));
-              }
-              changes.push_back(o.Done());
-            }
-            return Obj()
-                .U64("sub", x.sub)
-                .U64("window", x.window)
-                .Raw("changes", Array(changes))
-                .Done();
-          },
-          [&](const StatsReply& x) {
-            std::vector<std::string> stats;
-            for (const auto& [name, value] : x.stats) {
-              stats.push_back(Obj().Text("name", name).U64("value", value).Done());
-            }
-            return Obj().U64("req", x.req).Raw("stats", Array(stats)).Done();
-          },
-      },
-      m);
-  return bad_record ? std::string() : out;
+  return v.Take();
 }
 
 }  // namespace conv::cmd

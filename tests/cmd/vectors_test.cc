@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cmd/vector_messages.h"
 #include "engine/record.h"
 #include "net/protocol.h"
 #include "support/json_value.h"
