@@ -61,21 +61,23 @@ class Printer : public wal::RecordVisitor {
     ++stats_.claims;
     Count(r.schema, r.id, r.source);
     if (!Printing()) return;
-    std::string rec = RecordJson(r.schema, r.mask, r.values);
     if (o_.json) {
-      std::string line = Head("claim", r.schema, r.id, r.source);
-      line += fmt::format(",\"ts\":{},\"mask\":{},\"record\":{}", r.ts_max, r.mask, rec);
+      util::JsonWriter w = Head("claim", r.schema, r.id, r.source);
+      w.Field("ts", r.ts_max).Field("mask", r.mask).Key("record");
+      WriteRecord(w, r.schema, r.mask, r.values);
       if (!r.uniform) {
-        line += ",\"field_ts\":[";
+        w.Key("field_ts").BeginArray();
         int n = __builtin_popcountll(r.mask);
         for (int i = 0; i < n; ++i)
-          line += fmt::format("{}{}", i ? "," : "", r.ts[i]);
-        line += "]";
+          w.Uint(r.ts[i]);
+        w.EndArray();
       }
-      Emit(line + "}");
+      Emit(w);
     } else {
+      util::JsonWriter rec;
+      WriteRecord(rec, r.schema, r.mask, r.values);
       Emit(fmt::format("    claim {} {} source {} ts {}{} {}", SchemaName(r.schema), Quote(r.id),
-                       Quote(r.source), r.ts_max, r.uniform ? "" : " (per-field ts)", rec));
+                       Quote(r.source), r.ts_max, r.uniform ? "" : " (per-field ts)", rec.str()));
     }
   }
   void OnRetract(const wal::RetractRecord& r) override {
@@ -83,7 +85,8 @@ class Printer : public wal::RecordVisitor {
     Count(r.schema, r.id, r.source);
     if (!Printing()) return;
     if (o_.json) {
-      Emit(Head("retract", r.schema, r.id, r.source) + "}");
+      util::JsonWriter w = Head("retract", r.schema, r.id, r.source);
+      Emit(w);
     } else {
       Emit(fmt::format("    retract {} {} source {}", SchemaName(r.schema), Quote(r.id),
                        Quote(r.source)));
@@ -94,9 +97,9 @@ class Printer : public wal::RecordVisitor {
     stats_.sources.insert(std::string(r.source));
     if (!Printing()) return;
     if (o_.json) {
-      std::string line = Where("source") + ",\"source\":";
-      util::AppendJsonText(line, r.source);
-      Emit(line + fmt::format(",\"seq\":{}}}", r.seq));
+      util::JsonWriter w = Where("source");
+      w.Key("source").Text(r.source).Field("seq", r.seq);
+      Emit(w);
     } else {
       Emit(fmt::format("    source {} seq {}", Quote(r.source), r.seq));
     }
@@ -117,11 +120,9 @@ class Printer : public wal::RecordVisitor {
                               engine::FieldTypeName(f.type));
       }
       if (o_.json) {
-        std::string line = Where("schema") + fmt::format(",\"schema_id\":{},\"name\":", r.id);
-        util::AppendJsonString(line, s.name);
-        line += ",\"fields\":";
-        util::AppendJsonString(line, fields);
-        Emit(line + "}");
+        util::JsonWriter w = Where("schema");
+        w.Field("schema_id", r.id).Field("name", s.name).Field("fields", fields);
+        Emit(w);
       } else {
         Emit(fmt::format("    schema {} {} {}", r.id, s.name, fields));
       }
@@ -132,6 +133,8 @@ class Printer : public wal::RecordVisitor {
  private:
   bool Printing() const { return !o_.verify && !o_.stats; }
   void Emit(const std::string& line) { std::printf("%s\n", line.c_str()); }
+  // Closes the object Where began and prints it as one line.
+  void Emit(util::JsonWriter& w) { Emit(w.EndObject().str()); }
   void Count(uint32_t schema, std::string_view id, std::string_view source) {
     stats_.entities.emplace(schema, std::string(id));
     stats_.sources.insert(std::string(source));
@@ -146,33 +149,44 @@ class Printer : public wal::RecordVisitor {
     auto it = schemas_.find(id);
     return it == schemas_.end() ? fmt::format("schema#{}", id) : it->second.name;
   }
-  std::string Where(std::string_view kind) const {
-    std::string line = "{\"file\":";
-    util::AppendJsonString(line, file_);
-    line += fmt::format(",\"offset\":{},\"window\":{},\"kind\":\"{}\"", offset_, window_, kind);
-    return line;
+  // A JSON line's object, open, with where the record is and its kind.
+  util::JsonWriter Where(std::string_view kind) const {
+    util::JsonWriter w;
+    w.BeginObject()
+        .Field("file", file_)
+        .Field("offset", offset_)
+        .Field("window", window_)
+        .Field("kind", kind);
+    return w;
   }
-  std::string Head(std::string_view kind, uint32_t schema, std::string_view id,
-                   std::string_view source) const {
-    std::string line = Where(kind) + fmt::format(",\"schema_id\":{},\"schema\":", schema);
-    util::AppendJsonString(line, SchemaName(schema));
-    line += ",\"id\":";
-    util::AppendJsonText(line, id);
-    line += ",\"source\":";
-    util::AppendJsonText(line, source);
-    return line;
+  // Where, then the entity and the source a claim or retract is about.
+  util::JsonWriter Head(std::string_view kind, uint32_t schema, std::string_view id,
+                        std::string_view source) const {
+    util::JsonWriter w = Where(kind);
+    w.Field("schema_id", schema)
+        .Field("schema", SchemaName(schema))
+        .Key("id")
+        .Text(id)
+        .Key("source")
+        .Text(source);
+    return w;
   }
-  std::string RecordJson(uint32_t schema, uint64_t mask, std::string_view values) const {
+  // The record as engine::AppendRecordJson writes it, or null when its schema is
+  // unknown or it does not parse.
+  void WriteRecord(util::JsonWriter& w, uint32_t schema, uint64_t mask,
+                   std::string_view values) const {
     auto it = schemas_.find(schema);
-    if (it == schemas_.end()) return "null";
     std::string rec;
     util::PutVarint(rec, mask);
     rec.append(values);
     engine::RecordView view;
-    if (!engine::ParseRecord(it->second, rec, &view).ok()) return "null";
-    std::string out;
-    engine::AppendRecordJson(out, it->second, view.mask, view.values);
-    return out;
+    if (it == schemas_.end() || !engine::ParseRecord(it->second, rec, &view).ok()) {
+      w.Null();
+      return;
+    }
+    w.Encoded([&](std::string& out) {
+      engine::AppendRecordJson(out, it->second, view.mask, view.values);
+    });
   }
 
   const WalDumpOptions& o_;
@@ -340,15 +354,21 @@ int RunWalDump(const WalDumpOptions& o) {
     uint64_t changes = stats.claims + stats.retracts;
     double ratio = changes == 0 ? 0 : static_cast<double>(stats.ops) / static_cast<double>(changes);
     if (o.json) {
-      std::printf(
-          "{\"files\":%llu,\"windows\":%llu,\"first_window\":%llu,\"last_window\":%llu,"
-          "\"records\":%llu,\"claims\":%llu,\"retracts\":%llu,\"entities\":%zu,\"sources\":%zu,"
-          "\"ops\":%llu,\"coalescing_ratio\":%.3f}\n",
-          (unsigned long long)stats.files, (unsigned long long)stats.windows,
-          (unsigned long long)stats.first_window, (unsigned long long)stats.last_window,
-          (unsigned long long)(changes + stats.source_records + stats.schema_records),
-          (unsigned long long)stats.claims, (unsigned long long)stats.retracts,
-          stats.entities.size(), stats.sources.size(), (unsigned long long)stats.ops, ratio);
+      util::JsonWriter w;
+      w.BeginObject()
+          .Field("files", stats.files)
+          .Field("windows", stats.windows)
+          .Field("first_window", stats.first_window)
+          .Field("last_window", stats.last_window)
+          .Field("records", changes + stats.source_records + stats.schema_records)
+          .Field("claims", stats.claims)
+          .Field("retracts", stats.retracts)
+          .Field("entities", uint64_t{stats.entities.size()})
+          .Field("sources", uint64_t{stats.sources.size()})
+          .Field("ops", stats.ops)
+          .Field("coalescing_ratio", ratio, 3)
+          .EndObject();
+      std::printf("%s\n", w.str().c_str());
     } else {
       std::printf("files            %llu\n", (unsigned long long)stats.files);
       std::printf("windows          %llu (%llu to %llu)\n", (unsigned long long)stats.windows,
