@@ -40,7 +40,7 @@ namespace {
 
 struct Stats {
   uint64_t files = 0, windows = 0, ckpt_blocks = 0, claims = 0, retracts = 0, source_records = 0,
-           schema_records = 0, ops = 0, first_window = 0, last_window = 0;
+           schema_records = 0, lease_records = 0, ops = 0, first_window = 0, last_window = 0;
   std::set<std::pair<uint32_t, std::string>> entities;
   std::set<std::string> sources;
 };
@@ -102,6 +102,18 @@ class Printer : public wal::RecordVisitor {
       Emit(w);
     } else {
       Emit(fmt::format("    source {} seq {}", Quote(r.source), r.seq));
+    }
+  }
+  void OnLease(const wal::LeaseRecord& r) override {
+    ++stats_.lease_records;
+    stats_.sources.insert(std::string(r.source));
+    if (!Printing()) return;
+    if (o_.json) {
+      util::JsonWriter w = Where("lease");
+      w.Key("source").Text(r.source).Field("lease_ms", r.lease_ms);
+      Emit(w);
+    } else {
+      Emit(fmt::format("    lease {} {} ms", Quote(r.source), r.lease_ms));
     }
   }
   void OnSchema(const wal::SchemaRecord& r) override {
@@ -360,9 +372,11 @@ int RunWalDump(const WalDumpOptions& o) {
           .Field("windows", stats.windows)
           .Field("first_window", stats.first_window)
           .Field("last_window", stats.last_window)
-          .Field("records", changes + stats.source_records + stats.schema_records)
+          .Field("records",
+                 changes + stats.source_records + stats.schema_records + stats.lease_records)
           .Field("claims", stats.claims)
           .Field("retracts", stats.retracts)
+          .Field("leases", stats.lease_records)
           .Field("entities", uint64_t{stats.entities.size()})
           .Field("sources", uint64_t{stats.sources.size()})
           .Field("ops", stats.ops)
@@ -375,10 +389,12 @@ int RunWalDump(const WalDumpOptions& o) {
                   (unsigned long long)stats.first_window, (unsigned long long)stats.last_window);
       std::printf(
           "records          %llu (claims %llu, retracts %llu, source marks %llu, "
-          "schemas %llu)\n",
-          (unsigned long long)(changes + stats.source_records + stats.schema_records),
+          "leases %llu, schemas %llu)\n",
+          (unsigned long long)(changes + stats.source_records + stats.schema_records +
+                               stats.lease_records),
           (unsigned long long)stats.claims, (unsigned long long)stats.retracts,
-          (unsigned long long)stats.source_records, (unsigned long long)stats.schema_records);
+          (unsigned long long)stats.source_records, (unsigned long long)stats.lease_records,
+          (unsigned long long)stats.schema_records);
       std::printf("entities         %zu\n", stats.entities.size());
       std::printf("sources          %zu\n", stats.sources.size());
       std::printf("ops represented  %llu\n", (unsigned long long)stats.ops);

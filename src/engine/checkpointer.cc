@@ -76,9 +76,17 @@ util::Status Checkpointer::CheckpointNow() {
   if (!writer.ok()) return writer.status();
 
   std::string source_records;
+  uint64_t n_source_records = marks.size();
   for (const auto& [src, seq] : marks)
     wal::PutSource(source_records, sources_.Name(src), seq);
-  if (auto st = (*writer)->Add(source_records, marks.size()); !st.ok()) return st;
+  // Every lease, as of now: a LEASE record of a later window replaces it at replay.
+  for (uint32_t src = 1; src <= sources_.size(); ++src) {
+    if (uint64_t lease = sources_.lease_ms(src); lease != 0) {
+      wal::PutLease(source_records, sources_.Name(src), lease);
+      ++n_source_records;
+    }
+  }
+  if (auto st = (*writer)->Add(source_records, n_source_records); !st.ok()) return st;
 
   for (const auto& p : partitions_) {
     SnapshotRequest req;

@@ -133,6 +133,11 @@ void Coalescer::Run(WindowListener* listener) {
       for (const auto& [src, seq] : batch.marks)
         wal::PutSource(sources, sources_.Name(src), seq);
       batch.records += batch.marks.size();
+      // Leases set by HELLOs since the last window: logged, so they survive a restart.
+      for (const auto& [src, lease] : sources_.TakeLeaseChanges()) {
+        wal::PutLease(sources, sources_.Name(src), lease);
+        ++batch.records;
+      }
       if (!sources.empty()) batch.fragments.push_back(std::move(sources));
       durability_->Submit(std::move(batch));
     }

@@ -106,6 +106,10 @@ class RecoverySink : public wal::RecordVisitor {
     uint64_t& m = marks[src];
     if (r.seq > m) m = r.seq;
   }
+  void OnLease(const wal::LeaseRecord& r) override {
+    uint32_t src = Source(r.source);
+    if (src != 0) sources_.RestoreLease(src, r.lease_ms);
+  }
   void OnSchema(const wal::SchemaRecord&) override {}  // reconciled before recovery
   void OnWindow(uint64_t window) override { window_ = window; }
 

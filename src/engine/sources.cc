@@ -22,4 +22,28 @@ util::Result<uint32_t> SourceTable::Intern(std::string_view name) {
   return id;
 }
 
+bool SourceTable::SetLease(uint32_t id, uint64_t lease_ms) {
+  std::lock_guard lock(mu_);
+  if (entries_[id].lease_ms.exchange(lease_ms, std::memory_order_acq_rel) == lease_ms) return false;
+  lease_changes_.push_back(id);
+  return true;
+}
+
+std::vector<std::pair<uint32_t, uint64_t>> SourceTable::TakeLeaseChanges() {
+  std::vector<uint32_t> ids;
+  {
+    std::lock_guard lock(mu_);
+    if (lease_changes_.empty()) return {};
+    ids.swap(lease_changes_);
+  }
+  std::vector<std::pair<uint32_t, uint64_t>> out;
+  for (uint32_t id : ids) {
+    bool seen = false;
+    for (const auto& [o, l] : out)
+      seen = seen || o == id;
+    if (!seen) out.emplace_back(id, lease_ms(id));
+  }
+  return out;
+}
+
 }  // namespace conv::engine

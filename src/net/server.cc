@@ -90,6 +90,15 @@ util::Status Server::FitDescriptorLimit() {
 void Server::Start() {
   fanout_->Start();
   engine_.Start(this);
+  // Leases survive a restart (docs/protocol.md, session rule 4): every source whose
+  // last connection asked for one gets it again, counted from now, before any
+  // connection can say HELLO (the I/O threads do not run yet).
+  const engine::SourceTable& sources = engine_.sources();
+  for (uint32_t src = 1; src <= sources.size(); ++src) {
+    if (uint64_t lease = sources.lease_ms(src); lease != 0) {
+      StartLease(src, std::chrono::milliseconds(lease), *io_[src % engine_.lane_count()]);
+    }
+  }
   Accept();
   for (auto& t : io_) {
     IoThread* io = t.get();
@@ -266,8 +275,7 @@ void Server::StartLease(uint32_t source, std::chrono::milliseconds lease, IoThre
   uint64_t gen;
   {
     std::lock_guard lock(owners_mu_);
-    if (source >= slots_.size()) return;
-    gen = slots_[source].gen;
+    gen = Slot(source).gen;
   }
   if (stopping()) return;  // a stop cancels leases; the claims stay (docs/protocol.md)
   auto timer = std::make_shared<asio::steady_timer>(io.ctx, lease);

@@ -130,6 +130,8 @@ bool Session::HandleHello(std::string_view payload) {
     }
     source_ = *id;
     lease_ms_ = hello.lease_ms;
+    // Logged with the next window (a window is asked for), so it survives a restart.
+    if (server_.engine().sources().SetLease(source_, lease_ms_)) server_.engine().RequestWindow();
     consuming_ = true;
     server_.ClaimSource(source_, shared_from_this());
     if (!HandoverDone()) {

@@ -70,6 +70,8 @@
 //              this window or an earlier one
 //   4 SCHEMA   varint schema_id, str name, varint n_fields,
 //              per field: str name, u8 type (0 bool, 1 i64, 2 f64, 3 string, 4 bytes)
+//   5 LEASE    str source, varint lease_ms: the source's lease from this window on
+//              (0: none); a checkpoint holds one per source with a lease
 
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +103,6 @@ enum class BlockType : uint8_t {
   kCheckpointEnd = 3,
   kWindowPart = 4,
 };
-enum class RecordKind : uint8_t { kClaim = 1, kRetract = 2, kSource = 3, kSchema = 4 };
+enum class RecordKind : uint8_t { kClaim = 1, kRetract = 2, kSource = 3, kSchema = 4, kLease = 5 };
 
 }  // namespace conv::wal

@@ -39,6 +39,12 @@ void PutSource(std::string& out, std::string_view source, uint64_t seq) {
   PutVarint(out, seq);
 }
 
+void PutLease(std::string& out, std::string_view source, uint64_t lease_ms) {
+  PutU8(out, static_cast<uint8_t>(RecordKind::kLease));
+  PutStr(out, source);
+  PutVarint(out, lease_ms);
+}
+
 void PutSchema(std::string& out, uint32_t id, std::string_view name, uint32_t n_fields,
                const std::string_view* field_names, const uint8_t* field_types) {
   PutU8(out, static_cast<uint8_t>(RecordKind::kSchema));
@@ -95,6 +101,12 @@ bool DecodeRecords(util::Reader& r, uint64_t n, RecordVisitor& v) {
         SourceRecord s;
         if (!r.Str(&s.source) || !r.Varint(&s.seq)) return false;
         v.OnSource(s);
+        break;
+      }
+      case RecordKind::kLease: {
+        LeaseRecord l;
+        if (!r.Str(&l.source) || !r.Varint(&l.lease_ms)) return false;
+        v.OnLease(l);
         break;
       }
       case RecordKind::kSchema: {

@@ -34,6 +34,11 @@ struct SourceRecord {
   uint64_t seq = 0;
 };
 
+struct LeaseRecord {
+  std::string_view source;
+  uint64_t lease_ms = 0;
+};
+
 struct SchemaRecord {
   uint32_t id = 0;
   std::string_view name;
@@ -48,6 +53,7 @@ void PutClaim(std::string& out, uint32_t schema, std::string_view id, std::strin
               std::string_view values);
 void PutRetract(std::string& out, uint32_t schema, std::string_view id, std::string_view source);
 void PutSource(std::string& out, std::string_view source, uint64_t seq);
+void PutLease(std::string& out, std::string_view source, uint64_t lease_ms);
 void PutSchema(std::string& out, uint32_t id, std::string_view name, uint32_t n_fields,
                const std::string_view* field_names, const uint8_t* field_types);
 
@@ -59,6 +65,7 @@ class RecordVisitor {
   virtual void OnRetract(const RetractRecord& r) = 0;
   virtual void OnSource(const SourceRecord& r) = 0;
   virtual void OnSchema(const SchemaRecord& r) = 0;
+  virtual void OnLease(const LeaseRecord& r) {}
   // Replay only: a WINDOW block's records follow.
   virtual void OnWindow(uint64_t window) {}
 };

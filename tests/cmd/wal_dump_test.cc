@@ -222,7 +222,8 @@ TEST_CASE("wal-dump: --stats counts windows, records, entities and sources of a 
     auto r = WalDump({dir.path(), "--stats"});
     REQUIRE_MESSAGE(r.exit_code == 0, r.out, r.err);
     CHECK(r.out.find("windows          4 (1 to 4)") != std::string::npos);
-    CHECK(r.out.find("records          11 (claims 4, retracts 1, source marks 4, schemas 2)") !=
+    CHECK(r.out.find(
+              "records          11 (claims 4, retracts 1, source marks 4, leases 0, schemas 2)") !=
           std::string::npos);
     CHECK(r.out.find("entities         3\n") != std::string::npos);
     CHECK(r.out.find("sources          3\n") != std::string::npos);

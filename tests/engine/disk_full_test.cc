@@ -304,7 +304,7 @@ TEST_CASE("disk-full: a segment shrinks to what the file system has room for") {
     CHECK(w.stats().segments == 1);
 
     // A window larger than the whole file system cannot have a segment, however small.
-    auto big = testing::RandomRecords(rng, 30000, 100);
+    auto big = testing::RandomRecords(rng, 36000, 100);
     REQUIRE(big.bytes.size() > (2u << 20));
     std::vector<std::string_view> f = {big.bytes};
     auto r = w.AppendWindow(6, 1, big.count, f);

@@ -596,6 +596,49 @@ TEST_CASE("subscribe: a source back as its lease runs out keeps what it wrote af
   MESSAGE("leases that ran out before the source came back: ", expirations_seen, " of 40");
 }
 
+TEST_CASE("subscribe: a lease survives a restart, counted from recovery") {
+  auto dir = std::filesystem::temp_directory_path() / fmt::format("conv-lease-{}", ::getpid());
+  std::filesystem::remove_all(dir);
+  testing::DurableServerOptions o;
+  o.data_dir = dir.string();
+  std::string rec;
+  {
+    testing::DurableServer server(o);
+    for (const char* source : {"gone", "back"}) {
+      net::Hello hello;
+      hello.source = source;
+      hello.lease_ms = 400;
+      auto c = net::Client::Connect(server.address(), hello);
+      REQUIRE(c.ok());
+      rec = Record(*(*c)->FindSchema(kPlayer), {{"score", int64_t{1}}});
+      REQUIRE((*c)->Send(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, source, rec)).ok());
+      REQUIRE(WaitForAck(**c, 1));
+    }
+    server.Shutdown();  // the leases were pending: a graceful stop leaves the claims
+  }
+  testing::DurableServer server(o);
+  auto reader = server.Connect();
+  const engine::Schema& p = *reader->FindSchema(kPlayer);
+  for (const char* id : {"gone", "back"}) {
+    auto r = reader->Query(p, id, false);
+    REQUIRE(r.ok());
+    CHECK(r->found);
+  }
+  // "back" returns within its lease (counted from the restart), "gone" never does.
+  auto back = server.Connect("back");
+  CHECK(back->welcome().last_applied_seq == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  auto gone = reader->Query(p, "gone", false);
+  REQUIRE(gone.ok());
+  CHECK_FALSE(gone->found);
+  auto kept = reader->Query(p, "back", false);
+  REQUIRE(kept.ok());
+  CHECK(kept->found);
+  CHECK(Stat(*reader, "lease_expirations") == 1);
+  server.Shutdown();
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("subscribe: interval_ms paces each entity and still delivers the latest state") {
   testing::TestServer server;
   Writer w(server, "w", Ids(10), 1);

@@ -69,6 +69,9 @@ void RecordingVisitor::OnRetract(const wal::RetractRecord& r) {
 void RecordingVisitor::OnSource(const wal::SourceRecord& r) {
   events.push_back(SourceLine(r.source, r.seq));
 }
+void RecordingVisitor::OnLease(const wal::LeaseRecord& r) {
+  events.push_back(fmt::format("lease {} {}", r.source, r.lease_ms));
+}
 void RecordingVisitor::OnSchema(const wal::SchemaRecord& r) {
   events.push_back(SchemaLine(r.id, r.name, r.n_fields, r.field_names, r.field_types));
 }
@@ -82,7 +85,7 @@ EncodedRecords RandomRecords(std::mt19937_64& rng, size_t n, size_t value_bytes)
     uint32_t schema = 1 + static_cast<uint32_t>(rng() % 2);
     std::string id = fmt::format("e-{}", rng() % 1000);
     std::string source = fmt::format("src-{}", rng() % 7);
-    switch (rng() % 4) {
+    switch (rng() % 5) {
       case 0:
       case 1: {
         uint64_t mask = rng() & 0x1ff;
@@ -105,6 +108,13 @@ EncodedRecords RandomRecords(std::mt19937_64& rng, size_t n, size_t value_bytes)
         wal::PutRetract(out.bytes, schema, id, source);
         out.events.push_back(RetractLine(schema, id, source));
         break;
+      case 3: {
+        uint64_t lease = 1 + rng() % 604'800'000;  // never 0: the last byte of a test block is not
+                                                   // zero (torn-tail tests cut after it)
+        wal::PutLease(out.bytes, source, lease);
+        out.events.push_back(fmt::format("lease {} {}", source, lease));
+        break;
+      }
       default: {
         uint64_t seq = rng() % 100'000;
         wal::PutSource(out.bytes, source, seq);

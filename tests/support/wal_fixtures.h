@@ -23,6 +23,7 @@ class RecordingVisitor : public wal::RecordVisitor {
   void OnRetract(const wal::RetractRecord& r) override;
   void OnSource(const wal::SourceRecord& r) override;
   void OnSchema(const wal::SchemaRecord& r) override;
+  void OnLease(const wal::LeaseRecord& r) override;
   void OnWindow(uint64_t window) override;
 
   std::vector<std::string> events;

@@ -85,6 +85,8 @@ TEST_CASE("wal: a torn tail at every byte of the last block recovers exactly the
           data[i] = mode == 1 ? '\0' : static_cast<char>(rng() | 0x80);
         }
       }
+      // Zeroing bytes that were zeros already (a record may end in one) changes nothing.
+      if (data == image && cut != image.size()) continue;
       std::string d = FreshDir(root);
       std::string path = d + "/" + name;
       testing::WriteAll(path, data);

@@ -83,8 +83,8 @@ TEST_CASE("wal: a window far past the block limit is split under it and recovere
   auto windows = testing::RandomWindows(rng, 1, 6, 8, 40);
   // ~1 MiB each: the first window of the segment (it carries the schemas) and one
   // in the middle.
-  windows[0].records = testing::RandomRecords(rng, 12000, 150);
-  windows[3].records = testing::RandomRecords(rng, 12000, 150);
+  windows[0].records = testing::RandomRecords(rng, 15000, 150);
+  windows[3].records = testing::RandomRecords(rng, 15000, 150);
   REQUIRE(windows[0].records.bytes.size() > (1u << 20));
   REQUIRE(windows[3].records.bytes.size() > (1u << 20));
   wal::WriterOptions o = SmallBlocks();
@@ -135,7 +135,7 @@ TEST_CASE("wal: a checkpoint chunk far past the block limit is split under it an
   std::string d = FreshDir(root);
   auto schemas = testing::TestSchemaRecords();
   auto small = testing::RandomRecords(rng, 20, 16);
-  auto big = testing::RandomRecords(rng, 12000, 150);
+  auto big = testing::RandomRecords(rng, 15000, 150);
   REQUIRE(big.bytes.size() > (1u << 20));
   wal::CheckpointOptions co;
   co.max_block_payload = kLimit;

@@ -36,7 +36,7 @@ TEST_CASE("wal: windows appended by the segment writer are recovered exactly, in
   auto windows = testing::RandomWindows(rng, 1, 120, 12, 40);
   wal::WriterOptions o;
   o.fsync = false;
-  o.segment_bytes = 4096;  // a few windows per segment: many rotations
+  o.segment_bytes = 3072;  // a few windows per segment: many rotations
   testing::WriteWindows(dir.path(), windows, schemas, o);
 
   auto heads = testing::SegmentHeads(dir.path());
