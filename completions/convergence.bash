@@ -37,60 +37,72 @@ _convergence_serve() {
     --data-dir) _convergence_dirs; return 0 ;;
     --schema-file) _convergence_files; return 0 ;;
     --auth-token-file) _convergence_files; return 0 ;;
+    --tls-cert) _convergence_files; return 0 ;;
+    --tls-key) _convergence_files; return 0 ;;
+    --tls-client-ca) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
     --log-level) _convergence_words 'debug info warn error off'; return 0 ;;
     --log-format) _convergence_words 'text json'; return 0 ;;
     --listen|--partitions|--io-threads|--window|--max-frame|--max-connections|--handshake-timeout|--idle-timeout|--queue-goal|--max-future-ts|--checkpoint-interval|--resume-retention|--subscriber-backlog|--metrics-listen) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
+    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
     return 0
   fi
-  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
+  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --salvage --log-level --log-format --metrics-listen'
 }
 
 _convergence_query() {
   case $prev in
     --auth-token-file) _convergence_files; return 0 ;;
+    --tls-ca) _convergence_files; return 0 ;;
+    --tls-cert) _convergence_files; return 0 ;;
+    --tls-key) _convergence_files; return 0 ;;
     --server) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --claims --server --auth-token-file'
+    _convergence_words '-h --help --claims --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
     return 0
   fi
-  case $(_convergence_positional --server --auth-token-file) in
+  case $(_convergence_positional --server --auth-token-file --tls-ca --tls-cert --tls-key) in
     1) _convergence_words 'player'; return 0 ;;
     2) return 0 ;;
   esac
-  _convergence_words '-h --help --claims --server --auth-token-file'
+  _convergence_words '-h --help --claims --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
 }
 
 _convergence_subscribe() {
   case $prev in
     --auth-token-file) _convergence_files; return 0 ;;
+    --tls-ca) _convergence_files; return 0 ;;
+    --tls-cert) _convergence_files; return 0 ;;
+    --tls-key) _convergence_files; return 0 ;;
     --prefix|--fields|--resume|--interval|--count|--server) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file'
+    _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
     return 0
   fi
-  case $(_convergence_positional --prefix --fields --resume --interval --count --server --auth-token-file) in
+  case $(_convergence_positional --prefix --fields --resume --interval --count --server --auth-token-file --tls-ca --tls-cert --tls-key) in
     1) _convergence_words 'player'; return 0 ;;
   esac
-  _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file'
+  _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
 }
 
 _convergence_load() {
   case $prev in
     --schema) _convergence_words 'player'; return 0 ;;
     --auth-token-file) _convergence_files; return 0 ;;
+    --tls-ca) _convergence_files; return 0 ;;
+    --tls-cert) _convergence_files; return 0 ;;
+    --tls-key) _convergence_files; return 0 ;;
     --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--html|--readers|--subscribers) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file'
+    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
     return 0
   fi
-  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file'
+  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
 }
 
 _convergence_wal_dump() {
@@ -108,14 +120,17 @@ _convergence_bench() {
   case $prev in
     --scenario) _convergence_words 'write subscribers reads bootstrap coalescing saturation'; return 0 ;;
     --out) _convergence_files; return 0 ;;
+    --tls-ca) _convergence_files; return 0 ;;
+    --tls-cert) _convergence_files; return 0 ;;
+    --tls-key) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
     --duration|--html|--server) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --fsync'
+    _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync'
     return 0
   fi
-  _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --fsync'
+  _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync'
 }
 
 _convergence() {

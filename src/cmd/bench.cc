@@ -35,6 +35,7 @@ CLI::App* RegisterBench(CLI::App& app, BenchOptions& o) {
                   "over time, latency CDFs and targets) to this file");
   sub->add_option("--server", o.server,
                   "Run against this server (HOST:PORT) instead of an embedded one");
+  AddTlsClientOptions(*sub, o.tls);
   sub->add_option("--fsync", o.fsync, "The embedded server's --fsync mode")
       ->capture_default_str()
       ->check(CLI::IsMember({"window", "none"}));
@@ -45,7 +46,7 @@ namespace {
 
 // Runs the chosen scenarios in report order; failures are printed as they happen.
 BenchResult RunScenarios(const BenchOptions& b) {
-  BenchEnv env{b.server, b.fsync == "window", b.quick ? kQuickDuration : b.duration};
+  BenchEnv env{b.server, b.fsync == "window", b.quick ? kQuickDuration : b.duration, b.tls};
   BenchResult result;
   result.machine = DescribeMachine();
   result.server = b.server;
@@ -71,7 +72,14 @@ int RunBench(const BenchOptions& b) {
   ReportFile out;
   ReportFile html;
   util::Status st = util::Status::Ok();
-  if (!b.out.empty()) st = out.Open("--out", b.out);
+  const net::TlsClientOptions& t = b.tls;
+  if (b.server.empty() &&
+      (t.enabled || !t.ca_file.empty() || !t.cert_file.empty() || !t.key_file.empty())) {
+    st = util::Status::Error(
+        "--tls, --tls-ca, --tls-cert and --tls-key need --server: the embedded server is plain "
+        "TCP");
+  }
+  if (st.ok() && !b.out.empty()) st = out.Open("--out", b.out);
   if (st.ok() && !b.html.empty()) st = html.Open("--html", b.html);
   if (!st.ok()) {
     PrintError(st.message());

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "net/tls.h"
+
 namespace conv::cmd {
 
 struct BenchOptions {
@@ -14,8 +16,9 @@ struct BenchOptions {
   bool quick = false;
   std::string out;
   bool json = false;
-  std::string html;    // also write the report as a self-contained HTML page here
-  std::string server;  // empty: an embedded server per measurement
+  std::string html;           // also write the report as a self-contained HTML page here
+  std::string server;         // empty: an embedded server per measurement
+  net::TlsClientOptions tls;  // with --server
   std::string fsync = "window";
 };
 

@@ -185,6 +185,7 @@ BenchRun Measure(const RunSpec& spec, const BenchEnv& env) {
   run.options.quiet = true;
   std::unique_ptr<EmbeddedServer> embedded;
   run.options.server = env.server;
+  run.options.tls = env.tls;
   if (env.server.empty()) {
     embedded = std::make_unique<EmbeddedServer>(env.fsync);
     if (auto st = embedded->Start(); !st.ok()) {
@@ -194,7 +195,9 @@ BenchRun Measure(const RunSpec& spec, const BenchEnv& env) {
     run.options.server = embedded->address();
   }
   if (spec.populate > 0) {
-    if (auto st = PopulateAll(run.options.server, run.options.schema, spec.populate); !st.ok()) {
+    if (auto st =
+            PopulateAll(run.options.server, run.options.tls, run.options.schema, spec.populate);
+        !st.ok()) {
       run.error = st.message();
       return run;
     }

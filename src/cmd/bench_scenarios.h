@@ -10,6 +10,8 @@
 #include "cmd/load.h"
 #include "cmd/report.h"
 
+#include "net/tls.h"
+
 namespace conv::cmd {
 
 // The performance page's scenarios as data: what each one runs, how its table reads,
@@ -81,6 +83,7 @@ struct BenchEnv {
   std::string server;  // empty: a fresh embedded server per run
   bool fsync = true;   // the embedded servers' --fsync window (else none)
   std::chrono::microseconds duration{10'000'000};
+  net::TlsClientOptions tls;  // how to reach `server`
 };
 
 // Runs every measurement of `scenario`, then evaluates it.

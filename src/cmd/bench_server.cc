@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "cmd/common.h"
 #include "cmd/workload.h"
 #include "net/client.h"
 #include "util/clock.h"
@@ -68,10 +69,13 @@ std::string EmbeddedServer::address() const {
   return fmt::format("127.0.0.1:{}", server_->port());
 }
 
-util::Status PopulateAll(const std::string& server, const std::string& schema_name, uint64_t n) {
+util::Status PopulateAll(const std::string& server, const net::TlsClientOptions& tls,
+                         const std::string& schema_name, uint64_t n) {
+  auto ctx = TlsClientContext(tls);
+  if (!ctx.ok()) return ctx.status();
   net::Hello hello;
   hello.source = "populate-all";
-  auto c = net::Client::Connect(server, hello);
+  auto c = net::Client::Connect(server, hello, std::chrono::seconds(5), *ctx);
   if (!c.ok()) return c.status();
   net::Client& client = **c;
   const engine::Schema* schema = client.FindSchema(schema_name);

@@ -34,7 +34,8 @@ class EmbeddedServer {
 
 // Asserts entities 0 .. n-1 of `schema_name` once each, from one source, pipelined,
 // and waits until the last is acknowledged (durable).
-util::Status PopulateAll(const std::string& server, const std::string& schema_name, uint64_t n);
+util::Status PopulateAll(const std::string& server, const net::TlsClientOptions& tls,
+                         const std::string& schema_name, uint64_t n);
 
 // This machine: CPU, cores, memory, OS, and the time now.
 Machine DescribeMachine();

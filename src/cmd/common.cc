@@ -39,6 +39,26 @@ util::Result<std::string> ReadTokenFile(const std::string& path) {
   return token;
 }
 
+void AddTlsClientOptions(CLI::App& app, net::TlsClientOptions& o) {
+  app.add_flag("--tls", o.enabled,
+               "Connect with TLS, verifying the server's certificate against the system's CAs");
+  app.add_option("--tls-ca", o.ca_file,
+                 "Connect with TLS; the server's certificate must chain to a CA in this PEM file")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-cert", o.cert_file,
+                 "Connect with TLS and present this PEM certificate (mutual TLS; with --tls-key)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--tls-key", o.key_file, "The PEM private key of --tls-cert")
+      ->check(CLI::ExistingFile);
+}
+
+util::Result<net::SslCtxPtr> TlsClientContext(const net::TlsClientOptions& o) {
+  if (!o.enabled && o.ca_file.empty() && o.cert_file.empty() && o.key_file.empty()) {
+    return net::SslCtxPtr();
+  }
+  return net::MakeTlsClientContext(o);
+}
+
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
                                std::chrono::microseconds& target, const std::string& help) {
   auto* opt = app.add_option_function<std::string>(

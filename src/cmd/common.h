@@ -8,6 +8,7 @@
 
 #include "engine/schema.h"
 #include "net/messages.h"
+#include "net/tls.h"
 #include "util/status.h"
 
 namespace conv::cmd {
@@ -26,6 +27,12 @@ util::Result<net::Hello> ReaderHello(const std::string& token_file);
 // The names of the schemas a server announced, comma-separated, for messages about
 // an unknown one.
 std::string KnownSchemas(const net::Welcome& welcome);
+
+// The client TLS flags: --tls, --tls-ca FILE, --tls-cert FILE, --tls-key FILE (any
+// of the files turns TLS on).
+void AddTlsClientOptions(CLI::App& app, net::TlsClientOptions& options);
+// The TLS configuration the flags ask for; null when TLS is off.
+util::Result<net::SslCtxPtr> TlsClientContext(const net::TlsClientOptions& options);
 
 // A CLI11 option taking a duration with a unit ("10ms", "1s").
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,

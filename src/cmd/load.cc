@@ -50,6 +50,7 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);
+  AddTlsClientOptions(*sub, o.tls);
   // The page's bootstrap measurement (`--subscribers 1 --bootstrap`) times a
   // bootstrap alone: no writer unless --workers asks for some.
   sub->callback([&o, workers] {

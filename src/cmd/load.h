@@ -8,6 +8,8 @@
 
 #include "util/status.h"
 
+#include "net/tls.h"
+
 namespace conv::cmd {
 
 struct LoadOptions {
@@ -27,6 +29,7 @@ struct LoadOptions {
   bool bootstrap = false;
   bool include_prev = false;
   std::string auth_token_file;
+  net::TlsClientOptions tls;
   std::string source_prefix = "load";
 };
 

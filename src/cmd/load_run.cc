@@ -29,6 +29,7 @@ using Clock = std::chrono::steady_clock;
 // How long the load waits for every subscriber's SNAPSHOT_END, and after the writers
 // for every subscriber to receive the sentinel.
 constexpr auto kLiveTimeout = std::chrono::seconds(300);
+constexpr auto kConnectTimeout = std::chrono::seconds(5);
 constexpr auto kSentinelTimeout = std::chrono::seconds(30);
 // How long the writers wait for their last ACK after the duration.
 constexpr auto kDrainTimeout = std::chrono::seconds(10);
@@ -55,10 +56,10 @@ struct Reader {
   std::string error;
 
   void Run(const LoadOptions& o, const engine::Schema& schema, const std::string& token,
-           uint64_t seed, const std::atomic<bool>& stop) {
+           const net::SslCtxPtr& tls, uint64_t seed, const std::atomic<bool>& stop) {
     net::Hello hello;
     hello.auth_token = token;
-    auto c = net::Client::Connect(o.server, hello);
+    auto c = net::Client::Connect(o.server, hello, kConnectTimeout, tls);
     if (!c.ok()) {
       error = c.message();
       return;
@@ -126,6 +127,7 @@ class LoadRun {
   const LoadOptions& o_;
   const bool progress_;
   std::string token_;
+  net::SslCtxPtr tls_;  // null: plain TCP
   std::unique_ptr<net::Client> control_;
   engine::Schema schema_;
   LoadReport report_;
@@ -154,9 +156,12 @@ util::Status LoadRun::Connect(int* exit_code) {
     if (!t.ok()) return t.status();
     token_ = *t;
   }
+  auto tls = TlsClientContext(o_.tls);
+  if (!tls.ok()) return tls.status();
+  tls_ = std::move(tls).value();
   net::Hello hello;
   hello.auth_token = token_;
-  auto control = net::Client::Connect(o_.server, hello);
+  auto control = net::Client::Connect(o_.server, hello, kConnectTimeout, tls_);
   if (!control.ok()) {
     *exit_code = kLoadExitConnect;
     return control.status();
@@ -228,7 +233,8 @@ void LoadRun::Subscribe() {
   uint32_t stride =
       std::max<uint32_t>(1, (o_.subscribers + kLatencySubscribers - 1) / kLatencySubscribers);
   for (uint32_t i = 0; i < o_.subscribers; ++i) {
-    subs_.push_back(std::make_unique<LoadSubscriber>(o_, schema_, token_, clock_, i % stride == 0));
+    subs_.push_back(
+        std::make_unique<LoadSubscriber>(o_, schema_, token_, tls_, clock_, i % stride == 0));
     if (i % stride == 0) ++report_.latency_subscribers;
   }
   for (auto& s : subs_) {
@@ -260,7 +266,7 @@ void LoadRun::StartReaders() {
   for (uint32_t i = 0; i < o_.readers; ++i) {
     readers_.push_back(std::make_unique<Reader>());
     threads_.emplace_back([this, rp = readers_.back().get(), seed = 5000 + i] {
-      rp->Run(o_, schema_, token_, seed, stop_readers_);
+      rp->Run(o_, schema_, token_, tls_, seed, stop_readers_);
     });
   }
 }
@@ -269,7 +275,7 @@ void LoadRun::StartWriters() {
   for (uint32_t i = 0; i < o_.workers; ++i) {
     uint64_t rate = o_.rate == 0 ? 0 : std::max<uint64_t>(1, o_.rate / o_.workers);
     workers_.push_back(std::make_unique<LoadWorker>(
-        o_, schema_, fmt::format("{}-{}", o_.source_prefix, i + 1), token_, rate, 1000 + i));
+        o_, schema_, fmt::format("{}-{}", o_.source_prefix, i + 1), token_, tls_, rate, 1000 + i));
   }
   running_ = workers_.size();
   for (auto& w : workers_) {
@@ -349,7 +355,7 @@ void LoadRun::Sentinel() {
   net::Hello hello;
   hello.source = o_.source_prefix + "-sentinel";
   hello.auth_token = token_;
-  auto c = net::Client::Connect(o_.server, hello);
+  auto c = net::Client::Connect(o_.server, hello, kConnectTimeout, tls_);
   if (!c.ok()) {
     report_.sentinel_error = "sentinel writer: " + c.message();
     return;

@@ -107,11 +107,12 @@ struct Scan {
 }  // namespace
 
 LoadSubscriber::LoadSubscriber(const LoadOptions& options, const engine::Schema& schema,
-                               std::string token, const SubscriberClock& clock,
+                               std::string token, net::SslCtxPtr tls, const SubscriberClock& clock,
                                bool measure_latency)
     : options_(options),
       schema_(schema),
       token_(std::move(token)),
+      tls_(std::move(tls)),
       clock_(clock),
       include_prev_(options.include_prev),
       measure_latency_(measure_latency) {
@@ -128,7 +129,7 @@ void LoadSubscriber::Fail(std::string message) {
 void LoadSubscriber::Run() {
   net::Hello hello;
   hello.auth_token = token_;
-  auto c = net::Client::Connect(options_.server, hello);
+  auto c = net::Client::Connect(options_.server, hello, std::chrono::seconds(5), tls_);
   if (!c.ok()) {
     Fail(c.message());
     return;
@@ -148,7 +149,7 @@ void LoadSubscriber::Run() {
   }
   // From here on the socket is read directly: frames are handled where they were
   // received, without a copy per frame. buf[begin, end) holds unhandled bytes.
-  int fd = client->fd();
+  net::Transport& conn = client->transport();
   std::string first = client->TakeBuffered();
   std::vector<char> buf(std::max(kReadBytes * 4, first.size()));
   std::memcpy(buf.data(), first.data(), first.size());
@@ -176,21 +177,23 @@ void LoadSubscriber::Run() {
       begin = 0;
       if (buf.size() - end < kReadBytes) buf.resize(end + kReadBytes);
     }
-    pollfd p{fd, POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(kPoll.count()));
+    pollfd p{conn.fd(), conn.Events(POLLIN), 0};
+    // TLS may hold received bytes already: then read without waiting.
+    int rc = conn.Buffered() ? 1 : ::poll(&p, 1, static_cast<int>(kPoll.count()));
     if (rc == 0 || (rc < 0 && errno == EINTR)) continue;
     if (rc < 0) {
       Fail(fmt::format("poll failed: {}", std::strerror(errno)));
       break;
     }
-    ssize_t n = ::recv(fd, buf.data() + end, buf.size() - end, 0);
+    ssize_t n = conn.Read(buf.data() + end, buf.size() - end);
     if (n == 0) {
       Fail("the server closed the connection");
       break;
     }
     if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      Fail(fmt::format("receive failed: {}", std::strerror(errno)));
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      Fail(fmt::format("receive failed: {}",
+                       conn.error().empty() ? std::strerror(errno) : conn.error()));
       break;
     }
     end += static_cast<size_t>(n);

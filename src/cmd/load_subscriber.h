@@ -37,7 +37,7 @@ struct SubscriberClock {
 class LoadSubscriber {
  public:
   LoadSubscriber(const LoadOptions& options, const engine::Schema& schema, std::string token,
-                 const SubscriberClock& clock, bool measure_latency);
+                 net::SslCtxPtr tls, const SubscriberClock& clock, bool measure_latency);
 
   // Connects, subscribes and reads until clock.stop.
   void Run();
@@ -63,6 +63,7 @@ class LoadSubscriber {
   const LoadOptions& options_;
   const engine::Schema& schema_;
   std::string token_;
+  net::SslCtxPtr tls_;  // null: plain TCP
   const SubscriberClock& clock_;
   bool include_prev_;
   bool measure_latency_;

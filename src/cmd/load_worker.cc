@@ -28,10 +28,11 @@ constexpr uint64_t kOpsPerClockReading = 64;
 }  // namespace
 
 LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema, std::string source,
-                       std::string token, uint64_t rate, uint64_t seed)
+                       std::string token, net::SslCtxPtr tls, uint64_t rate, uint64_t seed)
     : options_(options),
       schema_(schema),
       token_(std::move(token)),
+      tls_(std::move(tls)),
       rate_(rate),
       workload_(schema, options.entities, options.hot_pct, *ParseMix(options.mix), seed),
       max_inflight_(kMaxInflightOps) {
@@ -42,12 +43,13 @@ util::Status LoadWorker::Connect() {
   net::Hello hello;
   hello.source = report_.source;
   hello.auth_token = token_;
-  auto c = net::Client::Connect(options_.server, hello);
+  auto c = net::Client::Connect(options_.server, hello, std::chrono::seconds(5), tls_);
   if (!c.ok()) return c.status();
   client_ = std::move(c).value();
-  fd_ = client_->fd();
+  conn_ = &client_->transport();
   in_ = client_->TakeBuffered();
-  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL, 0) | O_NONBLOCK);
+  int fd = conn_->fd();
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
   uint64_t applied = client_->welcome().last_applied_seq;
   // Generated and unacknowledged ops stay within the connection's credit
   // (docs/protocol.md, "Flow control").
@@ -130,7 +132,7 @@ bool LoadWorker::SendSome() {
       send_off_ = 0;
       continue;
     }
-    ssize_t n = ::send(fd_, b.data() + send_off_, b.size() - send_off_, MSG_NOSIGNAL);
+    ssize_t n = conn_->Write(b.data() + send_off_, b.size() - send_off_);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
       if (errno == EINTR) continue;
@@ -172,7 +174,7 @@ void LoadWorker::OnAck(uint64_t seq, uint64_t now_ns) {
 bool LoadWorker::ReceiveSome() {
   char buf[16 * 1024];
   for (;;) {
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    ssize_t n = conn_->Read(buf, sizeof(buf));
     if (n == 0) return false;
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -236,7 +238,9 @@ void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::mil
     if (stopping && (acked_ >= seq_ || now >= drain_end)) break;
     if (!stopping) Generate(now);
     bool want_out = UnsentBytes() > 0;
-    pollfd p{fd_, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0};
+    // TLS may need the other direction first (net::Transport::Events).
+    pollfd p{conn_->fd(), static_cast<short>(POLLIN | (want_out ? POLLOUT : 0) | conn_->Events(0)),
+             0};
     auto until = stopping ? drain_end : end;
     int timeout_ms = static_cast<int>(
         std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());

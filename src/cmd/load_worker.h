@@ -23,7 +23,7 @@ namespace conv::cmd {
 class LoadWorker {
  public:
   LoadWorker(const LoadOptions& options, const engine::Schema& schema, std::string source,
-             std::string token, uint64_t rate, uint64_t seed);
+             std::string token, net::SslCtxPtr tls, uint64_t rate, uint64_t seed);
 
   // Runs until `end`, then waits up to `drain` for the last ACK.
   void Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain);
@@ -60,10 +60,11 @@ class LoadWorker {
   const LoadOptions& options_;
   const engine::Schema& schema_;
   std::string token_;
-  uint64_t rate_;  // this worker's ops/s; 0: unlimited
+  net::SslCtxPtr tls_;  // null: plain TCP
+  uint64_t rate_;       // this worker's ops/s; 0: unlimited
   Workload workload_;
   std::unique_ptr<net::Client> client_;
-  int fd_ = -1;
+  net::Transport* conn_ = nullptr;  // client_'s connection
 
   std::deque<Chunk> chunks_;  // sent-but-unacknowledged, then unsent
   size_t send_chunk_ = 0;     // index in chunks_ of the next byte to send

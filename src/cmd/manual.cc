@@ -69,8 +69,11 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "output (the bound port, also when `--listen` asked for port 0), and with "
                    "`--metrics-listen` then `metrics on http://`*HOST*:*PORT*`/metrics`.",
                    "A non-loopback `--listen` is refused unless `--auth-token-file` names a "
-                   "file readable by its owner only; its content is the token every client "
-                   "HELLO must carry.",
+                   "file readable by its owner only (its content is the token every client "
+                   "HELLO must carry) or mutual TLS is on (`--tls-client-ca`).",
+                   "With `--tls-cert` and `--tls-key` every connection speaks TLS 1.2 or "
+                   "later (clients: `--tls` or `--tls-ca`); with `--tls-client-ca` every "
+                   "client must also present a certificate signed by that CA.",
                },
            .sections =
                {
@@ -81,6 +84,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                         "ACK and a `shutting_down` error, close the connections and exit 0. "
                         "Ops that arrived after reading stopped are neither applied nor "
                         "acknowledged; writers resend them to the next server.",
+                        "`SIGHUP` :: Read the `--tls-cert`, `--tls-key` and `--tls-client-ca` "
+                        "files again; new connections use them. A reload that fails keeps the "
+                        "files in use and logs why.",
                     }},
                    {"Metrics",
                     {
@@ -92,8 +98,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                         "(`convergence_wal_fsync_duration_seconds`), the coalescing ratio, "
                         "entities, sources and connections. Each STATS counter has one "
                         "metric; `docs/operations.md` lists them.",
+                        "With `--tls-cert` the endpoint is HTTPS with the same certificate. "
                         "Like `--listen`, a non-loopback `--metrics-listen` needs "
-                        "`--auth-token-file`; with a token, every scrape must send "
+                        "`--auth-token-file` or mutual TLS; with a token, every scrape must send "
                         "`Authorization: Bearer` *TOKEN* (Prometheus: `authorization: "
                         "{credentials_file: ...}`). Other paths answer 404.",
                     }},

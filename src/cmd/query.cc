@@ -20,6 +20,7 @@ CLI::App* RegisterQuery(CLI::App& app, QueryOptions& o) {
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);
+  AddTlsClientOptions(*sub, o.tls);
   return sub;
 }
 
@@ -29,7 +30,12 @@ int RunQuery(const QueryOptions& o) {
     PrintError(hello.message());
     return kExitError;
   }
-  auto client = net::Client::Connect(o.server, *hello);
+  auto tls = TlsClientContext(o.tls);
+  if (!tls.ok()) {
+    PrintError(tls.message());
+    return kExitError;
+  }
+  auto client = net::Client::Connect(o.server, *hello, std::chrono::seconds(5), *tls);
   if (!client.ok()) {
     PrintError(client.message());
     return kExitError;

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "net/tls.h"
+
 namespace conv::cmd {
 
 struct QueryOptions {
@@ -12,6 +14,7 @@ struct QueryOptions {
   bool claims = false;
   std::string server = "127.0.0.1:3727";
   std::string auth_token_file;
+  net::TlsClientOptions tls;
 };
 
 CLI::App* RegisterQuery(CLI::App& app, QueryOptions& options);

@@ -47,6 +47,15 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the token every HELLO must carry")
       ->check(CLI::ExistingFile);
+  sub->add_option("--tls-cert", o.tls_cert,
+                  "Serve TLS (1.2 or later) with this PEM certificate chain; SIGHUP reloads it")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--tls-key", o.tls_key, "The PEM private key of --tls-cert")
+      ->check(CLI::ExistingFile);
+  sub->add_option("--tls-client-ca", o.tls_client_ca,
+                  "Mutual TLS: every client must present a certificate signed by a CA in this "
+                  "PEM file (then a listen that is not loopback needs no --auth-token-file)")
+      ->check(CLI::ExistingFile);
   sub->add_option("--max-frame", o.max_frame, "Largest frame accepted, in bytes")
       ->capture_default_str()
       ->check(CLI::Range(64u, 1u << 30));
@@ -90,8 +99,9 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   sub->add_option("--metrics-listen", o.metrics_listen,
-                  "Serve Prometheus metrics at http://HOST:PORT/metrics (default: off; not "
-                  "loopback needs --auth-token-file, sent as a bearer token)");
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics, https with --tls-cert "
+                  "(default: off; not loopback needs --auth-token-file, sent as a bearer token, "
+                  "or mutual TLS)");
   return sub;
 }
 
@@ -155,6 +165,22 @@ int RunServe(const ServeOptions& o) {
     }
     server_options.auth_token = *token;
   }
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    PrintError(o.tls_cert.empty() ? "--tls-key needs --tls-cert" : "--tls-cert needs --tls-key");
+    return kExitError;
+  }
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    PrintError("--tls-client-ca needs --tls-cert and --tls-key");
+    return kExitError;
+  }
+  if (!o.tls_cert.empty()) {
+    auto tls = net::TlsServerContext::Load({o.tls_cert, o.tls_key, o.tls_client_ca});
+    if (!tls.ok()) {
+      PrintError(tls.message());
+      return kExitError;
+    }
+    server_options.tls = std::move(tls).value();
+  }
   if (o.window.count() < 100) {
     PrintError(fmt::format("--window: {} is too short; the least is 100us",
                            util::FormatDuration(o.window)));
@@ -211,6 +237,7 @@ int RunServe(const ServeOptions& o) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // reloads the TLS certificate
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   engine::SourceTable sources;
@@ -245,6 +272,7 @@ int RunServe(const ServeOptions& o) {
     net::MetricsServerOptions metrics_options;
     metrics_options.listen = o.metrics_listen;
     metrics_options.bearer_token = server_options.auth_token;
+    metrics_options.tls = server_options.tls;
     BuildInfo build = GetBuildInfo();
     auto render = [&server, &engine, build] {
       net::MetricsSnapshot snap;
@@ -265,20 +293,33 @@ int RunServe(const ServeOptions& o) {
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   log.Info(
       "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
-      "data dir {}, auth {}, schemas {})",
+      "data dir {}, auth {}, tls {}, schemas {})",
       host, server.port(), engine_options.partitions, engine_options.lanes,
       util::FormatDuration(o.window), o.fsync, o.data_dir,
-      server_options.auth_token.empty() ? "off" : "on", schemas.size());
+      server_options.auth_token.empty() ? "off" : "on",
+      server_options.tls == nullptr ? "off" : (server_options.tls->mutual() ? "mutual" : "on"),
+      schemas.size());
   std::printf("listening on %s:%u\n", host.c_str(), server.port());
   if (metrics) {
     std::string metrics_host = o.metrics_listen.substr(0, o.metrics_listen.rfind(':'));
-    log.Info("metrics at http://{}:{}/metrics", metrics_host, metrics->port());
-    std::printf("metrics on http://%s:%u/metrics\n", metrics_host.c_str(), metrics->port());
+    const char* scheme = server_options.tls != nullptr ? "https" : "http";
+    log.Info("metrics at {}://{}:{}/metrics", scheme, metrics_host, metrics->port());
+    std::printf("metrics on %s://%s:%u/metrics\n", scheme, metrics_host.c_str(), metrics->port());
   }
   std::fflush(stdout);
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    if (server_options.tls == nullptr) {
+      log.Info("received SIGHUP: nothing to reload (no --tls-cert)");
+      continue;
+    }
+    if (auto st = server_options.tls->Reload(); st.ok()) {
+      log.Info("received SIGHUP: reloaded the TLS certificate; new connections use it");
+    } else {
+      log.Error("received SIGHUP: keeping the TLS certificate in use: {}", st.message());
+    }
+  }
   log.Info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (metrics) metrics->Stop();
   server.Shutdown();

@@ -16,6 +16,9 @@ struct ServeOptions {
   std::chrono::microseconds window{10'000};
   std::string schema_file;
   std::string auth_token_file;
+  std::string tls_cert;  // empty: plain TCP
+  std::string tls_key;
+  std::string tls_client_ca;  // empty: no client certificate asked
   uint32_t max_frame = 1 << 20;
   uint32_t max_connections = 10'000;
   std::chrono::microseconds handshake_timeout{5'000'000};

@@ -38,6 +38,7 @@ CLI::App* RegisterSubscribe(CLI::App& app, SubscribeOptions& o) {
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);
+  AddTlsClientOptions(*sub, o.tls);
   return sub;
 }
 
@@ -246,7 +247,12 @@ int RunSubscribe(const SubscribeOptions& o) {
     PrintError(hello.message());
     return kExitError;
   }
-  auto client = net::Client::Connect(o.server, *hello);
+  auto tls = TlsClientContext(o.tls);
+  if (!tls.ok()) {
+    PrintError(tls.message());
+    return kExitError;
+  }
+  auto client = net::Client::Connect(o.server, *hello, std::chrono::seconds(5), *tls);
   if (!client.ok()) {
     if (g_stop) return kExitOk;
     PrintError(client.message());

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "net/tls.h"
+
 namespace conv::cmd {
 
 struct SubscribeOptions {
@@ -18,6 +20,7 @@ struct SubscribeOptions {
   uint64_t interval_ms = 0;  // 0: every window
   std::string server = "127.0.0.1:3727";
   std::string auth_token_file;
+  net::TlsClientOptions tls;
   uint64_t count = 0;  // 0: until stopped
 };
 

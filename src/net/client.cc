@@ -35,7 +35,8 @@ Client::~Client() {
 }
 
 util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server, const Hello& hello,
-                                                      std::chrono::milliseconds timeout) {
+                                                      std::chrono::milliseconds timeout,
+                                                      const SslCtxPtr& tls) {
   std::string host;
   uint16_t port;
   if (auto st = ParseHostPort(server, &host, &port); !st.ok()) return st;
@@ -85,6 +86,12 @@ util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
   if (c->fd_ < 0) {
     return util::Status::Error(fmt::format("cannot connect to {}: {}", server, last_error));
   }
+  c->transport_ = Transport(c->fd_);
+  if (tls != nullptr) {
+    auto t = Transport::Connect(c->fd_, tls, host, MillisLeft(deadline));
+    if (!t.ok()) return util::Status::Error(fmt::format("{}: {}", server, t.message()));
+    c->transport_ = std::move(t).value();
+  }
   std::string frame;
   EncodeHello(frame, hello);
   if (auto st = c->Send(frame); !st.ok()) return st;
@@ -132,19 +139,21 @@ util::Status Client::Send(std::string_view bytes) {
   }
   NoteSent(bytes);
   while (!bytes.empty()) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = transport_.Write(bytes.data(), bytes.size());
     if (n >= 0) {
       bytes.remove_prefix(static_cast<size_t>(n));
       continue;
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return util::Status::Error(fmt::format("send failed: {}", std::strerror(errno)));
+      return util::Status::Error(fmt::format("send failed: {}", transport_.error().empty()
+                                                                    ? std::strerror(errno)
+                                                                    : transport_.error()));
     }
     // The socket buffer is full: wait for room, at most the timeout.
     uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
     for (;;) {
-      pollfd p{fd_, POLLOUT, 0};
+      pollfd p{fd_, transport_.Events(POLLOUT), 0};
       int rc = ::poll(&p, 1, MillisLeft(deadline));
       if (rc > 0) break;
       if (rc == 0) {
@@ -329,8 +338,9 @@ util::Result<Client::ReadOutcome> Client::ReadSocket(uint64_t deadline_ns, bool 
       in_.erase(0, in_pos_);
       in_pos_ = 0;
     }
-    pollfd p{fd_, POLLIN, 0};
-    int rc = ::poll(&p, 1, MillisLeft(deadline_ns));
+    pollfd p{fd_, transport_.Events(POLLIN), 0};
+    // TLS may hold received bytes already: then read without waiting.
+    int rc = transport_.Buffered() ? 1 : ::poll(&p, 1, MillisLeft(deadline_ns));
     if (rc == 0) return ReadOutcome::kTimeout;
     if (rc < 0) {
       if (errno == EINTR) {
@@ -340,15 +350,17 @@ util::Result<Client::ReadOutcome> Client::ReadSocket(uint64_t deadline_ns, bool 
       return util::Status::Error(fmt::format("poll failed: {}", std::strerror(errno)));
     }
     char buf[64 * 1024];
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    ssize_t n = transport_.Read(buf, sizeof(buf));
     if (n == 0) {
       closed_ = true;
       return util::Status::Error("the server closed the connection");
     }
     if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       if (errno == ECONNRESET) closed_ = true;
-      return util::Status::Error(fmt::format("receive failed: {}", std::strerror(errno)));
+      return util::Status::Error(fmt::format("receive failed: {}", transport_.error().empty()
+                                                                       ? std::strerror(errno)
+                                                                       : transport_.error()));
     }
     in_.append(buf, static_cast<size_t>(n));
   }

@@ -9,6 +9,7 @@
 
 #include "engine/schema.h"
 #include "net/messages.h"
+#include "net/tls.h"
 #include "util/status.h"
 
 namespace conv::net {
@@ -55,10 +56,12 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Connects to HOST:PORT, sends `hello` and waits for WELCOME. An ERROR instead of
-  // WELCOME becomes a failed Result carrying the server's code and message.
+  // WELCOME becomes a failed Result carrying the server's code and message. With
+  // `tls` (MakeTlsClientContext) the connection speaks TLS, and the server's
+  // certificate must name HOST.
   static util::Result<std::unique_ptr<Client>> Connect(
       const std::string& server, const Hello& hello,
-      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+      std::chrono::milliseconds timeout = std::chrono::seconds(5), const SslCtxPtr& tls = nullptr);
 
   const Welcome& welcome() const { return welcome_; }
   const engine::Schema* FindSchema(std::string_view name) const;
@@ -87,8 +90,11 @@ class Client {
   void set_max_frame(uint32_t bytes) { max_frame_ = bytes; }
   uint32_t max_frame() const { return max_frame_; }
   int fd() const { return fd_; }
+  // The connection's reads and writes (through TLS when it has it), for callers that
+  // take the socket over after the handshake.
+  Transport& transport() { return transport_; }
   // Hands over bytes read but not yet returned as frames, for callers that take the
-  // socket over (fd()) after the handshake.
+  // socket over (transport()) after the handshake.
   std::string TakeBuffered();
 
   // QUERY and wait for its RESULT (other frames in between are skipped). A server
@@ -139,6 +145,7 @@ class Client {
   uint64_t CountWrites(std::string_view bytes) const;
 
   int fd_ = -1;
+  Transport transport_;
   std::chrono::milliseconds timeout_{5000};
   std::string in_;
   size_t in_pos_ = 0;

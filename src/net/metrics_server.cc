@@ -45,6 +45,7 @@ struct MetricsServer::Connection {
   }
   asio::ip::tcp::socket socket;
   asio::steady_timer deadline;
+  SslPtr tls;  // null: plain HTTP
 };
 
 MetricsServer::MetricsServer(MetricsServerOptions options, std::function<std::string()> render,
@@ -57,10 +58,11 @@ MetricsServer::~MetricsServer() {
 
 util::Status MetricsServer::Listen() {
   auto acceptor = OpenListener(
-      ctx_, options_.listen, "--metrics-listen", !options_.bearer_token.empty(),
+      ctx_, options_.listen, "--metrics-listen",
+      !options_.bearer_token.empty() || (options_.tls != nullptr && options_.tls->mutual()),
       fmt::format("refusing to serve metrics on {} without authentication: give "
                   "--auth-token-file FILE (scrapers then send 'Authorization: Bearer TOKEN'), "
-                  "or listen on 127.0.0.1",
+                  "or mutual TLS (--tls-client-ca), or listen on 127.0.0.1",
                   options_.listen));
   if (!acceptor.ok()) return acceptor.status();
   acceptor_ = std::move(acceptor).value();
@@ -102,7 +104,18 @@ void MetricsServer::Accept() {
             socket.close(ignored);
             continue;
           }
-          Serve(std::make_shared<Connection>(std::move(socket)));
+          auto c = std::make_shared<Connection>(std::move(socket));
+          if (options_.tls != nullptr) {
+            auto ssl = options_.tls->NewConnection(c->socket.native_handle());
+            if (!ssl.ok()) {
+              log_.Warn("metrics: cannot start TLS on a connection: {}", ssl.message());
+              continue;
+            }
+            c->tls = std::move(ssl).value();
+            asio::error_code ignored;
+            c->socket.non_blocking(true, ignored);
+          }
+          Serve(std::move(c));
         }
       },
       asio::detached);
@@ -120,8 +133,23 @@ void MetricsServer::Serve(std::shared_ptr<Connection> c) {
         std::string in;
         std::string reply;
         char buf[2048];
-        for (;;) {
-          auto [ec, n] = co_await c->socket.async_read_some(asio::buffer(buf), kNoThrow);
+        bool ok = true;
+        if (c->tls != nullptr) {
+          bool plain = false;
+          std::string why;
+          if (auto ec = co_await TlsAccept(c->tls.get(), c->socket, &plain, &why)) {
+            log_.Debug("metrics: TLS handshake failed: {}", why.empty() ? ec.message() : why);
+            ok = false;
+          }
+        }
+        while (ok) {
+          asio::error_code ec;
+          size_t n = 0;
+          if (c->tls == nullptr) {
+            std::tie(ec, n) = co_await c->socket.async_read_some(asio::buffer(buf), kNoThrow);
+          } else {
+            std::tie(ec, n) = co_await TlsReadSome(c->tls.get(), c->socket, asio::buffer(buf));
+          }
           if (ec) break;
           in.append(buf, n);
           bool complete = false;
@@ -134,7 +162,12 @@ void MetricsServer::Serve(std::shared_ptr<Connection> c) {
           c->deadline.async_wait([c](asio::error_code ec) {
             if (!ec) c->Close();  // the client does not read the reply
           });
-          co_await asio::async_write(c->socket, asio::buffer(reply), kNoThrow);
+          if (c->tls == nullptr) {
+            co_await asio::async_write(c->socket, asio::buffer(reply), kNoThrow);
+          } else if (!std::get<0>(
+                         co_await TlsWrite(c->tls.get(), c->socket, asio::buffer(reply)))) {
+            TlsClose(c->tls.get());
+          }
         }
         c->Close();
         connections_.erase(c.get());

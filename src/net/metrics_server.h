@@ -12,6 +12,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "net/tls.h"
 #include "util/log.h"
 #include "util/status.h"
 
@@ -22,6 +23,9 @@ struct MetricsServerOptions {
   // Non-empty: every request must carry `Authorization: Bearer <token>`. Required
   // for an address that is not loopback.
   std::string bearer_token;
+  // Non-null: HTTPS with the server's certificate; with a client CA (mutual TLS) an
+  // address that is not loopback needs no bearer token.
+  std::shared_ptr<TlsServerContext> tls;
   size_t max_request = 8192;                         // bytes of request head; more gets 431
   size_t max_connections = 16;                       // at once; more are closed unanswered
   std::chrono::milliseconds request_timeout{5'000};  // to send the request head
@@ -40,7 +44,8 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Checks the address (not loopback needs a bearer token), binds and listens.
+  // Checks the address (not loopback needs a bearer token or mutual TLS), binds and
+  // listens.
   util::Status Listen();
   uint16_t port() const { return port_; }
   // Starts the thread. REQUIRES: Listen() succeeded.

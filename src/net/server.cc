@@ -49,10 +49,12 @@ Server::~Server() {
 
 util::Status Server::Listen() {
   auto acceptor = OpenListener(
-      io_[0]->ctx, options_.listen, "--listen", !options_.auth_token.empty(),
+      io_[0]->ctx, options_.listen, "--listen",
+      !options_.auth_token.empty() || (options_.tls != nullptr && options_.tls->mutual()),
       fmt::format("refusing to listen on {} without authentication: anyone who can reach that "
                   "address could write and read every entity. Give --auth-token-file FILE, or "
-                  "listen on 127.0.0.1",
+                  "mutual TLS (--tls-cert, --tls-key and --tls-client-ca), or listen on "
+                  "127.0.0.1",
                   options_.listen));
   if (!acceptor.ok()) return acceptor.status();
   acceptor_ = std::move(acceptor).value();
@@ -150,7 +152,18 @@ void Server::Accept() {
               counters_.connections.fetch_sub(1);
               return;
             }
-            auto session = std::make_shared<Session>(std::move(s), target, *this);
+            SslPtr tls;
+            if (options_.tls != nullptr) {
+              auto ssl = options_.tls->NewConnection(s.native_handle());
+              if (!ssl.ok()) {
+                log_.Warn("cannot start TLS on a connection: {}", ssl.message());
+                counters_.connections.fetch_sub(1);
+                return;  // the socket closes with this scope
+              }
+              tls = std::move(ssl).value();
+            }
+            auto session =
+                std::make_shared<Session>(std::move(s), target, *this, false, std::move(tls));
             target.sessions.emplace(session.get(), session);
             session->Start();
           });
@@ -202,9 +215,10 @@ void Server::Shutdown() {
 }
 
 void Server::Adopt(int fd, asio::ip::tcp protocol, std::string input,
-                   std::chrono::steady_clock::time_point connected_at) {
+                   std::chrono::steady_clock::time_point connected_at, SslPtr tls) {
   IoThread& target = *read_io_;
-  asio::post(target.ctx, [this, &target, fd, protocol, input = std::move(input), connected_at] {
+  asio::post(target.ctx, [this, &target, fd, protocol, input = std::move(input), connected_at,
+                          tls = std::move(tls)]() mutable {
     asio::ip::tcp::socket socket(target.ctx);
     asio::error_code ec;
     socket.assign(protocol, fd, ec);
@@ -213,7 +227,8 @@ void Server::Adopt(int fd, asio::ip::tcp protocol, std::string input,
       counters_.connections.fetch_sub(1);  // the slot the accept loop took
       return;                              // (a stop: the socket closes with this scope)
     }
-    auto session = std::make_shared<Session>(std::move(socket), target, *this, true);
+    auto session =
+        std::make_shared<Session>(std::move(socket), target, *this, true, std::move(tls));
     target.sessions.emplace(session.get(), session);
     session->StartAdopted(input, connected_at);
   });

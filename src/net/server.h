@@ -24,6 +24,7 @@
 #include "net/credit.h"
 #include "net/fanout.h"
 #include "net/messages.h"
+#include "net/tls.h"
 #include "util/histogram.h"
 #include "util/log.h"
 #include "util/status.h"
@@ -36,6 +37,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:3727";  // port 0: any free port
   std::string server_name = "convergence";
   std::string auth_token;  // empty: no authentication
+  // Non-null: connections speak TLS (--tls-cert); with a client CA (mutual TLS) a
+  // non-loopback listen needs no auth token.
+  std::shared_ptr<TlsServerContext> tls;
   uint32_t max_frame = kDefaultMaxFrame;
   uint32_t max_connections = 10'000;
   std::chrono::milliseconds handshake_timeout{5'000};
@@ -107,8 +111,8 @@ class Server : private engine::WindowListener {
   Server(engine::Engine& engine, ServerOptions options, util::Logger& log);
   ~Server() override;
 
-  // Checks the options (a non-loopback address needs an auth token), binds and
-  // listens. After it succeeds port() is the bound port.
+  // Checks the options (a non-loopback address needs an auth token or mutual TLS),
+  // binds and listens. After it succeeds port() is the bound port.
   util::Status Listen();
   uint16_t port() const { return port_; }
   // Starts the engine and the I/O threads. REQUIRES: Listen() succeeded.
@@ -149,8 +153,9 @@ class Server : private engine::WindowListener {
   // elsewhere that gets such a HELLO hands its socket over: Adopt (any thread)
   // starts a session for `fd` there, with `input` read after the HELLO.
   IoThread* read_thread() { return read_io_; }
+  // `tls`: the connection's TLS state, which the descriptor carries along.
   void Adopt(int fd, asio::ip::tcp protocol, std::string input,
-             std::chrono::steady_clock::time_point connected_at);
+             std::chrono::steady_clock::time_point connected_at, SslPtr tls);
 
  private:
   // Descriptors kept beyond one per connection (log, checkpoints, listeners, threads).

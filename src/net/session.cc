@@ -38,8 +38,11 @@ constexpr auto kCloseGrace = std::chrono::seconds(2);
 
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted)
+Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted,
+                 SslPtr tls)
     : socket_(std::move(socket)),
+      tls_(std::move(tls)),
+      tls_ready_(adopted),
       io_(io),
       server_(server),
       write_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
@@ -69,6 +72,8 @@ void Session::Start() {
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &kKeepIdleSeconds, sizeof(int));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &kKeepIntervalSeconds, sizeof(int));
   ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &kKeepProbes, sizeof(int));
+  // TLS reads and writes the descriptor itself (net/tls.h) and must never block.
+  if (tls_ != nullptr) socket_.non_blocking(true, ec);
   auto self = shared_from_this();
   asio::co_spawn(
       io_.ctx, [self] { return self->ReadLoop(); }, asio::detached);
@@ -81,6 +86,9 @@ void Session::Start() {
 asio::awaitable<void> Session::ReadLoop() {
   auto self = shared_from_this();
   bool peer_gone = false;
+  if (tls_ != nullptr && !tls_ready_ && !co_await AcceptTls()) {
+    peer_gone = tls_ != nullptr;  // in clear: drain what the client sent, as below
+  }
   while (!closing_ && !reading_stopped_) {
     if (!held_) {
       if (in_.size() - in_len_ < kReadChunk / 4) {
@@ -89,8 +97,14 @@ asio::awaitable<void> Session::ReadLoop() {
         if (hello_done_) limit = std::max(limit, kReadChunk);
         in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
       }
-      auto [ec, n] = co_await socket_.async_read_some(
-          asio::buffer(in_.data() + in_len_, in_.size() - in_len_), kNoThrow);
+      auto into = asio::buffer(in_.data() + in_len_, in_.size() - in_len_);
+      asio::error_code ec;
+      size_t n = 0;
+      if (tls_ == nullptr) {
+        std::tie(ec, n) = co_await socket_.async_read_some(into, kNoThrow);
+      } else {
+        std::tie(ec, n) = co_await TlsReadSome(tls_.get(), socket_, into);
+      }
       if (ec) peer_gone = true;
       if (ec || closing_ || reading_stopped_) break;
       in_len_ += n;
@@ -188,7 +202,21 @@ asio::awaitable<void> Session::WriteLoop() {
       if (p.body) buffers.push_back(asio::buffer(*p.body));
       feed_bytes += p.bytes();
     }
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, kNoThrow);
+    if (tls_ != nullptr && !tls_ready_) {
+      // A deadline or a stop before the TLS handshake finished: nothing can be sent.
+      out_.clear();
+      writing_.clear();
+      feeding_.clear();
+      write_failed = true;
+      break;
+    }
+    asio::error_code ec;
+    size_t n = 0;
+    if (tls_ == nullptr) {
+      std::tie(ec, n) = co_await asio::async_write(socket_, buffers, kNoThrow);
+    } else {
+      std::tie(ec, n) = co_await WriteTls(buffers);
+    }
     server_.counters().bytes_out.fetch_add(n, std::memory_order_relaxed);
     writing_.clear();
     feeding_.clear();
@@ -220,6 +248,7 @@ asio::awaitable<void> Session::WriteLoop() {
   // Everything is written: end our side, then close once the peer has closed its
   // own (the reader drops its input meanwhile) or the close grace period passed.
   asio::error_code ignored;
+  if (tls_ != nullptr && tls_ready_ && !write_failed) TlsClose(tls_.get());
   socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
   if (!peer_closed_ && !write_failed) {
     drain_signal_.expires_after(kCloseGrace);
@@ -227,6 +256,42 @@ asio::awaitable<void> Session::WriteLoop() {
   }
   socket_.close(ignored);
   io_.sessions.erase(this);  // may drop the last reference but for `self`
+}
+
+asio::awaitable<bool> Session::AcceptTls() {
+  auto self = shared_from_this();
+  bool plain = false;
+  std::string why;
+  asio::error_code ec = co_await TlsAccept(tls_.get(), socket_, &plain, &why);
+  if (!ec) {
+    tls_ready_ = true;
+    co_return true;
+  }
+  asio::error_code ignored;
+  auto peer = socket_.remote_endpoint(ignored);
+  server_.log().Info("TLS handshake with {}:{} failed: {}", peer.address().to_string(), peer.port(),
+                     why.empty() ? ec.message() : why);
+  if (plain) {
+    // Answer in clear, which a client that did not start TLS can read.
+    tls_.reset();
+    Fail(ErrorCode::kHandshakeRequired,
+         "this server accepts TLS connections only: connect with TLS (--tls)");
+  } else {
+    Close();
+  }
+  co_return false;
+}
+
+asio::awaitable<std::tuple<asio::error_code, size_t>> Session::WriteTls(
+    const std::vector<asio::const_buffer>& buffers) {
+  if (buffers.size() == 1) co_return co_await TlsWrite(tls_.get(), socket_, buffers.front());
+  // One TLS record per piece would cost a header, a MAC and a write(2) each: gather.
+  tls_out_.clear();
+  for (const auto& b : buffers)
+    tls_out_.append(static_cast<const char*>(b.data()), b.size());
+  auto result = co_await TlsWrite(tls_.get(), socket_, asio::buffer(tls_out_));
+  if (tls_out_.capacity() > 2 * kReadChunk) std::string().swap(tls_out_);
+  co_return result;
 }
 
 asio::awaitable<void> Session::Watchdog() {
@@ -360,7 +425,7 @@ bool Session::HandOff() {
   handed_off_ = true;
   write_signal_.cancel();
   watchdog_.cancel();
-  server_.Adopt(fd, protocol, std::string(in_.data(), in_len_), connected_at_);
+  server_.Adopt(fd, protocol, std::string(in_.data(), in_len_), connected_at_, std::move(tls_));
   return true;
 }
 

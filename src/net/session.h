@@ -16,6 +16,7 @@
 #include "net/credit.h"
 #include "net/fanout.h"
 #include "net/messages.h"
+#include "net/tls.h"
 
 namespace conv::net {
 
@@ -29,7 +30,10 @@ struct IoThread;
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `adopted`: handed over by another I/O thread (Server::Adopt), already counted.
-  Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted = false);
+  // `tls`: the connection's TLS state (server's --tls-cert); its handshake is done
+  // when `adopted`, otherwise the reader does it first.
+  Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted = false,
+          SslPtr tls = nullptr);
   ~Session();
 
   void Start();
@@ -59,6 +63,11 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> ReadLoop();
   asio::awaitable<void> WriteLoop();
   asio::awaitable<void> Watchdog();
+  // The TLS handshake; false when it failed (then the connection is closing).
+  asio::awaitable<bool> AcceptTls();
+  // Writes `buffers` through TLS (plain TCP writes them with one asio::async_write).
+  asio::awaitable<std::tuple<asio::error_code, size_t>> WriteTls(
+      const std::vector<asio::const_buffer>& buffers);
 
   // Handles the whole frames in the input buffer; stops at a fatal error, and holds
   // the rest (held_) while a WELCOME waits for the hand-over or the output is over
@@ -92,6 +101,9 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t FrameLimit() const;
 
   asio::ip::tcp::socket socket_;
+  SslPtr tls_;              // null: plain TCP
+  bool tls_ready_ = false;  // the TLS handshake is done
+  std::string tls_out_;     // TLS: the pieces of one write gathered into one buffer
   IoThread& io_;
   Server& server_;
   asio::steady_timer write_signal_;
