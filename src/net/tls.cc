@@ -394,7 +394,8 @@ ssize_t Transport::Write(const void* buf, size_t len) {
 }
 
 bool Transport::Buffered() const {
-  return ssl_ != nullptr && SSL_has_pending(ssl_.get()) == 1;
+  // After a read that wanted more, what is buffered is part of a record: wait.
+  return ssl_ != nullptr && need_ != POLLIN && SSL_has_pending(ssl_.get()) == 1;
 }
 
 short Transport::Events(short wanted) const {

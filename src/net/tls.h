@@ -114,8 +114,9 @@ class Transport {
   // failed (error() tells why for TLS).
   ssize_t Read(void* buf, size_t len);
   ssize_t Write(const void* buf, size_t len);
-  // True when Read can return bytes already received (decrypted or buffered) without
-  // waiting for the descriptor.
+  // True when Read may return bytes already received (decrypted, or whole records
+  // read ahead) without waiting for the descriptor; false after a Read that needs more
+  // bytes than a partial record it holds.
   bool Buffered() const;
   // The poll events to wait for before retrying after EAGAIN: `wanted`, or what TLS
   // needs first (a read may need to write and the other way round).

@@ -150,7 +150,14 @@ TEST_CASE("tls: writes, QUERY and SUBSCRIBE work over TLS end to end") {
   net::Subscribe s;
   s.sub = 7;
   s.schema_id = kPlayer;
+  s.flags = net::kSubscribeBootstrap;
   REQUIRE(sub->Subscribe(s).ok());
+  // Live once its (empty) snapshot ended: every later change is notified.
+  for (bool live = false; !live;) {
+    auto f = sub->ReadFrame();
+    REQUIRE_MESSAGE(f.ok(), (f.ok() ? "" : f.message()));
+    live = IsType(*f, FrameType::kSnapshotEnd);
+  }
 
   auto writer = MustDial(ts, tls, "tls-writer");
   const engine::Schema& player = Player(*writer);
