@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections import deque
 
@@ -20,13 +21,14 @@ class _Reconnected(Exception):
     """Internal: the connection was replaced while a request was in flight."""
 
 
-async def _open(address: str, hello: bytes, timeout: float, max_frame: int):
+async def _open(address: str, hello: bytes, timeout: float, max_frame: int, tls=None):
     """Connects and says HELLO; returns (reader, writer, frame reader, WELCOME, frames
     that arrived with it)."""
     host, port = parse_address(address)
 
     async def handshake():
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=host if tls is not None else None)
         writer.write(hello)
         frames = codec.FrameReader(max_frame)
         while True:
@@ -51,7 +53,7 @@ async def _open(address: str, hello: bytes, timeout: float, max_frame: int):
         raise errors.Timeout(f"no WELCOME from {address} within {timeout}s") from None
 
 
-async def _reopen(address, hello, timeout, max_frame, reconnect_timeout, what):
+async def _reopen(address, hello, timeout, max_frame, reconnect_timeout, what, tls=None):
     """Connects again with backoff for up to ``reconnect_timeout`` seconds."""
     deadline = time.monotonic() + reconnect_timeout
     delay = 0.02
@@ -60,7 +62,7 @@ async def _reopen(address, hello, timeout, max_frame, reconnect_timeout, what):
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
         try:
-            return await _open(address, hello, timeout, max_frame)
+            return await _open(address, hello, timeout, max_frame, tls)
         except errors.ServerError as e:
             if e.code not in RETRYABLE:
                 raise
@@ -83,9 +85,11 @@ class AsyncClient:
     @classmethod
     async def connect(cls, address: str = "127.0.0.1:3727", *, source=None, token=None,
                       lease_ms: int = 0, timeout: float = 10.0, reconnect: bool = True,
-                      reconnect_timeout: float = 30.0, max_frame: int = 64 << 20) -> "AsyncClient":
+                      reconnect_timeout: float = 30.0, max_frame: int = 64 << 20,
+                      tls: ssl.SSLContext | None = None) -> "AsyncClient":
         self = object.__new__(cls)
         self.address = address
+        self._tls = tls
         self._hello = _hello(source, token, lease_ms)
         self._token = token
         self._is_writer = bool(source)
@@ -101,7 +105,7 @@ class AsyncClient:
         self._task = None
         self._reconnecting = None
         self.reconnects = 0
-        opened = await _open(address, self._hello, timeout, max_frame)
+        opened = await _open(address, self._hello, timeout, max_frame, tls)
         self._install(opened)
         return self
 
@@ -192,7 +196,7 @@ class AsyncClient:
     async def _reconnect(self) -> None:
         try:
             opened = await _reopen(self.address, self._hello, self.timeout, self._max_frame,
-                                   self.reconnect_timeout, "the writer")
+                                   self.reconnect_timeout, "the writer", self._tls)
         except errors.ConvergenceError as e:
             self._fatal = e
             self._fail_waiters(e)
@@ -311,7 +315,7 @@ class AsyncClient:
             self.address, s, token=self._token, prefix=prefix, fields=fields, bootstrap=bootstrap,
             include_prev=include_prev, interval_ms=interval_ms, resume_window=resume_window,
             timeout=self.timeout, reconnect=self.reconnect,
-            reconnect_timeout=self.reconnect_timeout, max_frame=self._max_frame)
+            reconnect_timeout=self.reconnect_timeout, max_frame=self._max_frame, tls=self._tls)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -343,9 +347,10 @@ class AsyncSubscription:
     async def open(cls, address: str, schema, *, token=None, prefix="", fields=None,
                    bootstrap=True, include_prev=False, interval_ms=0, resume_window=0,
                    timeout=10.0, reconnect=True, reconnect_timeout=30.0,
-                   max_frame=64 << 20) -> "AsyncSubscription":
+                   max_frame=64 << 20, tls=None) -> "AsyncSubscription":
         self = object.__new__(cls)
         self.address = address
+        self._tls = tls
         self.timeout = timeout
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
@@ -354,7 +359,7 @@ class AsyncSubscription:
         self._events: deque = deque()
         self._closed = False
         self.reconnects = 0
-        opened = await _open(address, self._hello, timeout, max_frame)
+        opened = await _open(address, self._hello, timeout, max_frame, tls)
         reader, writer, frames, welcome, held = opened
         if isinstance(schema, str):
             schema = {s.name: s for s in welcome.schemas}.get(schema, schema)
@@ -451,7 +456,7 @@ class AsyncSubscription:
         try:
             reader, writer, frames, _, held = await _reopen(
                 self.address, self._hello, self.timeout, self._max_frame, self.reconnect_timeout,
-                "the subscription")
+                "the subscription", self._tls)
         except errors.ConvergenceError:
             self._closed = True
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import time
 from collections import deque
 
@@ -37,10 +38,17 @@ class _Reconnected(Exception):
 class _Conn:
     """A socket with a frame reader: connect + HELLO -> WELCOME."""
 
-    def __init__(self, address: str, hello: bytes, timeout: float, max_frame: int):
+    def __init__(self, address: str, hello: bytes, timeout: float, max_frame: int, tls=None):
         host, port = parse_address(address)
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            # TLS below the framing; the server's certificate must name `host`.
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except BaseException:
+                self.sock.close()
+                raise
         self.reader = codec.FrameReader(max_frame)
         self.sock.sendall(hello)
         self.held: list = []  # frames that arrived with WELCOME
@@ -108,9 +116,10 @@ class Client:
     def __init__(self, address: str = "127.0.0.1:3727", *, source: str | bytes | None = None,
                  token: str | bytes | None = None, lease_ms: int = 0, timeout: float = 10.0,
                  reconnect: bool = True, reconnect_timeout: float = 30.0,
-                 max_frame: int = 64 << 20):
+                 max_frame: int = 64 << 20, tls: ssl.SSLContext | None = None):
         self.address = address
         self._hello = _hello(source, token, lease_ms)
+        self._tls = tls
         self._params = (address, token, timeout, reconnect, reconnect_timeout, max_frame)
         self._is_writer = bool(source)
         self.timeout = timeout
@@ -124,7 +133,7 @@ class Client:
         self._replies: dict = {}
         self._state = WriterState({})
         self.reconnects = 0
-        self._conn = _Conn(address, self._hello, timeout, max_frame)
+        self._conn = _Conn(address, self._hello, timeout, max_frame, tls)
         self._take_welcome(self._conn.welcome)
 
     # -- connection
@@ -167,7 +176,7 @@ class Client:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             try:
-                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame)
+                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame, self._tls)
             except errors.ServerError as e:
                 if e.code not in RETRYABLE:
                     self._fatal = e
@@ -382,7 +391,8 @@ class Client:
                             bootstrap=bootstrap, include_prev=include_prev,
                             interval_ms=interval_ms, resume_window=resume_window,
                             timeout=timeout, reconnect=reconnect,
-                            reconnect_timeout=reconnect_timeout, max_frame=max_frame)
+                            reconnect_timeout=reconnect_timeout, max_frame=max_frame,
+                            tls=self._tls)
 
     def close(self) -> None:
         """Sends what a batch queued and closes. Unacknowledged ops are not waited
@@ -411,8 +421,10 @@ class Subscription:
 
     def __init__(self, address: str, schema, *, token=None, prefix="", fields=None,
                  bootstrap=True, include_prev=False, interval_ms=0, resume_window=0,
-                 timeout=10.0, reconnect=True, reconnect_timeout=30.0, max_frame=64 << 20):
+                 timeout=10.0, reconnect=True, reconnect_timeout=30.0, max_frame=64 << 20,
+                 tls=None):
         self.address = address
+        self._tls = tls
         self.timeout = timeout
         self.reconnect = reconnect
         self.reconnect_timeout = reconnect_timeout
@@ -421,7 +433,7 @@ class Subscription:
         self._events: deque = deque()
         self._closed = False
         self.reconnects = 0
-        self._conn = _Conn(address, self._hello, timeout, max_frame)
+        self._conn = _Conn(address, self._hello, timeout, max_frame, tls)
         if isinstance(schema, str):
             schema = {s.name: s for s in self._conn.welcome.schemas}.get(schema, schema)
         if isinstance(schema, int):
@@ -508,7 +520,7 @@ class Subscription:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             try:
-                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame)
+                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame, self._tls)
                 conn.sock.sendall(self._state.subscribe_frame(True))
             except errors.ServerError as e:
                 if e.code not in RETRYABLE:
