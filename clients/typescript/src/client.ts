@@ -9,6 +9,8 @@
 // one field, so every number this client puts in a frame comes from one increasing
 // counter (seqs may have gaps): an ERROR's number always names one thing.
 
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+
 import {
   BadValueError,
   ClientClosedError,
@@ -52,6 +54,8 @@ export interface ClientOptions {
   port?: number;
   /** Another transport instead of TCP to host:port. */
   connector?: Connector;
+  /** TLS options (node:tls: `ca`, and `cert`/`key` for mutual TLS) for a server started with --tls-cert; the TCP transport only. */
+  tls?: TlsConnectionOptions;
   /** The source this client writes as; without one the client only reads. */
   source?: string;
   /** The server's auth token, when it has one. */
@@ -194,7 +198,12 @@ export class Client implements SubscriptionOwner {
     this.opts = opts;
     this.connector =
       opts.connector ??
-      tcpConnector({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 3727, timeoutMs: opts.connectTimeoutMs ?? 10000 });
+      tcpConnector({
+        host: opts.host ?? '127.0.0.1',
+        port: opts.port ?? 3727,
+        timeoutMs: opts.connectTimeoutMs ?? 10000,
+        ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+      });
     this.isWriter = (opts.source ?? '') !== '';
     this.maxWriteFrame = opts.maxWriteFrame ?? 1 << 20;
     this.highWater = opts.subscriptionHighWater ?? 65536;

@@ -3,6 +3,7 @@
 // beside the TCP one without touching the client.
 
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 import { ConnectionLostError, ProtocolError } from './errors.js';
 
@@ -29,15 +30,32 @@ export type Connector = (handlers: TransportHandlers) => Promise<Transport>;
 export interface TcpOptions {
   host: string;
   port: number;
-  /** How long connecting may take. */
+  /** How long connecting may take (with TLS: and its handshake). */
   timeoutMs: number;
+  /**
+   * TLS (node:tls) below the framing, for a server started with --tls-cert: `ca` for
+   * the server's CA, `cert` and `key` for mutual TLS. The server's certificate must
+   * name `host`.
+   */
+  tls?: tls.ConnectionOptions;
 }
 
-/** A Connector over TCP (node:net), Nagle off. */
+/** A Connector over TCP (node:net), Nagle off; over TLS when `opts.tls` is given. */
 export function tcpConnector(opts: TcpOptions): Connector {
   return (handlers) =>
     new Promise<Transport>((resolve, reject) => {
-      const socket = net.createConnection({ host: opts.host, port: opts.port, noDelay: true });
+      const socket: net.Socket =
+        opts.tls === undefined
+          ? net.createConnection({ host: opts.host, port: opts.port, noDelay: true })
+          : tls.connect({
+              ...opts.tls,
+              host: opts.host,
+              port: opts.port,
+              minVersion: 'TLSv1.2',
+              // SNI takes a name, never an IP address.
+              servername: net.isIP(opts.host) === 0 ? opts.host : '',
+            });
+      socket.setNoDelay(true);
       let error: Error | undefined;
       let connected = false;
       const timer = setTimeout(() => {
@@ -55,7 +73,7 @@ export function tcpConnector(opts: TcpOptions): Connector {
         handlers.onClose(error);
       });
       socket.on('data', (chunk: Buffer) => handlers.onData(chunk));
-      socket.on('connect', () => {
+      socket.on(opts.tls === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         connected = true;
         resolve({
