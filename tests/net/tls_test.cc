@@ -18,6 +18,7 @@
 
 #include "net/metrics_server.h"
 #include "net/tls.h"
+#include "support/http_client.h"
 #include "support/process.h"
 #include "support/test_server.h"
 #include "util/clock.h"
@@ -248,6 +249,24 @@ TEST_CASE("tls: a plain-TCP client on the TLS port gets a clear error in clear")
   CheckServing(ts, ClientTls(certs, "ca"));
 }
 
+TEST_CASE("tls: a connection that does not finish its TLS handshake in time is closed") {
+  Certs certs;
+  certs.Ca("ca");
+  certs.Leaf("server", "ca");
+  testing::TestServerOptions o = WithTls(ServerTls(certs, "server"));
+  o.server.handshake_timeout = std::chrono::milliseconds(300);
+  testing::TestServer ts(o);
+  testing::RawConnection silent(ts.port());
+  testing::RawConnection partial(ts.port());
+  REQUIRE(partial.Send(std::string("\x16\x03\x01", 3)));  // a record header, no more
+  for (testing::RawConnection* raw : {&silent, &partial}) {
+    auto f = raw->ReadFrame();
+    CHECK_FALSE(f.ok());  // nothing in clear: the handshake never finished
+    CHECK(raw->closed());
+  }
+  CheckServing(ts, ClientTls(certs, "ca"));
+}
+
 TEST_CASE("tls: a TLS client on a plain port fails its handshake with a hint") {
   testing::TestServer ts;
   Certs certs;
@@ -431,6 +450,9 @@ TEST_CASE("tls: metrics are served over HTTPS with the server's certificate") {
     if (n < 0 && errno == EAGAIN) ::usleep(1000);
   }
   ::close(fd);
+  // Plain HTTP on the HTTPS port: no answer, the connection is closed.
+  auto plain = testing::HttpGet(metrics.port(), "/metrics");
+  CHECK((!plain.ok() || plain->status == 0));
   metrics.Stop();
   CHECK(reply.find("HTTP/1.1 200") == 0);
   CHECK(reply.find("up 1") != std::string::npos);
