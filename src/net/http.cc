@@ -46,6 +46,12 @@ HttpParse ParseHttpRequest(std::string_view buf, size_t max_head, HttpRequest* o
   }
   if (end + sep > max_head) return HttpParse::kTooLarge;
   std::string_view head = buf.substr(0, end);
+  // A CR that does not end a line, or a NUL, has no place in a head (RFC 9112 §2.2
+  // lets a recipient refuse bare CRs); taken in, it would end up in a header value.
+  for (size_t i = 0; i < head.size(); ++i) {
+    if (head[i] == '\0') return HttpParse::kBad;
+    if (head[i] == '\r' && i + 1 < head.size() && head[i + 1] != '\n') return HttpParse::kBad;
+  }
 
   auto next_line = [&head]() {
     size_t nl = head.find('\n');

@@ -2,7 +2,7 @@
 // far, parsed with a head limit of 8 KiB (the metrics server's).
 //
 // Properties: a request that parses has a token method and a path that starts with
-// '/' and holds no space, '?' or line end; the result depends only on the head
+// '/' and holds no space, '?', CR, LF or NUL; the result depends only on the head
 // (bytes after it, a body, change nothing); a head that is still incomplete within
 // the limit is waited for, and one past it is refused as too large.
 
@@ -24,13 +24,15 @@ void CheckRequest(std::string_view buf) {
   HttpParse st = ParseHttpRequest(buf, kMaxHead, &req);
   switch (st) {
     case HttpParse::kOk: {
-      FUZZ_CHECK(!req.method.empty() && req.method.find_first_of(" \t\r\n:") == std::string::npos,
+      FUZZ_CHECK(!req.method.empty() && req.method.find_first_of(
+                                            std::string_view(" \t\r\n:\0", 6)) == std::string::npos,
                  "method '%s'", req.method.c_str());
       FUZZ_CHECK(!req.path.empty() && req.path[0] == '/' &&
-                     req.path.find_first_of(" \t\r\n?") == std::string::npos,
+                     req.path.find_first_of(std::string_view(" \t\r\n?\0", 6)) == std::string::npos,
                  "path '%s'", req.path.c_str());
-      FUZZ_CHECK(req.authorization.find_first_of("\r\n") == std::string::npos,
-                 "a line end in the authorization value");
+      FUZZ_CHECK(
+          req.authorization.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos,
+          "a line end in the authorization value");
       std::string longer(buf);
       longer += "GET /other HTTP/1.1\r\nAuthorization: x\r\n\r\n";
       HttpRequest req2;

@@ -176,6 +176,24 @@ TEST_CASE("http: request heads parse, malformed, oversized and partial ones are 
         "Connection: close\r\nX-A: b\r\n\r\nnope\n");
 }
 
+TEST_CASE("http: a bare CR or a NUL in a request head is refused, not kept in a value") {
+  net::HttpRequest r;
+  // Found by tests/fuzz (http): the head ends at the bare-LF blank line, and the CR
+  // before it was kept at the end of the Authorization value.
+  CHECK(net::ParseHttpRequest("GET /metrics HTTP/1.0\r\nAuthorization: Bearer t \r\r\n\n", 8192,
+                              &r) == net::HttpParse::kBad);
+  CHECK(net::ParseHttpRequest("GET /metrics HTTP/1.1\r\nAuthorization: Bearer\rt\r\n\r\n", 8192,
+                              &r) == net::HttpParse::kBad);
+  CHECK(net::ParseHttpRequest("GET /met\rrics HTTP/1.1\r\n\r\n", 8192, &r) == net::HttpParse::kBad);
+  constexpr char kNul[] = "GET /metrics HTTP/1.1\r\nA: \0b\r\n\r\n";
+  CHECK(net::ParseHttpRequest(std::string_view(kNul, sizeof kNul - 1), 8192, &r) ==
+        net::HttpParse::kBad);
+  // A CR that ends a line stays fine, also before a bare-LF blank line.
+  CHECK(net::ParseHttpRequest("GET /metrics HTTP/1.1\r\nAuthorization: Bearer t\r\n\n", 8192, &r) ==
+        net::HttpParse::kOk);
+  CHECK(r.authorization == "Bearer t");
+}
+
 namespace {
 
 // A MetricsServer on a free loopback port, rendering `ts`'s STATS.
