@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite: a Release build and the Python client's
-# suite, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer.
-# Usage: scripts/test.sh [--no-sanitize]
+# suite, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer,
+# then every fuzz target for 30 s (scripts/fuzz.sh).
+# Usage: scripts/test.sh [--no-sanitize]   (skips the sanitizer builds: both of the last two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,4 +36,6 @@ if [ "${1:-}" != "--no-sanitize" ]; then
   cmake --build build-asan -j "$jobs" --target convergence_tests convergence
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 600
+  # Six targets, 30 s each, one at a time, after a clang build of the parsers only.
+  scripts/fuzz.sh 30
 fi
