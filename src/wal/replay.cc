@@ -45,14 +45,13 @@ bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
 }
 
 // Delivers one window, given all its blocks (WINDOW_PART blocks, then its WINDOW
-// block): OnWindow, then every record in order. A window in several blocks is
-// checked whole first, so that it is delivered whole or not at all.
+// block): OnWindow, then every record in order. The window is checked whole first,
+// so that it is delivered whole or not at all: a malformed record ends recovery
+// (or, with salvage, the log) before its window, never inside it.
 bool DeliverWindow(const std::vector<WindowHead>& blocks, RecordVisitor& v, uint64_t* records) {
-  if (blocks.size() > 1) {
-    NullVisitor null;
-    for (const WindowHead& h : blocks) {
-      if (!DecodeHeadRecords(h, null)) return false;
-    }
+  NullVisitor null;
+  for (const WindowHead& h : blocks) {
+    if (!DecodeHeadRecords(h, null)) return false;
   }
   v.OnWindow(blocks.back().window);
   *records = 0;
