@@ -2,9 +2,11 @@
 // ("CONVWAL\n") or checkpoint magic ("CONVCKP\n") starts a file that runs up to the
 // next magic; it is named after the window of its header (wal-<window>.log,
 // checkpoint-<window>.ckpt; a second file of the same name is dropped). Bytes before
-// the first magic are ignored. The files go to a scratch directory, which
-// wal::Recover then replays, as `serve` does at start-up together with
-// ReadLatestSchemas and SchemaSet::Reconcile.
+// the first magic are ignored. Block checksums are made to match (FixChecksums):
+// damage is still reached through lengths and types, which take the same paths here
+// as a checksum mismatch (the wal_block target covers that one). The files go to a
+// scratch directory, which wal::Recover then replays, as `serve` does at start-up
+// together with ReadLatestSchemas and SchemaSet::Reconcile.
 //
 // Properties: a recovery that succeeds leaves a data dir that recovers again to the
 // same records, with no torn tail left to cut; a recovery refused without salvage is
@@ -24,10 +26,10 @@
 
 #include "check.h"
 #include "engine/schema.h"
-#include "reencoder.h"
 #include "wal/files.h"
 #include "wal/format.h"
 #include "wal/replay.h"
+#include "wal_support.h"
 
 namespace conv::wal {
 namespace {
@@ -77,7 +79,9 @@ void WriteFiles(const std::string& dir, std::string_view in) {
     bool segment = file.substr(0, kSegmentMagic.size()) == kSegmentMagic;
     std::string name = segment ? SegmentName(window) : CheckpointName(window);
     if (!names.insert(name).second) continue;
-    FUZZ_CHECK(WriteNewFile(dir + "/" + name, file).ok(), "cannot write %s", name.c_str());
+    std::string bytes(file);
+    fuzz::FixChecksums(bytes);
+    FUZZ_CHECK(WriteNewFile(dir + "/" + name, bytes).ok(), "cannot write %s", name.c_str());
   }
 }
 

@@ -1,6 +1,7 @@
 // WAL blocks and records: the input is a whole segment file (or a checkpoint, when
 // it starts with the checkpoint magic), read with BlockReader; the records of every
-// block are decoded with DecodeRecords.
+// block are decoded with DecodeRecords. It is read as it is, then once more with
+// the checksums of its blocks made to match (FixChecksums).
 //
 // Properties: blocks follow one another from the header on and re-frame
 // (AppendBlock) to exactly the bytes read; the reader stops at valid_end() and says
@@ -13,10 +14,10 @@
 #include <string_view>
 
 #include "check.h"
-#include "reencoder.h"
 #include "util/coding.h"
 #include "wal/block.h"
 #include "wal/records.h"
+#include "wal_support.h"
 
 namespace conv::wal {
 namespace {
@@ -76,9 +77,11 @@ void CheckPayload(const Block& b) {
 }  // namespace
 }  // namespace conv::wal
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using namespace conv::wal;
-  std::string_view file(reinterpret_cast<const char*>(data), size);
+namespace conv::wal {
+namespace {
+
+void CheckFile(std::string_view file) {
+  const size_t size = file.size();
   std::string_view magic = file.substr(0, kCheckpointMagic.size()) == kCheckpointMagic
                                ? kCheckpointMagic
                                : kSegmentMagic;
@@ -87,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!reader.error().empty(), "a refused header without a reason");
     Block b;
     FUZZ_CHECK(reader.Next(&b) == ReadStatus::kCorrupt, "blocks after a refused header");
-    return 0;
+    return;
   }
   std::string reframed(file.substr(0, kFileHeaderSize));
   Block b;
@@ -109,5 +112,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!reader.error().empty() && reader.error_offset() == reader.valid_end(),
                "damage without a reason or at the wrong offset");
   }
+}
+
+}  // namespace
+}  // namespace conv::wal
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string file(reinterpret_cast<const char*>(data), size);
+  conv::wal::CheckFile(file);
+  // Again with every block's checksum made to match, so that mutated payloads reach
+  // the record decoders.
+  std::string fixed = file;
+  conv::fuzz::FixChecksums(fixed);
+  if (fixed != file) conv::wal::CheckFile(fixed);
   return 0;
 }

@@ -1,16 +1,37 @@
 #pragma once
 
-// A RecordVisitor that writes back every record it is given (and a mark for every
-// window), so that what two decodings delivered compares as bytes.
+// What the WAL targets share: a visitor that writes back what it is given, and the
+// fix-up of block checksums that lets mutated blocks reach the record decoders.
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "util/coding.h"
+#include "util/crc32c.h"
+#include "wal/format.h"
 #include "wal/records.h"
 
 namespace conv::fuzz {
 
+// Rewrites the CRC of every block of a segment or checkpoint image whose length
+// fits in it, from the first block on up to the first that does not: nearly every
+// mutation of a block's payload would otherwise only reach the checksum test.
+inline void FixChecksums(std::string& file) {
+  size_t pos = wal::kFileHeaderSize;
+  while (pos + wal::kBlockHeaderSize <= file.size()) {
+    uint32_t len = 0;
+    std::memcpy(&len, file.data() + pos, 4);
+    if (len == 0 || len > file.size() - pos - wal::kBlockHeaderSize) return;
+    uint32_t masked = util::crc32c::Mask(
+        util::crc32c::Value(file.data() + pos + wal::kBlockTypeOffset, 1 + size_t{len}));
+    std::memcpy(file.data() + pos + 4, &masked, 4);
+    pos += wal::kBlockHeaderSize + len;
+  }
+}
+
+// A RecordVisitor that writes back every record it is given (and a mark for every
+// window), so that what two decodings delivered compares as bytes.
 class Reencoder : public wal::RecordVisitor {
  public:
   void OnClaim(const wal::ClaimRecord& r) override {
