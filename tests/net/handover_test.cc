@@ -39,14 +39,7 @@ int64_t Score(net::Client& c, const engine::Schema& p, const std::string& id) {
   auto r = c.Query(p, id, false);
   REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
   if (!r->found) return -1;
-  engine::RecordView view;
-  REQUIRE(engine::ParseRecord(p, r->record, &view).ok());
-  int score = p.FieldIndex("score");
-  REQUIRE(score >= 0);
-  if ((view.mask & (uint64_t{1} << score)) == 0) return -1;
-  std::string_view slices[engine::kMaxFields];
-  engine::SliceFields(p, view.mask, view.values, slices);
-  return std::get<int64_t>(engine::DecodeValue(engine::FieldType::kI64, slices[score]));
+  return testing::I64Field(p, r->record, "score");
 }
 
 std::string PatchScore(const engine::Schema& p, uint64_t seq, const std::string& id,

@@ -10,8 +10,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
+#include "support/serve_process.h"
 #include "util/coding.h"
 
 namespace conv::testing {
@@ -188,13 +188,20 @@ const engine::Schema& Player(net::Client& c) {
   return *s;
 }
 
+int64_t I64Field(const engine::Schema& schema, std::string_view record, std::string_view field) {
+  engine::RecordView view;
+  auto st = engine::ParseRecord(schema, record, &view);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  int i = schema.FieldIndex(field);
+  REQUIRE_MESSAGE(i >= 0, "no field ", field);
+  if ((view.mask & (uint64_t{1} << i)) == 0) return -1;
+  std::string_view slices[engine::kMaxFields];
+  engine::SliceFields(schema, view.mask, view.values, slices);
+  return std::get<int64_t>(engine::DecodeValue(engine::FieldType::kI64, slices[i]));
+}
+
 uint64_t RssKiB() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10);
-  }
-  return 0;
+  return RssKiBOf(::getpid());
 }
 
 void CheckRssGrowth(uint64_t before_kib, uint64_t after_kib, uint64_t limit_kib) {

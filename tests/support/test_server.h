@@ -104,6 +104,10 @@ std::string QueryFrame(uint64_t req, uint64_t schema, std::string_view id, bool 
 // a value of the wrong type.
 std::string Record(const engine::Schema& schema,
                    std::initializer_list<std::pair<std::string_view, engine::Value>> fields);
+// The i64 field `field` of `record` (mask + values, as RESULT carries it); -1 when the
+// field is not set. Fails the test when the record does not parse or the schema has no
+// such field.
+int64_t I64Field(const engine::Schema& schema, std::string_view record, std::string_view field);
 // Reads frames until an ACK of at least `seq` arrives, appending every other frame to
 // `others` when given. False when the connection fails or kReplyTimeout passes first.
 bool WaitForAck(net::Client& c, uint64_t seq, std::vector<net::OwnedFrame>* others = nullptr);
