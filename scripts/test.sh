@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: a Release build and the Python client's
-# suite, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer,
+# Builds and runs the whole test suite: a Release build and both clients'
+# suites, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer,
 # then every fuzz target for 30 s (scripts/fuzz.sh).
 # Usage: scripts/test.sh [--no-sanitize]   (skips the sanitizer builds: both of the last two)
 set -euo pipefail
