@@ -482,9 +482,17 @@ TEST_CASE("adversarial: subscribers that never read, during a bootstrap and duri
     net::EncodeSubscribe(frames, sub);
     REQUIRE(subscribers.back()->Send(frames));
   }
+  // The subscriptions start at a window boundary: wait until all four are counted.
+  for (int i = 0; i < 500 && testing::Stat(*t.writer, "subscribers") < 4; ++i)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(testing::Stat(*t.writer, "subscribers") == 4);
   t.StartAttack();
   double attacked_ops = write(100, hot);
   double attacked_ops2 = write(100, hot);
+  // The kernel's socket buffers take several MB before the backlog can grow: write on
+  // until the server had to conflate (bounded).
+  for (int i = 0; i < 8 && testing::Stat(*t.writer, "conflations") == 0; ++i)
+    write(100, hot);
   t.EndAttack();
   uint64_t conflations = testing::Stat(*t.writer, "conflations");
   uint64_t snapshots = testing::Stat(*t.writer, "snapshots");
