@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   cmake g++ ninja-build git
   libcli11-dev libasio-dev libconcurrentqueue-dev libmimalloc-dev libfmt-dev doctest-dev
-  # TLS (asio::ssl over OpenSSL); the tests make certificates with the openssl command.
+  # TLS (OpenSSL); the tests make certificates with the openssl command.
   libssl-dev openssl
   # The docs tests: man pages rendered with groff and man, completions run in each shell.
   groff-base man-db bash zsh fish
