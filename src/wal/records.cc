@@ -136,6 +136,7 @@ class SkipVisitor : public RecordVisitor {
   void OnClaim(const ClaimRecord&) override {}
   void OnRetract(const RetractRecord&) override {}
   void OnSource(const SourceRecord&) override {}
+  void OnLease(const LeaseRecord&) override {}
   void OnSchema(const SchemaRecord&) override {}
 };
 

@@ -65,7 +65,7 @@ class RecordVisitor {
   virtual void OnRetract(const RetractRecord& r) = 0;
   virtual void OnSource(const SourceRecord& r) = 0;
   virtual void OnSchema(const SchemaRecord& r) = 0;
-  virtual void OnLease(const LeaseRecord& r) {}
+  virtual void OnLease(const LeaseRecord& r) = 0;
   // Replay only: a WINDOW block's records follow.
   virtual void OnWindow(uint64_t window) {}
 };

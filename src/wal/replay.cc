@@ -21,6 +21,7 @@ class NullVisitor : public RecordVisitor {
   void OnClaim(const ClaimRecord&) override {}
   void OnRetract(const RetractRecord&) override {}
   void OnSource(const SourceRecord&) override {}
+  void OnLease(const LeaseRecord&) override {}
   void OnSchema(const SchemaRecord&) override {}
 };
 

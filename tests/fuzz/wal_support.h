@@ -50,6 +50,10 @@ class Reencoder : public wal::RecordVisitor {
     wal::PutSchema(out, r.id, r.name, r.n_fields, r.field_names, r.field_types);
     ++count;
   }
+  void OnLease(const wal::LeaseRecord& r) override {
+    wal::PutLease(out, r.source, r.lease_ms);
+    ++count;
+  }
   void OnWindow(uint64_t window) override {
     out += "\xffwindow";
     util::PutVarint(out, window);

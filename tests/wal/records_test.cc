@@ -49,6 +49,7 @@ TEST_CASE("wal: a claim with all 64 fields keeps every per-field timestamp") {
     }
     void OnRetract(const wal::RetractRecord&) override {}
     void OnSource(const wal::SourceRecord&) override {}
+    void OnLease(const wal::LeaseRecord&) override {}
     void OnSchema(const wal::SchemaRecord&) override {}
     int claims = 0;
   } v;
