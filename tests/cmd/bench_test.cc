@@ -206,7 +206,9 @@ TEST_CASE("bench: one short scenario from the command line writes Markdown, JSON
   conv::testing::TempDir dir("conv-bench");
   std::string out = dir.File("report.md");
   std::string html = dir.File("report.html");
-  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "300ms",
+  // Long enough for a few throughput samples (every 100 ms) and ACKs to plot, also
+  // under the sanitizers.
+  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "1s",
                        "--fsync", "none", "--out", out, "--html", html},
                       std::chrono::seconds(60));
   INFO(r.err);
