@@ -134,12 +134,23 @@ void Fanout::Subscribe(std::shared_ptr<FeedSink> sink, const net::Subscribe& req
 }
 
 void Fanout::Begin(const SubPtr& s, bool walk, uint64_t since, bool reset) {
+  if (walk) {
+    for (const auto& other : subs_) {
+      if (other != s && other->sink == s->sink && other->snapshotting()) {
+        s->queued = true;
+        s->queued_since = since;
+        s->queued_reset = reset;
+        return;
+      }
+    }
+  }
+  s->queued = false;
   s->reset = reset;
   s->started = false;
   s->total = 0;
   s->walks.clear();
   s->chunks.clear();
-  s->held.clear();
+  ClearHeld(*s);
   std::weak_ptr<Sub> weak = s;
   if (walk) {
     for (uint32_t p = 0; p < engine_.partition_count(); ++p) {
@@ -156,6 +167,7 @@ void Fanout::Begin(const SubPtr& s, bool walk, uint64_t since, bool reset) {
       s->walks.push_back(std::move(w));
     }
   }
+  s->feeding = true;
   engine_.StartFeed(s->schema->id, s->walks, [this, weak](uint64_t w) {
     Post([this, weak, w] {
       auto sub = weak.lock();
@@ -187,11 +199,25 @@ void Fanout::CloseSink(const FeedSink* sink) {
       if (s->sink.get() == sink) gone.push_back(s);
     }
     for (auto& s : gone)
+      s->queued = false;  // none of them is to start now
+    for (auto& s : gone)
       Remove(s);
   });
 }
 
+void Fanout::BeginQueued(const FeedSink* sink) {
+  for (size_t i = 0; i < subs_.size(); ++i) {
+    if (subs_[i]->sink.get() == sink && subs_[i]->snapshotting()) return;
+  }
+  for (size_t i = 0; i < subs_.size(); ++i) {
+    SubPtr s = subs_[i];
+    if (s->sink.get() == sink && s->queued) return Begin(s, true, s->queued_since, s->queued_reset);
+  }
+}
+
 void Fanout::EndFeed(Sub& s) {
+  if (!s.feeding) return;
+  s.feeding = false;
   for (uint32_t p = 0; p < s.walks.size(); ++p) {
     s.walks[p]->cancelled = true;
     engine_.WakePartition(p);
@@ -201,9 +227,11 @@ void Fanout::EndFeed(Sub& s) {
 
 void Fanout::Remove(const SubPtr& s) {
   s->removed = true;
+  ClearHeld(*s);
   EndFeed(*s);
   subs_.erase(std::find(subs_.begin(), subs_.end(), s));
   counters_.subscribers.fetch_sub(1, std::memory_order_relaxed);
+  BeginQueued(s->sink.get());
 }
 
 void Fanout::Drained(const FeedSink* sink) {
@@ -302,6 +330,7 @@ void Fanout::MaybeFinish(const SubPtr& s) {
   if (!s->walks.empty()) counters_.snapshots.fetch_add(1, std::memory_order_relaxed);
   s->walks.clear();
   s->live = true;
+  BeginQueued(s->sink.get());
   // Changes that arrived meanwhile were held; send them unless the subscriber is
   // already behind or paced.
   if (s->interval_us != 0) return;
@@ -323,16 +352,19 @@ void Fanout::EndStalled() {
     }
   }
   for (const auto& s : stalled) {
-    std::string frame;
-    EncodeError(frame, {s->req.sub, static_cast<uint64_t>(ErrorCode::kOverloaded),
-                        fmt::format("SUBSCRIBE {}: the snapshot was not read for {} ms; it "
-                                    "holds the server's state still while it lasts, so it "
-                                    "ended: subscribe again",
-                                    s->req.sub, stall_limit_us_ / 1000)});
-    s->sink->Push(std::move(frame), nullptr, s->req.sub);
     counters_.stalled_snapshots.fetch_add(1, std::memory_order_relaxed);
-    Remove(s);
+    EndOverloaded(s, fmt::format("SUBSCRIBE {}: the snapshot was not read for {} ms; it "
+                                 "holds the server's state still while it lasts, so it "
+                                 "ended: subscribe again",
+                                 s->req.sub, stall_limit_us_ / 1000));
   }
+}
+
+void Fanout::EndOverloaded(const SubPtr& s, std::string why) {
+  std::string frame;
+  EncodeError(frame, {s->req.sub, static_cast<uint64_t>(ErrorCode::kOverloaded), std::move(why)});
+  s->sink->Push(std::move(frame), nullptr, s->req.sub);
+  Remove(s);
 }
 
 }  // namespace conv::net

@@ -58,6 +58,10 @@ class FeedSink {
   size_t backlog() const { return bytes_.load(std::memory_order_relaxed); }
   // The fanout wants Fanout::Drained once the backlog falls below half the limit.
   std::atomic<bool> drain_wanted{false};
+  // Fanout thread only: bytes of merged changes its subscriptions hold (conflating,
+  // paced by interval_ms, or live changes during a snapshot). Bounded by the backlog
+  // limit too: past it, the subscription that grew it is ended.
+  size_t held_bytes = 0;
 
   // Session thread: moves the queued pieces out, and the subscriptions the server
   // ended since the last call into `ended`.
@@ -90,6 +94,8 @@ struct FanoutCounters {
   std::atomic<uint64_t> conflated_changes{0};  // changes merged into a later one
   std::atomic<uint64_t> backlog_bytes{0};      // unsent subscription output, all sinks
   std::atomic<uint64_t> stalled_snapshots{0};  // snapshots ended: the subscriber read none of them
+  std::atomic<uint64_t> held_bytes{0};         // merged changes held, all subscriptions
+  std::atomic<uint64_t> held_overflows{0};     // subscriptions ended: held past the limit
 };
 
 class Fanout {
@@ -133,13 +139,20 @@ class Fanout {
   void Post(std::function<void()> f);
   void Run();
   void Begin(const SubPtr& s, bool walk, uint64_t since, bool reset);
+  // `sink`'s snapshot ended (or its subscription did): starts its next queued one.
+  void BeginQueued(const FeedSink* sink);
   void Remove(const SubPtr& s);
   // Cancels `s`'s walks and its watch on the schema (Engine::StopFeed).
   void EndFeed(Sub& s);
   void Pump(const SubPtr& s);
   void MaybeFinish(const SubPtr& s);
   void Merge(Sub& s, const engine::ChangeView& c, uint64_t w);
+  // Adds `delta` bytes to what `s` holds (and its sink, and the counter).
+  void CountHeld(Sub& s, int64_t delta);
+  void ClearHeld(Sub& s);
   void FlushHeld(Sub& s);
+  // Ends `s` with ERROR(sub, overloaded) carrying `why`, after what is queued.
+  void EndOverloaded(const SubPtr& s, std::string why);
   // NOTIFY frames for `bodies` (entries of windows up to s.held_window): every frame
   // but the last names the window already delivered, the last s.held_window, so a
   // subscriber resuming from the window of the last NOTIFY it read misses nothing.

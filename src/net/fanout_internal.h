@@ -59,6 +59,10 @@ struct Fanout::Held {
   bool had_prev = false;
   uint64_t prev_mask = 0;
   std::string prev_values;
+
+  // What the entry costs in memory, for the connection's bound: the bytes it holds
+  // plus about a hash node and this struct.
+  size_t Bytes(size_t id_size) const { return 96 + id_size + values.size() + prev_values.size(); }
 };
 
 struct Fanout::Sub {
@@ -76,6 +80,12 @@ struct Fanout::Sub {
   std::vector<std::shared_ptr<engine::FeedWalk>> walks;
   std::deque<std::string> chunks;  // taken from the walks, not sent yet
   std::shared_ptr<std::atomic<bool>> progress_pending = std::make_shared<std::atomic<bool>>(false);
+  bool feeding = false;  // Engine::StartFeed was called and StopFeed not yet
+  // A snapshot waiting for the one its connection is sending to end (one at a time
+  // per connection bounds the walks' buffers): what Begin was asked.
+  bool queued = false;
+  uint64_t queued_since = 0;
+  bool queued_reset = false;
 
   bool conflating = false;
   struct IdHash {
@@ -83,6 +93,7 @@ struct Fanout::Sub {
     size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
   };
   std::unordered_map<std::string, Held, IdHash, std::equal_to<>> held;
+  size_t held_bytes = 0;          // Held::Bytes of every entry; counted in the sink's too
   uint64_t held_window = 0;       // newest window merged into held
   uint64_t delivered_window = 0;  // everything up to it is out
   uint64_t next_flush_us = 0;     // interval subscriptions
@@ -90,6 +101,8 @@ struct Fanout::Sub {
   bool removed = false;
 
   bool direct() const { return live && !conflating && interval_us == 0; }
+  // Its walks are running or their output is not all sent.
+  bool snapshotting() const { return !removed && !live && !walks.empty(); }
 };
 
 }  // namespace conv::net

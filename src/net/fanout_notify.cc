@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "engine/changes.h"
 #include "net/fanout.h"
 #include "net/fanout_internal.h"
@@ -46,6 +48,7 @@ void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) 
   durable_ = w;
   // Direct subscribers by shape; everyone else merges.
   std::unordered_map<std::string, std::vector<Sub*>> shapes;
+  std::vector<SubPtr> overflowed;
   for (size_t i = 0; i < subs_.size(); ++i) {
     SubPtr s = subs_[i];
     if (!s->started || w <= s->start_window) continue;
@@ -67,6 +70,18 @@ void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) 
       if (c.schema == s->schema->id && c.id.starts_with(s->req.id_prefix)) Merge(*s, c, w);
     }
     s->held_window = w;
+    if (s->sink->held_bytes > limit_ && s->held_bytes > 0) overflowed.push_back(s);
+  }
+  // A connection's merged changes are bounded like its queued output: the
+  // subscriptions that pass the limit end, and resume from what they last read.
+  for (const SubPtr& s : overflowed) {
+    if (s->sink->held_bytes <= limit_) continue;  // an earlier one's end made room
+    counters_.held_overflows.fetch_add(1, std::memory_order_relaxed);
+    EndOverloaded(s, fmt::format("SUBSCRIBE {}: the connection fell behind by more than "
+                                 "serve --subscriber-backlog ({} bytes) of merged changes, so "
+                                 "the subscription ended: subscribe again, resuming from the "
+                                 "window of the last NOTIFY or SNAPSHOT_END read",
+                                 s->req.sub, limit_));
   }
   uint64_t now = util::WallMicros();
   for (auto& [key, subs] : shapes) {
@@ -98,6 +113,16 @@ void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
   bool fresh = it == s.held.end();
   if (fresh) it = s.held.try_emplace(std::string(c.id)).first;
   Held& h = it->second;
+  const size_t before = fresh ? 0 : h.Bytes(c.id.size());
+  // Counts the entry's new size, or takes it out (`erase`).
+  auto done = [&](bool erase) {
+    if (erase) {
+      s.held.erase(it);
+      CountHeld(s, -static_cast<int64_t>(before));
+    } else {
+      CountHeld(s, static_cast<int64_t>(h.Bytes(c.id.size())) - static_cast<int64_t>(before));
+    }
+  };
   if (fresh) {
     h.kind = c.kind;
     h.changed_mask = c.changed_mask;
@@ -107,30 +132,38 @@ void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
     h.had_prev = c.had_prev;
     h.prev_mask = c.prev_mask;
     h.prev_values.assign(c.prev_values);
-    return;
+    return done(false);
   }
   counters_.conflated_changes.fetch_add(1, std::memory_order_relaxed);
   h.ts = std::max(h.ts, c.ts);
   if (c.kind == engine::ChangeKind::kDelete) {
-    if (!h.had_prev) {  // created and gone since the subscriber last heard
-      s.held.erase(it);
-      return;
-    }
+    if (!h.had_prev) return done(true);  // created and gone since the subscriber last heard
     h.kind = engine::ChangeKind::kDelete;
     h.mask = 0;
     h.values.clear();
     h.changed_mask = h.prev_mask;
-    return;
+    return done(false);
   }
   h.kind = engine::ChangeKind::kUpsert;
   h.mask = c.mask;
   h.values.assign(c.values);
   if (!h.had_prev) {
     h.changed_mask = c.mask;
-    return;
+    return done(false);
   }
   h.changed_mask = engine::ChangedFields(*s.schema, h.prev_mask, h.prev_values, h.mask, h.values);
-  if (h.changed_mask == 0) s.held.erase(it);  // back to what the subscriber has
+  done(h.changed_mask == 0);  // 0: back to what the subscriber has
+}
+
+void Fanout::CountHeld(Sub& s, int64_t delta) {
+  s.held_bytes = static_cast<size_t>(static_cast<int64_t>(s.held_bytes) + delta);
+  s.sink->held_bytes = static_cast<size_t>(static_cast<int64_t>(s.sink->held_bytes) + delta);
+  counters_.held_bytes.fetch_add(static_cast<uint64_t>(delta), std::memory_order_relaxed);
+}
+
+void Fanout::ClearHeld(Sub& s) {
+  s.held.clear();
+  CountHeld(s, -static_cast<int64_t>(s.held_bytes));
 }
 
 // Sends the held changes, merged up to s.held_window.
@@ -150,7 +183,7 @@ void Fanout::FlushHeld(Sub& s) {
     c.prev_values = h.prev_values;
     if (AppendChange(s, c, parts.body())) parts.Added();
   }
-  s.held.clear();
+  ClearHeld(s);
   SendNotify(s, parts.Finish());
 }
 

@@ -109,6 +109,11 @@ constexpr MetricDef kMetrics[] = {
      "Changes merged into a later one for a slow or paced subscriber."},
     {"subscriber_backlog_bytes", "convergence_subscriber_backlog_bytes", "", Type::kGauge,
      "Subscription output queued and not yet written, all connections."},
+    {"subscriber_held_bytes", "convergence_subscriber_held_bytes", "", Type::kGauge,
+     "Merged changes held for conflating, paced or bootstrapping subscriptions."},
+    {"held_overflows", "convergence_held_overflows_total", "", Type::kCounter,
+     "Subscriptions ended because their connection's merged changes passed the backlog "
+     "limit."},
     {"frames_in", "convergence_frames_received_total", "", Type::kCounter, "Frames received."},
     {"bytes_in", "convergence_received_bytes_total", "", Type::kCounter, "Bytes received."},
     {"bytes_out", "convergence_sent_bytes_total", "", Type::kCounter, "Bytes sent."},

@@ -445,6 +445,8 @@ StatList Server::Stats() {
       {"conflated_changes", get(f.conflated_changes)},
       {"subscriber_backlog_bytes", get(f.backlog_bytes)},
       {"stalled_snapshots", get(f.stalled_snapshots)},
+      {"subscriber_held_bytes", get(f.held_bytes)},
+      {"held_overflows", get(f.held_overflows)},
   };
   for (uint64_t code = 1; code < counters_.errors.size(); ++code) {
     std::string_view name = ErrorCodeName(code);

@@ -72,7 +72,10 @@ class Writer {
       const std::string& id = ids_[pick(rng_)];
       int k = kind(rng_);
       int64_t v = static_cast<int64_t>(rng_() % 1000);
-      if (k < 60) {
+      if (k < 60 && !name_.empty()) {
+        frames += WriteFrame(FrameType::kAssert, ++seq_, 0, kPlayer, id,
+                             Record(player, {{"score", v}, {"x", double(v) / 2}, {"name", name_}}));
+      } else if (k < 60) {
         frames += WriteFrame(FrameType::kAssert, ++seq_, 0, kPlayer, id,
                              Record(player, {{"score", v}, {"x", double(v) / 2}}));
       } else if (k < 85) {
@@ -107,6 +110,8 @@ class Writer {
   }
   net::Client& client() { return *client_; }
   void SetSeq(uint64_t seq) { seq_ = seq; }
+  // ASSERTs carry this name from now on (none when empty).
+  void SetName(std::string name) { name_ = std::move(name); }
   ~Writer() { Stop(); }
 
  private:
@@ -114,6 +119,7 @@ class Writer {
   std::vector<std::string> ids_;
   std::mt19937_64 rng_;
   uint64_t seq_ = 0;
+  std::string name_;
   std::atomic<bool> stop_{false};
   std::atomic<int> batches_{0};
   std::thread thread_;
@@ -319,7 +325,7 @@ TEST_CASE("subscribe: 1,000 updates to one entity inside one window are one chan
 
 TEST_CASE("subscribe: resume sends only what changed after the window, deletes included") {
   testing::TestServer server;
-  auto ids = Ids(200);
+  auto ids = Ids(2000);
   Writer w(server, "w", ids, 5);
   for (const auto& id : ids)
     w.Put(id, 1);
@@ -730,10 +736,14 @@ TEST_CASE("subscribe: a bootstrap nobody reads ends with overloaded and its walk
 TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and catches up") {
   uint64_t seed = Seed();
   testing::TestServerOptions o;
-  o.server.subscriber_backlog = 64 << 10;
+  o.server.subscriber_backlog = 256 << 10;
   testing::TestServer server(o);
-  auto ids = Ids(2000);
+  // Few entities, so that what the slow subscriber holds merged stays under its limit
+  // (300 of about 760 bytes with the previous state), with large records, so that
+  // the socket buffers fill and the server's backlog passes the limit.
+  auto ids = Ids(300);
   Writer w(server, "w", ids, seed);
+  w.SetName(std::string(300, 'n'));
   Feed fast(server.Connect());
   fast.Subscribe(Sub());
   fast.WaitSnapshotEnd();
@@ -757,7 +767,8 @@ TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and
   CHECK(Stat(w.client(), "conflated_changes") > 0);
   // The slow subscriber's backlog stays near its limit (plus what the kernel buffers
   // hold), whatever it does; without conflation 150,000 changes would queue.
-  CHECK(max_backlog < (2u << 20));
+  CHECK(max_backlog < (3u << 20));
+  CHECK(Stat(w.client(), "held_overflows") == 0);
   MESSAGE("RSS " << rss0 << " KiB -> " << rss1 << " KiB; max backlog " << max_backlog);
   testing::CheckRssGrowth(rss0, rss1, 64 * 1024);
   std::string rec = w.Put("zz-end", 1);
@@ -769,6 +780,107 @@ TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and
   auto truth = ServerState(w.client(), *w.client().FindSchema(kPlayer), ids);
   CHECK(Only(fast.state(), ids) == truth);
   CHECK(Only(slow.state(), ids) == truth);
+}
+
+TEST_CASE(
+    "subscribe: merged changes past the backlog limit end the subscription, a resume catches up") {
+  uint64_t seed = Seed();
+  testing::TestServerOptions o;
+  o.server.subscriber_backlog = 64 << 10;
+  testing::TestServer server(o);
+  // 5,000 entities merged take far more than 64 KiB.
+  auto ids = Ids(5000);
+  Writer w(server, "w", ids, seed);
+  // Paced to one flush an hour, it merges every change: the same as a subscriber
+  // conflated for being slow, without waiting for the socket buffers to fill.
+  Feed slow(server.Connect());
+  net::Subscribe s = Sub(net::kSubscribeIncludePrev);
+  s.interval_ms = 3'600'000;
+  slow.Subscribe(s);
+  slow.WaitSnapshotEnd();
+  uint64_t rss0 = testing::RssKiB();
+  uint64_t max_held = 0;
+  for (int i = 0; i < 30; ++i) {
+    w.Batch(1000);
+    max_held = std::max(max_held, Stat(w.client(), "subscriber_held_bytes"));
+  }
+  uint64_t rss1 = testing::RssKiB();
+  MESSAGE("RSS " << rss0 << " KiB -> " << rss1 << " KiB; max held " << max_held);
+  CHECK(Stat(w.client(), "held_overflows") == 1);
+  CHECK(Stat(w.client(), "subscribers") == 0);
+  CHECK(Stat(w.client(), "subscriber_held_bytes") == 0);
+  // Past the limit by at most one window's merge of 1,000 ops.
+  CHECK(max_held < (64u << 10) + 1000 * 512);
+  testing::CheckRssGrowth(rss0, rss1, 64 * 1024);
+  // What was queued arrives, then the ERROR; the subscription resumes from the last
+  // window read and the resume brings what changed since.
+  while (slow.errors.empty())
+    REQUIRE(slow.ReadOne(testing::kReplyTimeout));
+  REQUIRE(slow.errors.size() == 1);
+  CHECK(slow.errors[0].seq_or_req == s.sub);
+  CHECK(slow.errors[0].code == static_cast<uint64_t>(net::ErrorCode::kOverloaded));
+  CHECK_MESSAGE(slow.errors[0].message.find("fell behind") != std::string::npos,
+                slow.errors[0].message);
+  slow.Subscribe(Sub(net::kSubscribeIncludePrev, slow.window()));
+  slow.WaitSnapshotEnd();
+  CHECK_FALSE(slow.snapshot_end().reset);
+  std::string rec = w.Put("zz-end", 1);
+  ids.push_back("zz-end");
+  slow.WaitForRecord("zz-end", rec);
+  CHECK(Only(slow.state(), ids) == ServerState(w.client(), *w.client().FindSchema(kPlayer), ids));
+}
+
+TEST_CASE("subscribe: one connection's snapshots are sent one after the other, each whole") {
+  testing::TestServer server;
+  auto w = server.Connect("w");
+  const engine::Schema& player = *w->FindSchema(kPlayer);
+  uint64_t seq = 0;
+  std::string frames;
+  for (int i = 0; i < 3000; ++i) {
+    frames += WriteFrame(FrameType::kAssert, ++seq, 0, kPlayer, fmt::format("e-{}", i),
+                         Record(player, {{"score", int64_t{i}}}));
+  }
+  REQUIRE(w->Send(frames).ok());
+  REQUIRE(WaitForAck(*w, seq));
+  // Three bootstraps asked at once on one connection; a resume-less live one too.
+  auto c = server.Connect();
+  std::string subs;
+  for (uint64_t sub = 1; sub <= 4; ++sub) {
+    net::Subscribe s = Sub(sub <= 3 ? net::kSubscribeBootstrap : 0);
+    s.sub = sub;
+    net::EncodeSubscribe(subs, s);
+  }
+  REQUIRE(c->Send(subs).ok());
+  std::map<uint64_t, uint64_t> entries, totals, end_order;
+  uint64_t current = 0;  // the sub whose SNAPSHOT frames are arriving
+  while (totals.size() < 4) {
+    c->set_timeout(testing::kReplyTimeout);
+    auto f = c->ReadFrame();
+    REQUIRE_MESSAGE(f.ok(), f.message());
+    if (testing::IsType(*f, FrameType::kSnapshot)) {
+      net::Snapshot snap;
+      REQUIRE(net::DecodeSnapshot(f->payload, player, &snap));
+      // No interleaving: a snapshot's frames all come before the next one's.
+      if (current != snap.sub) {
+        CHECK(entries[snap.sub] == 0);
+        CHECK((current == 0 || totals.count(current) == 1));
+        current = snap.sub;
+      }
+      entries[snap.sub] += snap.entries.size();
+    } else if (testing::IsType(*f, FrameType::kSnapshotEnd)) {
+      net::SnapshotEnd end;
+      REQUIRE(net::DecodeSnapshotEnd(f->payload, &end));
+      totals[end.sub] = end.total;
+      end_order[end.sub] = totals.size();
+    }
+  }
+  for (uint64_t sub = 1; sub <= 3; ++sub) {
+    CHECK(totals[sub] == 3000);
+    CHECK(entries[sub] == 3000);
+  }
+  CHECK(totals[4] == 0);
+  // The live-only subscription did not wait for the snapshots.
+  CHECK(end_order[4] <= 2);
 }
 
 TEST_CASE("subscribe: SUBSCRIBE and UNSUBSCRIBE errors name the subscription") {

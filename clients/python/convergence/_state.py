@@ -145,7 +145,8 @@ class SubscriptionState:
 
     def error_action(self, err: errors.ServerError) -> str:
         """What to do about an ERROR on the subscription's connection: "resubscribe"
-        (a snapshot not read for 30 s ended it: ERROR(sub, overloaded)), "reconnect"
+        (the server ended it, ERROR(sub, overloaded): a snapshot not read for 30 s,
+        or more merged changes held than its backlog limit), "reconnect"
         (the server stops or sheds connections); any other error ends the
         subscription and is raised."""
         if err.code in RETRYABLE:

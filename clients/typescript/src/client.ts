@@ -424,6 +424,7 @@ export class Client implements SubscriptionOwner {
     const resume = sub.window !== 0n ? sub.window : sub.firstResumeWindow;
     if (sub.sentBefore) sub.push({ type: 'resumed', window: resume });
     sub.sentBefore = true;
+    sub.heard = false;
     sub.subId = id;
     this.subsById.set(id, sub);
     encodeSubscribe(this.out, {
@@ -792,6 +793,7 @@ export class Client implements SubscriptionOwner {
         const sub = this.subsById.get(subId);
         if (sub === undefined || sub.schema === null) return; // unsubscribed: frames queued before may still arrive
         const f = decodeFrame(type, buf, start, end, { schema: sub.schema, includePrev: (sub.flags & SUBSCRIBE_INCLUDE_PREV) !== 0 }, r);
+        sub.heard = true;
         if (f.type === 'NOTIFY') {
           sub.window = f.window;
           sub.pushAll(f.changes);
@@ -836,6 +838,7 @@ export class Client implements SubscriptionOwner {
       case 'SNAPSHOT_END': {
         const sub = this.subsById.get(f.sub);
         if (sub === undefined) return;
+        sub.heard = true;
         sub.window = f.window;
         sub.push({ type: 'snapshot_end', total: f.total, window: f.window, reset: f.reset });
         return;
@@ -890,6 +893,13 @@ export class Client implements SubscriptionOwner {
     const sub = this.subsById.get(ref);
     if (sub !== undefined) {
       this.subsById.delete(ref);
+      if (err.code === ErrorCode.overloaded && sub.heard && this.transport !== null) {
+        // The server ended an accepted subscription (a snapshot not read for 30 s, or
+        // more merged changes held than its limit): resume from the last window seen.
+        this.sendSubscribe(sub);
+        this.scheduleFlush();
+        return;
+      }
       this.subs.delete(sub);
       sub.fail(err);
       return;

@@ -48,6 +48,8 @@ export class Subscription implements AsyncIterableIterator<SubscriptionEvent> {
   subId: bigint | null = null;
   /** The subscription was sent on some connection before (so a new one is a resume). */
   sentBefore = false;
+  /** A frame of it arrived since its last SUBSCRIBE: an ERROR now ends what was accepted. */
+  heard = false;
 
   private events: SubscriptionEvent[] = [];
   private head = 0;

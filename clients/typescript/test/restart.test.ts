@@ -146,3 +146,41 @@ test('bootstrap, then resume across a kill -9 and restart: the held state ends e
     await server.dispose();
   }
 });
+
+test('a subscription the server ends for holding too much resumes by itself and catches up', async () => {
+  // An hourly interval merges every change; past 64 KiB of them the server ends the
+  // subscription (ERROR(sub, overloaded)) and the client resumes from its last window.
+  const server = new TestServer({ args: ['--subscriber-backlog', '65536'] });
+  await server.start();
+  const w = await Client.connect({ port: server.port, source: 'held-w' });
+  const r = await Client.connect({ port: server.port });
+  try {
+    const sub = r.subscribe('player', { prefix: 'h-', intervalMs: 3_600_000 });
+    const held = new Map<string, Values>();
+    const events: SubscriptionEvent['type'][] = [];
+    const reader = (async () => {
+      for await (const e of sub) {
+        events.push(e.type);
+        if (e.type === 'snapshot' || e.type === 'change') held.set(key(e.id), e.record);
+      }
+    })();
+    const waitFor = async (cond: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 1000 && !cond(); i++) await new Promise((res) => setTimeout(res, 10));
+      assert.ok(cond(), what);
+    };
+    await waitFor(() => events.includes('snapshot_end'), 'the subscription started');
+    const name = 'n'.repeat(100);
+    for (let i = 0; i < 2000; i++) w.assert('player', `h-${i}`, { level: BigInt(i), name });
+    await w.sync();
+    await waitFor(() => events.includes('resumed'), 'the subscription resumed');
+    await waitFor(() => held.size === 2000, 'the resume brought every entity');
+    assert.deepStrictEqual(held.get('h-1999'), { level: 1999n, name });
+    assert.ok((await r.stats()).get('held_overflows')! >= 1n);
+    sub.close();
+    await reader;
+  } finally {
+    await w.close();
+    await r.close();
+    await server.dispose();
+  }
+});
