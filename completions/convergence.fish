@@ -52,6 +52,8 @@ complete -c convergence -n '__fish_seen_subcommand_from serve' -l fsync -x -a 'w
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l checkpoint-interval -x -d 'Write a checkpoint this often while writes come in (0s: never)'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l resume-retention -x -d 'How long deletions are remembered for subscribers that resume from a window; older resumes get the full state'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l subscriber-backlog -x -d 'Unsent subscription bytes per connection past which changes are conflated (latest state per entity)'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l max-sources -x -d 'Source names known at once; a new name past it makes room by forgetting sources idle for --source-retention'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l source-retention -x -d 'How long a source with no claims and no connection keeps its seq mark (so a writer can still resend) before it may be forgotten'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l salvage -d 'Start despite a corrupt log: recover up to the corruption, move the rest aside'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l log-level -x -a 'debug info warn error off' -d 'debug, info, warn, error or off'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l log-format -x -a 'text json' -d 'text: \'TIME LEVEL message\'; json: one JSON object per line (ts, level, msg)'

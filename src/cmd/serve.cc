@@ -89,6 +89,14 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                   "(latest state per entity)")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{64} << 10, uint64_t{1} << 32));
+  sub->add_option("--max-sources", o.max_sources,
+                  "Source names known at once; a new name past it makes room by forgetting "
+                  "sources idle for --source-retention")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1u << 24));
+  AddDurationOption(*sub, "--source-retention", o.source_retention,
+                    "How long a source with no claims and no connection keeps its seq mark "
+                    "(so a writer can still resend) before it may be forgotten");
   sub->add_flag("--salvage", o.salvage,
                 "Start despite a corrupt log: recover up to the corruption, move the rest aside");
   sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
@@ -151,6 +159,7 @@ int RunServe(const ServeOptions& o) {
   server_options.max_frame = o.max_frame;
   server_options.max_connections = o.max_connections;
   server_options.subscriber_backlog = o.subscriber_backlog;
+  server_options.source_retention = o.source_retention;
   server_options.handshake_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(o.handshake_timeout);
   server_options.idle_timeout =
@@ -240,7 +249,7 @@ int RunServe(const ServeOptions& o) {
   sigaddset(&signals, SIGHUP);  // reloads the TLS certificate
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  engine::SourceTable sources;
+  engine::SourceTable sources(o.max_sources);
   engine::Engine engine(engine_options, schemas, sources);
   wal::RecoveryReport recovery;
   uint64_t t0 = util::MonoNanos();
@@ -259,7 +268,7 @@ int RunServe(const ServeOptions& o) {
   log.Info(
       "recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
       "{}, {} log windows, {} records)",
-      recovered.totals.entities, sources.size(), recovery.last_window,
+      recovered.totals.entities, sources.known(), recovery.last_window,
       (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
       recovery.checkpoint_window, recovery.blocks, recovery.records);
   net::Server server(engine, server_options, log);

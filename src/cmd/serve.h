@@ -32,6 +32,8 @@ struct ServeOptions {
   std::chrono::microseconds checkpoint_interval{60'000'000};
   std::chrono::microseconds resume_retention{600'000'000};
   uint64_t subscriber_backlog = 8u << 20;
+  uint32_t max_sources = 65'536;
+  std::chrono::microseconds source_retention{3'600'000'000};
   bool salvage = false;
 };
 

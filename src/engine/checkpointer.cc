@@ -67,25 +67,31 @@ util::Status Checkpointer::CheckpointNow() {
   std::lock_guard one_at_a_time(run_mu_);
   uint64_t t0 = util::MonoNanos();
   std::unordered_map<uint32_t, uint64_t> marks;
-  uint64_t start = durability_->DurableMarks(&marks);
+  std::string source_records;
+  uint64_t n_source_records = 0;
+  uint64_t start;
+  {
+    // No source is forgotten or registered meanwhile: each mark goes with its name.
+    auto names = sources_.Lock();
+    start = durability_->DurableMarks(&marks);
+    for (const auto& [src, seq] : marks) {
+      wal::PutSource(source_records, sources_.Name(src), seq);
+      ++n_source_records;
+    }
+    // Every lease, as of now: a LEASE record of a later window replaces it at replay.
+    for (uint32_t src = 1; src <= sources_.size(); ++src) {
+      if (uint64_t lease = sources_.lease_ms(src); lease != 0 && !sources_.Name(src).empty()) {
+        wal::PutLease(source_records, sources_.Name(src), lease);
+        ++n_source_records;
+      }
+    }
+  }
   {
     std::lock_guard lock(mu_);
     log_bytes_at_start_ = durability_->counters().writer.bytes;
   }
   auto writer = wal::CheckpointWriter::Begin(dir_, start, schema_records_, schema_count_);
   if (!writer.ok()) return writer.status();
-
-  std::string source_records;
-  uint64_t n_source_records = marks.size();
-  for (const auto& [src, seq] : marks)
-    wal::PutSource(source_records, sources_.Name(src), seq);
-  // Every lease, as of now: a LEASE record of a later window replaces it at replay.
-  for (uint32_t src = 1; src <= sources_.size(); ++src) {
-    if (uint64_t lease = sources_.lease_ms(src); lease != 0) {
-      wal::PutLease(source_records, sources_.Name(src), lease);
-      ++n_source_records;
-    }
-  }
   if (auto st = (*writer)->Add(source_records, n_source_records); !st.ok()) return st;
 
   for (const auto& p : partitions_) {

@@ -134,8 +134,8 @@ void Coalescer::Run(WindowListener* listener) {
         wal::PutSource(sources, sources_.Name(src), seq);
       batch.records += batch.marks.size();
       // Leases set by HELLOs since the last window: logged, so they survive a restart.
-      for (const auto& [src, lease] : sources_.TakeLeaseChanges()) {
-        wal::PutLease(sources, sources_.Name(src), lease);
+      for (const auto& [name, lease] : sources_.TakeLeaseChanges()) {
+        wal::PutLease(sources, name, lease);
         ++batch.records;
       }
       if (!sources.empty()) batch.fragments.push_back(std::move(sources));

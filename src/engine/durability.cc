@@ -40,6 +40,11 @@ void Durability::RestoreMark(uint32_t source, uint64_t seq, uint64_t window) {
   if (window > durable_window_) durable_window_ = window;
 }
 
+void Durability::ForgetMark(uint32_t source) {
+  std::lock_guard lock(mu_);
+  marks_.erase(source);
+}
+
 void Durability::Stop() {
   std::lock_guard lock(mu_);
   stop_ = true;

@@ -63,6 +63,8 @@ class Durability {
   uint64_t DurableMarks(std::unordered_map<uint32_t, uint64_t>* marks) const;
   // Recovery: `source` 0 sets only the durable window.
   void RestoreMark(uint32_t source, uint64_t seq, uint64_t window);
+  // The source is forgotten (SourceTable::Forget): its id may be handed out again.
+  void ForgetMark(uint32_t source);
 
   // Called on the WAL thread after each round with the log bytes written so far.
   void SetOnRound(std::function<void(uint64_t)> f) { on_round_ = std::move(f); }

@@ -132,6 +132,15 @@ class RecoverySink : public wal::RecordVisitor {
       if (known == name) return id;
     }
     auto id = sources_.Intern(name);
+    if (!id.ok() && engine_.ForgetSources([&](uint32_t old) {
+          // More names since the checkpoint than the table holds: those without a
+          // claim go, with their seq marks, as they could have at run time.
+          marks.erase(old);
+          std::erase_if(cache_, [&](const auto& c) { return c.second == old; });
+          return true;
+        }) > 0) {
+      id = sources_.Intern(name);
+    }
     if (!id.ok()) {
       if (error.empty()) error = id.message();
       return 0;
@@ -150,6 +159,17 @@ class RecoverySink : public wal::RecordVisitor {
 };
 
 }  // namespace
+
+size_t Engine::ForgetSources(const std::function<bool(uint32_t)>& idle) {
+  return sources_.Forget([&](uint32_t id) {
+    for (const auto& p : partitions_) {
+      if (p->source_claims(id) != 0) return false;
+    }
+    if (!idle(id)) return false;
+    if (durability_ != nullptr) durability_->ForgetMark(id);
+    return true;
+  });
+}
 
 util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
   if (durability_ == nullptr) return util::Status::Ok();

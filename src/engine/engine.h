@@ -108,6 +108,13 @@ class Engine {
   SourceTable& sources() { return sources_; }
   const EngineOptions& options() const { return options_; }
 
+  // Forgets the sources that hold no claim in any partition and for which
+  // `idle(id)` says nothing else refers to them (no connection, nothing in flight:
+  // net::Server knows). Their seq marks go with them; an id handed out again must
+  // be reset in the partitions (Lane::ResetSource) before its first op. Returns how
+  // many were forgotten.
+  size_t ForgetSources(const std::function<bool(uint32_t)>& idle);
+
  private:
   const EngineOptions options_;
   const SchemaSet& schemas_;

@@ -57,6 +57,13 @@ void Lane::RetractSource(uint32_t source, uint64_t ts) {
   coalescer_->NoteActivity();
 }
 
+void Lane::ResetSource(uint32_t source) {
+  PartitionMsg msg;
+  msg.kind = PartitionMsg::Kind::kResetSource;
+  msg.source = source;
+  Broadcast(msg);
+}
+
 void Lane::Broadcast(PartitionMsg msg) {
   Flush();
   msg.lane = index_;

@@ -36,6 +36,9 @@ class Lane {
   // Every partition retracts all claims of `source` (whose lease ran out) in the
   // open window, after everything this lane sent before.
   void RetractSource(uint32_t source, uint64_t ts);
+  // Before the first op of a source whose id was a forgotten source's: every
+  // partition's seq mark for it goes back to 0.
+  void ResetSource(uint32_t source);
   // The window what this lane sends now belongs to: the one after its last cut.
   uint64_t open_window() const { return last_cut_ + 1; }
   // True when some partition has more than kCongestedBacklog ops waiting.

@@ -23,6 +23,7 @@ Partition::Partition(uint32_t index, const SchemaSet& schemas, const SourceTable
       seals_(seals),
       log_changes_(log_changes),
       maps_(schemas.size() + 1),
+      source_claims_(std::make_unique<std::atomic<uint32_t>[]>(sources.capacity() + 1)),
       lane_cut_(lanes, false),
       parked_(lanes),
       watch_(schemas.size() + 1, 0) {}
@@ -161,6 +162,9 @@ void Partition::Handle(const PartitionMsg& m) {
     case PartitionMsg::Kind::kRetractSource:
       RetractSource(m.source, m.window);
       break;
+    case PartitionMsg::Kind::kResetSource:
+      ForgetMark(m.source);
+      break;
     case PartitionMsg::Kind::kStop:
       break;
   }
@@ -234,6 +238,7 @@ void Partition::InstallAt(Entity& e, Claim** link, Claim* c, const Claim* old) {
     Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
   } else {
     Add(claims_, 1);
+    source_claims_[c->source].fetch_add(1, std::memory_order_relaxed);
     if (e.claims == nullptr) Add(entities_, 1);
   }
   Add(claim_bytes_, static_cast<int64_t>(ClaimBytes(c)));
@@ -246,6 +251,7 @@ bool Partition::Uninstall(Entity& e, uint32_t source) {
   Add(claim_bytes_, -static_cast<int64_t>(ClaimBytes(old)));
   RemoveClaim(e, source);
   Add(claims_, -1);
+  source_claims_[source].fetch_sub(1, std::memory_order_relaxed);
   if (e.claims == nullptr) Add(entities_, -1);
   return true;
 }

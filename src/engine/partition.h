@@ -99,6 +99,14 @@ class Partition {
   void RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window = 0);
   void RestoreRetract(uint32_t schema, std::string_view id, uint32_t source, uint64_t window = 0);
   void RestoreMark(uint32_t source, uint64_t seq);
+  // The source's seq mark goes back to 0 (its id was forgotten): on the owner
+  // thread (kResetSource), or before Run() in recovery.
+  void ForgetMark(uint32_t source);
+  // Any thread: claims `source` holds here. Exact once nothing of the source is in
+  // flight (what SourceTable::Forget requires).
+  uint32_t source_claims(uint32_t source) const {
+    return source_claims_[source].load(std::memory_order_relaxed);
+  }
 
  private:
   friend class PartitionDriver;  // the owner-thread calls below, without a thread
@@ -209,7 +217,8 @@ class Partition {
   mutable std::mutex mu_;
   std::vector<EntityMap> maps_;  // by schema id
   std::vector<uint64_t> marks_;  // by source id: highest seq applied here
-  std::vector<Dirty> dirty_;     // entries [0, dirty_count_) belong to the open window
+  std::unique_ptr<std::atomic<uint32_t>[]> source_claims_;  // by source id
+  std::vector<Dirty> dirty_;  // entries [0, dirty_count_) belong to the open window
   size_t dirty_count_ = 0;
   uint64_t window_ops_ = 0;
   uint64_t window_claim_changes_ = 0;

@@ -77,6 +77,10 @@ void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t so
   }
 }
 
+void Partition::ForgetMark(uint32_t source) {
+  if (source < marks_.size()) marks_[source] = 0;
+}
+
 void Partition::RestoreMark(uint32_t source, uint64_t seq) {
   if (source >= marks_.size()) marks_.resize(source + 1, 0);
   marks_[source] = std::max(marks_[source], seq);

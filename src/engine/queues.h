@@ -42,11 +42,12 @@ struct PartitionMsg {
     kCut,            // the sending lane has sent everything of `window`
     kControl,        // wake up: a request waits, or a walk may go on (feed.h)
     kRetractSource,  // retract every claim of `source` (its lease ran out)
+    kResetSource,    // `source` is a new source's id (a forgotten one's before): mark 0
     kStop,           // leave the thread loop
   };
   Kind kind = Kind::kOps;
-  uint32_t lane = kNoLane;  // sender, for kOps, kCut and kRetractSource
-  uint32_t source = 0;      // kRetractSource
+  uint32_t lane = kNoLane;  // sender, for kOps, kCut, kRetractSource and kResetSource
+  uint32_t source = 0;      // kRetractSource, kResetSource
   uint64_t window = 0;      // kCut; the retraction's ts for kRetractSource
   OpBatch* batch = nullptr;
 };

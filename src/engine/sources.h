@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,14 +21,32 @@ constexpr size_t kMaxSourceNameBytes = 255;
 // Source names and their dense ids (from 1). Interning takes a mutex (once per
 // HELLO); Name() and durable_seq() are lock-free, for any thread holding an id that
 // Intern returned (the id travels with the ops, which orders the accesses).
+//
+// A source can be forgotten (Forget) once nothing refers to its id: no connection,
+// no claim, nothing in flight. Its id is then handed to the next new name, with a
+// seq mark of 0; the partitions reset their own mark when told (Lane::ResetSource)
+// before the new source's first op. Readers of every id (a checkpoint) hold Lock().
 class SourceTable {
  public:
   explicit SourceTable(size_t capacity = kDefaultMaxSources);
 
-  // The id of `name`, registering it when new. Fails when the table is full.
-  util::Result<uint32_t> Intern(std::string_view name);
+  // The id of `name`, registering it when new (`*reused`: the id was a forgotten
+  // source's). Fails when the table is full.
+  util::Result<uint32_t> Intern(std::string_view name, bool* reused = nullptr);
+  // An empty name for a forgotten id that was not handed out again.
   std::string_view Name(uint32_t id) const { return entries_[id].name; }
+  // The highest id handed out: ids are in [1, size()], some of them maybe forgotten.
   size_t size() const { return size_.load(std::memory_order_acquire); }
+  // Names known now.
+  size_t known() const { return known_.load(std::memory_order_relaxed); }
+  size_t capacity() const { return capacity_; }
+  uint64_t forgotten() const { return forgotten_.load(std::memory_order_relaxed); }
+
+  // Forgets every known source for which `forgettable(id)` (called under the
+  // table's lock) is true: its name, seq mark and lease. Returns how many.
+  size_t Forget(const std::function<bool(uint32_t)>& forgettable);
+  // While held, no source is forgotten or registered.
+  std::unique_lock<std::mutex> Lock() const { return std::unique_lock(mu_); }
 
   // Highest seq of the source applied and durable, whether or not a connection was
   // still there to acknowledge it: once no connection of the source can send more
@@ -43,9 +62,9 @@ class SourceTable {
   }
   // True when it changed (it is logged then).
   bool SetLease(uint32_t id, uint64_t lease_ms);
-  // The sources whose lease changed since the last call, with the lease: the
-  // coalescer logs them with the next window (LEASE records).
-  std::vector<std::pair<uint32_t, uint64_t>> TakeLeaseChanges();
+  // The sources whose lease changed since the last call (names), with the lease:
+  // the coalescer logs them with the next window (LEASE records).
+  std::vector<std::pair<std::string, uint64_t>> TakeLeaseChanges();
   // Recovery: the logged lease, not to be logged again.
   void RestoreLease(uint32_t id, uint64_t lease_ms) {
     entries_[id].lease_ms.store(lease_ms, std::memory_order_release);
@@ -71,6 +90,9 @@ class SourceTable {
   std::unordered_map<std::string, uint32_t> ids_;  // guarded by mu_
   std::unique_ptr<Entry[]> entries_;               // index 0 unused
   std::atomic<size_t> size_{0};
+  std::atomic<size_t> known_{0};
+  std::atomic<uint64_t> forgotten_{0};
+  std::vector<uint32_t> free_;           // guarded by mu_: forgotten ids, handed out first
   std::vector<uint32_t> lease_changes_;  // guarded by mu_
 };
 

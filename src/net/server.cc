@@ -90,6 +90,7 @@ util::Status Server::FitDescriptorLimit() {
 }
 
 void Server::Start() {
+  started_us_ = util::MonoNanos() / 1000;
   fanout_->Start();
   engine_.Start(this);
   // Leases survive a restart (docs/protocol.md, session rule 4): every source whose
@@ -239,13 +240,39 @@ Server::SourceSlot& Server::Slot(uint32_t source) {
   return slots_[source];
 }
 
-void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
+size_t Server::ForgetIdleSources() {
+  const uint64_t now = util::MonoNanos() / 1000;
+  const auto retention = static_cast<uint64_t>(options_.source_retention.count());
+  const engine::SourceTable& sources = engine_.sources();
+  return engine_.ForgetSources([&](uint32_t id) {
+    SourceSlot& slot = Slot(id);
+    if (slot.owner.lock() != nullptr || slot.consuming != 0) return false;
+    uint64_t durable = sources.durable_seq(id);
+    if (durable < slot.sent) return false;
+    // Its seq mark is kept while a writer may still resend what it did not see
+    // acknowledged; a source that never wrote has none to keep.
+    uint64_t since = std::max(slot.active_us, started_us_);
+    if (durable != 0 && now - since < retention) return false;
+    // A lease timer still armed for it finds another generation and does nothing.
+    slot = SourceSlot{.gen = slot.gen + 1};
+    return true;
+  });
+}
+
+util::Result<uint32_t> Server::ClaimSource(std::string_view name, const std::shared_ptr<Session>& s,
+                                           bool* reused) {
   std::shared_ptr<Session> old;
+  uint32_t source;
   {
     std::lock_guard lock(owners_mu_);
+    auto id = engine_.sources().Intern(name, reused);
+    if (!id.ok() && ForgetIdleSources() > 0) id = engine_.sources().Intern(name, reused);
+    if (!id.ok()) return id;
+    source = *id;
     SourceSlot& slot = Slot(source);
     ++slot.gen;
     ++slot.consuming;
+    slot.active_us = util::MonoNanos() / 1000;
     old = slot.owner.lock();
     slot.owner = s;
   }
@@ -256,6 +283,7 @@ void Server::ClaimSource(uint32_t source, const std::shared_ptr<Session>& s) {
                 "another connection said HELLO with this source name and took over");
     });
   }
+  return source;
 }
 
 void Server::StopConsuming(uint32_t source, uint64_t sent_seq) {
@@ -265,6 +293,7 @@ void Server::StopConsuming(uint32_t source, uint64_t sent_seq) {
     SourceSlot& slot = Slot(source);
     slot.sent = std::max(slot.sent, sent_seq);
     --slot.consuming;
+    slot.active_us = util::MonoNanos() / 1000;
     owner = slot.owner.lock();
   }
   if (owner) asio::post(owner->context(), [owner] { owner->CheckWelcome(); });
@@ -283,6 +312,7 @@ bool Server::ReleaseSource(uint32_t source, const Session* s) {
   SourceSlot& slot = Slot(source);
   if (slot.owner.lock().get() != s) return false;
   slot.owner.reset();
+  slot.active_us = util::MonoNanos() / 1000;
   return true;
 }
 
@@ -383,7 +413,8 @@ StatList Server::Stats() {
       {"entities", e.totals.entities},
       {"claims", e.totals.claims},
       {"claim_bytes", e.totals.claim_bytes},
-      {"sources", engine_.sources().size()},
+      {"sources", engine_.sources().known()},
+      {"sources_forgotten", engine_.sources().forgotten()},
       {"windows", e.windows.windows},
       {"last_window", e.windows.last_window},
       {"window_ops", e.windows.window_ops},

@@ -56,6 +56,10 @@ struct ServerOptions {
   // Unsent subscription bytes of one connection past which its subscriptions are
   // conflated (--subscriber-backlog).
   size_t subscriber_backlog = 8u << 20;
+  // How long a source with no connection and no claim keeps its seq mark before it
+  // may be forgotten to make room for a new name (--source-retention). A source
+  // that never had an op applied may go at once.
+  std::chrono::microseconds source_retention{3'600'000'000};
   // How long a snapshot may wait for its subscriber to read (Fanout).
   std::chrono::microseconds snapshot_stall_limit = Fanout::kDefaultStallLimit;
 };
@@ -129,15 +133,20 @@ class Server : private engine::WindowListener {
   util::Logger& log() { return log_; }
   bool stopping() const { return stopping_.load(std::memory_order_relaxed); }
   // Hand-over between the connections of one source (see docs/protocol.md, WELCOME):
-  // ClaimSource makes `s` the live session of `source` and counts it among the
-  // source's sessions that may still hand ops to the engine; the previous one, if
-  // any, is told it was taken over (on its own thread). A session calls
+  // ClaimSource finds (or registers) source `name`'s id, makes `s` its live session
+  // and counts it among the source's sessions that may still hand ops to the
+  // engine, all at once, so that the source is not forgotten in between; the
+  // previous session, if any, is told it was taken over (on its own thread). When
+  // the source table is full, the sources idle past --source-retention are forgotten
+  // first. `*reused`: the id was a forgotten source's (the session resets it in the
+  // partitions, Lane::ResetSource, before its first op). A session calls
   // StopConsuming once it will hand no more ops to the engine, with the highest seq
   // it handed over; the live session is then asked (on its thread) to check
   // HandoverSeq again. HandoverSeq: false while another session of the source may
   // still send; otherwise true with *seq the highest seq any earlier session handed
   // to the engine (WELCOME waits until that is durable).
-  void ClaimSource(uint32_t source, const std::shared_ptr<Session>& s);
+  util::Result<uint32_t> ClaimSource(std::string_view name, const std::shared_ptr<Session>& s,
+                                     bool* reused);
   void StopConsuming(uint32_t source, uint64_t sent_seq);
   bool HandoverSeq(uint32_t source, uint64_t* seq);
   // Forgets `s` as the live session of `source`; false when it no longer was (it was
@@ -183,11 +192,16 @@ class Server : private engine::WindowListener {
   // What the server knows of one source's connections.
   struct SourceSlot {
     std::weak_ptr<Session> owner;  // the live session
-    uint64_t gen = 0;              // HELLOs so far
+    uint64_t gen = 0;              // HELLOs so far (and forgets), never reset
     uint32_t consuming = 0;        // sessions that may still hand ops to the engine
     uint64_t sent = 0;             // highest seq handed over by a session that stopped
+    uint64_t active_us = 0;        // last HELLO or end of a session (monotonic clock)
   };
   SourceSlot& Slot(uint32_t source);  // REQUIRES: owners_mu_ held
+  // Forgets the sources with no claim, no connection and nothing in flight that were
+  // idle past --source-retention, or never had an op applied. REQUIRES: owners_mu_.
+  size_t ForgetIdleSources();
+  uint64_t started_us_ = 0;
   std::mutex owners_mu_;
   std::vector<SourceSlot> slots_;  // by source id; guarded by owners_mu_
   std::unique_ptr<Fanout> fanout_;

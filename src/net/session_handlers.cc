@@ -118,22 +118,24 @@ bool Session::HandleHello(std::string_view payload) {
                                           hello.source.size(), engine::kMaxSourceNameBytes));
       return false;
     }
-    auto id = server_.engine().sources().Intern(hello.source);
-    if (!id.ok()) {
-      Fail(ErrorCode::kOverloaded, id.message());
-      return false;
-    }
     if (hello.lease_ms > kMaxLeaseMs) {
       Fail(ErrorCode::kBadValue, fmt::format("lease_ms {} is over the limit of {} (7 days)",
                                              hello.lease_ms, kMaxLeaseMs));
       return false;
     }
+    bool reused = false;
+    auto id = server_.ClaimSource(hello.source, shared_from_this(), &reused);
+    if (!id.ok()) {
+      Fail(ErrorCode::kOverloaded, id.message());
+      return false;
+    }
     source_ = *id;
+    consuming_ = true;
+    // A forgotten source's id: the partitions still hold its seq mark until told.
+    if (reused) io_.lane->ResetSource(source_);
     lease_ms_ = hello.lease_ms;
     // Logged with the next window (a window is asked for), so it survives a restart.
     if (server_.engine().sources().SetLease(source_, lease_ms_)) server_.engine().RequestWindow();
-    consuming_ = true;
-    server_.ClaimSource(source_, shared_from_this());
     if (!HandoverDone()) {
       // An earlier connection of the source may still send, or what it sent is not
       // durable yet: WELCOME (and every frame after HELLO) waits for that.

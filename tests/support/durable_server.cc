@@ -30,7 +30,8 @@ DurableServer::DurableServer(DurableServerOptions options) {
   eo.checkpoint_interval = options.checkpoint_interval;
   eo.resume_retention = options.resume_retention;
   eo.log = &log_;
-  engine_ = std::make_unique<engine::Engine>(eo, schemas_, sources_);
+  sources_ = std::make_unique<engine::SourceTable>(options.max_sources);
+  engine_ = std::make_unique<engine::Engine>(eo, schemas_, *sources_);
   auto recovered = engine_->Recover(options.salvage, &recovery_);
   REQUIRE_MESSAGE(recovered.ok(), recovered.message());
 

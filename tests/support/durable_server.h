@@ -28,6 +28,7 @@ struct DurableServerOptions {
   bool fsync = true;
   bool salvage = false;
   std::chrono::microseconds resume_retention{600'000'000};
+  size_t max_sources = engine::kDefaultMaxSources;
   std::string schema_text;    // extra schemas, schema-file syntax
   net::ServerOptions server;  // listen is overridden
 };
@@ -54,7 +55,7 @@ class DurableServer {
  private:
   util::Logger log_{util::LogLevel::kWarn};
   engine::SchemaSet schemas_;
-  engine::SourceTable sources_;
+  std::unique_ptr<engine::SourceTable> sources_;
   wal::RecoveryReport recovery_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<net::Server> server_;
