@@ -58,6 +58,9 @@ complete -c convergence -n '__fish_seen_subcommand_from serve' -l salvage -d 'St
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l log-level -x -a 'debug info warn error off' -d 'debug, info, warn, error or off'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l log-format -x -a 'text json' -d 'text: \'TIME LEVEL message\'; json: one JSON object per line (ts, level, msg)'
 complete -c convergence -n '__fish_seen_subcommand_from serve' -l metrics-listen -x -d 'Serve Prometheus metrics at http://HOST:PORT/metrics, https with --tls-cert (default: off; not loopback needs --auth-token-file, sent as a bearer token, or mutual TLS)'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l ws-listen -x -d 'Also serve the protocol over WebSocket at ws://HOST:PORT (wss with --tls-cert); same token and loopback rule as --listen (default: off)'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l console -x -d 'Serve the live console page at http://HOST:PORT/ (https with --tls-cert), and WebSocket there too; same token and loopback rule (default: off)'
+complete -c convergence -n '__fish_seen_subcommand_from serve' -l ws-allowed-origins -x -d 'Origins (e.g. https://ops.example.com) whose pages may connect over WebSocket besides the listener\'s own; * for any'
 
 complete -c convergence -n '__fish_seen_subcommand_from query' -s h -l help -d 'Print this help message and exit'
 complete -c convergence -n '__fish_seen_subcommand_from query' -l claims -d 'Also print each source\'s claim'

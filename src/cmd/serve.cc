@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cmd/common.h"
+#include "cmd/console_page.h"
 #include "engine/engine.h"
 #include "net/metrics.h"
 #include "net/metrics_server.h"
@@ -110,6 +111,16 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                   "Serve Prometheus metrics at http://HOST:PORT/metrics, https with --tls-cert "
                   "(default: off; not loopback needs --auth-token-file, sent as a bearer token, "
                   "or mutual TLS)");
+  sub->add_option("--ws-listen", o.ws_listen,
+                  "Also serve the protocol over WebSocket at ws://HOST:PORT (wss with "
+                  "--tls-cert); same token and loopback rule as --listen (default: off)");
+  sub->add_option("--console", o.console,
+                  "Serve the live console page at http://HOST:PORT/ (https with --tls-cert), "
+                  "and WebSocket there too; same token and loopback rule (default: off)");
+  sub->add_option("--ws-allowed-origins", o.ws_allowed_origins,
+                  "Origins (e.g. https://ops.example.com) whose pages may connect over "
+                  "WebSocket besides the listener's own; * for any")
+      ->delimiter(',');
   return sub;
 }
 
@@ -166,6 +177,14 @@ int RunServe(const ServeOptions& o) {
       std::chrono::duration_cast<std::chrono::milliseconds>(o.idle_timeout);
   server_options.max_future_ts = o.max_future_ts;
   server_options.queue_goal = o.queue_goal.count() != 0 ? o.queue_goal : o.window;
+  server_options.ws_listen = o.ws_listen;
+  server_options.console_listen = o.console;
+  server_options.console_page = ConsolePage();
+  server_options.ws_allowed_origins = o.ws_allowed_origins;
+  if (!o.ws_allowed_origins.empty() && o.ws_listen.empty() && o.console.empty()) {
+    PrintError("--ws-allowed-origins needs --ws-listen or --console");
+    return kExitError;
+  }
   if (!o.auth_token_file.empty()) {
     auto token = ReadTokenFile(o.auth_token_file);
     if (!token.ok()) {
@@ -314,6 +333,18 @@ int RunServe(const ServeOptions& o) {
     const char* scheme = server_options.tls != nullptr ? "https" : "http";
     log.Info("metrics at {}://{}:{}/metrics", scheme, metrics_host, metrics->port());
     std::printf("metrics on %s://%s:%u/metrics\n", scheme, metrics_host.c_str(), metrics->port());
+  }
+  const char* http = server_options.tls != nullptr ? "https" : "http";
+  const char* ws = server_options.tls != nullptr ? "wss" : "ws";
+  if (server.ws_port() != 0) {
+    std::string ws_host = o.ws_listen.substr(0, o.ws_listen.rfind(':'));
+    log.Info("WebSocket at {}://{}:{}/", ws, ws_host, server.ws_port());
+    std::printf("websocket on %s://%s:%u/\n", ws, ws_host.c_str(), server.ws_port());
+  }
+  if (server.console_port() != 0) {
+    std::string console_host = o.console.substr(0, o.console.rfind(':'));
+    log.Info("console at {}://{}:{}/", http, console_host, server.console_port());
+    std::printf("console on %s://%s:%u/\n", http, console_host.c_str(), server.console_port());
   }
   std::fflush(stdout);
 

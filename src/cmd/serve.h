@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace conv::cmd {
 
@@ -28,6 +29,9 @@ struct ServeOptions {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string metrics_listen;  // empty: no metrics endpoint
+  std::string ws_listen;       // empty: no WebSocket listener
+  std::string console;         // empty: no console
+  std::vector<std::string> ws_allowed_origins;
   std::string fsync = "window";
   std::chrono::microseconds checkpoint_interval{60'000'000};
   std::chrono::microseconds resume_retention{600'000'000};

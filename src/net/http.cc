@@ -34,13 +34,30 @@ bool IsTokenChar(char c) {
 
 }  // namespace
 
-HttpParse ParseHttpRequest(std::string_view buf, size_t max_head, HttpRequest* out) {
+namespace {
+
+// Where the head ends (its last line's end) and the length of the blank line after.
+size_t HeadEnd(std::string_view buf, size_t* sep) {
   size_t end = buf.find("\r\n\r\n");
-  size_t sep = 4;
+  *sep = 4;
   if (size_t lf = buf.find("\n\n"); lf != std::string_view::npos && lf < end) {
     end = lf;  // tolerated: bare LF line ends
-    sep = 2;
+    *sep = 2;
   }
+  return end;
+}
+
+}  // namespace
+
+size_t HttpHeadLength(std::string_view buf) {
+  size_t sep = 0;
+  size_t end = HeadEnd(buf, &sep);
+  return end == std::string_view::npos ? 0 : end + sep;
+}
+
+HttpParse ParseHttpRequest(std::string_view buf, size_t max_head, HttpRequest* out) {
+  size_t sep = 0;
+  size_t end = HeadEnd(buf, &sep);
   if (end == std::string_view::npos) {
     return buf.size() >= max_head ? HttpParse::kTooLarge : HttpParse::kNeedMore;
   }
@@ -91,11 +108,22 @@ HttpParse ParseHttpRequest(std::string_view buf, size_t max_head, HttpRequest* o
     for (char c : name) {
       if (!IsTokenChar(c)) return HttpParse::kBad;
     }
-    if (EqualsNoCase(name, "authorization"))
-      req.authorization = std::string(Trim(h.substr(colon + 1)));
+    std::string_view value = Trim(h.substr(colon + 1));
+    if (EqualsNoCase(name, "authorization")) req.authorization = std::string(value);
+    std::string lower(name);
+    for (char& c : lower)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    req.headers.emplace_back(std::move(lower), std::string(value));
   }
   *out = std::move(req);
   return HttpParse::kOk;
+}
+
+std::string_view HttpRequest::Header(std::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (n == name) return v;
+  }
+  return {};
 }
 
 std::string_view HttpReason(int status) {
@@ -106,12 +134,18 @@ std::string_view HttpReason(int status) {
       return "Bad Request";
     case 401:
       return "Unauthorized";
+    case 101:
+      return "Switching Protocols";
+    case 403:
+      return "Forbidden";
     case 404:
       return "Not Found";
     case 405:
       return "Method Not Allowed";
     case 408:
       return "Request Timeout";
+    case 426:
+      return "Upgrade Required";
     case 431:
       return "Request Header Fields Too Large";
     case 503:

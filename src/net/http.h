@@ -15,6 +15,10 @@ struct HttpRequest {
   std::string method;
   std::string path;           // the target without its query string
   std::string authorization;  // the Authorization header's value, if any
+  // Every header in order: the name in lower case, the value trimmed.
+  std::vector<std::pair<std::string, std::string>> headers;
+  // The first value of header `name` (lower case); empty when absent.
+  std::string_view Header(std::string_view name) const;
 };
 
 enum class HttpParse {
@@ -23,6 +27,10 @@ enum class HttpParse {
   kBad,       // malformed: answer 400
   kTooLarge,  // no complete head within max_head bytes: answer 431
 };
+
+// The length of the request head at the start of `buf`, its blank line included;
+// 0 while it is incomplete.
+size_t HttpHeadLength(std::string_view buf);
 
 // Parses the request head (request line and headers, up to the blank line) at the
 // start of `buf`. A body, if any, is not read.

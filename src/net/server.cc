@@ -48,17 +48,37 @@ Server::~Server() {
 }
 
 util::Status Server::Listen() {
-  auto acceptor = OpenListener(
-      io_[0]->ctx, options_.listen, "--listen",
-      !options_.auth_token.empty() || (options_.tls != nullptr && options_.tls->mutual()),
-      fmt::format("refusing to listen on {} without authentication: anyone who can reach that "
-                  "address could write and read every entity. Give --auth-token-file FILE, or "
-                  "mutual TLS (--tls-cert, --tls-key and --tls-client-ca), or listen on "
-                  "127.0.0.1",
-                  options_.listen));
-  if (!acceptor.ok()) return acceptor.status();
-  acceptor_ = std::move(acceptor).value();
-  port_ = acceptor_->local_endpoint().port();
+  const bool authenticated =
+      !options_.auth_token.empty() || (options_.tls != nullptr && options_.tls->mutual());
+  auto open = [&](const std::string& listen, std::string_view flag,
+                  std::unique_ptr<asio::ip::tcp::acceptor>* out, uint16_t* port) {
+    auto acceptor = OpenListener(
+        io_[0]->ctx, listen, flag, authenticated,
+        fmt::format("{}: refusing to listen on {} without authentication: anyone who can reach "
+                    "that address could write and read every entity. Give --auth-token-file "
+                    "FILE, or mutual TLS (--tls-cert, --tls-key and --tls-client-ca), or listen "
+                    "on 127.0.0.1",
+                    flag, listen));
+    if (!acceptor.ok()) return acceptor.status();
+    *out = std::move(acceptor).value();
+    *port = (*out)->local_endpoint().port();
+    return util::Status::Ok();
+  };
+  if (auto st = open(options_.listen, "--listen", &acceptor_, &port_); !st.ok()) return st;
+  if (!options_.ws_listen.empty()) {
+    if (auto st = open(options_.ws_listen, "--ws-listen", &ws_acceptor_, &ws_port_); !st.ok()) {
+      return st;
+    }
+  }
+  if (!options_.console_listen.empty()) {
+    if (options_.console_page.empty()) {
+      return util::Status::Error("--console: this build has no console page");
+    }
+    if (auto st = open(options_.console_listen, "--console", &console_acceptor_, &console_port_);
+        !st.ok()) {
+      return st;
+    }
+  }
   return FitDescriptorLimit();
 }
 
@@ -102,7 +122,9 @@ void Server::Start() {
       StartLease(src, std::chrono::milliseconds(lease), *io_[src % engine_.lane_count()]);
     }
   }
-  Accept();
+  Accept(*acceptor_, false, false);
+  if (ws_acceptor_ != nullptr) Accept(*ws_acceptor_, true, false);
+  if (console_acceptor_ != nullptr) Accept(*console_acceptor_, true, true);
   for (auto& t : io_) {
     IoThread* io = t.get();
     io->guard.emplace(io->ctx.get_executor());
@@ -111,15 +133,15 @@ void Server::Start() {
   started_ = true;
 }
 
-void Server::Accept() {
+void Server::Accept(asio::ip::tcp::acceptor& acceptor, bool ws, bool console) {
   asio::co_spawn(
       io_[0]->ctx,
-      [this]() -> asio::awaitable<void> {
+      [this, &acceptor, ws, console]() -> asio::awaitable<void> {
         for (;;) {
           IoThread& target = *io_[next_io_++ % engine_.lane_count()];
-          auto [ec, socket] = co_await acceptor_->async_accept(target.ctx, kNoThrow);
+          auto [ec, socket] = co_await acceptor.async_accept(target.ctx, kNoThrow);
           if (ec) {
-            if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+            if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
             log_.Warn("accept failed: {}", ec.message());
             if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
               // Out of descriptors (another process, or more than this server counts):
@@ -137,9 +159,14 @@ void Server::Accept() {
             counters_.connections_rejected.fetch_add(1);
             counters_.CountError(ErrorCode::kOverloaded);
             auto frame = std::make_shared<std::string>();
-            EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded),
-                                 fmt::format("the server has {} connections (--max-connections)",
-                                             max_connections_)});
+            std::string why =
+                fmt::format("the server has {} connections (--max-connections)", max_connections_);
+            if (ws) {
+              // Before the upgrade only HTTP can be read (and in clear only).
+              *frame = FormatHttpResponse(503, "text/plain; charset=utf-8", why + "\n");
+            } else {
+              EncodeError(*frame, {0, static_cast<uint64_t>(ErrorCode::kOverloaded), why});
+            }
             auto sock = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
             asio::async_write(*sock, asio::buffer(*frame), [sock, frame](auto, auto) {
               asio::error_code ignored;
@@ -148,7 +175,7 @@ void Server::Accept() {
             });
             continue;
           }
-          asio::post(target.ctx, [this, &target, s = std::move(socket)]() mutable {
+          asio::post(target.ctx, [this, &target, ws, console, s = std::move(socket)]() mutable {
             if (stopping()) {
               counters_.connections.fetch_sub(1);
               return;
@@ -163,8 +190,17 @@ void Server::Accept() {
               }
               tls = std::move(ssl).value();
             }
-            auto session =
-                std::make_shared<Session>(std::move(s), target, *this, false, std::move(tls));
+            std::unique_ptr<WsConnection> wsc;
+            if (ws) {
+              WsHttpPolicy policy;
+              policy.allowed_origins = options_.ws_allowed_origins;
+              if (console) policy.console_page = options_.console_page;
+              // A message may carry one maximal frame, its length field included.
+              wsc = std::make_unique<WsConnection>(std::move(policy),
+                                                   uint64_t{options_.max_frame} + kFrameHeader);
+            }
+            auto session = std::make_shared<Session>(std::move(s), target, *this, false,
+                                                     std::move(tls), std::move(wsc));
             target.sessions.emplace(session.get(), session);
             session->Start();
           });
@@ -181,6 +217,8 @@ void Server::Shutdown() {
   asio::post(io_[0]->ctx, [this] {
     asio::error_code ignored;
     acceptor_->close(ignored);
+    if (ws_acceptor_ != nullptr) ws_acceptor_->close(ignored);
+    if (console_acceptor_ != nullptr) console_acceptor_->close(ignored);
   });
   for (auto& t : io_) {
     asio::post(t->ctx, [io = t.get()] {
@@ -216,10 +254,11 @@ void Server::Shutdown() {
 }
 
 void Server::Adopt(int fd, asio::ip::tcp protocol, std::string input,
-                   std::chrono::steady_clock::time_point connected_at, SslPtr tls) {
+                   std::chrono::steady_clock::time_point connected_at, SslPtr tls,
+                   std::unique_ptr<WsConnection> ws) {
   IoThread& target = *read_io_;
   asio::post(target.ctx, [this, &target, fd, protocol, input = std::move(input), connected_at,
-                          tls = std::move(tls)]() mutable {
+                          tls = std::move(tls), ws = std::move(ws)]() mutable {
     asio::ip::tcp::socket socket(target.ctx);
     asio::error_code ec;
     socket.assign(protocol, fd, ec);
@@ -228,8 +267,8 @@ void Server::Adopt(int fd, asio::ip::tcp protocol, std::string input,
       counters_.connections.fetch_sub(1);  // the slot the accept loop took
       return;                              // (a stop: the socket closes with this scope)
     }
-    auto session =
-        std::make_shared<Session>(std::move(socket), target, *this, true, std::move(tls));
+    auto session = std::make_shared<Session>(std::move(socket), target, *this, true, std::move(tls),
+                                             std::move(ws));
     target.sessions.emplace(session.get(), session);
     session->StartAdopted(input, connected_at);
   });

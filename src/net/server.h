@@ -25,6 +25,7 @@
 #include "net/fanout.h"
 #include "net/messages.h"
 #include "net/tls.h"
+#include "net/websocket.h"
 #include "util/histogram.h"
 #include "util/log.h"
 #include "util/status.h"
@@ -60,6 +61,14 @@ struct ServerOptions {
   // may be forgotten to make room for a new name (--source-retention). A source
   // that never had an op applied may go at once.
   std::chrono::microseconds source_retention{3'600'000'000};
+  // WebSocket listeners (docs/protocol.md, "WebSocket"), HOST:PORT, empty: none.
+  // --ws-listen speaks WebSocket only; --console also serves console_page at GET /.
+  // Both follow the rules of `listen` (token, loopback, TLS).
+  std::string ws_listen;
+  std::string console_listen;
+  std::string_view console_page;
+  // Origins a browser page may connect from besides the listener's own ("*": any).
+  std::vector<std::string> ws_allowed_origins;
   // How long a snapshot may wait for its subscriber to read (Fanout).
   std::chrono::microseconds snapshot_stall_limit = Fanout::kDefaultStallLimit;
 };
@@ -119,6 +128,9 @@ class Server : private engine::WindowListener {
   // binds and listens. After it succeeds port() is the bound port.
   util::Status Listen();
   uint16_t port() const { return port_; }
+  // The bound ports of --ws-listen and --console (0: not listening).
+  uint16_t ws_port() const { return ws_port_; }
+  uint16_t console_port() const { return console_port_; }
   // Starts the engine and the I/O threads. REQUIRES: Listen() succeeded.
   void Start();
   // Graceful stop, from any thread but an I/O thread: stop accepting and reading,
@@ -162,9 +174,11 @@ class Server : private engine::WindowListener {
   // elsewhere that gets such a HELLO hands its socket over: Adopt (any thread)
   // starts a session for `fd` there, with `input` read after the HELLO.
   IoThread* read_thread() { return read_io_; }
-  // `tls`: the connection's TLS state, which the descriptor carries along.
+  // `tls` and `ws`: the connection's TLS and WebSocket state, which the descriptor
+  // carries along.
   void Adopt(int fd, asio::ip::tcp protocol, std::string input,
-             std::chrono::steady_clock::time_point connected_at, SslPtr tls);
+             std::chrono::steady_clock::time_point connected_at, SslPtr tls,
+             std::unique_ptr<WsConnection> ws);
 
  private:
   // Descriptors kept beyond one per connection (log, checkpoints, listeners, threads).
@@ -173,7 +187,9 @@ class Server : private engine::WindowListener {
   void OnCut(uint64_t w) override;
   void OnDurable(uint64_t w) override;
   void OnChanges(uint64_t w, std::vector<std::string> changes) override;
-  void Accept();
+  // Accepts on `acceptor`: the protocol over TCP, or with `ws` over WebSocket (with
+  // `console`, the console page too).
+  void Accept(asio::ip::tcp::acceptor& acceptor, bool ws, bool console);
 
   engine::Engine& engine_;
   const ServerOptions options_;
@@ -184,6 +200,10 @@ class Server : private engine::WindowListener {
   IoThread* read_io_ = nullptr;
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
   uint16_t port_ = 0;
+  std::unique_ptr<asio::ip::tcp::acceptor> ws_acceptor_;
+  std::unique_ptr<asio::ip::tcp::acceptor> console_acceptor_;
+  uint16_t ws_port_ = 0;
+  uint16_t console_port_ = 0;
   size_t next_io_ = 0;
   std::atomic<bool> stopping_{false};
   bool started_ = false;

@@ -35,14 +35,17 @@ constexpr int kKeepIdleSeconds = 60;
 constexpr int kKeepIntervalSeconds = 10;
 constexpr int kKeepProbes = 6;
 constexpr auto kCloseGrace = std::chrono::seconds(2);
+// Largest HTTP request head a WebSocket listener reads.
+constexpr size_t kMaxHttpHead = 8192;
 
 }  // namespace
 
 Session::Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted,
-                 SslPtr tls)
+                 SslPtr tls, std::unique_ptr<WsConnection> ws)
     : socket_(std::move(socket)),
       tls_(std::move(tls)),
       tls_ready_(adopted),
+      ws_(std::move(ws)),
       io_(io),
       server_(server),
       write_signal_(io.ctx, std::chrono::steady_clock::time_point::max()),
@@ -89,6 +92,7 @@ asio::awaitable<void> Session::ReadLoop() {
   if (tls_ != nullptr && !tls_ready_ && !co_await AcceptTls()) {
     peer_gone = tls_ != nullptr;  // in clear: drain what the client sent, as below
   }
+  if (ws_ != nullptr && ws_->raw.empty()) ws_->raw.resize(kReadChunk);
   while (!closing_ && !reading_stopped_) {
     if (!held_) {
       if (in_.size() - in_len_ < kReadChunk / 4) {
@@ -97,18 +101,25 @@ asio::awaitable<void> Session::ReadLoop() {
         if (hello_done_) limit = std::max(limit, kReadChunk);
         in_.resize(std::min(limit, std::max(in_.size() * 2, in_len_ + kReadChunk)));
       }
-      auto into = asio::buffer(in_.data() + in_len_, in_.size() - in_len_);
-      asio::error_code ec;
-      size_t n = 0;
-      if (tls_ == nullptr) {
-        std::tie(ec, n) = co_await socket_.async_read_some(into, kNoThrow);
+      if (ws_ != nullptr && !ws_->data.empty()) {
+        TakeWsData();  // decoded earlier, did not fit then
+      } else if (ws_ != nullptr && ws_->decoder.closed()) {
+        break;  // the peer's close frame, after everything it sent before was handled
       } else {
-        std::tie(ec, n) = co_await TlsReadSome(tls_.get(), socket_, into);
+        // WebSocket: read into the connection's buffer, decode into in_.
+        auto into = ws_ != nullptr ? asio::buffer(ws_->raw)
+                                   : asio::buffer(in_.data() + in_len_, in_.size() - in_len_);
+        auto [ec, n] = co_await ReadSome(into);
+        if (ec) peer_gone = true;
+        if (ec || closing_ || reading_stopped_) break;
+        server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
+        if (ws_ == nullptr) {
+          in_len_ += n;
+        } else {
+          if (!FeedWs(std::string_view(ws_->raw.data(), n))) continue;  // closing
+          TakeWsData();
+        }
       }
-      if (ec) peer_gone = true;
-      if (ec || closing_ || reading_stopped_) break;
-      in_len_ += n;
-      server_.counters().bytes_in.fetch_add(n, std::memory_order_relaxed);
     }
     // else a pause left whole frames unhandled: handle them before reading more.
     now_us_ = util::WallMicros();
@@ -149,6 +160,82 @@ asio::awaitable<void> Session::ReadLoop() {
   drain_signal_.cancel();
 }
 
+asio::awaitable<std::tuple<asio::error_code, size_t>> Session::ReadSome(asio::mutable_buffer into) {
+  if (tls_ == nullptr) co_return co_await socket_.async_read_some(into, kNoThrow);
+  co_return co_await TlsReadSome(tls_.get(), socket_, into);
+}
+
+bool Session::FeedWs(std::string_view raw) {
+  WsConnection& ws = *ws_;
+  if (!ws.open) {
+    ws.head.append(raw);
+    HttpRequest req;
+    HttpParse st = ParseHttpRequest(ws.head, kMaxHttpHead, &req);
+    if (st == HttpParse::kNeedMore) return true;
+    WsHttpAnswer answer;
+    if (st == HttpParse::kOk) {
+      answer = AnswerWsHttp(req, ws.policy);
+    } else {
+      answer.status = st == HttpParse::kTooLarge ? 431 : 400;
+      answer.why = st == HttpParse::kTooLarge
+                       ? fmt::format("no complete request head within {} bytes", kMaxHttpHead)
+                       : std::string("malformed HTTP request");
+      answer.response =
+          FormatHttpResponse(answer.status, "text/plain; charset=utf-8", answer.why + "\n");
+    }
+    ws.control += answer.response;
+    if (!answer.upgrade) {
+      if (answer.status != 200) {
+        asio::error_code ignored;
+        auto peer = socket_.remote_endpoint(ignored);
+        server_.log().Info("WebSocket request from {}:{} refused with {}: {}",
+                           peer.address().to_string(), peer.port(), answer.status, answer.why);
+      }
+      ws.refused = true;
+      Close();
+      return false;
+    }
+    ws.open = true;
+    // Bytes the client sent after its request head (without waiting for the 101)
+    // are frames already.
+    std::string rest = ws.head.substr(HttpHeadLength(ws.head));
+    std::string().swap(ws.head);
+    ws.decoder.Feed(rest, &ws.data, &ws.control);
+  } else {
+    ws.decoder.Feed(raw, &ws.data, &ws.control);
+  }
+  if (ws.decoder.failure() != 0) {
+    asio::error_code ignored;
+    auto peer = socket_.remote_endpoint(ignored);
+    server_.log().Info("WebSocket connection from {}:{} failed: {}", peer.address().to_string(),
+                       peer.port(), ws.decoder.why());
+    SetWsClose(static_cast<WsCloseCode>(ws.decoder.failure()), ws.decoder.why());
+    Close();
+    return false;
+  }
+  if (ws.decoder.closed()) {
+    // Echoes the peer's code (RFC 6455 §5.5.1) once the frames it sent before the
+    // close are handled (the reader stops then).
+    uint16_t code = ws.decoder.peer_code();
+    SetWsClose(static_cast<WsCloseCode>(code == 1005 ? 1000 : code), "");
+  }
+  Kick();  // a PONG to send
+  return true;
+}
+
+void Session::TakeWsData() {
+  size_t n = std::min(in_.size() - in_len_, ws_->data.size());
+  std::memcpy(in_.data() + in_len_, ws_->data.data(), n);
+  in_len_ += n;
+  ws_->data.erase(0, n);
+}
+
+void Session::SetWsClose(WsCloseCode code, std::string reason) {
+  if (ws_ == nullptr || ws_->close_code != 0) return;
+  ws_->close_code = static_cast<uint16_t>(code);
+  ws_->close_reason = std::move(reason);
+}
+
 uint32_t Session::FrameLimit() const {
   const ServerOptions& opt = server_.options();
   if (hello_done_) return opt.max_frame;
@@ -183,8 +270,17 @@ asio::awaitable<void> Session::WriteLoop() {
         subs_.erase(sub);
       ended_subs_.clear();
     }
-    if (out_.empty() && feeding_.empty()) {
-      if (closing_) break;
+    if (out_.empty() && feeding_.empty() && !WsControlPending()) {
+      if (closing_) {
+        if (ws_ != nullptr && ws_->open && !ws_->close_sent) {
+          // The last frame of a WebSocket connection: its close.
+          ws_->close_sent = true;
+          SetWsClose(WsCloseCode::kNormal, "");
+          ws_->control += WsCloseFrame(ws_->close_code, ws_->close_reason);
+          continue;
+        }
+        break;
+      }
       writer_idle_ = true;
       write_signal_.expires_at(std::chrono::steady_clock::time_point::max());
       co_await write_signal_.async_wait(kNoThrow);
@@ -195,12 +291,28 @@ asio::awaitable<void> Session::WriteLoop() {
     // which it may share with other subscribers, gathered into one write.
     std::swap(out_, writing_);
     buffers.clear();
-    if (!writing_.empty()) buffers.push_back(asio::buffer(writing_));
     size_t feed_bytes = 0;
-    for (const auto& p : feeding_) {
-      buffers.push_back(asio::buffer(p.header));
-      if (p.body) buffers.push_back(asio::buffer(*p.body));
+    for (const auto& p : feeding_)
       feed_bytes += p.bytes();
+    // WebSocket: control frames (or the HTTP answer) first, then everything else as
+    // one binary message; no message before the upgrade or after the close frame
+    // (which is queued only once nothing else is left).
+    bool send_data = true;
+    if (ws_ != nullptr) {
+      send_data = ws_->open && !ws_->close_sent;
+      ws_out_.clear();
+      std::swap(ws_out_, ws_->control);
+      if (send_data && writing_.size() + feed_bytes > 0) {
+        WsAppendHeader(ws_out_, WsOpcode::kBinary, writing_.size() + feed_bytes);
+      }
+    }
+    if (!ws_out_.empty()) buffers.push_back(asio::buffer(ws_out_));
+    if (send_data) {
+      if (!writing_.empty()) buffers.push_back(asio::buffer(writing_));
+      for (const auto& p : feeding_) {
+        buffers.push_back(asio::buffer(p.header));
+        if (p.body) buffers.push_back(asio::buffer(*p.body));
+      }
     }
     if (tls_ != nullptr && !tls_ready_) {
       // A deadline or a stop before the TLS handshake finished: nothing can be sent.
@@ -212,7 +324,9 @@ asio::awaitable<void> Session::WriteLoop() {
     }
     asio::error_code ec;
     size_t n = 0;
-    if (tls_ == nullptr) {
+    if (buffers.empty()) {
+      // WebSocket: only data that may not be sent.
+    } else if (tls_ == nullptr) {
       std::tie(ec, n) = co_await asio::async_write(socket_, buffers, kNoThrow);
     } else {
       std::tie(ec, n) = co_await WriteTls(buffers);
@@ -335,7 +449,9 @@ asio::awaitable<void> Session::Watchdog() {
 
 void Session::Kick() {
   // A subscription piece may be waiting in sink_: waking an idle writer is cheap.
-  if (writer_idle_ && (!out_.empty() || closing_ || sink_ != nullptr)) write_signal_.cancel();
+  if (writer_idle_ && (!out_.empty() || closing_ || sink_ != nullptr || WsControlPending())) {
+    write_signal_.cancel();
+  }
 }
 
 void Session::Close() {
@@ -356,6 +472,9 @@ void Session::StopReading() {
 void Session::Fail(ErrorCode code, std::string message) {
   if (closing_) return;
   server_.counters().CountError(code);
+  SetWsClose(
+      code == ErrorCode::kShuttingDown ? WsCloseCode::kGoingAway : WsCloseCode::kPolicyViolation,
+      std::string(ErrorCodeName(static_cast<uint64_t>(code))));
   EncodeError(out_, {0, static_cast<uint64_t>(code), std::move(message)});
   Close();
 }
@@ -425,7 +544,8 @@ bool Session::HandOff() {
   handed_off_ = true;
   write_signal_.cancel();
   watchdog_.cancel();
-  server_.Adopt(fd, protocol, std::string(in_.data(), in_len_), connected_at_, std::move(tls_));
+  server_.Adopt(fd, protocol, std::string(in_.data(), in_len_), connected_at_, std::move(tls_),
+                std::move(ws_));
   return true;
 }
 

@@ -17,6 +17,7 @@
 #include "net/fanout.h"
 #include "net/messages.h"
 #include "net/tls.h"
+#include "net/websocket.h"
 
 namespace conv::net {
 
@@ -32,8 +33,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // `adopted`: handed over by another I/O thread (Server::Adopt), already counted.
   // `tls`: the connection's TLS state (server's --tls-cert); its handshake is done
   // when `adopted`, otherwise the reader does it first.
+  // `ws`: the connection speaks WebSocket (docs/protocol.md, "WebSocket"); its HTTP
+  // upgrade comes first, after the TLS handshake if any.
   Session(asio::ip::tcp::socket socket, IoThread& io, Server& server, bool adopted = false,
-          SslPtr tls = nullptr);
+          SslPtr tls = nullptr, std::unique_ptr<WsConnection> ws = nullptr);
   ~Session();
 
   void Start();
@@ -69,6 +72,18 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<std::tuple<asio::error_code, size_t>> WriteTls(
       const std::vector<asio::const_buffer>& buffers);
 
+  // Reads what the socket has (through TLS if any) into `into`.
+  asio::awaitable<std::tuple<asio::error_code, size_t>> ReadSome(asio::mutable_buffer into);
+  // WebSocket: takes `raw` bytes as read (the HTTP upgrade, then frames); false once
+  // the connection is closing.
+  bool FeedWs(std::string_view raw);
+  // WebSocket: moves decoded bytes into the input buffer, as many as fit.
+  void TakeWsData();
+  // WebSocket: whether something besides messages is waiting to be sent.
+  bool WsControlPending() const { return ws_ != nullptr && !ws_->control.empty(); }
+  // WebSocket: sets the close frame's code, unless one is set.
+  void SetWsClose(WsCloseCode code, std::string reason);
+
   // Handles the whole frames in the input buffer; stops at a fatal error, and holds
   // the rest (held_) while a WELCOME waits for the hand-over or the output is over
   // its limit (ShouldPause then keeps the reader waiting).
@@ -101,9 +116,11 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t FrameLimit() const;
 
   asio::ip::tcp::socket socket_;
-  SslPtr tls_;              // null: plain TCP
-  bool tls_ready_ = false;  // the TLS handshake is done
-  std::string tls_out_;     // TLS: the pieces of one write gathered into one buffer
+  SslPtr tls_;                        // null: plain TCP
+  bool tls_ready_ = false;            // the TLS handshake is done
+  std::string tls_out_;               // TLS: the pieces of one write gathered into one buffer
+  std::unique_ptr<WsConnection> ws_;  // null: the protocol's frames go bare
+  std::string ws_out_;                // WebSocket: control frames and a message's header
   IoThread& io_;
   Server& server_;
   asio::steady_timer write_signal_;
