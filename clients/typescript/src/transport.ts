@@ -1,9 +1,10 @@
 // The byte stream under a client. The client needs only what TransportHandlers and
-// Transport declare, so that another transport (a WebSocket, say) can be added
-// beside the TCP one without touching the client.
+// Transport declare: TCP (Node.js) and WebSocket (browsers and Node.js) are the two
+// transports. Nothing here imports a Node.js module at load time, so that the package
+// loads in a browser; the TCP connector loads node:net and node:tls when it connects.
 
-import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as net from 'node:net';
+import type * as tls from 'node:tls';
 
 import { ConnectionLostError, ProtocolError } from './errors.js';
 
@@ -42,8 +43,9 @@ export interface TcpOptions {
 
 /** A Connector over TCP (node:net), Nagle off; over TLS when `opts.tls` is given. */
 export function tcpConnector(opts: TcpOptions): Connector {
-  return (handlers) =>
-    new Promise<Transport>((resolve, reject) => {
+  return async (handlers) => {
+    const [net, tls] = await Promise.all([import('node:net'), import('node:tls')]);
+    return new Promise<Transport>((resolve, reject) => {
       const socket: net.Socket =
         opts.tls === undefined
           ? net.createConnection({ host: opts.host, port: opts.port, noDelay: true })
@@ -89,6 +91,117 @@ export function tcpConnector(opts: TcpOptions): Connector {
           },
         });
       });
+    });
+  };
+}
+
+/** The part of the WebSocket API (WHATWG, as in browsers and Node.js 22) the transport uses. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code: number; reason: string; wasClean: boolean }) => void) | null;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface WebSocketOptions {
+  /** ws://HOST:PORT/ of `serve --ws-listen` or `--console` (wss:// with --tls-cert). */
+  url: string;
+  /** How long the connection and its upgrade may take. */
+  timeoutMs: number;
+  /**
+   * The WebSocket class; default globalThis.WebSocket (browsers, Node.js 22 and later,
+   * Node.js 20 with --experimental-websocket).
+   */
+  WebSocket?: WebSocketConstructor;
+  /**
+   * The largest message sent (default 65536 bytes): written bytes are cut into
+   * messages of at most this size, anywhere (the server joins them into one stream,
+   * docs/protocol.md "WebSocket"). At most the server's --max-frame plus 4.
+   */
+  maxMessage?: number;
+}
+
+/**
+ * A Connector over WebSocket: the protocol's bytes in binary messages. pause() holds
+ * what arrives until resume() (the WebSocket API cannot stop reading: a subscriber
+ * that falls behind is caught up by the server's conflation, not slowed down).
+ */
+export function websocketConnector(opts: WebSocketOptions): Connector {
+  const maxMessage = opts.maxMessage ?? 65536;
+  return (handlers) =>
+    new Promise<Transport>((resolve, reject) => {
+      const Ctor = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+      if (Ctor === undefined) {
+        reject(new ConnectionLostError('this runtime has no WebSocket: use Node.js 22 or later, node --experimental-websocket, or pass opts.WebSocket'));
+        return;
+      }
+      let ws: WebSocketLike;
+      try {
+        ws = new Ctor(opts.url);
+      } catch (e) {
+        reject(new ConnectionLostError(`cannot open a WebSocket to ${opts.url}: ${(e as Error).message}`));
+        return;
+      }
+      ws.binaryType = 'arraybuffer';
+      let connected = false;
+      let closed = false;
+      let paused = false;
+      let held: Uint8Array[] = [];
+      let error: Error | undefined;
+      const timer = setTimeout(() => {
+        error = new ConnectionLostError(`connecting to ${opts.url} took over ${opts.timeoutMs} ms`);
+        ws.close();
+      }, opts.timeoutMs);
+      ws.onerror = () => {
+        error ??= new ConnectionLostError(`WebSocket to ${opts.url} failed`);
+        // A refused upgrade may end with this event alone (no close event follows).
+        if (!connected) {
+          clearTimeout(timer);
+          reject(error);
+        }
+      };
+      ws.onmessage = (ev) => {
+        if (closed || !(ev.data instanceof ArrayBuffer)) return;
+        const chunk = new Uint8Array(ev.data);
+        if (paused) held.push(chunk);
+        else handlers.onData(chunk);
+      };
+      ws.onclose = (ev) => {
+        clearTimeout(timer);
+        if (!connected) {
+          reject(error ?? new ConnectionLostError(`WebSocket to ${opts.url} closed (${ev.code}) before it opened`));
+          return;
+        }
+        if (closed) return;
+        closed = true;
+        // What arrived while paused is delivered first.
+        for (const chunk of held) handlers.onData(chunk);
+        held = [];
+        const clean = ev.code === 1000 || ev.code === 1001;
+        handlers.onClose(clean ? undefined : (error ?? new ConnectionLostError(`WebSocket closed with code ${ev.code}${ev.reason ? `: ${ev.reason}` : ''}`)));
+      };
+      ws.onopen = () => {
+        clearTimeout(timer);
+        connected = true;
+        resolve({
+          write: (data) => {
+            for (let p = 0; p < data.length; p += maxMessage) ws.send(data.subarray(p, Math.min(data.length, p + maxMessage)));
+          },
+          pause: () => {
+            paused = true;
+          },
+          resume: () => {
+            paused = false;
+            while (held.length > 0 && !paused && !closed) handlers.onData(held.shift()!);
+          },
+          close: () => ws.close(1000),
+        });
+      };
     });
 }
 

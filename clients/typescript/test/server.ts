@@ -25,12 +25,16 @@ export interface ServerOptions {
   schemas?: string;
   /** Auth token (--auth-token-file). */
   token?: string;
+  /** Also serve WebSocket (--ws-listen): wsPort, the same again after a restart. */
+  ws?: boolean;
 }
 
 export class TestServer {
   readonly dataDir: string;
   private readonly dir: string;
   port = 0;
+  wsPort = 0;
+  private readonly ws: boolean;
   private proc: ChildProcess | null = null;
   private exited: Promise<number | null> | null = null;
   private readonly args: string[];
@@ -39,6 +43,7 @@ export class TestServer {
     this.dir = mkdtempSync(path.join(tmpdir(), 'conv-ts-'));
     this.dataDir = path.join(this.dir, 'data');
     this.args = [...(opts.args ?? [])];
+    this.ws = opts.ws ?? false;
     if (opts.schemas !== undefined) {
       const f = path.join(this.dir, 'schemas.txt');
       writeFileSync(f, opts.schemas);
@@ -55,7 +60,8 @@ export class TestServer {
   /** Starts the server (on the port it had before, after a restart) and waits until it listens. */
   async start(): Promise<void> {
     const listen = `127.0.0.1:${this.port}`;
-    const proc = spawn(serverBinary(), ['serve', '--listen', listen, '--data-dir', this.dataDir, '--log-level', 'warn', ...this.args], {
+    const ws = this.ws ? ['--ws-listen', `127.0.0.1:${this.wsPort}`] : [];
+    const proc = spawn(serverBinary(), ['serve', '--listen', listen, '--data-dir', this.dataDir, '--log-level', 'warn', ...ws, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
@@ -70,9 +76,11 @@ export class TestServer {
       proc.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /listening on [^\n]*:(\d+)\n/.exec(out);
-        if (m) {
+        const w = /websocket on [^\n]*:(\d+)\/\n/.exec(out);
+        if (m && (!this.ws || w)) {
           clearTimeout(timer);
           this.port = Number(m[1]);
+          if (w) this.wsPort = Number(w[1]);
           resolve();
         }
       });
@@ -97,6 +105,11 @@ export class TestServer {
     const code = await this.exited;
     this.proc = null;
     return code;
+  }
+
+  /** The ws:// URL of --ws-listen. */
+  get wsUrl(): string {
+    return `ws://127.0.0.1:${this.wsPort}/`;
   }
 
   /** Stops the server (kill -9 if it is still running) and removes its files. */
