@@ -12,6 +12,7 @@
 #include "engine/schema.h"
 #include "net/http.h"
 #include "net/websocket.h"
+#include "support/process.h"
 #include "support/test_server.h"
 #include "support/ws_client.h"
 
@@ -500,4 +501,45 @@ TEST_CASE("websocket: listeners follow the loopback rule of --listen") {
   REQUIRE_FALSE(st.ok());
   CHECK(st.message().find("--ws-listen") != std::string::npos);
   CHECK(st.message().find("without authentication") != std::string::npos);
+}
+
+TEST_CASE("websocket: a console listener needs a page") {
+  engine::SchemaSet schemas;
+  engine::SourceTable sources;
+  engine::EngineOptions eo;
+  eo.partitions = 1;
+  eo.lanes = 1;
+  engine::Engine engine(eo, schemas, sources);
+  util::Logger log(util::LogLevel::kOff);
+  net::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.console_listen = "127.0.0.1:0";
+  net::Server server(engine, so, log);
+  auto st = server.Listen();
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message() == "--console: this build has no console page");
+}
+
+TEST_CASE("websocket: the binary's flags: listeners printed, errors named") {
+  using testing::RunProcess;
+  testing::TempDir dir("conv-ws-cli");
+  auto serve = [&](std::vector<std::string> flags) {
+    std::vector<std::string> argv = {CONV_BINARY,   "serve",      "--listen",
+                                     "127.0.0.1:0", "--data-dir", dir.File("data")};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return RunProcess(argv);
+  };
+  auto r = serve({"--ws-allowed-origins", "https://a.example"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(
+      r.err.find("--ws-allowed-origins needs --ws-listen or --console") != std::string::npos,
+      r.err);
+  r = serve({"--console", "0.0.0.0:0"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("--console: refusing to listen on 0.0.0.0:0") != std::string::npos,
+                r.err);
+  r = serve({"--ws-listen", "nowhere:1"});
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("--ws-listen: 'nowhere' is not an IP address") != std::string::npos,
+                r.err);
 }
