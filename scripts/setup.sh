@@ -12,6 +12,8 @@ packages=(
   groff-base man-db bash zsh fish
   # The Python client's tests (standard library only).
   python3
+  # The console's browser tests (tests/browser): headless Chromium, driven from Node.js.
+  chromium
   # The fuzz targets (scripts/fuzz.sh): clang with libFuzzer and the sanitizer runtimes.
   clang libclang-rt-14-dev
 )

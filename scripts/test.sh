@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds and runs the whole test suite: a Release build and both clients'
-# suites, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer,
+# Builds and runs the whole test suite: a Release build, both clients' suites and
+# the console's browser tests, then the C++ suite under AddressSanitizer and UndefinedBehaviorSanitizer,
 # then every fuzz target for 30 s (scripts/fuzz.sh).
 # Usage: scripts/test.sh [--no-sanitize]   (skips the sanitizer builds: both of the last two)
 set -euo pipefail
@@ -24,9 +24,25 @@ CONVERGENCE_BIN="$PWD/build/src/cmd/convergence" timeout 600 python3 clients/pyt
   npm ci --no-audit --no-fund --loglevel=error
   out=$(mktemp)
   status=0
-  node --test --test-reporter=tap --test-timeout=120000 dist/test/ >"$out" 2>&1 || status=$?
+  # WebSocket: global in Node.js 22; behind --experimental-websocket in Node.js 20.
+  node --experimental-websocket --test --test-reporter=tap --test-timeout=120000 dist/test/ >"$out" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then cat "$out"; fi
   echo "clients/typescript: $(grep -m1 '^# pass' "$out" | cut -d' ' -f3) passed, $(grep -m1 '^# fail' "$out" | cut -d' ' -f3) failed"
+  rm -f "$out"
+  exit "$status"
+)
+
+# The console page and the TypeScript client in headless Chromium (tests/browser,
+# Debian's chromium driven by playwright-core), against the Release binary; uses the
+# TypeScript client built above. Writes build/console.png.
+(
+  cd tests/browser
+  npm ci --no-audit --no-fund --loglevel=error
+  out=$(mktemp)
+  status=0
+  timeout 600 node --test --test-reporter=tap --test-timeout=180000 console.test.mjs >"$out" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then cat "$out"; fi
+  echo "tests/browser: $(grep -m1 '^# pass' "$out" | cut -d' ' -f3) passed, $(grep -m1 '^# fail' "$out" | cut -d' ' -f3) failed"
   rm -f "$out"
   exit "$status"
 )
