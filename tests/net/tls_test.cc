@@ -21,6 +21,7 @@
 #include "support/http_client.h"
 #include "support/process.h"
 #include "support/test_server.h"
+#include "support/ws_client.h"
 #include "util/clock.h"
 
 using namespace conv;
@@ -186,6 +187,27 @@ TEST_CASE("tls: writes, QUERY and SUBSCRIBE work over TLS end to end") {
     notified = IsType(*f, FrameType::kNotify);
   }
   CHECK(notified);
+}
+
+TEST_CASE("tls: WebSocket over TLS (wss): upgrade, writes, and a protocol error's close code") {
+  Certs certs;
+  certs.Ca("ca");
+  certs.Leaf("server", "ca");
+  testing::TestServerOptions o = WithTls(ServerTls(certs, "server"));
+  o.server.ws_listen = "127.0.0.1:0";
+  testing::TestServer ts(o);
+  net::SslCtxPtr tls = ClientTls(certs, "ca");
+  testing::WsTestClient ws(ts.server().ws_port(), tls);
+  ws.Open("wss-writer");
+  auto reader = MustDial(ts, tls);
+  REQUIRE(ws.SendMessage(WriteFrame(FrameType::kAssert, 1, 0, kPlayer, "wss",
+                                    Record(Player(*reader), {{"score", int64_t{3}}}))));
+  auto ack = ws.ReadFrame();
+  REQUIRE_MESSAGE(ack.ok(), (ack.ok() ? "" : ack.message()));
+  CHECK(IsType(*ack, FrameType::kAck));
+  REQUIRE(ws.Send(testing::WsTestClient::Frame(2, "x", true, false)));
+  CHECK(ws.ReadClose() == 1002);
+  CheckServing(ts, tls);
 }
 
 TEST_CASE("tls: a client that does not trust the server's CA refuses it, the server serves on") {

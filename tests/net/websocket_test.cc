@@ -130,7 +130,7 @@ TEST_CASE("websocket: bad upgrade requests get 400, 426 or 403 naming the header
   refuse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", 400, "WebSocket connections only");
 }
 
-TEST_CASE("websocket: origins: the listener's own, listed ones or * pass; others get 403") {
+TEST_CASE("websocket: origins: the listener's own, listed ones or * pass, others get 403") {
   auto with_origin = [](std::string_view origin) {
     return Parse(WsTestClient::UpgradeRequest(fmt::format("Origin: {}\r\n", origin)));
   };

@@ -18,7 +18,7 @@ namespace {
 constexpr uint8_t kMask[4] = {0x37, 0xfa, 0x21, 0x3d};
 }
 
-WsTestClient::WsTestClient(uint16_t port) {
+WsTestClient::WsTestClient(uint16_t port, const net::SslCtxPtr& tls) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd_ >= 0);
   sockaddr_in addr{};
@@ -26,7 +26,13 @@ WsTestClient::WsTestClient(uint16_t port) {
   addr.sin_port = htons(port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-  BoundSends(fd_);
+  transport_ = net::Transport(fd_);
+  if (tls != nullptr) {
+    auto t =
+        net::Transport::Connect(fd_, tls, "127.0.0.1", static_cast<int>(kReplyTimeout.count()));
+    REQUIRE_MESSAGE(t.ok(), (t.ok() ? "" : t.message()));
+    transport_ = std::move(t).value();
+  }
 }
 
 WsTestClient::~WsTestClient() {
@@ -41,9 +47,15 @@ std::string WsTestClient::UpgradeRequest(std::string_view extra) {
 }
 
 bool WsTestClient::Send(std::string_view bytes) {
+  auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
   while (!bytes.empty()) {
-    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = transport_.Write(bytes.data(), bytes.size());
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      pollfd p{fd_, transport_.Events(POLLOUT), 0};
+      ::poll(&p, 1, 100);
+      continue;
+    }
     if (n <= 0) return false;
     bytes.remove_prefix(static_cast<size_t>(n));
   }
@@ -55,12 +67,14 @@ bool WsTestClient::Fill(std::chrono::steady_clock::time_point deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
-    pollfd p{fd_, POLLIN, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (rc <= 0) continue;
+    if (!transport_.Buffered()) {
+      pollfd p{fd_, transport_.Events(POLLIN), 0};
+      int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (rc <= 0) continue;
+    }
     char buf[64 * 1024];
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = transport_.Read(buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
     if (n <= 0) return false;
     in_.append(buf, static_cast<size_t>(n));
     return true;

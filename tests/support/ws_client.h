@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "net/messages.h"
+#include "net/tls.h"
 #include "support/test_server.h"
 #include "util/status.h"
 
@@ -17,8 +18,9 @@ namespace conv::testing {
 
 class WsTestClient {
  public:
-  // Connects to 127.0.0.1:`port`; fails the test when it cannot.
-  explicit WsTestClient(uint16_t port);
+  // Connects to 127.0.0.1:`port`, through TLS with `tls` (checked against
+  // 127.0.0.1); fails the test when it cannot.
+  explicit WsTestClient(uint16_t port, const net::SslCtxPtr& tls = nullptr);
   ~WsTestClient();
   WsTestClient(const WsTestClient&) = delete;
   WsTestClient& operator=(const WsTestClient&) = delete;
@@ -57,6 +59,7 @@ class WsTestClient {
  private:
   bool Fill(std::chrono::steady_clock::time_point deadline);
   int fd_ = -1;
+  net::Transport transport_;
   std::string in_;      // raw bytes from the server
   std::string stream_;  // protocol bytes from its binary messages
 };
