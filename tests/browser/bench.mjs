@@ -22,6 +22,7 @@ const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
+const skipWrites = args.includes("--no-writes");
 const runs = opt('runs', 3);
 const rate = opt('rate', 100000);
 const entities = opt('entities', 100000);
@@ -58,7 +59,7 @@ async function subscriberRun(browser) {
     await page.evaluate(() => window.__console.resetPerf());
     const t0 = Date.now();
     await new Promise((r) => setTimeout(r, (seconds - 2) * 1000));
-    const m = await page.evaluate(() => ({ frames: window.__console.frameTimes(), renders: window.__console.renderTimes(), changes: window.__console.snapshot().changes }));
+    const m = await page.evaluate(() => ({ frames: window.__console.frameTimes(), renders: window.__console.renderTimes(), decodes: window.__console.decodeTimes(), changes: window.__console.snapshot().changes }));
     const elapsed = (Date.now() - t0) / 1000;
     const report = await load;
     await page.close();
@@ -66,6 +67,7 @@ async function subscriberRun(browser) {
       changesPerSec: m.changes / elapsed,
       frameP50: pct(m.frames, 0.5), frameP95: p95(m.frames), frameMax: Math.max(...m.frames),
       renderP95: p95(m.renders), frames: m.frames.length,
+      decodeP95: p95(m.decodes), decodeMax: Math.max(...m.decodes), messages: m.decodes.length,
       loadOpsPerSec: report.throughput_ops_per_sec ?? report.ops_per_sec ?? null,
     };
   } finally {
@@ -121,11 +123,12 @@ try {
   const subs = [];
   for (let i = 0; i < runs; i++) {
     const r = await subscriberRun(browser);
-    console.log(`subscriber run ${i + 1}: ${Math.round(r.changesPerSec)} changes/s received, frame time p50 ${r.frameP50.toFixed(1)} ms, p95 ${r.frameP95.toFixed(1)} ms, max ${r.frameMax.toFixed(1)} ms (${r.frames} frames), render p95 ${r.renderP95.toFixed(2)} ms`);
+    console.log(`subscriber run ${i + 1}: ${Math.round(r.changesPerSec)} changes/s received, frame time p50 ${r.frameP50.toFixed(1)} ms, p95 ${r.frameP95.toFixed(1)} ms, max ${r.frameMax.toFixed(1)} ms (${r.frames} frames), render p95 ${r.renderP95.toFixed(2)} ms, ${r.messages} messages decoded in p95 ${r.decodeP95.toFixed(2)} ms, max ${r.decodeMax.toFixed(1)} ms`);
     subs.push(r);
   }
   console.log(`subscriber medians: ${Math.round(median(subs.map((r) => r.changesPerSec)))} changes/s, frame time p95 ${median(subs.map((r) => r.frameP95)).toFixed(1)} ms`);
   const writes = [];
+  if (skipWrites) process.exit(0);
   for (let i = 0; i < runs; i++) {
     const r = await writeRun(browser, Client);
     console.log(`write run ${i + 1}: Node TCP ${Math.round(r.node_tcp)} ops/s, Node WebSocket ${Math.round(r.node_ws)} ops/s (${(r.node_ws / r.node_tcp).toFixed(2)}x), browser WebSocket ${Math.round(r.browser_ws)} ops/s (${(r.browser_ws / r.node_tcp).toFixed(2)}x)`);
