@@ -13,6 +13,7 @@
 #include "net/http.h"
 #include "net/websocket.h"
 #include "support/process.h"
+#include "support/serve_process.h"
 #include "support/test_server.h"
 #include "support/ws_client.h"
 
@@ -542,4 +543,20 @@ TEST_CASE("websocket: the binary's flags: listeners printed, errors named") {
   CHECK(r.exit_code == 2);
   CHECK_MESSAGE(r.err.find("--ws-listen: 'nowhere' is not an IP address") != std::string::npos,
                 r.err);
+
+  // Both listeners, printed after `listening on`; the page is served at /.
+  auto s = testing::StartServe(dir.File("data"), dir.File("serve.log"),
+                               {"--ws-listen", "127.0.0.1:0", "--console", "127.0.0.1:0"});
+  auto ws_line = s.process->WaitForLine("websocket on ws://127.0.0.1:", testing::kReplyTimeout);
+  REQUIRE_MESSAGE(ws_line.ok(), (ws_line.ok() ? "" : ws_line.message()));
+  auto console_line =
+      s.process->WaitForLine("console on http://127.0.0.1:", testing::kReplyTimeout);
+  REQUIRE_MESSAGE(console_line.ok(), (console_line.ok() ? "" : console_line.message()));
+  std::string port = console_line->substr(console_line->rfind(':') + 1);
+  port = port.substr(0, port.find('/'));
+  WsTestClient page(static_cast<uint16_t>(std::stoi(port)));
+  std::string head;
+  CHECK(page.Handshake("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &head) == 200);
+  CHECK(head.find("text/html") != std::string::npos);
+  s.Stop();
 }
