@@ -1,10 +1,12 @@
 // The console page in headless Chromium against a real server: it bootstraps 10,000
 // players, shows a change made by a TCP writer within 1 s, survives a server restart
-// without a reload, shows the claims of a row, and writes build/console.png. Then the
-// TypeScript client's WebSocket transport, loaded as ES modules into a page.
+// without a reload, shows the claims of a row, and writes build/console.png; the
+// TypeScript client's WebSocket transport, loaded as ES modules into a page; an id
+// prefix, and a server with an auth token.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -144,4 +146,40 @@ test('the TypeScript client works in the browser over WebSocket', async () => {
   }, server.wsUrl);
   assert.deepEqual(got, { id: 'b-1', name: 'from a browser', score: '42' });
   await context.close();
+});
+
+test('the console bootstraps an id prefix only, and needs the server\'s token', async () => {
+  const page = await browser.newPage();
+  await page.goto(server.consoleUrl);
+  await waitInPage(page, () => window.__console.snapshot().connected, null, 'the page to connect');
+  await page.fill('#prefix', 'p-0001');
+  await page.selectOption('#schema', { label: 'player (9 fields)' });
+  await page.click('#bootstrap');
+  await waitInPage(page, () => { const s = window.__console.snapshot(); return s.subscribed && s.entities === 10; }, null, 'the 10 players of prefix p-0001');
+  const ids = await page.evaluate(() => [...document.querySelectorAll('#body tr')].map((tr) => tr.dataset.id));
+  assert.deepEqual(ids, Array.from({ length: 10 }, (_, i) => id(10 + i)));
+  await page.close();
+
+  // A server with a token: the page reads nothing without it, and connects with it
+  // given in the URL's fragment.
+  const dir = mkdtempSync(path.join(tmpdir(), 'conv-console-token-'));
+  const tokenFile = path.join(dir, 'token');
+  writeFileSync(tokenFile, 'console-secret', { mode: 0o600 });
+  const guarded = new Server(['--auth-token-file', tokenFile]);
+  try {
+    await guarded.start();
+    const refused = await browser.newPage();
+    await refused.goto(guarded.consoleUrl);
+    const errors = await waitInPage(refused, () => { const e = window.__console.snapshot().errors; return e.length > 0 && e; }, null, 'the refusal');
+    assert.match(errors[0], /server error 4: /);
+    assert.equal(await refused.evaluate(() => window.__console.snapshot().connected), false);
+    await refused.close();
+    const allowed = await browser.newPage();
+    await allowed.goto(`${guarded.consoleUrl}#token=console-secret`);
+    await waitInPage(allowed, () => window.__console.snapshot().connected, null, 'the page to connect with the token');
+    await allowed.close();
+  } finally {
+    await guarded.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
