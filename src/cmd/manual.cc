@@ -67,7 +67,9 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "`--salvage` is given.",
                    "When it is ready it prints `listening on` *HOST*:*PORT* on standard "
                    "output (the bound port, also when `--listen` asked for port 0), and with "
-                   "`--metrics-listen` then `metrics on http://`*HOST*:*PORT*`/metrics`.",
+                   "`--metrics-listen` then `metrics on http://`*HOST*:*PORT*`/metrics`, with "
+                   "`--ws-listen` `websocket on ws://`*HOST*:*PORT*`/`, with `--console` "
+                   "`console on http://`*HOST*:*PORT*`/`.",
                    "A non-loopback `--listen` is refused unless `--auth-token-file` names a "
                    "file readable by its owner only (its content is the token every client "
                    "HELLO must carry) or mutual TLS is on (`--tls-client-ca`).",
@@ -87,6 +89,17 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                         "`SIGHUP` :: Read the `--tls-cert`, `--tls-key` and `--tls-client-ca` "
                         "files again; new connections use them. A reload that fails keeps the "
                         "files in use and logs why.",
+                    }},
+                   {"WebSocket and console",
+                    {
+                        "With `--ws-listen` *HOST*:*PORT* the server also speaks the protocol "
+                        "over WebSocket (RFC 6455; `wss://` with `--tls-cert`), for browsers: "
+                        "the same sessions, limits, token and loopback rule as `--listen`. "
+                        "`--console` *HOST*:*PORT* does the same and serves, at `/`, a console "
+                        "page compiled into the binary: a live table of a schema, per-second "
+                        "charts from STATS and the claims of an entity. A browser page may "
+                        "connect only from the listener's own origin or one in "
+                        "`--ws-allowed-origins`. See `docs/operations.md`.",
                     }},
                    {"Metrics",
                     {
@@ -141,6 +154,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "for a local Prometheus:",
                     "convergence serve --data-dir /var/lib/convergence \\\n"
                     "    --metrics-listen 127.0.0.1:9727"},
+                   {"Serve the console on loopback (open http://127.0.0.1:8080/):",
+                    "convergence serve --console 127.0.0.1:8080"},
                    {"Serve on every interface with a token and more schemas, logging JSON:",
                     "umask 077; head -c 32 /dev/urandom | base64 > token\n"
                     "convergence serve --listen 0.0.0.0:3727 --auth-token-file token \\\n"
