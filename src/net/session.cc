@@ -191,7 +191,6 @@ bool Session::FeedWs(std::string_view raw) {
         server_.log().Info("WebSocket request from {}:{} refused with {}: {}",
                            peer.address().to_string(), peer.port(), answer.status, answer.why);
       }
-      ws.refused = true;
       Close();
       return false;
     }

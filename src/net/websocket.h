@@ -112,9 +112,8 @@ class WsDecoder {
 struct WsConnection {
   WsConnection(WsHttpPolicy p, uint64_t max_message) : policy(std::move(p)), decoder(max_message) {}
   WsHttpPolicy policy;
-  bool open = false;     // the upgrade was answered
-  bool refused = false;  // an HTTP answer ends the connection
-  std::string head;      // the request head, until complete
+  bool open = false;  // the upgrade was answered
+  std::string head;   // the request head, until complete
   WsDecoder decoder;
   std::string data;          // decoded protocol bytes not yet taken by the session
   std::string control;       // to send before the next message: HTTP answer, PONG

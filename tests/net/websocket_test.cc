@@ -450,6 +450,14 @@ TEST_CASE("websocket: end to end: bad upgrade requests get HTTP errors, the serv
           403);
   }
   {
+    // A request head that never ends within 8 KiB.
+    WsTestClient ws(server.server().ws_port());
+    std::string head;
+    CHECK(ws.Handshake("GET / HTTP/1.1\r\nX-Long: " + std::string(9000, 'a') + "\r\n\r\n", &head) ==
+          431);
+    CHECK(head.find("Connection: close") != std::string::npos);
+  }
+  {
     // The protocol spoken bare to the WebSocket port is not HTTP.
     WsTestClient ws(server.server().ws_port());
     CHECK(ws.Handshake(testing::HelloFrame("x") + "\r\n\r\n") == 400);
