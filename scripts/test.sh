@@ -25,7 +25,8 @@ CONVERGENCE_BIN="$PWD/build/src/cmd/convergence" timeout 600 python3 clients/pyt
   out=$(mktemp)
   status=0
   # WebSocket: global in Node.js 22; behind --experimental-websocket in Node.js 20.
-  node --experimental-websocket --test --test-reporter=tap --test-timeout=120000 dist/test/ >"$out" 2>&1 || status=$?
+  ws_flag=$(node -e "process.stdout.write(typeof WebSocket === 'undefined' ? '--experimental-websocket' : '')")
+  node $ws_flag --test --test-reporter=tap --test-timeout=120000 dist/test/ >"$out" 2>&1 || status=$?
   if [ "$status" -ne 0 ]; then cat "$out"; fi
   echo "clients/typescript: $(grep -m1 '^# pass' "$out" | cut -d' ' -f3) passed, $(grep -m1 '^# fail' "$out" | cut -d' ' -f3) failed"
   rm -f "$out"
