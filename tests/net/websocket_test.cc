@@ -478,6 +478,17 @@ TEST_CASE("websocket: end to end: a protocol error is an ERROR frame, then close
   CheckHealthy(server);
 }
 
+TEST_CASE("websocket: end to end: a graceful stop sends its ERROR, then close 1001") {
+  testing::TestServer server(WsServerOptions());
+  WsTestClient ws(server.server().ws_port());
+  ws.Open("w1");
+  server.Shutdown();
+  std::vector<net::OwnedFrame> before;
+  CHECK(ws.ReadClose(&before) == 1001);
+  REQUIRE_FALSE(before.empty());
+  CHECK(testing::ErrorOf(before.back()).code == uint64_t(net::ErrorCode::kShuttingDown));
+}
+
 TEST_CASE("websocket: end to end: the console listener serves the page and WebSocket") {
   testing::TestServerOptions o;
   o.server.console_listen = "127.0.0.1:0";
