@@ -182,6 +182,45 @@ util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir) {
   return std::vector<SchemaDef>{};
 }
 
+util::Status ReplayCheckpointImage(const std::string& data, const std::string& name,
+                                   RecordVisitor& visitor, uint64_t* window, uint64_t* records) {
+  return ReadCheckpoint(data, name, &visitor, window, records);
+}
+
+util::Status ReplayWindowImage(std::string_view blocks, uint64_t window, RecordVisitor& visitor,
+                               uint64_t* records) {
+  std::string data;
+  AppendFileHeader(data, kSegmentMagic, window);
+  data.append(blocks);
+  BlockReader reader(data, kSegmentMagic);
+  std::vector<WindowHead> heads;
+  bool complete = false;
+  Block b;
+  for (;;) {
+    ReadStatus st = reader.Next(&b);
+    if (st == ReadStatus::kEnd) break;
+    if (st != ReadStatus::kBlock) {
+      return util::Status::Error(fmt::format("window {}: {}", window, reader.error()));
+    }
+    WindowHead h;
+    if (complete || (b.type != BlockType::kWindow && b.type != BlockType::kWindowPart) ||
+        !ParseWindowHead(b.payload, &h) || h.window != window) {
+      return util::Status::Error(fmt::format("window {}: unexpected block (type {}) at offset {}",
+                                             window, static_cast<int>(b.type),
+                                             b.offset - kFileHeaderSize));
+    }
+    heads.push_back(h);
+    complete = b.type == BlockType::kWindow;
+  }
+  if (!complete) {
+    return util::Status::Error(fmt::format("window {}: its WINDOW block is missing", window));
+  }
+  if (!DeliverWindow(heads, visitor, records)) {
+    return util::Status::Error(fmt::format("window {}: malformed records", window));
+  }
+  return util::Status::Ok();
+}
+
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
                      RecoveryReport* report, ReadOptions options) {
   *report = RecoveryReport{};

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -51,5 +52,15 @@ struct ReadOptions {
 // corruption, the damaged rest is moved aside, and the report says what was dropped.
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
                      RecoveryReport* report, ReadOptions options = {});
+
+// Checks a checkpoint held in memory (a checkpoint file's bytes, `name` in errors)
+// whole, then replays it into `visitor`: the replicated log's checkpoints.
+util::Status ReplayCheckpointImage(const std::string& data, const std::string& name,
+                                   RecordVisitor& visitor, uint64_t* window, uint64_t* records);
+// Checks one window's blocks held in memory (SegmentWriter::last_blocks(): its
+// WINDOW_PART blocks, then its WINDOW block) whole, then replays it: OnWindow, then
+// every record. Fails, delivering nothing, on damage or a block of another window.
+util::Status ReplayWindowImage(std::string_view blocks, uint64_t window, RecordVisitor& visitor,
+                               uint64_t* records);
 
 }  // namespace conv::wal

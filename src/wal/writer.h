@@ -73,6 +73,8 @@ class SegmentWriter {
   void Close();
 
   const WriterStats& stats() const { return stats_; }
+  // The blocks the last successful AppendWindow wrote, framed as in the segment.
+  std::string_view last_blocks() const { return block_; }
   // First window of the segment being written (0: none open).
   uint64_t current_first_window() const { return first_window_; }
 
