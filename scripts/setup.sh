@@ -8,6 +8,9 @@ packages=(
   libcli11-dev libasio-dev libconcurrentqueue-dev libmimalloc-dev libfmt-dev doctest-dev
   # TLS (OpenSSL); the tests make certificates with the openssl command.
   libssl-dev openssl
+  # Replication (serve --replicate, docs/replication.md): the NATS C client, and the
+  # server the `cluster` tests run three of.
+  libnats-dev nats-server
   # The docs tests: man pages rendered with groff and man, completions run in each shell.
   groff-base man-db bash zsh fish
   # The Python client's tests (standard library only).

@@ -20,6 +20,7 @@
 #include "net/metrics.h"
 #include "net/metrics_server.h"
 #include "net/server.h"
+#include "repl/jetstream.h"
 #include "util/clock.h"
 #include "util/duration.h"
 #include "util/log.h"
@@ -100,6 +101,16 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                     "(so a writer can still resend) before it may be forgotten");
   sub->add_flag("--salvage", o.salvage,
                 "Start despite a corrupt log: recover up to the corruption, move the rest aside");
+  sub->add_option("--replicate", o.replicate,
+                  "Also write the log to NATS JetStream, nats://HOST:PORT[,nats://HOST:PORT...]; "
+                  "a write is acknowledged once fsynced here and held by JetStream (see "
+                  "docs/replication.md; needs --cluster-name)");
+  sub->add_option("--cluster-name", o.cluster_name,
+                  "The replicated log's name: JetStream stream CONV_NAME (letters, digits, '_', "
+                  "'-')");
+  sub->add_option("--replicas", o.replicas,
+                  "JetStream replicas of the stream with --replicate (1 to 5)")
+      ->capture_default_str();
   sub->add_option("--log-level", o.log_level, "debug, info, warn, error or off")
       ->capture_default_str()
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
@@ -151,6 +162,28 @@ util::Result<int> LockDataDir(const std::string& dir) {
         "--data-dir: '{}' is in use by another convergence server (its LOCK is held)", dir));
   }
   return fd;
+}
+
+// The replication figures for the metrics endpoint (net/metrics.cc names them).
+void AppendReplicationStats(const repl::JetStreamLog& r, net::StatList& stats) {
+  repl::ReplicationCounters c = r.counters();
+  uint64_t last_closed = 0;
+  for (const auto& [name, value] : stats) {
+    if (name == "last_window") last_closed = value;
+  }
+  stats.insert(stats.end(),
+               {{"repl_owner", 1},
+                {"repl_windows", c.windows},
+                {"repl_chunks", c.chunks},
+                {"repl_bytes", c.bytes},
+                {"repl_resends", c.resends},
+                {"repl_rounds", c.rounds},
+                {"repl_ack_us", c.ack_ns / 1000},
+                {"repl_ack_max_us", c.ack_max_ns / 1000},
+                {"repl_window", c.last_window},
+                {"repl_lag_windows", last_closed > c.last_window ? last_closed - c.last_window : 0},
+                {"repl_checkpoint_window", c.checkpoint_window},
+                {"repl_purged_below", c.purged_below}});
 }
 
 }  // namespace
@@ -226,6 +259,21 @@ int RunServe(const ServeOptions& o) {
     PrintError("--handshake-timeout: the least is 1ms");
     return kExitError;
   }
+  if (o.replicate.empty() != o.cluster_name.empty()) {
+    PrintError(o.replicate.empty() ? "--cluster-name needs --replicate"
+                                   : "--replicate needs --cluster-name");
+    return kExitError;
+  }
+  repl::ReplicationOptions repl_options;
+  repl_options.urls = o.replicate;
+  repl_options.cluster_name = o.cluster_name;
+  repl_options.replicas = o.replicas;
+  if (!o.replicate.empty()) {
+    if (auto st = repl::ValidateOptions(repl_options); !st.ok()) {
+      PrintError(st.message());
+      return kExitError;
+    }
+  }
   auto lock_fd = LockDataDir(o.data_dir);
   if (!lock_fd.ok()) {
     PrintError(lock_fd.message());
@@ -242,6 +290,16 @@ int RunServe(const ServeOptions& o) {
     return kExitError;
   }
 
+  std::unique_ptr<repl::JetStreamLog> replica;
+  if (!o.replicate.empty()) {
+    auto opened = repl::JetStreamLog::Open(repl_options, &log);
+    if (!opened.ok()) {
+      PrintError(opened.message());
+      return kExitError;
+    }
+    replica = std::move(opened).value();
+  }
+
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   engine::EngineOptions engine_options;
   engine_options.partitions = o.partitions != 0 ? o.partitions : cores;
@@ -252,6 +310,7 @@ int RunServe(const ServeOptions& o) {
   engine_options.checkpoint_interval = o.checkpoint_interval;
   engine_options.resume_retention = o.resume_retention;
   engine_options.log = &log;
+  engine_options.replica = replica.get();
   engine_options.on_fatal = [&log](const std::string& message) {
     // No ack may follow a failed write or fdatasync: stop here. A restart recovers
     // everything acknowledged.
@@ -290,6 +349,26 @@ int RunServe(const ServeOptions& o) {
       recovered.totals.entities, sources.known(), recovery.last_window,
       (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
       recovery.checkpoint_window, recovery.blocks, recovery.records);
+  // The stream must not be ahead of the data dir (another owner's, or this one's
+  // before its disk was lost); windows only the data dir holds (written, never
+  // acknowledged, when the process died before JetStream confirmed them) are
+  // replicated by a checkpoint once serving.
+  bool stream_behind = false;
+  if (replica != nullptr) {
+    auto in_stream = replica->LastReplicatedWindow();
+    if (!in_stream.ok()) {
+      PrintError(fmt::format("--replicate: {}", in_stream.message()));
+      return kExitError;
+    }
+    if (*in_stream > recovery.last_window) {
+      PrintError(fmt::format(
+          "refusing to start: stream {} holds windows up to {} but the data dir '{}' only up to "
+          "{}; start with the data dir that wrote them, or another --cluster-name",
+          repl::StreamName(o.cluster_name), *in_stream, o.data_dir, recovery.last_window));
+      return kExitError;
+    }
+    stream_behind = *in_stream < recovery.last_window;
+  }
   net::Server server(engine, server_options, log);
   if (auto st = server.Listen(); !st.ok()) {
     PrintError(st.message());
@@ -302,9 +381,10 @@ int RunServe(const ServeOptions& o) {
     metrics_options.bearer_token = server_options.auth_token;
     metrics_options.tls = server_options.tls;
     BuildInfo build = GetBuildInfo();
-    auto render = [&server, &engine, build] {
+    auto render = [&server, &engine, build, r = replica.get()] {
       net::MetricsSnapshot snap;
       snap.stats = server.Stats();
+      if (r != nullptr) AppendReplicationStats(*r, snap.stats);
       snap.wal_writer = engine.Stats().wal.writer;
       snap.build_info = {
           {"version", build.version}, {"commit", build.commit}, {"build_type", build.build_type}};
@@ -318,6 +398,15 @@ int RunServe(const ServeOptions& o) {
   }
   server.Start();
   if (metrics) metrics->Start();
+  if (stream_behind) {
+    if (auto st = engine.Checkpoint(); !st.ok()) {
+      log.Error("stopping: cannot replicate the windows the stream lacks: {}", st.message());
+      server.Shutdown();
+      return kExitError;
+    }
+    log.Info("replicated a checkpoint at window {}: the stream had only up to an older window",
+             engine.Stats().checkpoints.last_window);
+  }
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   log.Info(
       "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "

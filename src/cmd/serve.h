@@ -39,6 +39,9 @@ struct ServeOptions {
   uint32_t max_sources = 65'536;
   std::chrono::microseconds source_retention{3'600'000'000};
   bool salvage = false;
+  std::string replicate;  // NATS URLs; empty: the local log only
+  std::string cluster_name;
+  int replicas = 3;
 };
 
 CLI::App* RegisterServe(CLI::App& app, ServeOptions& options);

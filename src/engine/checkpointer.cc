@@ -111,6 +111,13 @@ util::Status Checkpointer::CheckpointNow() {
   if (auto st = (*writer)->Finish(); !st.ok()) return st;
   uint64_t deleted = 0;
   if (auto st = wal::RetireBefore(dir_, start, &deleted); !st.ok()) return st;
+  if (replica_ != nullptr) {
+    if (auto st = replica_->PublishCheckpoint(start, (*writer)->path()); !st.ok()) {
+      return util::Status::Error(
+          fmt::format("the checkpoint at window {} is written locally but not replicated: {}",
+                      start, st.message()));
+    }
+  }
   uint64_t ms = (util::MonoNanos() - t0) / 1'000'000;
   {
     std::lock_guard lock(mu_);

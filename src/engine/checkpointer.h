@@ -14,6 +14,7 @@
 #include "engine/sources.h"
 #include "util/log.h"
 #include "util/status.h"
+#include "wal/replica.h"
 
 namespace conv::engine {
 
@@ -43,6 +44,8 @@ class Checkpointer {
     schema_records_ = std::move(records);
     schema_count_ = count;
   }
+  // Before Run(): each final checkpoint is also handed to `replica` (null: none).
+  void SetReplica(wal::LogReplica* replica) { replica_ = replica; }
   // The thread's body: a checkpoint every `interval` while windows keep coming, and
   // sooner when the log has grown by LogGrowthLimit() since the last one began,
   // so that replay at start-up stays bounded however fast writes come.
@@ -66,6 +69,7 @@ class Checkpointer {
   Durability* durability_;
   const SourceTable& sources_;
   util::Logger* log_;
+  wal::LogReplica* replica_ = nullptr;
   std::string schema_records_;
   uint64_t schema_count_ = 0;
 

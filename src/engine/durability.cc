@@ -101,7 +101,10 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
       views.assign(b.fragments.begin(), b.fragments.end());
       for (;;) {
         wal::WriteOutcome o = writer_.AppendWindow(b.window, b.ops, b.records, views);
-        if (o.ok()) break;
+        if (o.ok()) {
+          if (replica_ != nullptr) replica_->Publish(b.window, writer_.last_blocks());
+          break;
+        }
         if (o.errc == wal::WriteErrc::kIo) {
           on_fatal_(o.message);
           return;
@@ -121,6 +124,8 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
       }
     }
     wal::WriteOutcome s = writer_.Sync();
+    // The replica copies while the disk syncs; the round waits for both.
+    if (s.ok() && replica_ != nullptr) s = replica_->Confirm();
     if (!s.ok()) {
       on_fatal_(s.message);
       return;

@@ -13,6 +13,7 @@
 
 #include "engine/sources.h"
 #include "util/log.h"
+#include "wal/replica.h"
 #include "wal/writer.h"
 
 namespace conv::engine {
@@ -53,6 +54,9 @@ class Durability {
   void SetSchemaRecords(std::string records, uint64_t count) {
     writer_.SetSchemaRecords(std::move(records), count);
   }
+  // Before Run(): every window is also handed to `replica` and a round is durable
+  // only once the replica confirmed it too (null: the local log only).
+  void SetReplica(wal::LogReplica* replica) { replica_ = replica; }
   // Any thread.
   void Submit(WindowBatch batch);
   bool disk_full() const { return disk_full_.load(std::memory_order_relaxed); }
@@ -80,6 +84,7 @@ class Durability {
   std::function<void(const std::string&)> on_fatal_;
   wal::SegmentWriter writer_;  // the thread only
   std::function<void(uint64_t)> on_round_;
+  wal::LogReplica* replica_ = nullptr;
 
   // Stopping with the disk full: closes the segment and logs the windows of
   // `round` from `failed` on, and those still queued, as not written.

@@ -25,7 +25,9 @@ std::unique_ptr<Durability> MakeDurability(const EngineOptions& o, SourceTable& 
       std::abort();
     };
   }
-  return std::make_unique<Durability>(o.data_dir, w, &sources, o.log, on_fatal);
+  auto d = std::make_unique<Durability>(o.data_dir, w, &sources, o.log, on_fatal);
+  d->SetReplica(o.replica);
+  return d;
 }
 
 }  // namespace
@@ -68,6 +70,7 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
         std::make_unique<Checkpointer>(options.data_dir, options.checkpoint_interval, partitions_,
                                        &coalescer_, durability_.get(), sources, options.log);
     checkpointer_->SetSchemaRecords(records, count);
+    checkpointer_->SetReplica(options.replica);
     if (options.checkpoint_interval.count() > 0) {
       durability_->SetOnRound(
           [cp = checkpointer_.get()](uint64_t bytes) { cp->NoteLogBytes(bytes); });

@@ -19,6 +19,7 @@
 #include "engine/sources.h"
 #include "util/log.h"
 #include "wal/replay.h"
+#include "wal/replica.h"
 
 namespace conv::engine {
 
@@ -35,6 +36,10 @@ struct EngineOptions {
   // How long deleted entities are remembered for subscribers resuming from a window.
   std::chrono::microseconds resume_retention{600'000'000};
   util::Logger* log = nullptr;
+  // A copy of the log off this machine (serve --replicate): every window is
+  // acknowledged only once it holds it too, and checkpoints go there as well. Owned
+  // by the caller; null: the local log only.
+  wal::LogReplica* replica = nullptr;
   // Called on the WAL thread when a write or fdatasync fails for any reason but a
   // full disk; must not return normally into the engine (default: log and abort).
   std::function<void(const std::string&)> on_fatal;

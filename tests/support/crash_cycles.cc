@@ -38,9 +38,11 @@ std::string SourceName(size_t s) {
 
 // Starts the server on `dir`. Every other run: two I/O threads (windows cut across
 // lanes) and background checkpoints (kills land mid-checkpoint too).
-ServeProcess StartServer(const std::string& dir, const std::string& log_path, bool variant) {
+ServeProcess StartServer(const std::string& dir, const std::string& log_path, bool variant,
+                         const std::vector<std::string>& more) {
   std::vector<std::string> extra = {"--window", "2ms"};
   if (variant) extra.insert(extra.end(), {"--io-threads", "2", "--checkpoint-interval", "50ms"});
+  extra.insert(extra.end(), more.begin(), more.end());
   return StartServe(dir, log_path, extra);
 }
 
@@ -236,7 +238,7 @@ CrashTotals RunCrashCycles(const CrashRun& run) {
   for (uint64_t cycle = 0; cycle < run.cycles; ++cycle) {
     CAPTURE(cycle);
     auto t0 = std::chrono::steady_clock::now();
-    ServeProcess child = StartServer(dir, log_path, cycle % 2 == 1);
+    ServeProcess child = StartServer(dir, log_path, cycle % 2 == 1, run.serve_args);
     totals.start_seconds += since(t0);
     t0 = std::chrono::steady_clock::now();
     std::vector<Writer> writers = verify(child, cycle);
@@ -274,6 +276,12 @@ CrashTotals RunCrashCycles(const CrashRun& run) {
     for (const auto& w : writers) {
       CHECK_MESSAGE(w.error.empty(), SourceName(w.source), " got ERROR: ", w.error);
     }
+    if (run.after_kill) {
+      std::vector<std::pair<std::string, uint64_t>> acked_now;
+      for (size_t s = 0; s < kSources; ++s)
+        acked_now.emplace_back(SourceName(s), acked[s].load());
+      run.after_kill(cycle, acked_now);
+    }
   }
 
   // Acknowledged while writing (the last restart's duplicate ACKs add nothing new).
@@ -281,9 +289,10 @@ CrashTotals RunCrashCycles(const CrashRun& run) {
     totals.acked_ops += acked[s].load();
 
   // A last restart: everything checked once more, then a graceful stop.
-  ServeProcess child = StartServer(dir, log_path, false);
+  ServeProcess child = StartServer(dir, log_path, false, run.serve_args);
   verify(child, run.cycles);
   child.Stop(kReplyTimeout);
+  if (run.at_end) run.at_end(dir);
 
   for (size_t s = 0; s < kSources; ++s)
     totals.applied_ops += model_seq[s];

@@ -10,6 +10,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "support/serve_process.h"
 
@@ -22,6 +25,14 @@ struct CrashRun {
   // Called in each cycle while the writers write, in place of waiting `load`: it
   // must return after about `load`, and then the server is killed. None: wait.
   std::function<void(const ServeProcess&, std::chrono::milliseconds load)> during_load;
+  // More `serve` arguments, e.g. --replicate.
+  std::vector<std::string> serve_args;
+  // Called after each kill, once the server is gone, with each source's name and
+  // highest acknowledged seq.
+  std::function<void(uint64_t cycle, const std::vector<std::pair<std::string, uint64_t>>& acked)>
+      after_kill;
+  // Called after the last restart's graceful stop, with the data dir.
+  std::function<void(const std::string& data_dir)> at_end;
 };
 
 struct CrashTotals {

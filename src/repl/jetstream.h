@@ -1,0 +1,77 @@
+#pragma once
+
+// The replicated log on NATS JetStream (docs/replication.md): one stream per
+// cluster name, CONV_<NAME>, holding every window's blocks (subject
+// conv.<NAME>.log) and the checkpoints (conv.<NAME>.ckpt), both in chunks within
+// the NATS server's max payload. Chunk headers: Nats-Msg-Id (de-duplication of
+// resends), Conv-Window or Conv-Checkpoint, Conv-Part "i/n".
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "util/log.h"
+#include "util/status.h"
+#include "wal/replica.h"
+
+namespace conv::repl {
+
+struct ReplicationOptions {
+  std::string urls;          // nats://HOST:PORT[,nats://HOST:PORT…]
+  std::string cluster_name;  // [A-Za-z0-9_-], 1 to 64
+  int replicas = 3;          // JetStream replicas of the stream, 1 to 5
+  // How long Confirm keeps resending before it fails (and nothing is acknowledged).
+  std::chrono::milliseconds confirm_timeout{10'000};
+  // Largest chunk body; 0: the server's max payload less 1 KiB for the headers.
+  size_t max_chunk = 0;
+};
+
+// Checks the cluster name and the replica count; the error names the flag.
+util::Status ValidateOptions(const ReplicationOptions& o);
+std::string StreamName(std::string_view cluster_name);
+std::string LogSubject(std::string_view cluster_name);
+std::string CheckpointSubject(std::string_view cluster_name);
+
+struct ReplicationCounters {
+  uint64_t windows = 0;      // windows published
+  uint64_t chunks = 0;       // chunk messages published (resends not counted)
+  uint64_t bytes = 0;        // bytes of the chunks
+  uint64_t resends = 0;      // chunks published again after a timeout or an error
+  uint64_t rounds = 0;       // confirmed group commits
+  uint64_t ack_ns = 0;       // sum over rounds: first publish to the last publish ack
+  uint64_t ack_max_ns = 0;   // slowest round
+  uint64_t last_window = 0;  // newest window confirmed
+  uint64_t checkpoints = 0;  // checkpoints replicated
+  uint64_t checkpoint_window = 0;
+  uint64_t purged_below = 0;  // stream sequence everything below which was purged
+};
+
+class JetStreamLog final : public wal::LogReplica {
+ public:
+  // Connects (the URLs are tried in turn; reconnects go on forever), and creates
+  // the stream or updates its replica count.
+  static util::Result<std::unique_ptr<JetStreamLog>> Open(const ReplicationOptions& options,
+                                                          util::Logger* log);
+  ~JetStreamLog() override;
+  JetStreamLog(const JetStreamLog&) = delete;
+  JetStreamLog& operator=(const JetStreamLog&) = delete;
+
+  void Publish(uint64_t window, std::string_view blocks) override;
+  wal::WriteOutcome Confirm() override;
+  util::Status PublishCheckpoint(uint64_t window, const std::string& path) override;
+
+  // The newest window the stream holds, as a log window or a checkpoint's start
+  // window (0: the stream is empty).
+  util::Result<uint64_t> LastReplicatedWindow();
+  ReplicationCounters counters() const;
+
+ private:
+  struct State;  // the client library's handles and what its threads share
+  explicit JetStreamLog(std::unique_ptr<State> state);
+
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace conv::repl

@@ -1,0 +1,130 @@
+#include "repl/stream_reader.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <vector>
+
+#include "repl/nats_link.h"
+#include "wal/replay.h"
+
+namespace conv::repl {
+
+namespace {
+
+// The chunks of one window or checkpoint, as they arrive.
+struct Pieces {
+  std::vector<std::string> parts;
+  std::vector<bool> have;
+  uint64_t received = 0;
+  bool complete() const { return !parts.empty() && received == parts.size(); }
+  std::string Join() const {
+    std::string out;
+    for (const auto& p : parts)
+      out += p;
+    return out;
+  }
+};
+
+util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* header,
+                      uint64_t seq) {
+  uint64_t number = 0, index = 0, count = 0;
+  if (!HeaderNumber(m, header, &number) || !HeaderPart(m, &index, &count)) {
+    return util::Status::Error(
+        fmt::format("stream message {} has no valid {} or Conv-Part header", seq, header));
+  }
+  Pieces& p = into[number];
+  if (p.parts.empty()) {
+    p.parts.resize(count);
+    p.have.resize(count);
+  } else if (p.parts.size() != count) {
+    return util::Status::Error(
+        fmt::format("stream message {}: {} {} has {} parts here and {} before", seq, header, number,
+                    count, p.parts.size()));
+  }
+  if (!p.have[index]) {  // a resend that escaped de-duplication is the same bytes
+    p.parts[index].assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    p.have[index] = true;
+    ++p.received;
+  }
+  return util::Status::Ok();
+}
+
+}  // namespace
+
+util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
+                               StreamReadReport* report) {
+  *report = {};
+  auto nc = Connect(options.urls);
+  if (!nc.ok()) return nc.status();
+  auto js = JetStream(nc->get());
+  if (!js.ok()) return js.status();
+  const std::string stream = StreamName(options.cluster_name);
+  const std::string log_subject = LogSubject(options.cluster_name);
+  jsStreamInfo* info = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus st = js_GetStreamInfo(&info, js->get(), stream.c_str(), nullptr, &jerr);
+  StreamInfoPtr info_guard(info);
+  if (st != NATS_OK) {
+    return util::Status::Error(
+        fmt::format("cannot read stream {}: {}", stream, NatsError(st, jerr)));
+  }
+  report->first_seq = info->State.FirstSeq;
+  report->last_seq = info->State.LastSeq;
+
+  std::map<uint64_t, Pieces> windows, checkpoints;
+  for (uint64_t seq = report->first_seq; seq != 0 && seq <= report->last_seq; ++seq) {
+    natsMsg* m = nullptr;
+    jerr = static_cast<jsErrCode>(0);
+    st = js_GetMsg(&m, js->get(), stream.c_str(), seq, nullptr, &jerr);
+    MsgPtr guard(m);
+    if (st != NATS_OK && (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)) continue;
+    if (st != NATS_OK) {
+      return util::Status::Error(
+          fmt::format("cannot read message {} of {}: {}", seq, stream, NatsError(st, jerr)));
+    }
+    ++report->messages;
+    bool is_log = log_subject == natsMsg_GetSubject(m);
+    if (auto s = AddPiece(is_log ? windows : checkpoints, m,
+                          is_log ? "Conv-Window" : "Conv-Checkpoint", seq);
+        !s.ok()) {
+      return s;
+    }
+  }
+  uint64_t from = 0;  // windows up to this are in the checkpoint
+  for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
+    if (!it->second.complete()) continue;  // being written, or cut by a purge
+    uint64_t window = 0;
+    if (auto s = wal::ReplayCheckpointImage(it->second.Join(),
+                                            fmt::format("{} of stream {}", it->first, stream),
+                                            visitor, &window, &report->checkpoint_records);
+        !s.ok()) {
+      return s;
+    }
+    report->used_checkpoint = true;
+    report->checkpoint_window = from = window;
+    report->last_window = window;
+    break;
+  }
+  for (const auto& [window, pieces] : windows) {
+    if (window <= from) continue;
+    if (!pieces.complete()) {
+      for (size_t i = 0; i < pieces.have.size(); ++i) {
+        if (!pieces.have[i]) {
+          return util::Status::Error(fmt::format("stream {}: window {} lacks chunk {} of {}",
+                                                 stream, window, i, pieces.parts.size()));
+        }
+      }
+    }
+    uint64_t records = 0;
+    if (auto s = wal::ReplayWindowImage(pieces.Join(), window, visitor, &records); !s.ok()) {
+      return util::Status::Error(fmt::format("stream {}: {}", stream, s.message()));
+    }
+    ++report->windows;
+    report->records += records;
+    report->last_window = window;
+  }
+  return util::Status::Ok();
+}
+
+}  // namespace conv::repl

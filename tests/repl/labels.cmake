@@ -1,0 +1,8 @@
+# Included by ctest after the discovered tests (TEST_INCLUDE_FILES, tests/CMakeLists.txt):
+# the test cases named "cluster: ..." (a NATS JetStream cluster of child processes)
+# get the label `cluster`, so that `ctest -L cluster` runs exactly them.
+foreach(test IN LISTS convergence_tests_TESTS)
+  if(test MATCHES "^cluster: ")
+    set_tests_properties("${test}" PROPERTIES LABELS cluster)
+  endif()
+endforeach()

@@ -1,0 +1,385 @@
+// Replication on NATS JetStream (src/repl, docs/replication.md) against a
+// three-node NATS cluster on loopback (support/nats_cluster.h). Every test case is
+// named "cluster: ..." and labelled `cluster` (tests/repl/labels.cmake).
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/schema.h"
+#include "net/client.h"
+#include "net/messages.h"
+#include "repl/jetstream.h"
+#include "repl/stream_reader.h"
+#include "support/crash_cycles.h"
+#include "support/nats_cluster.h"
+#include "support/op_model.h"
+#include "support/process.h"
+#include "support/serve_process.h"
+#include "wal/checkpoint.h"
+#include "wal/records.h"
+#include "wal/replay.h"
+#include "wal/writer.h"
+
+using namespace conv;
+using namespace std::chrono_literals;
+
+namespace {
+
+// What a log says in the end: each (schema, entity, source) claim's mask and
+// values, each source's seq mark, and the windows seen.
+class StateCollector : public wal::RecordVisitor {
+ public:
+  void OnClaim(const wal::ClaimRecord& r) override {
+    claims[fmt::format("{}/{}/{}", r.schema, r.id, r.source)] =
+        fmt::format("{:x}:{}", r.mask, r.values);
+  }
+  void OnRetract(const wal::RetractRecord& r) override {
+    claims.erase(fmt::format("{}/{}/{}", r.schema, r.id, r.source));
+  }
+  void OnSource(const wal::SourceRecord& r) override {
+    uint64_t& m = marks[std::string(r.source)];
+    if (r.seq > m) m = r.seq;
+  }
+  void OnSchema(const wal::SchemaRecord&) override {}
+  void OnLease(const wal::LeaseRecord&) override {}
+  void OnWindow(uint64_t window) override { windows.push_back(window); }
+
+  std::map<std::string, std::string> claims;
+  std::map<std::string, uint64_t> marks;
+  std::vector<uint64_t> windows;
+};
+
+repl::ReplicationOptions Options(const testing::NatsCluster& nats, const std::string& name) {
+  repl::ReplicationOptions o;
+  o.urls = nats.urls();
+  o.cluster_name = name;
+  return o;
+}
+
+StateCollector ReadStream(const repl::ReplicationOptions& o, repl::StreamReadReport* report) {
+  StateCollector c;
+  auto st = repl::ReadReplicatedLog(o, c, report);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  return c;
+}
+
+// Window `w` of `n` records, each a CLAIM of entity "e<w>-<i>" with `value_bytes`
+// of values.
+std::vector<std::string> WindowRecords(uint64_t w, size_t n, size_t value_bytes) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    std::string r;
+    wal::PutClaim(r, 1, fmt::format("e{}-{}", w, i), "src", 1, true, w, nullptr,
+                  std::string(value_bytes, static_cast<char>('a' + i % 26)));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: windows go out in chunks, come back whole, and a checkpoint purges them") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "chunks");
+  o.max_chunk = 4096;
+  auto log = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(log.ok(), log.message());
+  auto last = (*log)->LastReplicatedWindow();
+  REQUIRE(last.ok());
+  CHECK(*last == 0);
+
+  const std::string data = dir.File("data");
+  std::filesystem::create_directories(data);
+  wal::SegmentWriter writer(data, {});
+  // Window 2 is 40 KB: ten chunks of 4 KiB. Windows 1 and 3 fit in one.
+  const size_t sizes[] = {3, 200, 5};
+  for (uint64_t w = 1; w <= 3; ++w) {
+    auto records = WindowRecords(w, sizes[w - 1], 200);
+    std::vector<std::string_view> views(records.begin(), records.end());
+    REQUIRE(writer.AppendWindow(w, sizes[w - 1], sizes[w - 1], views).ok());
+    (*log)->Publish(w, writer.last_blocks());
+  }
+  REQUIRE(writer.Sync().ok());
+  auto confirmed = (*log)->Confirm();
+  REQUIRE_MESSAGE(confirmed.ok(), confirmed.message);
+  repl::ReplicationCounters c = (*log)->counters();
+  CHECK(c.windows == 3);
+  CHECK(c.chunks >= 12);
+  CHECK(c.last_window == 3);
+  last = (*log)->LastReplicatedWindow();
+  REQUIRE(last.ok());
+  CHECK(*last == 3);
+
+  repl::StreamReadReport report;
+  StateCollector all = ReadStream(o, &report);
+  CHECK(report.messages == c.chunks);
+  CHECK_FALSE(report.used_checkpoint);
+  CHECK(all.windows == std::vector<uint64_t>{1, 2, 3});
+  CHECK(all.claims.size() == 208);
+  CHECK(all.claims.count("1/e2-199/src") == 1);
+
+  // A checkpoint at window 2 holding windows 1 and 2's claims: windows 1 and 2 are
+  // purged, window 3 stays, and the replay gives the same state.
+  auto cp = wal::CheckpointWriter::Begin(data, 2, "", 0, {.max_block_payload = 8192});
+  REQUIRE(cp.ok());
+  for (uint64_t w = 1; w <= 2; ++w) {
+    std::string run;
+    for (const auto& r : WindowRecords(w, sizes[w - 1], 200))
+      run += r;
+    REQUIRE((*cp)->Add(run, sizes[w - 1]).ok());
+  }
+  REQUIRE((*cp)->Finish().ok());
+  auto published = (*log)->PublishCheckpoint(2, (*cp)->path());
+  REQUIRE_MESSAGE(published.ok(), published.message());
+  c = (*log)->counters();
+  CHECK(c.checkpoints == 1);
+  CHECK(c.checkpoint_window == 2);
+  CHECK(c.purged_below > 1);
+
+  repl::StreamReadReport after;
+  StateCollector restored = ReadStream(o, &after);
+  CHECK(after.used_checkpoint);
+  CHECK(after.checkpoint_window == 2);
+  CHECK(after.checkpoint_records == 203);
+  CHECK(after.windows == 1);
+  CHECK(after.last_window == 3);
+  CHECK(after.first_seq == c.purged_below);
+  CHECK(restored.windows == std::vector<uint64_t>{3});
+  CHECK(restored.claims == all.claims);
+}
+
+TEST_CASE("cluster: Confirm fails when JetStream does not answer in time, and works after") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "paused");
+  o.confirm_timeout = 1500ms;
+  auto log = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(log.ok(), log.message());
+  const std::string data = dir.File("data");
+  std::filesystem::create_directories(data);
+  wal::SegmentWriter writer(data, {});
+  auto append = [&](uint64_t w) {
+    auto records = WindowRecords(w, 2, 10);
+    std::vector<std::string_view> views(records.begin(), records.end());
+    REQUIRE(writer.AppendWindow(w, 2, 2, views).ok());
+    (*log)->Publish(w, writer.last_blocks());
+  };
+  append(1);
+  REQUIRE((*log)->Confirm().ok());
+
+  nats.PauseAll();
+  append(2);
+  auto t0 = std::chrono::steady_clock::now();
+  wal::WriteOutcome failed = (*log)->Confirm();
+  auto waited = std::chrono::steady_clock::now() - t0;
+  nats.ResumeAll();
+  CHECK(failed.errc == wal::WriteErrc::kIo);
+  CHECK_MESSAGE(failed.message.find("did not confirm window 2 within 1500 ms") != std::string::npos,
+                failed.message);
+  CHECK(waited >= 1400ms);
+  CHECK(waited < 5s);
+  CHECK((*log)->counters().resends > 0);
+
+  append(3);
+  auto ok = (*log)->Confirm();
+  CHECK_MESSAGE(ok.ok(), ok.message);
+  CHECK((*log)->counters().last_window == 3);
+}
+
+TEST_CASE("cluster: serve --replicate acknowledges a write only once JetStream holds it") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  testing::ServeProcess owner = testing::StartServe(
+      dir.File("data"), dir.File("serve.log"),
+      {"--replicate", nats.urls(), "--cluster-name", "acks", "--window", "2ms"});
+  testing::OpGenerator gen(engine::PlayerSchema(), 7, 4);
+  net::Hello hello;
+  hello.source = "acks-writer";
+  auto c = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  auto await_ack = [&](uint64_t seq, std::chrono::milliseconds wait) {
+    auto deadline = std::chrono::steady_clock::now() + wait;
+    while (std::chrono::steady_clock::now() < deadline) {
+      net::OwnedFrame f;
+      auto got = (*c)->TryReadFrame(50ms, &f);
+      REQUIRE(got.ok());
+      uint64_t acked = 0;
+      if (*got && f.type == static_cast<uint8_t>(net::FrameType::kAck) &&
+          net::DecodeAck(f.payload, &acked) && acked >= seq) {
+        return true;
+      }
+    }
+    return false;
+  };
+  REQUIRE((*c)->Send(gen.Frame(0, 1)).ok());
+  CHECK(await_ack(1, 10s));
+
+  // With every NATS server stopped the write is fsynced here but not acknowledged;
+  // once they run again it is.
+  nats.PauseAll();
+  REQUIRE((*c)->Send(gen.Frame(0, 2)).ok());
+  CHECK_FALSE(await_ack(2, 1500ms));
+  nats.ResumeAll();
+  CHECK(await_ack(2, 8s));
+
+  repl::StreamReadReport report;
+  StateCollector s = ReadStream(Options(nats, "acks"), &report);
+  CHECK(s.marks["acks-writer"] == 2);
+  owner.Stop();
+}
+
+TEST_CASE("cluster: no acknowledged op is missing from the stream when the owner is killed") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "kills");
+  testing::CrashRun run;
+  run.cycles = testing::EnvNumber("CONV_REPL_CYCLES", 20);
+  run.seed = testing::TestSeed("CONV_REPL_SEED", 20261130);
+  run.serve_args = {"--replicate", nats.urls(), "--cluster-name", "kills"};
+  MESSAGE("replicated crash test: ", run.cycles, " cycles, seed ", run.seed,
+          " (CONV_REPL_CYCLES, CONV_REPL_SEED)");
+  uint64_t missing = 0, checked = 0;
+  run.after_kill = [&](uint64_t cycle, const std::vector<std::pair<std::string, uint64_t>>& acked) {
+    repl::StreamReadReport report;
+    StateCollector s = ReadStream(o, &report);
+    for (const auto& [source, seq] : acked) {
+      ++checked;
+      if (s.marks[source] < seq) {
+        missing += seq - s.marks[source];
+        FAIL_CHECK("cycle ", cycle, ": the stream has ", source, " up to ", s.marks[source],
+                   " but ops up to ", seq, " were acknowledged");
+      }
+    }
+  };
+  // In the end the stream replays to exactly what the owner's own log does.
+  run.at_end = [&](const std::string& data_dir) {
+    repl::StreamReadReport report;
+    StateCollector replicated = ReadStream(o, &report);
+    StateCollector local;
+    wal::RecoveryReport recovery;
+    REQUIRE(wal::Recover(data_dir, local, false, &recovery).ok());
+    CHECK(report.used_checkpoint);
+    CHECK(replicated.claims == local.claims);
+    CHECK(replicated.marks == local.marks);
+    CHECK(report.last_window == recovery.last_window);
+  };
+  testing::CrashTotals t = testing::RunCrashCycles(run);
+  MESSAGE(
+      fmt::format("replicated crash test: {} cycles, {} acked ops, {} missing from the stream, "
+                  "{} lost locally, {} state mismatches; {:.1f} s",
+                  run.cycles, t.acked_ops, missing, t.lost, t.mismatches, t.seconds));
+  CHECK(checked == run.cycles * 4);
+  CHECK(missing == 0);
+  CHECK(t.lost == 0);
+  CHECK(t.mismatches == 0);
+  CHECK(t.acked_ops > 0);
+}
+
+TEST_CASE("cluster: writes go on when a NATS server is killed, and nothing acknowledged is lost") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "natskill");
+  testing::CrashRun run;
+  run.cycles = 4;
+  run.seed = testing::TestSeed("CONV_REPL_SEED", 20261130);
+  run.serve_args = {"--replicate", nats.urls(), "--cluster-name", "natskill"};
+  int calls = 0;
+  // In the second life of the owner, NATS server 0 (the one it is connected to)
+  // dies; the owner goes on writing for 6 s with the other two.
+  run.during_load = [&](const testing::ServeProcess&, std::chrono::milliseconds load) {
+    if (++calls == 2) {
+      nats.Kill(0);
+      std::this_thread::sleep_for(6s);
+    } else {
+      std::this_thread::sleep_for(load);
+    }
+  };
+  uint64_t acked_before = 0;
+  std::vector<uint64_t> progress;
+  run.after_kill = [&](uint64_t cycle, const std::vector<std::pair<std::string, uint64_t>>& acked) {
+    uint64_t total = 0;
+    for (const auto& a : acked)
+      total += a.second;
+    progress.push_back(total - acked_before);
+    acked_before = total;
+    repl::StreamReadReport report;
+    StateCollector s = ReadStream(o, &report);
+    for (const auto& [source, seq] : acked) {
+      CHECK_MESSAGE(s.marks[source] >= seq, "cycle ", cycle, ": ", source);
+    }
+  };
+  testing::CrashTotals t = testing::RunCrashCycles(run);
+  REQUIRE(progress.size() == 4);
+  MESSAGE("acknowledged ops per owner life (NATS server 0 killed in the second): ",
+          fmt::format("{}", fmt::join(progress, ", ")));
+  CHECK(progress[1] > 0);
+  CHECK(progress[2] > 0);
+  CHECK(progress[3] > 0);
+  CHECK(t.lost == 0);
+  CHECK(t.mismatches == 0);
+}
+
+TEST_CASE("cluster: serve refuses a stream ahead of its data dir") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  std::vector<std::string> args = {"--replicate", nats.urls(), "--cluster-name",
+                                   "ahead",       "--window",  "2ms"};
+  testing::ServeProcess owner = testing::StartServe(dir.File("a"), dir.File("a.log"), args);
+  testing::OpGenerator gen(engine::PlayerSchema(), 3, 4);
+  net::Hello hello;
+  hello.source = "w";
+  {
+    auto c = net::Client::Connect(owner.address, hello, 10s);
+    REQUIRE(c.ok());
+    REQUIRE((*c)->Send(gen.Frame(0, 1)).ok());
+    auto f = (*c)->ReadFrame();
+    REQUIRE(f.ok());
+    CHECK(f->type == static_cast<uint8_t>(net::FrameType::kAck));
+  }
+  owner.Stop();
+  std::vector<std::string> argv = {CONV_BINARY,   "serve",      "--listen",
+                                   "127.0.0.1:0", "--data-dir", dir.File("b")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  testing::ProcessResult r = testing::RunProcess(argv, 30s);
+  CHECK(r.exit_code != 0);
+  CHECK_MESSAGE(
+      r.err.find("refusing to start: stream CONV_ahead holds windows up to") != std::string::npos,
+      r.err);
+  CHECK(r.err.find(dir.File("b")) != std::string::npos);
+}
+
+TEST_CASE("cluster: replication flags are checked before anything starts") {
+  testing::TempDir dir("conv-repl");
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CONV_BINARY,   "serve",      "--listen",
+                                     "127.0.0.1:0", "--data-dir", dir.File("d")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    testing::ProcessResult r = testing::RunProcess(argv, 30s);
+    CHECK(r.exit_code != 0);
+    return r.err;
+  };
+  std::string closed = fmt::format("nats://127.0.0.1:{}", testing::ClosedPort());
+  CHECK(run({"--replicate", closed}).find("--replicate needs --cluster-name") != std::string::npos);
+  CHECK(run({"--cluster-name", "x"}).find("--cluster-name needs --replicate") != std::string::npos);
+  CHECK(run({"--replicate", closed, "--cluster-name", "a.b"})
+            .find("--cluster-name: 'a.b' has '.' at offset 1") != std::string::npos);
+  CHECK(run({"--replicate", closed, "--cluster-name", std::string(65, 'x')})
+            .find("must be 1 to 64 characters") != std::string::npos);
+  CHECK(run({"--replicate", closed, "--cluster-name", "x", "--replicas", "6"})
+            .find("--replicas: 6 is out of range") != std::string::npos);
+  CHECK(run({"--replicate", closed + ",," + closed, "--cluster-name", "x"})
+            .find(fmt::format("--replicate: '{0},,{0}': empty URL at offset {1}", closed,
+                              closed.size() + 1)) != std::string::npos);
+  std::string err = run({"--replicate", closed, "--cluster-name", "x"});
+  CHECK_MESSAGE(err.find("--replicate: cannot connect to '" + closed + "'") != std::string::npos,
+                err);
+}
