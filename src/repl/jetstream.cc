@@ -62,6 +62,7 @@ struct JetStreamLog::State {
   size_t chunk = 0;
   uint64_t round_start_ns = 0;  // WAL thread: first Publish of the round (0: none)
   uint64_t round_last_window = 0;
+  std::string unsent;  // WAL thread: why a chunk of the round could not be built
 
   std::mutex mu;
   std::vector<natsMsg*> failed;  // owned: publishes to do again (guarded)
@@ -215,10 +216,9 @@ void JetStreamLog::Publish(uint64_t window, std::string_view blocks) {
     auto m = MakeChunk(s_->log_subject, body,
                        fmt::format("{}-w{}-{}", s_->options.cluster_name, window, i), "Conv-Window",
                        window, i, parts);
-    if (!m.ok()) {
-      std::lock_guard lock(s_->mu);
-      s_->last_error = m.message();
-      continue;  // Confirm fails for want of it below
+    if (!m.ok()) {  // only when memory runs out: the round must not be acknowledged
+      if (s_->unsent.empty()) s_->unsent = fmt::format("window {}: {}", window, m.message());
+      continue;
     }
     s_->PublishAsync(m->release());
   }
@@ -232,6 +232,13 @@ wal::WriteOutcome JetStreamLog::Confirm() {
   const uint64_t start = util::MonoNanos();
   const uint64_t deadline =
       start + static_cast<uint64_t>(s_->options.confirm_timeout.count()) * 1'000'000;
+  if (!s_->unsent.empty()) {
+    wal::WriteOutcome failed{wal::WriteErrc::kIo,
+                             fmt::format("cannot publish to JetStream: {}", s_->unsent)};
+    s_->unsent.clear();
+    s_->round_start_ns = 0;
+    return failed;
+  }
   for (;;) {
     uint64_t now = util::MonoNanos();
     jsPubOptions po;
