@@ -221,6 +221,48 @@ util::Status ReplayWindowImage(std::string_view blocks, uint64_t window, RecordV
   return util::Status::Ok();
 }
 
+util::Status ForEachWindowImage(
+    const std::string& dir, uint64_t after,
+    const std::function<util::Status(uint64_t window, std::string_view blocks)>& f) {
+  auto listing = ListDir(dir);
+  if (!listing.ok()) return listing.status();
+  const auto& segs = listing->segments;
+  for (size_t i = 0; i < segs.size(); ++i) {
+    // A segment whose successor starts at or before `after` holds nothing wanted.
+    if (i + 1 < segs.size() && segs[i + 1].window <= after + 1) continue;
+    auto data = ReadWholeFile(segs[i].path);
+    if (!data.ok()) return data.status();
+    BlockReader reader(*data, kSegmentMagic);
+    if (!reader.header_ok()) {
+      return util::Status::Error(fmt::format("segment '{}': {}", segs[i].path, reader.error()));
+    }
+    size_t start = 0;  // of the window's first block
+    bool open = false;
+    Block b;
+    for (;;) {
+      ReadStatus st = reader.Next(&b);
+      if (st == ReadStatus::kEnd) break;
+      if (st != ReadStatus::kBlock) {
+        return util::Status::Error(fmt::format("segment '{}': {}", segs[i].path, reader.error()));
+      }
+      WindowHead h;
+      if ((b.type != BlockType::kWindow && b.type != BlockType::kWindowPart) ||
+          !ParseWindowHead(b.payload, &h)) {
+        return util::Status::Error(
+            fmt::format("segment '{}': unexpected block at offset {}", segs[i].path, b.offset));
+      }
+      if (!open) start = b.offset;
+      open = b.type == BlockType::kWindowPart;
+      if (open || h.window <= after) continue;
+      size_t end = b.offset + kBlockHeaderSize + b.payload.size();
+      if (auto s = f(h.window, std::string_view(*data).substr(start, end - start)); !s.ok()) {
+        return s;
+      }
+    }
+  }
+  return util::Status::Ok();
+}
+
 util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvage,
                      RecoveryReport* report, ReadOptions options) {
   *report = RecoveryReport{};

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,5 +63,12 @@ util::Status ReplayCheckpointImage(const std::string& data, const std::string& n
 // every record. Fails, delivering nothing, on damage or a block of another window.
 util::Status ReplayWindowImage(std::string_view blocks, uint64_t window, RecordVisitor& visitor,
                                uint64_t* records);
+
+// After Recover: calls `f` with each window of the log in `dir` after `after`, in
+// order, as its blocks are framed in the segment (ReplayWindowImage reads them back).
+// Stops at the first error `f` returns, and fails on a damaged block.
+util::Status ForEachWindowImage(
+    const std::string& dir, uint64_t after,
+    const std::function<util::Status(uint64_t window, std::string_view blocks)>& f);
 
 }  // namespace conv::wal

@@ -13,6 +13,7 @@
 #include "support/wal_fixtures.h"
 #include "wal/block.h"
 #include "wal/checkpoint.h"
+#include "wal/files.h"
 #include "wal/replay.h"
 #include "wal/writer.h"
 
@@ -123,4 +124,65 @@ TEST_CASE("wal: a checkpoint file's bytes replay from memory, and a damaged one 
   CHECK_FALSE(st.ok());
   CHECK(st.message().rfind("checkpoint 'ckpt': ", 0) == 0);
   CHECK(none.events.empty());
+}
+
+TEST_CASE("wal: ForEachWindowImage gives every window after a point, as framed in its segment") {
+  uint64_t seed = testing::TestSeed("CONV_WAL_SEED", 5153);
+  MESSAGE("seed ", seed, " (CONV_WAL_SEED)");
+  std::mt19937_64 rng(seed);
+  testing::TempDir root("conv-wal");
+  auto schemas = testing::TestSchemaRecords();
+  auto windows = testing::RandomWindows(rng, 1, 60, 40, 96);
+  wal::WriterOptions o;
+  o.fsync = false;
+  o.max_block_payload = 2048;
+  o.segment_bytes = 32 << 10;
+  testing::WriteWindows(root.path(), windows, schemas, o);
+  auto heads = testing::SegmentHeads(root.path());
+  REQUIRE(heads.size() >= 3);
+
+  for (uint64_t after : {uint64_t{0}, uint64_t{17}, uint64_t{59}, uint64_t{60}}) {
+    CAPTURE(after);
+    std::vector<uint64_t> seen;
+    RecordingVisitor v;
+    auto st = wal::ForEachWindowImage(root.path(), after, [&](uint64_t w, std::string_view blocks) {
+      seen.push_back(w);
+      uint64_t records = 0;
+      return wal::ReplayWindowImage(blocks, w, v, &records);
+    });
+    REQUIRE_MESSAGE(st.ok(), st.message());
+    std::vector<testing::TestWindow> want_windows(windows.begin() + static_cast<ptrdiff_t>(after),
+                                                  windows.end());
+    std::vector<uint64_t> want_seen;
+    for (const auto& w : want_windows)
+      want_seen.push_back(w.window);
+    CHECK(seen == want_seen);
+    CHECK(v.events == testing::ExpectedEvents(want_windows, schemas, heads));
+  }
+
+  // The callback's error ends the walk and is returned.
+  uint64_t calls = 0;
+  auto st = wal::ForEachWindowImage(root.path(), 0, [&](uint64_t w, std::string_view) {
+    ++calls;
+    return w == 5 ? util::Status::Error("stop at 5") : util::Status::Ok();
+  });
+  CHECK(st.message() == "stop at 5");
+  CHECK(calls == 5);
+
+  // A damaged block (with valid blocks after it) fails the walk, naming the segment.
+  auto listing = wal::ListDir(root.path());
+  REQUIRE(listing.ok());
+  const std::string first = listing->segments.front().path;
+  std::string bytes = testing::ReadAll(first);
+  auto offsets = testing::BlockOffsets(bytes);
+  REQUIRE(offsets.size() > 2);
+  bytes[offsets[1] + wal::kBlockHeaderSize + 1] ^= 0x5a;
+  testing::WriteAll(first, bytes);
+  calls = 0;
+  st = wal::ForEachWindowImage(root.path(), 0, [&](uint64_t, std::string_view) {
+    ++calls;
+    return util::Status::Ok();
+  });
+  CHECK_FALSE(st.ok());
+  CHECK_MESSAGE(st.message().rfind("segment '" + first + "': ", 0) == 0, st.message());
 }
