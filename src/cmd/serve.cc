@@ -21,9 +21,12 @@
 #include "net/metrics_server.h"
 #include "net/server.h"
 #include "repl/jetstream.h"
+#include "repl/stream_reader.h"
 #include "util/clock.h"
 #include "util/duration.h"
 #include "util/log.h"
+#include "wal/files.h"
+#include "wal/records.h"
 #include "wal/replay.h"
 
 namespace conv::cmd {
@@ -162,6 +165,69 @@ util::Result<int> LockDataDir(const std::string& dir) {
         "--data-dir: '{}' is in use by another convergence server (its LOCK is held)", dir));
   }
   return fd;
+}
+
+class IgnoreRecords : public wal::RecordVisitor {
+ public:
+  void OnClaim(const wal::ClaimRecord&) override {}
+  void OnRetract(const wal::RetractRecord&) override {}
+  void OnSource(const wal::SourceRecord&) override {}
+  void OnSchema(const wal::SchemaRecord&) override {}
+  void OnLease(const wal::LeaseRecord&) override {}
+};
+
+// Before anything is acknowledged, makes the stream hold the data dir's log: the
+// stream must not be ahead of it (another owner's, or this one's before its disk was
+// lost), and what only the data dir holds (windows written but never confirmed when
+// the process died, a torn window, or everything for a new --cluster-name) is
+// published: the newest local checkpoint when the stream's usable log ends before
+// it, then every later window.
+util::Status CatchUpStream(repl::JetStreamLog& replica, const repl::ReplicationOptions& ro,
+                           const std::string& dir, uint64_t local_last, util::Logger& log) {
+  auto in_stream = replica.LastReplicatedWindow();
+  if (!in_stream.ok())
+    return util::Status::Error(fmt::format("--replicate: {}", in_stream.message()));
+  if (*in_stream > local_last) {
+    return util::Status::Error(fmt::format(
+        "refusing to start: stream {} holds windows up to {} but the data dir '{}' only up to "
+        "{}; start with the data dir that wrote them, or another --cluster-name",
+        repl::StreamName(ro.cluster_name), *in_stream, dir, local_last));
+  }
+  IgnoreRecords ignore;
+  repl::StreamReadReport report;
+  if (auto st = repl::ReadReplicatedLog(ro, ignore, &report); !st.ok()) {
+    return util::Status::Error(fmt::format("--replicate: {}", st.message()));
+  }
+  uint64_t from = report.last_window;
+  if (from >= local_last) return util::Status::Ok();
+  auto listing = wal::ListDir(dir);
+  if (!listing.ok()) return listing.status();
+  if (!listing->checkpoints.empty() && listing->checkpoints.back().window > from) {
+    const auto& cp = listing->checkpoints.back();
+    if (auto st = replica.PublishCheckpoint(cp.window, cp.path); !st.ok()) {
+      return util::Status::Error(
+          fmt::format("--replicate: checkpoint {}: {}", cp.path, st.message()));
+    }
+    from = cp.window;
+  }
+  uint64_t windows = 0;
+  auto confirm = [&]() -> util::Status {
+    wal::WriteOutcome c = replica.Confirm();
+    return c.ok() ? util::Status::Ok()
+                  : util::Status::Error(fmt::format("--replicate: {}", c.message));
+  };
+  auto st = wal::ForEachWindowImage(dir, from, [&](uint64_t window, std::string_view blocks) {
+    replica.Publish(window, blocks);
+    return ++windows % 256 == 0 ? confirm() : util::Status::Ok();
+  });
+  if (st.ok()) st = confirm();
+  if (!st.ok()) return st;
+  log.Info(
+      "caught the stream up: it had a usable log up to window {}{}; published {} windows{}",
+      report.last_window,
+      report.torn_window != 0 ? fmt::format(" (window {} torn)", report.torn_window) : "", windows,
+      from > report.last_window ? fmt::format(" after the checkpoint at window {}", from) : "");
+  return util::Status::Ok();
 }
 
 // The replication figures for the metrics endpoint (net/metrics.cc names them).
@@ -349,25 +415,12 @@ int RunServe(const ServeOptions& o) {
       recovered.totals.entities, sources.known(), recovery.last_window,
       (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
       recovery.checkpoint_window, recovery.blocks, recovery.records);
-  // The stream must not be ahead of the data dir (another owner's, or this one's
-  // before its disk was lost); windows only the data dir holds (written, never
-  // acknowledged, when the process died before JetStream confirmed them) are
-  // replicated by a checkpoint once serving.
-  bool stream_behind = false;
   if (replica != nullptr) {
-    auto in_stream = replica->LastReplicatedWindow();
-    if (!in_stream.ok()) {
-      PrintError(fmt::format("--replicate: {}", in_stream.message()));
+    if (auto st = CatchUpStream(*replica, repl_options, o.data_dir, recovery.last_window, log);
+        !st.ok()) {
+      PrintError(st.message());
       return kExitError;
     }
-    if (*in_stream > recovery.last_window) {
-      PrintError(fmt::format(
-          "refusing to start: stream {} holds windows up to {} but the data dir '{}' only up to "
-          "{}; start with the data dir that wrote them, or another --cluster-name",
-          repl::StreamName(o.cluster_name), *in_stream, o.data_dir, recovery.last_window));
-      return kExitError;
-    }
-    stream_behind = *in_stream < recovery.last_window;
   }
   net::Server server(engine, server_options, log);
   if (auto st = server.Listen(); !st.ok()) {
@@ -398,15 +451,6 @@ int RunServe(const ServeOptions& o) {
   }
   server.Start();
   if (metrics) metrics->Start();
-  if (stream_behind) {
-    if (auto st = engine.Checkpoint(); !st.ok()) {
-      log.Error("stopping: cannot replicate the windows the stream lacks: {}", st.message());
-      server.Shutdown();
-      return kExitError;
-    }
-    log.Info("replicated a checkpoint at window {}: the stream had only up to an older window",
-             engine.Stats().checkpoints.last_window);
-  }
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   log.Info(
       "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "

@@ -177,14 +177,26 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
   cfg.Storage = js_FileStorage;
   cfg.Replicas = options.replicas;
   cfg.Duplicates = int64_t{120} * 1'000'000'000;  // resends within 2 min are de-duplicated
+  // Tried again until --replicate's confirm timeout: a NATS cluster that is starting
+  // may not have its peers for the replicas yet.
+  const uint64_t deadline =
+      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  jsStreamInfo* info = nullptr;
-  natsStatus st = js_AddStream(&info, s->js.get(), &cfg, nullptr, &jerr);
-  if (st != NATS_OK && jerr == JSStreamNameExistErr) {
+  natsStatus st = NATS_OK;
+  for (;;) {
     jerr = static_cast<jsErrCode>(0);
-    st = js_UpdateStream(&info, s->js.get(), &cfg, nullptr, &jerr);
+    jsStreamInfo* info = nullptr;
+    st = js_AddStream(&info, s->js.get(), &cfg, nullptr, &jerr);
+    if (st != NATS_OK && jerr == JSStreamNameExistErr) {
+      jsStreamInfo_Destroy(info);
+      info = nullptr;
+      jerr = static_cast<jsErrCode>(0);
+      st = js_UpdateStream(&info, s->js.get(), &cfg, nullptr, &jerr);
+    }
+    jsStreamInfo_Destroy(info);
+    if (st == NATS_OK || util::MonoNanos() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  StreamInfoPtr info_guard(info);
   if (st != NATS_OK) {
     return util::Status::Error(
         fmt::format("--replicate: cannot create stream {} with {} replicas: {}", s->stream,
@@ -361,10 +373,22 @@ util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string&
     ++s_->counters.checkpoints;
     s_->counters.checkpoint_window = window;
   }
+  // Nothing older than `below` left: no purge (nats-server 2.9 purges everything
+  // when asked to purge below its first sequence).
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jsStreamInfo* info = nullptr;
+  natsStatus info_st =
+      js_GetStreamInfo(&info, s_->ckpt_js.get(), s_->stream.c_str(), nullptr, &jerr);
+  StreamInfoPtr info_guard(info);
+  if (info_st != NATS_OK) {
+    return util::Status::Error(
+        fmt::format("cannot read stream {}: {}", s_->stream, NatsError(info_st, jerr)));
+  }
+  if (below <= info->State.FirstSeq) return util::Status::Ok();
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Stream.Purge.Sequence = below;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
+  jerr = static_cast<jsErrCode>(0);
   if (natsStatus st = js_PurgeStream(s_->ckpt_js.get(), s_->stream.c_str(), &jo, &jerr);
       st != NATS_OK) {
     return util::Status::Error(fmt::format("cannot purge stream {} below sequence {}: {}",

@@ -109,12 +109,11 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   for (const auto& [window, pieces] : windows) {
     if (window <= from) continue;
     if (!pieces.complete()) {
-      for (size_t i = 0; i < pieces.have.size(); ++i) {
-        if (!pieces.have[i]) {
-          return util::Status::Error(fmt::format("stream {}: window {} lacks chunk {} of {}",
-                                                 stream, window, i, pieces.parts.size()));
-        }
-      }
+      // A round is acknowledged only once every chunk of it and of every round
+      // before it is stored: from a window with a chunk missing on, nothing was
+      // acknowledged (the owner died while publishing), so nothing is replayed.
+      report->torn_window = window;
+      break;
     }
     uint64_t records = 0;
     if (auto s = wal::ReplayWindowImage(pieces.Join(), window, visitor, &records); !s.ok()) {

@@ -23,10 +23,14 @@ struct StreamReadReport {
   uint64_t windows = 0;      // windows replayed after the checkpoint
   uint64_t last_window = 0;  // newest window replayed (or the checkpoint's)
   uint64_t records = 0;
+  // The first window with a chunk missing (0: none): it and every later window were
+  // not replayed (a torn tail: never acknowledged).
+  uint64_t torn_window = 0;
 };
 
-// Replays the stream of `options.cluster_name` as it is now into `visitor`. A
-// window with a chunk missing fails the read (it names the window and the chunk).
+// Replays the stream of `options.cluster_name` as it is now into `visitor`: the
+// newest checkpoint whose chunks are all there, then every later window up to the
+// first one with a chunk missing (report->torn_window).
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
                                StreamReadReport* report);
 

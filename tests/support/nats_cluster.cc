@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -55,9 +56,10 @@ NatsCluster::NatsCluster(const std::string& dir, int nodes) {
     REQUIRE_MESSAGE(child.ok(), (child.ok() ? "" : child.message()));
     n.process = std::move(child).value();
   }
-  // Ready once a metadata leader is known (a single server is its own).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   for (;;) {
+    // Every node ready and a metadata leader elected (a single server is its own);
+    // JetStreamLog::Open tries again while the stream's replicas cannot be placed yet.
     bool ready = true;
     bool leader = nodes == 1;
     for (const Node& n : nodes_) {
@@ -103,9 +105,35 @@ void NatsCluster::Kill(int node) {
   REQUIRE(p->Wait(std::chrono::seconds(10)).has_value());
 }
 
+namespace {
+
+// Whether every thread of `pid` is stopped (state T in /proc/PID/task/*/stat): a
+// thread running when SIGSTOP came may go on until its next trip into the kernel.
+bool AllThreadsStopped(pid_t pid) {
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::string stat = ReadFileOrEmpty(t.path().string() + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size()) return false;
+    char state = stat[paren + 2];
+    if (state != 'T' && state != 't') return false;
+  }
+  return !ec;
+}
+
+}  // namespace
+
 void NatsCluster::PauseAll() {
   for (Node& n : nodes_)
     if (n.process->running()) n.process->Signal(SIGSTOP);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (Node& n : nodes_) {
+    while (n.process->running() && !AllThreadsStopped(n.process->pid())) {
+      REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline, "nats-server ", n.name,
+                      " did not stop on SIGSTOP within 5 s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
 }
 
 void NatsCluster::ResumeAll() {
