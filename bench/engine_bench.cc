@@ -3,6 +3,7 @@
 //   memory  RSS per entity with one claim, at 1,000,000 player entities
 // Usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] [--entities N]
 //        [--watched] (apply as with a subscriber on the schema)
+//        [--log] (seals encode the window's WAL records, as with a data dir)
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -98,7 +99,7 @@ std::vector<engine::OpBatch> MakeBatches(const engine::Schema& s, size_t entitie
   return batches;
 }
 
-void BenchApply(int runs, size_t ops, size_t entities, bool watched) {
+void BenchApply(int runs, size_t ops, size_t entities, bool watched, bool log) {
   engine::SchemaSet schemas;
   const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
   std::vector<double> rates;
@@ -106,7 +107,7 @@ void BenchApply(int runs, size_t ops, size_t entities, bool watched) {
     engine::SourceTable sources;
     uint32_t source = *sources.Intern("bench");
     engine::SealQueue seals;
-    engine::Partition part(0, schemas, sources, 1, &seals);
+    engine::Partition part(0, schemas, sources, 1, &seals, log);
     // With a subscriber: keep each entity's state at its window start, and at each
     // seal emit its change (changes.h).
     if (watched) engine::PartitionDriver(part).Watch(engine::kPlayerSchemaId, 1);
@@ -126,8 +127,9 @@ void BenchApply(int runs, size_t ops, size_t entities, bool watched) {
                part.counters().entities);
   }
   std::sort(rates.begin(), rates.end());
-  fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities{})\n",
-             rates[rates.size() / 2], entities, watched ? ", watched" : "");
+  fmt::print("apply median: {:.0f} ops/s per partition thread (70/20/10 mix, {} entities{}{})\n",
+             rates[rates.size() / 2], entities, watched ? ", watched" : "",
+             log ? ", WAL records encoded" : "");
 }
 
 void BenchMemory(size_t entities) {
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
   size_t entities = 10'000;
   size_t memory_entities = 1'000'000;
   bool watched = false;
+  bool log = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -197,6 +200,8 @@ int main(int argc, char** argv) {
       entities = std::stoul(next());
     else if (a == "--watched")
       watched = true;
+    else if (a == "--log")
+      log = true;
     else if (a == "--memory-entities")
       memory_entities = std::stoul(next());
     else if (a == "apply" || a == "memory" || a == "all")
@@ -204,11 +209,11 @@ int main(int argc, char** argv) {
     else {
       fmt::print(stderr,
                  "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
-                 "[--entities N] [--memory-entities N] [--watched]\n");
+                 "[--entities N] [--memory-entities N] [--watched] [--log]\n");
       return 2;
     }
   }
-  if (what == "apply" || what == "all") BenchApply(runs, ops, entities, watched);
+  if (what == "apply" || what == "all") BenchApply(runs, ops, entities, watched, log);
   if (what == "memory" || what == "all") BenchMemory(memory_entities);
   return 0;
 }

@@ -118,19 +118,19 @@ _convergence_wal_dump() {
 
 _convergence_bench() {
   case $prev in
-    --scenario) _convergence_words 'write subscribers reads bootstrap coalescing saturation'; return 0 ;;
+    --scenario) _convergence_words 'write subscribers reads bootstrap coalescing saturation scale'; return 0 ;;
     --out) _convergence_files; return 0 ;;
     --tls-ca) _convergence_files; return 0 ;;
     --tls-cert) _convergence_files; return 0 ;;
     --tls-key) _convergence_files; return 0 ;;
     --fsync) _convergence_words 'window none'; return 0 ;;
-    --duration|--html|--server) return 0 ;;
+    --duration|--html|--server|--scale-entities) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync'
+    _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync --scale-entities'
     return 0
   fi
-  _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync'
+  _convergence_words '-h --help --scenario --duration --quick --out --json --html --server --tls --tls-ca --tls-cert --tls-key --fsync --scale-entities'
 }
 
 _convergence() {

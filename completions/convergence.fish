@@ -120,7 +120,7 @@ complete -c convergence -n '__fish_seen_subcommand_from wal-dump' -l stats -d 'T
 complete -c convergence -n '__fish_seen_subcommand_from wal-dump; and test (__convergence_positional ) -eq 1' -F -d 'A data dir, or one segment or checkpoint file'
 
 complete -c convergence -n '__fish_seen_subcommand_from bench' -s h -l help -d 'Print this help message and exit'
-complete -c convergence -n '__fish_seen_subcommand_from bench' -l scenario -x -a 'write subscribers reads bootstrap coalescing saturation' -d 'Scenarios to run (default: all)'
+complete -c convergence -n '__fish_seen_subcommand_from bench' -l scenario -x -a 'write subscribers reads bootstrap coalescing saturation scale' -d 'Scenarios to run (default: all; with --server, all but scale)'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l duration -x -d 'How long each measurement runs'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l quick -d 'A short run of every scenario (2s each), for CI and the README'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l out -r -F -d 'Also write the report to this file'
@@ -132,3 +132,4 @@ complete -c convergence -n '__fish_seen_subcommand_from bench' -l tls-ca -r -F -
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l tls-cert -r -F -d 'Connect with TLS and present this PEM certificate (mutual TLS; with --tls-key)'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l tls-key -r -F -d 'The PEM private key of --tls-cert'
 complete -c convergence -n '__fish_seen_subcommand_from bench' -l fsync -x -a 'window none' -d 'The embedded server\'s --fsync mode'
+complete -c convergence -n '__fish_seen_subcommand_from bench' -l scale-entities -x -d 'The scale scenario\'s state sizes, comma-separated entity counts of 1000 to 100000000 (default: 10000,100000,1000000,10000000; with --quick: 10000,100000)'

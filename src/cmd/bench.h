@@ -20,6 +20,7 @@ struct BenchOptions {
   std::string server;         // empty: an embedded server per measurement
   net::TlsClientOptions tls;  // with --server
   std::string fsync = "window";
+  std::vector<std::string> scale_entities;  // the scale scenario's sizes; empty: the default
 };
 
 CLI::App* RegisterBench(CLI::App& app, BenchOptions& options);

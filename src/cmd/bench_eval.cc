@@ -30,6 +30,8 @@ constexpr MetricInfo kMetrics[] = {
     {Metric::kBootstrapS, " s", 3, TargetPlot::kGauge},
     {Metric::kHotCoalescing, " : 1", 1, TargetPlot::kGauge},
     {Metric::kThroughputShare, "%", 0, TargetPlot::kThroughput},
+    {Metric::kStateBootstrapS, " s", 3, TargetPlot::kGauge},
+    {Metric::kRestartS, " s", 2, TargetPlot::kGauge},
 };
 
 const MetricInfo& Info(Metric m) {
@@ -73,6 +75,12 @@ std::optional<double> ValueOf(Metric m, const BenchRun& run) {
     case Metric::kThroughputShare:
       if (o.workers == 0) return std::nullopt;
       return r.Throughput();
+    case Metric::kStateBootstrapS:
+    case Metric::kRestartS: {
+      uint64_t us = Tag(run, m == Metric::kRestartS ? "restart_us" : "bootstrap_us");
+      if (us == 0) return std::nullopt;
+      return static_cast<double>(us) / 1e6;
+    }
   }
   return std::nullopt;
 }
@@ -235,7 +243,7 @@ ScenarioResult EvaluateScenario(const Scenario& s, std::vector<BenchRun> runs,
 ScenarioResult RunScenario(const Scenario& s, const BenchEnv& env) {
   std::vector<BenchRun> runs;
   for (const RunSpec& spec : s.runs)
-    runs.push_back(Measure(spec, env));
+    runs.push_back(s.measure ? s.measure(spec, env) : Measure(spec, env));
   return EvaluateScenario(s, std::move(runs), env);
 }
 

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
 #include <thread>
 
 namespace conv::cmd {
@@ -372,11 +374,131 @@ Scenario Saturation() {
   return s;
 }
 
+std::string Thousands(uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string Bytes(double v) {
+  return Human(v) + "B";
+}
+
 }  // namespace
 
+uint64_t Tag(const BenchRun& run, const std::string& name) {
+  for (const auto& [k, v] : run.tags) {
+    if (k == name) return v;
+  }
+  return 0;
+}
+
+Scenario ScaleScenario(const std::vector<uint64_t>& entities) {
+  Scenario s;
+  s.name = "scale";
+  s.title = "Cost as the state grows";
+  s.intro =
+      "For each size, a fresh server: every player asserted once from one source (pipelined, "
+      "acknowledged), then the write scenario (9 workers, 70/20/10, no rate limit) over that "
+      "many players, then a checkpoint of the whole state on the idle server, one subscriber "
+      "bootstrapping every entity, and a restart (the server stopped without a final "
+      "checkpoint; timed: a new one recovering its data dir until it listens). RSS: the bench "
+      "process's resident set minus its own before the server started (the loaders make ids "
+      "on demand, so what remains is the server's); per entity over the entities held. A "
+      "size after the first reuses memory the previous server freed, so its RSS is low by "
+      "up to that much: measure one size per run for its memory.";
+  for (uint64_t n : entities) {
+    LoadOptions o = Writers();
+    o.entities = n;
+    s.runs.push_back({Thousands(n) + " entities", "", "", {{"entities", n}}, o});
+  }
+  auto per_entity = [](const BenchRun& r, const char* rss, const char* held) {
+    uint64_t bytes = Tag(r, rss);
+    uint64_t n = Tag(r, held);
+    return fmt::format("{} ({:.0f} B/entity)", Bytes(static_cast<double>(bytes)),
+                       n == 0 ? 0.0 : static_cast<double>(bytes) / static_cast<double>(n));
+  };
+  auto ms = [](uint64_t us) { return fmt::format("{:.0f} ms", static_cast<double>(us) / 1e3); };
+  s.columns = {
+      {"Entities", [](const BenchRun& r, auto&) { return Thousands(r.options.entities); }},
+      {"Preload (one source)",
+       [ms](const BenchRun& r, auto&) {
+         double secs = static_cast<double>(Tag(r, "populate_us")) / 1e6;
+         return fmt::format("{} ({}/s)", ms(Tag(r, "populate_us")),
+                            Human(secs > 0 ? static_cast<double>(r.options.entities) / secs : 0));
+       }},
+      {"RSS after preload",
+       [per_entity](const BenchRun& r, auto&) {
+         return per_entity(r, "rss_preloaded_bytes", "entities");
+       }},
+      {"Write throughput", [](const BenchRun& r, auto&) { return Ops(r.report.Throughput()); }},
+      {"Claim records/s",
+       [](const BenchRun& r, auto&) {
+         return Human(static_cast<double>(r.report.StatDelta("claim_changes")) / r.report.seconds);
+       }},
+      {"ACK p50 / p99 ms",
+       [](const BenchRun& r, auto&) { return P50P99(r.report.ack_latency_ns, 1e6, 2); }},
+      {"RSS after writes",
+       [per_entity](const BenchRun& r, auto&) {
+         return per_entity(r, "rss_bytes", "state_entities");
+       }},
+      {"Checkpoint (idle)",
+       [ms](const BenchRun& r, auto&) {
+         return fmt::format("{}, {}", ms(Tag(r, "checkpoint_us")),
+                            Bytes(static_cast<double>(Tag(r, "checkpoint_bytes"))));
+       }},
+      {"Bootstrap of the whole state",
+       [ms](const BenchRun& r, auto&) {
+         return fmt::format("{} ({} entities)", ms(Tag(r, "bootstrap_us")),
+                            Thousands(Tag(r, "state_entities")));
+       }},
+      {"Restart", [ms](const BenchRun& r, auto&) { return ms(Tag(r, "restart_us")); }},
+  };
+  s.targets = {
+      {"Bootstrap of 1,000,000 entities", Metric::kStateBootstrapS, true, 0.3, 0,
+       [](const LoadOptions& o) { return o.entities == 1'000'000; }},
+      {"Restart with 10,000,000 entities", Metric::kRestartS, true, 10, 0,
+       [](const LoadOptions& o) { return o.entities == 10'000'000; }},
+  };
+  s.measure = MeasureScale;
+  return s;
+}
+
+util::Result<std::vector<uint64_t>> ParseScaleEntities(const std::vector<std::string>& items) {
+  std::vector<uint64_t> out;
+  for (const std::string& item : items) {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size()) {
+      return util::Status::Error(
+          fmt::format("--scale-entities: '{}' is not a whole number of entities", item));
+    }
+    if (n < kMinScaleEntities || n > kMaxScaleEntities) {
+      return util::Status::Error(
+          fmt::format("--scale-entities: {} is out of range; each size must be {} to {} entities",
+                      n, Thousands(kMinScaleEntities), Thousands(kMaxScaleEntities)));
+    }
+    if (std::find(out.begin(), out.end(), n) != out.end()) {
+      return util::Status::Error(fmt::format("--scale-entities: {} is given twice", n));
+    }
+    out.push_back(n);
+  }
+  if (out.empty()) return util::Status::Error("--scale-entities: no size given");
+  return out;
+}
+
 const std::vector<Scenario>& BenchScenarios() {
-  static const std::vector<Scenario> kScenarios = {Write(),     Subscribers(), Reads(),
-                                                   Bootstrap(), Coalescing(),  Saturation()};
+  static const std::vector<Scenario> kScenarios = {Write(),
+                                                   Subscribers(),
+                                                   Reads(),
+                                                   Bootstrap(),
+                                                   Coalescing(),
+                                                   Saturation(),
+                                                   ScaleScenario(kScaleEntities)};
   return kScenarios;
 }
 

@@ -11,8 +11,11 @@
 #include "cmd/report.h"
 
 #include "net/tls.h"
+#include "util/status.h"
 
 namespace conv::cmd {
+
+struct BenchEnv;
 
 // The performance page's scenarios as data: what each one runs, how its table reads,
 // which targets hold it, and its prose. RunScenario measures one; EvaluateScenario
@@ -45,6 +48,8 @@ enum class Metric {
   kBootstrapS,       // SUBSCRIBE -> SNAPSHOT_END, the slowest subscriber
   kHotCoalescing,    // ops per claim record, entities updated > 10 times in a window
   kThroughputShare,  // write throughput, percent of the `base` run's
+  kStateBootstrapS,  // scale: one subscriber bootstraps the whole state (tag bootstrap_us)
+  kRestartS,         // scale: recovery of the data dir until the server listens (restart_us)
 };
 
 struct TargetSpec {
@@ -72,7 +77,22 @@ struct Scenario {
   std::string outro;
   bool load_tables = false;  // ScenarioResult::load_tables
   bool single_run = false;   // ScenarioResult::single_run
+  // Measures one run; null: a load run on a fresh server after its `populate`.
+  std::function<BenchRun(const RunSpec&, const BenchEnv&)> measure;
 };
+
+// The scale scenario's entity counts: by default, and with --quick.
+inline const std::vector<uint64_t> kScaleEntities = {10'000, 100'000, 1'000'000, 10'000'000};
+inline const std::vector<uint64_t> kQuickScaleEntities = {10'000, 100'000};
+// The least and most entities --scale-entities takes.
+constexpr uint64_t kMinScaleEntities = 1'000;
+constexpr uint64_t kMaxScaleEntities = 100'000'000;
+// The scale scenario, one run per entity count.
+Scenario ScaleScenario(const std::vector<uint64_t>& entities);
+// --scale-entities: whole numbers in [kMinScaleEntities, kMaxScaleEntities], no repeats.
+util::Result<std::vector<uint64_t>> ParseScaleEntities(const std::vector<std::string>& items);
+// The value of `run`'s tag `name` (0 when it has none).
+uint64_t Tag(const BenchRun& run, const std::string& name);
 
 // Every scenario, in report order.
 const std::vector<Scenario>& BenchScenarios();
@@ -85,6 +105,11 @@ struct BenchEnv {
   std::chrono::microseconds duration{10'000'000};
   net::TlsClientOptions tls;  // how to reach `server`
 };
+
+// One run of the scale scenario (bench_scale.cc): on a fresh embedded server, the
+// preload of every entity from one source, the page's write mix, a checkpoint of
+// the whole state, one subscriber bootstrapping it, and a restart.
+BenchRun MeasureScale(const RunSpec& spec, const BenchEnv& env);
 
 // Runs every measurement of `scenario`, then evaluates it.
 ScenarioResult RunScenario(const Scenario& scenario, const BenchEnv& env);

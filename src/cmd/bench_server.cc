@@ -14,6 +14,7 @@
 #include "cmd/workload.h"
 #include "net/client.h"
 #include "util/clock.h"
+#include "wal/replay.h"
 
 namespace conv::cmd {
 
@@ -35,17 +36,23 @@ std::string ReadFirstMatch(const std::string& path, const std::string& key) {
 
 }  // namespace
 
-EmbeddedServer::EmbeddedServer(bool fsync) {
+EmbeddedServer::EmbeddedServer(bool fsync) : fsync_(fsync) {
   char tmpl[] = "/tmp/convergence-bench-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
+  Build(std::make_unique<engine::SchemaSet>());
+}
+
+void EmbeddedServer::Build(std::unique_ptr<engine::SchemaSet> schemas) {
+  schemas_ = std::move(schemas);
+  sources_ = std::make_unique<engine::SourceTable>();
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   engine::EngineOptions eo;
   eo.partitions = cores;
   eo.lanes = std::max(1u, cores / 2);
   eo.data_dir = dir_;
-  eo.fsync = fsync;
+  eo.fsync = fsync_;
   eo.log = &log_;
-  engine_ = std::make_unique<engine::Engine>(eo, schemas_, sources_);
+  engine_ = std::make_unique<engine::Engine>(eo, *schemas_, *sources_);
   net::ServerOptions so;
   so.listen = "127.0.0.1:0";
   server_ = std::make_unique<net::Server>(*engine_, so, log_);
@@ -63,6 +70,29 @@ util::Status EmbeddedServer::Start() {
   if (auto st = server_->Listen(); !st.ok()) return st;
   server_->Start();
   return util::Status::Ok();
+}
+
+void EmbeddedServer::Stop() {
+  server_->Shutdown();
+  server_.reset();
+  engine_.reset();
+}
+
+util::Status EmbeddedServer::Restart() {
+  // As `serve` starts: the schemas the log holds, then the checkpoint and the log.
+  auto persisted = wal::ReadLatestSchemas(dir_);
+  if (!persisted.ok()) return persisted.status();
+  auto fresh = std::make_unique<engine::SchemaSet>();
+  if (auto st = fresh->Reconcile(*persisted); !st.ok()) return st;
+  Build(std::move(fresh));
+  wal::RecoveryReport report;
+  if (auto st = engine_->Recover(false, &report); !st.ok()) return st;
+  return Start();
+}
+
+uint64_t ProcessRssBytes() {
+  std::string kb = ReadFirstMatch("/proc/self/status", "VmRSS");
+  return kb == "unknown" ? 0 : std::strtoull(kb.c_str(), nullptr, 10) * 1024;
 }
 
 std::string EmbeddedServer::address() const {

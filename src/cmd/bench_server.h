@@ -22,12 +22,23 @@ class EmbeddedServer {
 
   util::Status Start();
   std::string address() const;
+  engine::Engine& engine() { return *engine_; }
+  // Stops the server without a final checkpoint or flush (what was acknowledged is
+  // durable) and frees its state.
+  void Stop();
+  // After Stop(): starts a new server on the same data dir (on a new port: see
+  // address()): recovery (the newest checkpoint, then the log) until it listens.
+  util::Status Restart();
 
  private:
+  // A new engine and server over `schemas` (and a fresh source table).
+  void Build(std::unique_ptr<engine::SchemaSet> schemas);
+
+  bool fsync_;
   util::Logger log_{util::LogLevel::kWarn};
   std::string dir_;
-  engine::SchemaSet schemas_;
-  engine::SourceTable sources_;
+  std::unique_ptr<engine::SchemaSet> schemas_;
+  std::unique_ptr<engine::SourceTable> sources_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<net::Server> server_;
 };
@@ -36,6 +47,9 @@ class EmbeddedServer {
 // and waits until the last is acknowledged (durable).
 util::Status PopulateAll(const std::string& server, const net::TlsClientOptions& tls,
                          const std::string& schema_name, uint64_t n);
+
+// This process's resident set (VmRSS), bytes; 0 when /proc cannot tell.
+uint64_t ProcessRssBytes();
 
 // This machine: CPU, cores, memory, OS, and the time now.
 Machine DescribeMachine();

@@ -67,7 +67,7 @@ struct Reader {
     ::pthread_setname_np(::pthread_self(), "load-reader");
     Workload w(schema, o.entities, 0, Mix{}, seed);
     while (!stop.load(std::memory_order_relaxed)) {
-      const std::string& id = w.Id(w.NextEntity());
+      std::string_view id = w.Id(w.NextEntity());
       uint64_t t0 = util::MonoNanos();
       auto r = (*c)->Query(schema, id, false);
       uint64_t t1 = util::MonoNanos();

@@ -370,8 +370,11 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                    "`saturation` (the write scenario at an unlimited rate: ACK latency, "
                    "notification latency with 1, 10 and 100 subscribers and QUERY latency "
                    "beside the writers, against targets of 3 and 2 windows, and QUERY "
-                   "latency of an idle server). Each measurement runs against a fresh "
-                   "embedded server on loopback, or against `--server` when given. Each "
+                   "latency of an idle server) and `scale` (per state size of "
+                   "`--scale-entities`: preload, memory, write throughput and claim "
+                   "records/s, a checkpoint, one subscriber bootstrapping the whole state, "
+                   "and a restart; not with `--server`). Each measurement runs against a "
+                   "fresh embedded server on loopback, or against `--server` when given. Each "
                    "scenario's targets are listed with their verdicts. `--html` *FILE* also "
                    "writes the report as one self-contained HTML page: per scenario, "
                    "throughput over time of every run, CDFs of ACK, notification and QUERY "
@@ -392,6 +395,8 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                     "convergence bench --scenario write --duration 30s --out perf.md"},
                    {"Latency at saturation (ACK, notifications, QUERY):",
                     "convergence bench --scenario saturation"},
+                   {"The cost of the state at 1,000,000 and 10,000,000 entities:",
+                    "convergence bench --scenario scale --scale-entities 1000000,10000000"},
                    {"Every scenario briefly, with the charts in one HTML page:",
                     "convergence bench --quick --html perf.html"},
                },

@@ -67,10 +67,7 @@ engine::Value RandomValue(engine::FieldType type, std::mt19937_64& rng, uint64_t
 
 Workload::Workload(const engine::Schema& schema, uint64_t entities, unsigned hot_pct, Mix mix,
                    uint64_t seed)
-    : rng_(seed), mix_(mix) {
-  ids_.reserve(entities);
-  for (uint64_t i = 0; i < entities; ++i)
-    ids_.push_back(EntityId(schema, i));
+    : rng_(seed), entities_(entities), prefix_(schema.name.substr(0, 1) + "-"), mix_(mix) {
   hot_count_ = hot_pct == 0 ? 0 : std::max<uint64_t>(1, entities * hot_pct / 100);
   constexpr size_t kPool = 256;
   for (size_t i = 0; i < kPool; ++i) {
@@ -96,8 +93,16 @@ Workload::Kind Workload::NextKind() {
   return Kind::kRetract;
 }
 
+std::string_view Workload::Id(uint64_t entity) {
+  char digits[20];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof(digits), entity);
+  id_.assign(prefix_);
+  id_.append(digits, end);
+  return id_;
+}
+
 uint64_t Workload::NextEntity() {
-  uint64_t n = ids_.size();
+  uint64_t n = entities_;
   if (hot_count_ == 0 || hot_count_ >= n) return rng_() % n;
   if (rng_() % 10 != 0) return rng_() % hot_count_;  // 90% of writes to the hot set
   return hot_count_ + rng_() % (n - hot_count_);

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/schema.h"
@@ -33,17 +34,21 @@ class Workload {
   Kind NextKind();
   // Index of the next entity to write.
   uint64_t NextEntity();
-  const std::string& Id(uint64_t entity) const { return ids_[entity]; }
+  // The id of entity `entity` (EntityId), made on demand so that millions of entities
+  // cost no memory here; valid until the next call.
+  std::string_view Id(uint64_t entity);
   // A full record (every field), mask + values.
   const std::string& FullRecord() { return full_[rng_() % full_.size()]; }
   // A partial record (a random non-empty subset of the fields).
   const std::string& PartialRecord() { return partial_[rng_() % partial_.size()]; }
-  uint64_t entities() const { return ids_.size(); }
+  uint64_t entities() const { return entities_; }
   std::mt19937_64& rng() { return rng_; }
 
  private:
   std::mt19937_64 rng_;
-  std::vector<std::string> ids_;
+  uint64_t entities_;
+  std::string prefix_;  // "<schema prefix>-"
+  std::string id_;      // Id()'s text
   std::vector<std::string> full_;
   std::vector<std::string> partial_;
   uint64_t hot_count_;

@@ -57,7 +57,7 @@ BenchRun Measured(const conv::cmd::RunSpec& spec, double ack_ms, double notify_m
 TEST_CASE("bench: the scenario table holds the page's scenarios in order, each well formed") {
   CHECK(conv::cmd::BenchScenarioNames() == std::vector<std::string>{"write", "subscribers", "reads",
                                                                     "bootstrap", "coalescing",
-                                                                    "saturation"});
+                                                                    "saturation", "scale"});
   for (const Scenario& s : conv::cmd::BenchScenarios()) {
     CAPTURE(s.name);
     CHECK(!s.title.empty());
@@ -208,8 +208,8 @@ TEST_CASE("bench: one short scenario from the command line writes Markdown, JSON
   std::string html = dir.File("report.html");
   // Long enough for a few throughput samples (every 100 ms) and ACKs to plot, also
   // under the sanitizers.
-  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "1s",
-                       "--fsync", "none", "--out", out, "--html", html},
+  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "write", "--duration", "1s", "--fsync",
+                       "none", "--out", out, "--html", html},
                       std::chrono::seconds(60));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
@@ -252,6 +252,112 @@ TEST_CASE("bench: an unknown scenario or an unwritable file is refused before an
     CHECK(r.exit_code == 2);
     CHECK(r.err.find(std::string(flag) + ": cannot write '/nonexistent/dir/x'") !=
           std::string::npos);
+    CHECK(r.out.empty());
+  }
+}
+
+TEST_CASE("bench: --scale-entities takes whole numbers in range, each once") {
+  auto ok = conv::cmd::ParseScaleEntities({"1000", "100000000", "25000"});
+  REQUIRE(ok.ok());
+  CHECK(*ok == std::vector<uint64_t>{1000, 100000000, 25000});
+  struct Bad {
+    std::vector<std::string> items;
+    const char* error;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {{"10k"}, "--scale-entities: '10k' is not a whole number of entities"},
+           {{""}, "--scale-entities: '' is not a whole number of entities"},
+           {{"-5"}, "--scale-entities: '-5' is not a whole number of entities"},
+           {{"999"},
+            "--scale-entities: 999 is out of range; each size must be 1,000 to "
+            "100,000,000 entities"},
+           {{"100000001"}, "--scale-entities: 100000001 is out of range"},
+           {{"5000", "5000"}, "--scale-entities: 5000 is given twice"},
+           {{}, "--scale-entities: no size given"},
+       }) {
+    auto r = conv::cmd::ParseScaleEntities(b.items);
+    REQUIRE_FALSE(r.ok());
+    CHECK_MESSAGE(r.message().find(b.error) == 0, r.message());
+  }
+  // One run per size, in the order given; the targets hold at their sizes only.
+  Scenario s = conv::cmd::ScaleScenario({2000, 1000});
+  REQUIRE(s.runs.size() == 2);
+  CHECK(s.runs[0].label == "2,000 entities");
+  CHECK(s.runs[1].options.entities == 1000);
+  CHECK(s.runs[1].options.workers == 9);
+  CHECK(s.measure != nullptr);
+}
+
+TEST_CASE("bench: the scale targets read the runs' bootstrap and restart times") {
+  Scenario s = conv::cmd::ScaleScenario({1'000'000, 10'000'000});
+  std::vector<BenchRun> runs;
+  for (const auto& spec : s.runs) {
+    BenchRun run = Measured(spec, 1, 0, 1000);
+    bool big = spec.options.entities == 10'000'000;
+    run.tags.emplace_back("bootstrap_us", big ? 900'000 : 250'000);
+    run.tags.emplace_back("restart_us", big ? 12'000'000 : 1'000'000);
+    runs.push_back(run);
+  }
+  auto result = conv::cmd::EvaluateScenario(s, runs, {});
+  REQUIRE(result.targets.size() == 2);
+  CHECK(result.targets[0].run == "1,000,000 entities");
+  CHECK(result.targets[0].value == doctest::Approx(0.25));
+  CHECK(result.targets[0].met);
+  CHECK(result.targets[1].run == "10,000,000 entities");
+  CHECK(result.targets[1].value == doctest::Approx(12.0));
+  CHECK_FALSE(result.targets[1].met);
+  REQUIRE(result.tables.size() == 1);
+  CHECK(result.tables[0].rows[0][0] == "1,000,000");
+  CHECK(result.tables[0].rows[1].back() == "12000 ms");
+}
+
+TEST_CASE("bench: the scale scenario measures each size from preload to restart") {
+  auto r = RunProcess({CONV_BINARY, "bench", "--scenario", "scale", "--scale-entities", "2000,1000",
+                       "--duration", "300ms", "--fsync", "none", "--json"},
+                      std::chrono::seconds(120));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto json = conv::testing::ParseJson(r.out);
+  REQUIRE(json.has_value());
+  const auto* runs = json->Get("scenarios")->Get("scale");
+  REQUIRE(runs != nullptr);
+  REQUIRE(runs->array.size() == 2);
+  CHECK(runs->array[0].Get("entities")->number == 2000);
+  CHECK(runs->array[1].Get("entities")->number == 1000);
+  for (const auto& run : runs->array) {
+    CAPTURE(run.Get("entities")->number);
+    // Every entity was preloaded; the mix retracts some, so the state holds at most that.
+    CHECK(run.Get("state_entities")->number > 0);
+    CHECK(run.Get("state_entities")->number <= run.Get("entities")->number);
+    CHECK(run.Get("checkpoint_records")->number >= run.Get("state_entities")->number);
+    CHECK(run.Get("checkpoint_bytes")->number > 0);
+    CHECK(run.Get("restart_us")->number > 0);
+    CHECK(run.Get("populate_us")->number > 0);
+    CHECK(run.Get("load")->Get("acked_ops")->number > 0);
+  }
+}
+
+TEST_CASE("bench: --scale-entities and the scale scenario are refused where they cannot run") {
+  struct Case {
+    std::vector<std::string> args;
+    const char* error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--scenario", "scale", "--scale-entities", "12x"},
+            "--scale-entities: '12x' is not a whole number of entities"},
+           {{"--scenario", "write", "--scale-entities", "5000"},
+            "--scale-entities: only the scale scenario uses it"},
+           {{"--server", "127.0.0.1:1", "--scale-entities", "5000"},
+            "--scale-entities: the scale scenario does not run with --server"},
+           {{"--server", "127.0.0.1:1", "--scenario", "scale"},
+            "--scenario scale measures an embedded server"},
+       }) {
+    std::vector<std::string> argv = {CONV_BINARY, "bench"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto r = RunProcess(argv, std::chrono::seconds(30));
+    CAPTURE(c.error);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find(c.error) != std::string::npos);
     CHECK(r.out.empty());
   }
 }

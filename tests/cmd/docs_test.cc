@@ -263,7 +263,7 @@ TEST_CASE("completion: fish offers the subcommands, flags and values") {
   CHECK(fish("convergence query ") == V{"player"});
   CHECK(fish("convergence query player ").empty());
   CHECK(fish("convergence bench --scenario ") ==
-        V{"bootstrap", "coalescing", "reads", "saturation", "subscribers", "write"});
+        V{"bootstrap", "coalescing", "reads", "saturation", "scale", "subscribers", "write"});
 }
 
 TEST_CASE("completion: the zsh function parses and compinit registers it for convergence") {
