@@ -90,7 +90,7 @@ void Partition::RetractSource(uint32_t source, uint64_t ts) {
   // per lock, in scan order, as ops would.
   struct Hit {
     uint32_t schema;
-    const std::string* id;
+    const EntityKey* id;
     Entity* e;
   };
   Hit hits[kApplyChunk];
@@ -211,8 +211,7 @@ void Partition::ApplyOne(const OpView& op) {
     Note(d, op.source, op.ts, nullptr);
     return;
   }
-  auto it = map.find(op.id);
-  if (it == map.end()) it = map.emplace(std::string(op.id), Entity{}).first;
+  auto it = FindOrAdd(map, op.id);
   Entity& e = it->second;
   Dirty& d = Touch(e, op.schema, it->first);
   Claim** link = FindLink(e, op.source);
@@ -227,6 +226,13 @@ void Partition::ApplyOne(const OpView& op) {
   }
   InstallAt(e, link, c, old);
   Note(d, op.source, op.ts, c);
+}
+
+Partition::EntityMap::iterator Partition::FindOrAdd(EntityMap& map, std::string_view id) {
+  auto it = map.find(id);
+  if (it != map.end()) return it;
+  return map.emplace(std::piecewise_construct, std::forward_as_tuple(id), std::forward_as_tuple())
+      .first;
 }
 
 void Partition::Install(Entity& e, Claim* c, const Claim* old) {
@@ -256,7 +262,7 @@ bool Partition::Uninstall(Entity& e, uint32_t source) {
   return true;
 }
 
-Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, const std::string& key) {
+Partition::Dirty& Partition::Touch(Entity& e, uint32_t schema, const EntityKey& key) {
   if (e.dirty != 0) return dirty_[e.dirty - 1];
   if (!walks_.empty()) Capture(schema, key, e);
   if (dirty_count_ == dirty_.size()) dirty_.emplace_back();

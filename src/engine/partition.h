@@ -127,14 +127,14 @@ class Partition {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  using EntityMap = std::unordered_map<std::string, Entity, StringHash, std::equal_to<>>;
+  using EntityMap = std::unordered_map<EntityKey, Entity, StringHash, std::equal_to<>>;
 
   // An entity changed in the open window. `id` and `entity` point into the schema's
   // map: nodes never move, and a dirty entity is never erased (PruneTombstones skips
   // them), so the seal reaches it without a lookup.
   struct Dirty {
     uint32_t schema = 0;
-    const std::string* id = nullptr;
+    const EntityKey* id = nullptr;
     Entity* entity = nullptr;
     struct Source {
       uint32_t source;
@@ -182,11 +182,13 @@ class Partition {
       step_hook_(w);
   }
   void ApplyOne(const OpView& op);
+  // The entry of `id` in `map`, made (with no claims) when there is none.
+  static EntityMap::iterator FindOrAdd(EntityMap& map, std::string_view id);
   void EncodeChanges(const Dirty& d, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
   // the window start when its schema is watched). After the change: Note().
   // `key` is the entity's key in the schema's map.
-  Dirty& Touch(Entity& e, uint32_t schema, const std::string& key);
+  Dirty& Touch(Entity& e, uint32_t schema, const EntityKey& key);
   // `claim`: the source's claim after the change (null: none).
   void Note(Dirty& d, uint32_t source, uint64_t ts, const Claim* claim);
   // Puts `c` in as its source's claim / takes the source's claim out (false: none),

@@ -4,6 +4,7 @@
 // and the tombstones that let a subscriber resume with a delta.
 
 #include <algorithm>
+#include <optional>
 
 #include "engine/changes.h"
 #include "engine/partition.h"
@@ -104,14 +105,15 @@ bool Partition::AdvanceWalk(ActiveWalk& a) {
        ++n, ++a.bucket) {
     if (n % kApplyChunk == kApplyChunk - 1) Step(Work::kWalk);
     for (auto it = map.begin(a.bucket); it != map.end(a.bucket); ++it) {
-      if (!it->first.starts_with(w.prefix)) continue;
+      std::string_view id = it->first;
+      if (!id.starts_with(w.prefix)) continue;
       if (!a.captured.empty()) {
-        if (auto c = a.captured.find(it->first); c != a.captured.end()) {
+        if (auto c = a.captured.find(id); c != a.captured.end()) {
           a.captured.erase(c);  // its state at the walk's window is out already
           continue;
         }
       }
-      EmitWalkEntry(w, it->first, it->second, &chunk);
+      EmitWalkEntry(w, id, it->second, &chunk);
     }
   }
   bool done = a.bucket >= map.bucket_count();
@@ -148,12 +150,12 @@ void Partition::EmitWalkEntry(const FeedWalk& w, std::string_view id, const Enti
 }
 
 void Partition::Capture(uint32_t schema, std::string_view id, const Entity& e) {
-  std::string key;
+  std::optional<EntityKey> key;  // made once, for the map's bucket() of it
   for (ActiveWalk& a : walks_) {
     FeedWalk& w = *a.walk;
     if (w.schema != schema || !id.starts_with(w.prefix)) continue;
-    if (key.empty()) key.assign(id);
-    if (maps_[schema].bucket(key) < a.bucket) continue;  // visited already
+    if (!key) key.emplace(id);
+    if (maps_[schema].bucket(*key) < a.bucket) continue;  // visited already
     if (!a.captured.emplace(id).second) continue;
     std::string chunk;
     EmitWalkEntry(w, id, e, &chunk);

@@ -53,9 +53,7 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
 }
 
 void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
-  EntityMap& map = maps_[r.schema];
-  auto it = map.find(r.id);
-  if (it == map.end()) it = map.emplace(std::string(r.id), Entity{}).first;
+  auto it = FindOrAdd(maps_[r.schema], r.id);
   Entity& e = it->second;
   e.window = window;
   Install(e,
@@ -66,9 +64,7 @@ void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_
 
 void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source,
                                uint64_t window) {
-  EntityMap& map = maps_[schema];
-  auto it = map.find(id);
-  if (it == map.end()) it = map.emplace(std::string(id), Entity{}).first;
+  auto it = FindOrAdd(maps_[schema], id);
   Uninstall(it->second, source);
   it->second.window = window;
   if (it->second.claims == nullptr) {

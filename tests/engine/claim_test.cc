@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -283,4 +284,47 @@ TEST_CASE("claim: an entity keeps one claim per source, ordered by source id") {
   engine::FreeClaims(e);
   CHECK(e.claims == nullptr);
   CHECK(engine::ClaimCount(e) == 0);
+}
+
+TEST_CASE("entity key: ids up to 15 bytes inline, longer ones on the heap, both read back") {
+  for (std::string_view id :
+       {std::string_view(""), std::string_view("p-1"), std::string_view("exactly-15bytes"),
+        std::string_view("sixteen-bytes-id"),
+        std::string_view("an id well past the inline limit of the key")}) {
+    CAPTURE(id);
+    engine::EntityKey key(id);
+    CHECK(key.view() == id);
+    CHECK(std::string_view(key) == id);
+    CHECK(key == id);
+    engine::EntityKey same(id);
+    CHECK(key == same);
+  }
+  // Bytes any id may hold, a NUL included, and the inline length byte's neighbours.
+  std::string with_nul("a\0b", 3);
+  engine::EntityKey nul(with_nul);
+  CHECK(nul.view() == with_nul);
+  engine::EntityKey short_key("p-1");
+  CHECK_FALSE(short_key == std::string_view("p-10"));
+  engine::EntityKey long_key(std::string(40, 'x'));
+  CHECK_FALSE(long_key == std::string_view(std::string(39, 'x')));
+}
+
+TEST_CASE("entity key: random ids of every length read back and compare as their text") {
+  const uint64_t seed = 0x5ca1e;
+  MESSAGE("entity key property: seed " << seed);
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 2000; ++i) {
+    std::string a(rng() % 64, '\0');
+    for (char& c : a)
+      c = static_cast<char>(rng() & 0xff);
+    std::string b = a;
+    if (!b.empty() && rng() % 2 == 0) b[rng() % b.size()] ^= static_cast<char>(1 + rng() % 255);
+    engine::EntityKey ka(a);
+    engine::EntityKey kb(b);
+    CAPTURE(i);
+    CHECK(ka.view() == a);
+    CHECK(kb.view() == b);
+    CHECK((ka == kb) == (a == b));
+    CHECK((ka == std::string_view(b)) == (a == b));
+  }
 }
