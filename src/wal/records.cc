@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 namespace conv::wal {
 
 using util::PutStr;
@@ -11,19 +13,31 @@ using util::PutVarint;
 void PutClaim(std::string& out, uint32_t schema, std::string_view id, std::string_view source,
               uint64_t mask, bool uniform, uint64_t ts_max, const uint64_t* ts,
               std::string_view values) {
-  PutU8(out, static_cast<uint8_t>(RecordKind::kClaim));
-  PutVarint(out, schema);
-  PutStr(out, id);
-  PutStr(out, source);
-  PutVarint(out, mask);
-  PutU8(out, uniform ? 1 : 0);
-  PutVarint(out, ts_max);
-  if (!uniform) {
-    int n = __builtin_popcountll(mask);
-    for (int i = 0; i < n; ++i)
-      PutVarint(out, ts[i]);
-  }
-  PutStr(out, values);
+  // The hottest encoder (every claim record of every seal and checkpoint): one
+  // resize, then the fields written in place, not one append per field.
+  int n_ts = uniform ? 0 : __builtin_popcountll(mask);
+  size_t bound = 1 + util::kMaxVarintBytes * (6 + static_cast<size_t>(n_ts)) + 1 + id.size() +
+                 source.size() + values.size();
+  size_t at = out.size();
+  out.resize(at + bound);
+  auto* p = reinterpret_cast<uint8_t*>(out.data() + at);
+  uint8_t* start = p;
+  auto str = [&p](std::string_view s) {
+    p += util::EncodeVarint(p, s.size());
+    if (!s.empty()) std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  *p++ = static_cast<uint8_t>(RecordKind::kClaim);
+  p += util::EncodeVarint(p, schema);
+  str(id);
+  str(source);
+  p += util::EncodeVarint(p, mask);
+  *p++ = uniform ? 1 : 0;
+  p += util::EncodeVarint(p, ts_max);
+  for (int i = 0; i < n_ts; ++i)
+    p += util::EncodeVarint(p, ts[i]);
+  str(values);
+  out.resize(at + static_cast<size_t>(p - start));
 }
 
 void PutRetract(std::string& out, uint32_t schema, std::string_view id, std::string_view source) {

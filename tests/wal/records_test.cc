@@ -129,3 +129,49 @@ TEST_CASE("wal: malformed records are refused") {
   }
   CHECK(v.events.empty());
 }
+
+TEST_CASE("wal: a claim record is the format's bytes, field by field, appended to what is there") {
+  uint64_t seed = testing::TestSeed("CONV_WAL_SEED", 5);
+  MESSAGE("seed ", seed, " (CONV_WAL_SEED)");
+  std::mt19937_64 rng(seed);
+  auto text = [&rng](size_t max) {
+    std::string s(rng() % (max + 1), '\0');
+    for (char& c : s)
+      c = static_cast<char>(rng() & 0xff);
+    return s;
+  };
+  // Values of every varint length, 1 to 10 bytes.
+  auto wide = [&rng] { return rng() >> (rng() % 64); };
+  for (int round = 0; round < 500; ++round) {
+    uint32_t schema = static_cast<uint32_t>(wide());
+    std::string id = text(300);
+    std::string source = text(200);
+    uint64_t mask = wide();
+    bool uniform = rng() % 2 == 0;
+    uint64_t ts_max = wide();
+    uint64_t ts[64];
+    for (uint64_t& t : ts)
+      t = wide();
+    std::string values = text(1000);
+    std::string before = text(50);
+    // The layout: kind, schema, id, source, mask, uniform,
+    // ts_max, the per-field timestamps when not uniform, values.
+    std::string want = before;
+    util::PutU8(want, static_cast<uint8_t>(wal::RecordKind::kClaim));
+    util::PutVarint(want, schema);
+    util::PutStr(want, id);
+    util::PutStr(want, source);
+    util::PutVarint(want, mask);
+    util::PutU8(want, uniform ? 1 : 0);
+    util::PutVarint(want, ts_max);
+    if (!uniform) {
+      for (int i = 0; i < __builtin_popcountll(mask); ++i)
+        util::PutVarint(want, ts[i]);
+    }
+    util::PutStr(want, values);
+    std::string got = before;
+    wal::PutClaim(got, schema, id, source, mask, uniform, ts_max, ts, values);
+    CAPTURE(round);
+    REQUIRE(got == want);
+  }
+}
