@@ -7,12 +7,12 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <string>
 #include <thread>
 
 #include "support/durable_server.h"
 #include "support/op_model.h"
+#include "support/process.h"
 #include "support/test_server.h"
 
 using namespace conv;
@@ -27,17 +27,10 @@ namespace {
 
 constexpr uint64_t kPlayer = engine::kPlayerSchemaId;
 
-struct Dir {
-  std::string path =
-      (std::filesystem::temp_directory_path() / fmt::format("conv-sources-{}", ::getpid()))
-          .string();
-  Dir() { std::filesystem::remove_all(path); }
-  ~Dir() { std::filesystem::remove_all(path); }
-};
-
-testing::DurableServerOptions Options(const Dir& d, std::chrono::microseconds retention) {
+testing::DurableServerOptions Options(const testing::TempDir& d,
+                                      std::chrono::microseconds retention) {
   testing::DurableServerOptions o;
-  o.data_dir = d.path;
+  o.data_dir = d.File("data");
   o.max_sources = 4;
   o.server.source_retention = retention;
   return o;
@@ -87,7 +80,7 @@ int64_t Score(net::Client& c, const std::string& id) {
 }  // namespace
 
 TEST_CASE("sources: names that never wrote are forgotten at once, past the table's size") {
-  Dir d;
+  testing::TempDir d("conv-sources");
   testing::DurableServer s(Options(d, std::chrono::hours(1)));
   // One client saying HELLO with 100 names in turn, as a flood would.
   for (int i = 0; i < 100; ++i) {
@@ -101,7 +94,7 @@ TEST_CASE("sources: names that never wrote are forgotten at once, past the table
 }
 
 TEST_CASE("sources: a source holding claims, or idle for less than the retention, is kept") {
-  Dir d;
+  testing::TempDir d("conv-sources");
   testing::DurableServer s(Options(d, std::chrono::hours(1)));
   for (int i = 0; i < 3; ++i) {
     auto c = s.Connect(fmt::format("holder-{}", i));
@@ -122,7 +115,7 @@ TEST_CASE("sources: a source holding claims, or idle for less than the retention
 }
 
 TEST_CASE("sources: a new source on a forgotten id starts from seq 0, also after a restart") {
-  Dir d;
+  testing::TempDir d("conv-sources");
   {
     testing::DurableServer s(Options(d, std::chrono::microseconds(0)));
     for (int i = 0; i < 3; ++i) {
@@ -160,7 +153,7 @@ TEST_CASE("sources: a new source on a forgotten id starts from seq 0, also after
 }
 
 TEST_CASE("sources: a log naming more sources than the table holds is recovered") {
-  Dir d;
+  testing::TempDir d("conv-sources");
   {
     testing::DurableServer s(Options(d, std::chrono::microseconds(0)));
     // 12 sources in turn, each writes and takes its claim back: with room for 4,

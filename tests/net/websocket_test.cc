@@ -505,7 +505,10 @@ TEST_CASE("websocket: end to end: the console listener serves the page and WebSo
   ws.Open();
 }
 
-TEST_CASE("websocket: listeners follow the loopback rule of --listen") {
+namespace {
+
+// What Server::Listen says about `so`'s listeners (it must refuse them).
+std::string ListenError(net::ServerOptions so) {
   engine::SchemaSet schemas;
   engine::SourceTable sources;
   engine::EngineOptions eo;
@@ -513,31 +516,27 @@ TEST_CASE("websocket: listeners follow the loopback rule of --listen") {
   eo.lanes = 1;
   engine::Engine engine(eo, schemas, sources);
   util::Logger log(util::LogLevel::kOff);
-  net::ServerOptions so;
   so.listen = "127.0.0.1:0";
-  so.ws_listen = "0.0.0.0:0";
   net::Server server(engine, so, log);
   auto st = server.Listen();
   REQUIRE_FALSE(st.ok());
-  CHECK(st.message().find("--ws-listen") != std::string::npos);
-  CHECK(st.message().find("without authentication") != std::string::npos);
+  return st.message();
+}
+
+}  // namespace
+
+TEST_CASE("websocket: listeners follow the loopback rule of --listen") {
+  net::ServerOptions so;
+  so.ws_listen = "0.0.0.0:0";
+  std::string message = ListenError(so);
+  CHECK(message.find("--ws-listen") != std::string::npos);
+  CHECK(message.find("without authentication") != std::string::npos);
 }
 
 TEST_CASE("websocket: a console listener needs a page") {
-  engine::SchemaSet schemas;
-  engine::SourceTable sources;
-  engine::EngineOptions eo;
-  eo.partitions = 1;
-  eo.lanes = 1;
-  engine::Engine engine(eo, schemas, sources);
-  util::Logger log(util::LogLevel::kOff);
   net::ServerOptions so;
-  so.listen = "127.0.0.1:0";
   so.console_listen = "127.0.0.1:0";
-  net::Server server(engine, so, log);
-  auto st = server.Listen();
-  REQUIRE_FALSE(st.ok());
-  CHECK(st.message() == "--console: this build has no console page");
+  CHECK(ListenError(so) == "--console: this build has no console page");
 }
 
 TEST_CASE("websocket: the binary's flags: listeners printed, errors named") {
