@@ -163,9 +163,23 @@ util::Status SchemaSet::AddFromText(std::string_view text, std::string_view orig
 util::Status SchemaSet::Reconcile(const std::vector<wal::SchemaDef>& persisted) {
   if (persisted.empty()) return util::Status::Ok();
   std::vector<std::unique_ptr<Schema>> out;
+  // Ids are 1..N: a larger one (a damaged data dir may say 2^32-1) leaves a gap, found
+  // without allocating for every id up to it.
   uint32_t max_id = 0;
   for (const auto& p : persisted)
     max_id = std::max(max_id, p.id);
+  if (max_id > persisted.size()) {
+    std::vector<uint32_t> ids;
+    for (const auto& p : persisted)
+      ids.push_back(p.id);
+    std::sort(ids.begin(), ids.end());
+    uint32_t missing = 1;
+    for (uint32_t id : ids) {
+      if (id > missing) break;
+      if (id == missing) ++missing;
+    }
+    return util::Status::Error(fmt::format("the data dir has no schema with id {}", missing));
+  }
   out.resize(max_id);
   for (const auto& p : persisted) {
     if (p.id == 0 || out[p.id - 1] != nullptr) {

@@ -277,3 +277,24 @@ TEST_CASE("schema: a schema file is read from disk and its errors name the path"
 
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("schema: a data dir whose schema ids leave a gap is refused without allocating for it") {
+  // A damaged data dir may name schema id 2^32-1: refused like any gap, naming the
+  // first missing id, and without a table sized by the id.
+  engine::SchemaSet set;
+  std::vector<wal::SchemaDef> persisted(3);
+  persisted[0].id = 1;
+  persisted[0].name = "player";
+  persisted[1].id = 4'294'967'295u;
+  persisted[1].name = "huge";
+  persisted[2].id = 2;
+  persisted[2].name = "other";
+  auto st = set.Reconcile(persisted);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message() == "the data dir has no schema with id 3");
+  persisted[1].id = 3;
+  persisted[0].id = 5;
+  st = set.Reconcile(persisted);
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.message() == "the data dir has no schema with id 1");
+}
