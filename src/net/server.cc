@@ -305,7 +305,16 @@ util::Result<uint32_t> Server::ClaimSource(std::string_view name, const std::sha
   {
     std::lock_guard lock(owners_mu_);
     auto id = engine_.sources().Intern(name, reused);
-    if (!id.ok() && ForgetIdleSources() > 0) id = engine_.sources().Intern(name, reused);
+    // A sweep visits every source: when one found nothing, a flood of new names
+    // does not sweep again for a while (it gets overloaded, and retries).
+    const uint64_t now = util::MonoNanos() / 1000;
+    if (!id.ok() && now - empty_sweep_us_ >= kSweepPause) {
+      if (ForgetIdleSources() > 0) {
+        id = engine_.sources().Intern(name, reused);
+      } else {
+        empty_sweep_us_ = now;
+      }
+    }
     if (!id.ok()) return id;
     source = *id;
     SourceSlot& slot = Slot(source);

@@ -222,6 +222,8 @@ class Server : private engine::WindowListener {
   // idle past --source-retention, or never had an op applied. REQUIRES: owners_mu_.
   size_t ForgetIdleSources();
   uint64_t started_us_ = 0;
+  static constexpr uint64_t kSweepPause = 100'000;  // us after a sweep that found nothing
+  uint64_t empty_sweep_us_ = 0;                     // guarded by owners_mu_
   std::mutex owners_mu_;
   std::vector<SourceSlot> slots_;  // by source id; guarded by owners_mu_
   std::unique_ptr<Fanout> fanout_;
