@@ -225,7 +225,8 @@ void Fanout::EndFeed(Sub& s) {
   engine_.StopFeed(s.schema->id);
 }
 
-void Fanout::Remove(const SubPtr& s) {
+void Fanout::Remove(const SubPtr& sub) {
+  SubPtr s = sub;  // `sub` may be the element of subs_ erased below
   s->removed = true;
   ClearHeld(*s);
   EndFeed(*s);

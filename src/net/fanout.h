@@ -141,7 +141,7 @@ class Fanout {
   void Begin(const SubPtr& s, bool walk, uint64_t since, bool reset);
   // `sink`'s snapshot ended (or its subscription did): starts its next queued one.
   void BeginQueued(const FeedSink* sink);
-  void Remove(const SubPtr& s);
+  void Remove(const SubPtr& sub);
   // Cancels `s`'s walks and its watch on the schema (Engine::StopFeed).
   void EndFeed(Sub& s);
   void Pump(const SubPtr& s);
