@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "repl/nats_link.h"
+#include "util/clock.h"
 #include "wal/replay.h"
 
 namespace conv::repl {
@@ -63,7 +64,15 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   const std::string log_subject = LogSubject(options.cluster_name);
   jsStreamInfo* info = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus st = js_GetStreamInfo(&info, js->get(), stream.c_str(), nullptr, &jerr);
+  // A cluster that lost a server answers once it has elected the stream's leader
+  // again: a timeout is tried again for up to the confirm timeout.
+  const uint64_t deadline =
+      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+  natsStatus st;
+  do {
+    jerr = static_cast<jsErrCode>(0);
+    st = js_GetStreamInfo(&info, js->get(), stream.c_str(), nullptr, &jerr);
+  } while (st == NATS_TIMEOUT && util::MonoNanos() < deadline);
   StreamInfoPtr info_guard(info);
   if (st != NATS_OK) {
     return util::Status::Error(
