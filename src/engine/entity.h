@@ -21,8 +21,7 @@ class EntityKey {
 
   explicit EntityKey(std::string_view id) {
     if (id.size() <= kInline) {
-      if (!id.empty()) std::memcpy(bytes_, id.data(), id.size());
-      bytes_[kInline] = static_cast<char>(id.size());
+      Inline(id, bytes_);
       return;
     }
     char* heap = new char[id.size()];
@@ -38,18 +37,46 @@ class EntityKey {
   EntityKey(const EntityKey&) = delete;
   EntityKey& operator=(const EntityKey&) = delete;
 
-  std::string_view view() const {
+  std::string_view view() const noexcept {
     if (!on_heap()) return {bytes_, static_cast<size_t>(bytes_[kInline])};
     uint64_t size = 0;
     std::memcpy(&size, bytes_ + sizeof(char*), 7);
     return {heap(), static_cast<size_t>(size)};
   }
-  operator std::string_view() const { return view(); }  // NOLINT: an id reads as its text
+  operator std::string_view() const noexcept { return view(); }  // NOLINT: an id reads as its text
+  // The map's hash of this key, equal to Hash(view()). An inline id is hashed as its
+  // 16 bytes: two words, no loop (the map hashes a node's key again on each step along
+  // a bucket's chain, since nodes keep no hash).
+  size_t Hash() const noexcept { return on_heap() ? HashBytes(view()) : HashInline(bytes_); }
+  static size_t Hash(std::string_view id) noexcept {
+    if (id.size() > kInline) return HashBytes(id);
+    char bytes[kInline + 1];
+    Inline(id, bytes);
+    return HashInline(bytes);
+  }
   friend bool operator==(const EntityKey& a, std::string_view b) { return a.view() == b; }
   friend bool operator==(const EntityKey& a, const EntityKey& b) { return a.view() == b.view(); }
 
  private:
   static constexpr char kHeap = -1;
+  // An id of at most kInline bytes as this key holds it: the bytes, zeros, the size.
+  static void Inline(std::string_view id, char* out) noexcept {
+    std::memset(out, 0, kInline);
+    if (!id.empty()) std::memcpy(out, id.data(), id.size());
+    out[kInline] = static_cast<char>(id.size());
+  }
+  static size_t HashInline(const char* bytes) noexcept {
+    uint64_t a, b;
+    std::memcpy(&a, bytes, 8);
+    std::memcpy(&b, bytes + 8, 8);
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    return static_cast<size_t>(h ^ (h >> 32));
+  }
+  static size_t HashBytes(std::string_view id) noexcept {
+    return std::hash<std::string_view>{}(id);
+  }
   bool on_heap() const { return bytes_[kInline] == kHeap; }
   char* heap() const {
     char* p;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -125,9 +126,14 @@ class Partition {
 
   struct StringHash {
     using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    // noexcept, with keys that hash without throwing: the map's nodes keep no hash
+    // (8 bytes less per entity).
+    size_t operator()(const EntityKey& k) const noexcept { return k.Hash(); }
+    size_t operator()(std::string_view s) const noexcept { return EntityKey::Hash(s); }
   };
   using EntityMap = std::unordered_map<EntityKey, Entity, StringHash, std::equal_to<>>;
+  static_assert(std::is_nothrow_invocable_v<const StringHash&, const EntityKey&>,
+                "a throwing hash makes libstdc++ keep each key's hash in its node");
 
   // An entity changed in the open window. `id` and `entity` point into the schema's
   // map: nodes never move, and a dirty entity is never erased (PruneTombstones skips

@@ -4,11 +4,13 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <random>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/claim.h"
@@ -326,5 +328,27 @@ TEST_CASE("entity key: random ids of every length read back and compare as their
     CHECK(kb.view() == b);
     CHECK((ka == kb) == (a == b));
     CHECK((ka == std::string_view(b)) == (a == b));
+    // A key and its text hash alike (the map finds a key by a string_view).
+    CHECK(ka.Hash() == engine::EntityKey::Hash(a));
+    CHECK(kb.Hash() == engine::EntityKey::Hash(b));
+    if (a == b) CHECK(ka.Hash() == kb.Hash());
   }
+}
+
+TEST_CASE("entity key: the hashes of 100,000 player ids spread over a map's buckets") {
+  // Ids of the benchmarks' form ("p-N", "player-N"): every bit of the hash must depend
+  // on every byte, or the map's prime-modulo buckets chain up.
+  std::unordered_set<size_t> hashes;
+  std::vector<size_t> buckets(100'003);
+  for (int i = 0; i < 100'000; ++i) {
+    for (const std::string& id : {"p-" + std::to_string(i), "player-" + std::to_string(i)}) {
+      size_t h = engine::EntityKey::Hash(id);
+      CHECK(engine::EntityKey(id).Hash() == h);
+      hashes.insert(h);
+      ++buckets[h % buckets.size()];
+    }
+  }
+  CHECK(hashes.size() == 200'000);
+  size_t longest = *std::max_element(buckets.begin(), buckets.end());
+  CHECK(longest <= 14);  // a random hash: about 10 (Poisson, mean 2, over 100,003 buckets)
 }
