@@ -358,6 +358,10 @@ PartitionSeal Partition::Seal(uint64_t window) {
       QueueTombstone(d.schema, *d.id, e, now);
     }
   }
+  if (size_t keep = dirty_high_.Note(dirty_count_, dirty_.capacity()); keep != 0) {
+    if (dirty_.size() > keep) dirty_.resize(keep);
+    dirty_.shrink_to_fit();
+  }
   dirty_count_ = 0;
   window_ops_ = 0;
   window_claim_changes_ = 0;

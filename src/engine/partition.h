@@ -19,6 +19,7 @@
 #include "engine/reads.h"
 #include "engine/schema.h"
 #include "engine/sources.h"
+#include "util/high_water.h"
 #include "wal/records.h"
 
 namespace conv::engine {
@@ -228,6 +229,7 @@ class Partition {
   std::unique_ptr<std::atomic<uint32_t>[]> source_claims_;  // by source id
   std::vector<Dirty> dirty_;  // entries [0, dirty_count_) belong to the open window
   size_t dirty_count_ = 0;
+  util::HighWater dirty_high_{256, 1024};  // dirty_ gives back what a burst grew
   uint64_t window_ops_ = 0;
   uint64_t window_claim_changes_ = 0;
   uint64_t cut_window_ = 0;  // window whose cut markers are being counted

@@ -97,6 +97,11 @@ WriteOutcome SegmentWriter::BuildBlocks(uint64_t window, uint64_t ops, uint64_t 
                                         const std::vector<std::string_view>& fragments,
                                         bool with_schemas) {
   const uint64_t limit = std::min(options_.max_block_payload, kMaxBlockPayload);
+  if (size_t keep = block_high_.Note(block_.size(), block_.capacity()); keep != 0) {
+    std::string().swap(payload_);
+    std::string().swap(block_);
+    block_.reserve(keep);
+  }
   block_.clear();
   payload_.clear();
   AppendWindowHead(payload_, window, ops, n_records + (with_schemas ? schema_count_ : 0));

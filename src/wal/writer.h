@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "util/high_water.h"
 #include "wal/format.h"
 
 namespace conv::wal {
@@ -96,8 +97,9 @@ class SegmentWriter {
   uint64_t capacity_ = 0;
   bool dirty_ = false;  // written since the last Sync
   std::string payload_;
-  std::string block_;         // the window's blocks, framed
-  uint64_t block_count_ = 0;  // blocks in block_
+  std::string block_;                         // the window's blocks, framed
+  util::HighWater block_high_{256, 1 << 20};  // payload_ and block_ give back what a burst grew
+  uint64_t block_count_ = 0;                  // blocks in block_
   WriterStats stats_;
 };
 
