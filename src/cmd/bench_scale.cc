@@ -41,6 +41,7 @@ BenchRun MeasureScale(const RunSpec& spec, const BenchEnv& env) {
     return run;
   }
   run.options.server = server.address();
+  tag("rss_started_bytes", Above(ProcessRssBytes(), rss_base));
 
   uint64_t t0 = util::MonoNanos();
   if (auto st = PopulateAll(run.options.server, run.options.tls, run.options.schema, n); !st.ok()) {
