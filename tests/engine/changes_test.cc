@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/changes.h"
@@ -170,4 +171,39 @@ TEST_CASE("changes: schemas nobody watches produce no changes") {
   engine::PartitionSeal seal;
   CHECK(rig.Seal(&seal).empty());
   CHECK(seal.entity_changes == 2);
+}
+
+TEST_CASE(
+    "changes: after a burst window, a long run of small windows and another burst, every "
+    "change still carries its state and prior state") {
+  // The dirty list grown by the burst is given back after two periods of 256 windows
+  // (the first one holds the burst)
+  // (util::HighWater) and grows again: no change may be lost or mixed up meanwhile.
+  Rig rig;
+  constexpr int kBurst = 5000;
+  auto id = [](int i) { return "p-" + std::to_string(i); };
+  engine::PartitionSeal seal;
+  for (int i = 0; i < kBurst; ++i)
+    rig.Op(rig.a, engine::OpKind::kAssert, id(i), {{"health", int64_t{i}}}, 10);
+  CHECK(rig.Seal(&seal).size() == kBurst);
+  for (int w = 0; w < 600; ++w) {
+    int i = w % kBurst;
+    rig.Op(rig.a, engine::OpKind::kPatch, id(i), {{"health", int64_t{i + 1'000'000}}},
+           20 + static_cast<uint64_t>(w));
+    auto changes = rig.Seal(&seal);
+    REQUIRE(changes.size() == 1);
+    CHECK(changes[0].id == id(i));
+    REQUIRE(changes[0].had_prev);
+    CHECK(changes[0].prev_values == EncodeFields(*rig.player, {{"health", int64_t{i}}}).second);
+  }
+  for (int i = 0; i < kBurst; ++i)
+    rig.Op(rig.a, engine::OpKind::kPatch, id(i), {{"health", int64_t{i + 2'000'000}}}, 1000);
+  auto changes = rig.Seal(&seal);
+  REQUIRE(changes.size() == kBurst);
+  for (const auto& c : changes) {
+    int i = std::stoi(std::string(c.id.substr(2)));
+    CHECK(c.values == EncodeFields(*rig.player, {{"health", int64_t{i + 2'000'000}}}).second);
+    int64_t prev = i < 600 ? i + 1'000'000 : i;
+    CHECK(c.prev_values == EncodeFields(*rig.player, {{"health", prev}}).second);
+  }
 }
