@@ -21,6 +21,7 @@
 #include "net/metrics_server.h"
 #include "net/server.h"
 #include "repl/jetstream.h"
+#include "repl/ownership.h"
 #include "repl/stream_reader.h"
 #include "util/clock.h"
 #include "util/duration.h"
@@ -422,10 +423,28 @@ int RunServe(const ServeOptions& o) {
       return kExitError;
     }
   }
+  // The owner's record: its epoch is in STATS.
+  std::unique_ptr<repl::Ownership> ownership;
+  if (replica != nullptr) {
+    server_options.extra_stats = [&ownership](net::StatList& s) {
+      s.insert(s.end(), {{"role", 1}, {"epoch", ownership != nullptr ? ownership->epoch() : 0}});
+    };
+  }
   net::Server server(engine, server_options, log);
   if (auto st = server.Listen(); !st.ok()) {
     PrintError(st.message());
     return kExitError;
+  }
+  std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  if (replica != nullptr) {
+    // Claimed before any write is taken.
+    auto claimed =
+        repl::Ownership::Claim(repl_options, fmt::format("{}:{}", host, server.port()), &log);
+    if (!claimed.ok()) {
+      PrintError(fmt::format("--replicate: {}", claimed.message()));
+      return kExitError;
+    }
+    ownership = std::move(claimed).value();
   }
   std::unique_ptr<net::MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
@@ -451,7 +470,6 @@ int RunServe(const ServeOptions& o) {
   }
   server.Start();
   if (metrics) metrics->Start();
-  std::string host = o.listen.substr(0, o.listen.rfind(':'));
   log.Info(
       "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
       "data dir {}, auth {}, tls {}, schemas {})",

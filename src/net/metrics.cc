@@ -153,6 +153,11 @@ constexpr MetricDef kMetrics[] = {
      "Time the last checkpoint took.", 1e3},
     {"segments_deleted", "convergence_wal_segments_deleted_total", "", Type::kCounter,
      "Log segments deleted after checkpoints."},
+    // In STATS with --replicate (docs/replication.md), added by serve.
+    {"role", "convergence_role", "", Type::kGauge,
+     "1: the owner of its cluster name (--replicate)."},
+    {"epoch", "convergence_epoch", "", Type::kGauge,
+     "The owner's epoch: the KV revision of its claim on the cluster name."},
     // serve --replicate only (docs/replication.md): not in STATS, added by serve.
     {"repl_owner", "convergence_replication_owner", "", Type::kGauge,
      "1 on a server that replicates its log (--replicate): the owner of its cluster name."},

@@ -532,6 +532,7 @@ StatList Server::Stats() {
     if (name == "unknown") break;
     stats.emplace_back(fmt::format("errors_{}", name), get(counters_.errors[code]));
   }
+  if (options_.extra_stats) options_.extra_stats(stats);
   return stats;
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,9 @@ struct ServerOptions {
   std::vector<std::string> ws_allowed_origins;
   // How long a snapshot may wait for its subscriber to read (Fanout).
   std::chrono::microseconds snapshot_stall_limit = Fanout::kDefaultStallLimit;
+  // Appends figures the server does not keep itself to STATS (replication: role,
+  // epoch). Called on the thread answering STATS or scraping metrics.
+  std::function<void(StatList&)> extra_stats;
 };
 
 // Counters kept by the network layer; the engine keeps its own.
