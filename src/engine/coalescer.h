@@ -59,6 +59,18 @@ class Coalescer {
   Coalescer(std::chrono::microseconds window, size_t partitions, SealQueue* seals,
             SourceTable& sources, Durability* durability);
 
+  // Before Run(): a read replica's coalescer (serve --follow). It closes no window of
+  // its own: only those CloseReplicated hands it, with the owner's numbers. A
+  // boundary task (AtBoundary) waits for the next of them, or runs at once at the
+  // last closed window when none is queued. Flush returns 0 at once.
+  void Follow();
+  // Follower, any one thread, windows in increasing order: closes window `w` next.
+  // `hand_in(w)` runs on the coalescer thread after the boundary tasks and before
+  // the lanes are asked to cut: it gives the partitions the window's replicated
+  // records (Partition::AddReplicated). Blocks while kReplicatedQueue windows wait.
+  void CloseReplicated(uint64_t w, std::function<void(uint64_t)> hand_in);
+  static constexpr size_t kReplicatedQueue = 16;
+
   // Recovery, before Run(): windows continue after `window`.
   void RestoreWindow(uint64_t window);
   // Called (by the durability thread, or by Run without a log) when `w` is durable.
@@ -95,6 +107,12 @@ class Coalescer {
   uint64_t last_queue_us() const { return last_queue_us_.load(std::memory_order_relaxed); }
 
  private:
+  void RunFollower(WindowListener* listener);
+  // Runs the boundary tasks and `hand_in`, cuts window w, merges the seals and hands
+  // the batch on. False when the engine stopped meanwhile.
+  bool CloseWindow(uint64_t w, std::vector<std::function<void(uint64_t)>> tasks,
+                   std::function<void(uint64_t)> hand_in);
+
   const std::chrono::microseconds window_;
   const size_t partitions_;
   SealQueue* seals_;
@@ -121,6 +139,12 @@ class Coalescer {
     std::vector<std::string> changes;
   };
   std::deque<Closed> changes_;  // guarded by mu_
+  struct Replicated {
+    uint64_t window;
+    std::function<void(uint64_t)> hand_in;
+  };
+  bool follow_ = false;                // guarded by mu_
+  std::deque<Replicated> replicated_;  // guarded by mu_
 };
 
 }  // namespace conv::engine

@@ -8,6 +8,7 @@
 
 #include "engine/hash.h"
 #include "wal/records.h"
+#include "wal/replay.h"
 
 namespace conv::engine {
 
@@ -54,6 +55,7 @@ Engine::Engine(const EngineOptions& options, const SchemaSet& schemas, SourceTab
       sources_(sources),
       durability_(MakeDurability(options, sources)),
       coalescer_(options.window, options.partitions, &seals_, sources, durability_.get()) {
+  if (options.follower) coalescer_.Follow();
   for (uint32_t p = 0; p < options.partitions; ++p) {
     partitions_.push_back(std::make_unique<Partition>(p, schemas, sources, options.lanes, &seals_,
                                                       durability_ != nullptr));
@@ -84,24 +86,47 @@ Engine::~Engine() {
 
 namespace {
 
-// Routes replayed records into the partitions, single-threaded, before Start().
+// Routes replayed records into the partitions, single-threaded, before Start(); or,
+// with `route` (a replica's window after Start()), into one ReplicatedBatch per
+// partition.
 class RecoverySink : public wal::RecordVisitor {
  public:
   RecoverySink(Engine& engine, std::vector<std::unique_ptr<Partition>>& partitions,
-               SourceTable& sources, const SchemaSet& schemas)
-      : engine_(engine), partitions_(partitions), sources_(sources), schemas_(schemas) {}
+               SourceTable& sources, const SchemaSet& schemas,
+               std::vector<ReplicatedBatch>* route = nullptr, bool leases = true)
+      : engine_(engine),
+        partitions_(partitions),
+        sources_(sources),
+        schemas_(schemas),
+        route_(route),
+        leases_(leases) {}
 
   void OnClaim(const wal::ClaimRecord& r) override {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreClaim(r, src, window_);
+    uint32_t p = engine_.PartitionOf(r.schema, r.id);
+    if (route_ != nullptr) {
+      ReplicatedBatch& b = (*route_)[p];
+      wal::PutClaim(b.records, r.schema, r.id, r.source, r.mask, r.uniform, r.ts_max, r.ts,
+                    r.values);
+      b.sources.push_back(src);
+      return;
+    }
+    partitions_[p]->RestoreClaim(r, src, window_);
   }
   void OnRetract(const wal::RetractRecord& r) override {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    partitions_[engine_.PartitionOf(r.schema, r.id)]->RestoreRetract(r.schema, r.id, src, window_);
+    uint32_t p = engine_.PartitionOf(r.schema, r.id);
+    if (route_ != nullptr) {
+      ReplicatedBatch& b = (*route_)[p];
+      wal::PutRetract(b.records, r.schema, r.id, r.source);
+      b.sources.push_back(src);
+      return;
+    }
+    partitions_[p]->RestoreRetract(r.schema, r.id, src, window_);
   }
   void OnSource(const wal::SourceRecord& r) override {
     uint32_t src = Source(r.source);
@@ -110,6 +135,7 @@ class RecoverySink : public wal::RecordVisitor {
     if (r.seq > m) m = r.seq;
   }
   void OnLease(const wal::LeaseRecord& r) override {
+    if (!leases_) return;
     uint32_t src = Source(r.source);
     if (src != 0) sources_.RestoreLease(src, r.lease_ms);
   }
@@ -154,11 +180,12 @@ class RecoverySink : public wal::RecordVisitor {
 
   std::vector<std::pair<std::string, uint32_t>> cache_;
   uint64_t window_ = 0;  // of the block being replayed; 0 in the checkpoint
-
   Engine& engine_;
   std::vector<std::unique_ptr<Partition>>& partitions_;
   SourceTable& sources_;
   const SchemaSet& schemas_;
+  std::vector<ReplicatedBatch>* route_;
+  const bool leases_;
 };
 
 }  // namespace
@@ -176,19 +203,64 @@ size_t Engine::ForgetSources(const std::function<bool(uint32_t)>& idle) {
 
 util::Status Engine::Recover(bool salvage, wal::RecoveryReport* report) {
   if (durability_ == nullptr) return util::Status::Ok();
-  RecoverySink sink(*this, partitions_, sources_, schemas_);
-  if (auto st = wal::Recover(options_.data_dir, sink, salvage, report); !st.ok()) return st;
+  return Restore(
+      [&](wal::RecordVisitor& sink) {
+        return wal::Recover(options_.data_dir, sink, salvage, report);
+      },
+      [&] {
+        return std::pair{report->last_window,
+                         report->used_checkpoint ? report->checkpoint_window : 0};
+      });
+}
+
+util::Status Engine::RestoreFrom(
+    const std::function<util::Status(wal::RecordVisitor&, uint64_t*, uint64_t*)>& read) {
+  uint64_t last = 0, checkpoint = 0;
+  return Restore([&](wal::RecordVisitor& sink) { return read(sink, &last, &checkpoint); },
+                 [&] {
+                   return std::pair{last, checkpoint};
+                 });
+}
+
+util::Status Engine::Restore(const std::function<util::Status(wal::RecordVisitor&)>& read,
+                             const std::function<std::pair<uint64_t, uint64_t>()>& windows) {
+  RecoverySink sink(*this, partitions_, sources_, schemas_, nullptr, !options_.follower);
+  if (auto st = read(sink); !st.ok()) return st;
   if (!sink.error.empty()) return util::Status::Error(sink.error);
+  auto [last_window, checkpoint_window] = windows();
   for (const auto& [src, seq] : sink.marks) {
     for (auto& p : partitions_)
       p->RestoreMark(src, seq);
     sources_.NoteDurable(src, seq);
-    durability_->RestoreMark(src, seq, report->last_window);
+    if (durability_ != nullptr) durability_->RestoreMark(src, seq, last_window);
   }
-  durability_->RestoreMark(0, 0, report->last_window);
-  coalescer_.RestoreWindow(report->last_window);
+  if (durability_ != nullptr) durability_->RestoreMark(0, 0, last_window);
+  coalescer_.RestoreWindow(last_window);
+  replicated_window_ = last_window;
+  for (auto& p : partitions_)
+    p->RestoreWindow(last_window);
   // Deletions before the checkpoint left no tombstones.
-  if (report->used_checkpoint) recovered_from_ = report->checkpoint_window;
+  recovered_from_ = checkpoint_window;
+  return util::Status::Ok();
+}
+
+util::Status Engine::ApplyReplicatedWindow(uint64_t window, std::string_view blocks) {
+  const uint64_t last = replicated_window_;
+  if (window <= last) {
+    return util::Status::Error(
+        fmt::format("replicated window {} is not after the last window applied, {}", window, last));
+  }
+  std::vector<ReplicatedBatch> batches(partitions_.size());
+  RecoverySink sink(*this, partitions_, sources_, schemas_, &batches, false);
+  uint64_t records = 0;
+  if (auto st = wal::ReplayWindowImage(blocks, window, sink, &records); !st.ok()) return st;
+  if (!sink.error.empty()) return util::Status::Error(sink.error);
+  replicated_window_ = window;
+  coalescer_.CloseReplicated(window, [this, batches = std::move(batches)](uint64_t w) mutable {
+    for (size_t p = 0; p < partitions_.size(); ++p) {
+      if (!batches[p].sources.empty()) partitions_[p]->AddReplicated(w, std::move(batches[p]));
+    }
+  });
   return util::Status::Ok();
 }
 

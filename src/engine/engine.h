@@ -40,6 +40,10 @@ struct EngineOptions {
   // acknowledged only once it holds it too, and checkpoints go there as well. Owned
   // by the caller; null: the local log only.
   wal::LogReplica* replica = nullptr;
+  // A read replica (serve --follow): no data dir, no writers; its state comes from
+  // RestoreFrom and its windows, with the owner's numbers, from
+  // ApplyReplicatedWindow only (Coalescer::Follow).
+  bool follower = false;
   // Called on the WAL thread when a write or fdatasync fails for any reason but a
   // full disk; must not return normally into the engine (default: log and abort).
   std::function<void(const std::string&)> on_fatal;
@@ -69,6 +73,19 @@ class Engine {
   // Start(). The schema set must already be reconciled with the log's
   // (SchemaSet::Reconcile). No-op without a data dir.
   util::Status Recover(bool salvage, wal::RecoveryReport* report);
+  // Rebuilds the state from another log before Start(): `read` replays records into
+  // the visitor it is given (a replica: repl::ReadReplicatedLog) and sets the newest
+  // window it replayed and the checkpoint window it started from (0: none). A follower restores no
+  // leases: its owner times them.
+  util::Status RestoreFrom(
+      const std::function<util::Status(wal::RecordVisitor&, uint64_t* last_window,
+                                       uint64_t* checkpoint_window)>& read);
+  // Follower, after Start(), one thread, windows in increasing order: applies the
+  // owner's window `window` (its blocks, as wal::ReplayWindowImage reads them) as
+  // this engine's window of the same number: QUERY sees it once it is sealed,
+  // subscribers get it as a durable window. Fails, applying nothing, on a damaged
+  // window or one not after the last.
+  util::Status ApplyReplicatedWindow(uint64_t window, std::string_view blocks);
   // Starts the threads. `listener` must outlive Stop().
   void Start(WindowListener* listener);
   // Closes a window now and waits until it is durable; see Coalescer::Flush.
@@ -121,6 +138,11 @@ class Engine {
   size_t ForgetSources(const std::function<bool(uint32_t)>& idle);
 
  private:
+  // Recover and RestoreFrom: `read` replays into the partitions, then `windows()`
+  // gives the last window and the checkpoint's (0: none).
+  util::Status Restore(const std::function<util::Status(wal::RecordVisitor&)>& read,
+                       const std::function<std::pair<uint64_t, uint64_t>()>& windows);
+
   const EngineOptions options_;
   const SchemaSet& schemas_;
   SourceTable& sources_;
@@ -133,7 +155,8 @@ class Engine {
   std::vector<std::thread> threads_;
   std::thread durability_thread_;
   std::thread checkpoint_thread_;
-  uint64_t recovered_from_ = 0;  // checkpoint window recovery started from
+  uint64_t recovered_from_ = 0;     // checkpoint window recovery started from
+  uint64_t replicated_window_ = 0;  // ApplyReplicatedWindow's caller: the last handed in
 };
 
 // The SCHEMA records of `schemas`, for the head of segments and checkpoints.

@@ -61,6 +61,8 @@ void Partition::Run() {
       }
       Handle(msgs[i]);
     }
+    // A read replica's feed request of a window already sealed (Coalescer::Follow).
+    if (has_feed_requests_.load(std::memory_order_acquire)) ApplyFeedRequests(sealed_window_);
     ServeControl();                       // requests jump the queue: served between bulks
     if (!walks_.empty()) AdvanceWalks();  // one chunk each, between bulks
   }
@@ -140,7 +142,11 @@ void Partition::Handle(const PartitionMsg& m) {
       lane_cut_[m.lane] = true;
       if (++cuts_seen_ < lanes_) break;
       uint64_t cut_in = util::MonoNanos();
+      // A read replica: feed requests of the window before, then the owner's records.
+      ApplyFeedRequests(sealed_window_);
+      ApplyReplicated(m.window);
       PartitionSeal seal = Seal(m.window);
+      sealed_window_ = m.window;
       seal.cut_in_ns = cut_in;
       seals_->enqueue(std::move(seal));
       ApplyFeedRequests(m.window);  // at the boundary: nothing of the next window applied

@@ -68,6 +68,10 @@ class Partition {
   // Any thread: applies `r` when window `window` is sealed, before anything of the
   // next window (REQUIRES: `window` is not sealed yet; Engine::StartFeed ensures it).
   void AddFeedRequest(uint64_t window, FeedRequest r);
+  // Any thread (a read replica's coalescer, at the boundary of `window`): when
+  // window `window` is sealed, first applies `batch` as that window's changes, as
+  // ops would (dirty entities, first-touch capture, the seal's entity changes).
+  void AddReplicated(uint64_t window, ReplicatedBatch batch);
   // Any thread: a walk's consumer took its output; the walk may go on.
   void Wake();
   uint32_t index() const { return index_; }
@@ -101,6 +105,9 @@ class Partition {
   void RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window = 0);
   void RestoreRetract(uint32_t schema, std::string_view id, uint32_t source, uint64_t window = 0);
   void RestoreMark(uint32_t source, uint64_t seq);
+  // Before Run(): the last window sealed (recovered); a feed request of it or an
+  // older window is applied at once.
+  void RestoreWindow(uint64_t window) { sealed_window_ = window; }
   // The source's seq mark goes back to 0 (its id was forgotten): on the owner
   // thread (kResetSource), or before Run() in recovery.
   void ForgetMark(uint32_t source);
@@ -111,7 +118,8 @@ class Partition {
   }
 
  private:
-  friend class PartitionDriver;  // the owner-thread calls below, without a thread
+  friend class PartitionDriver;    // the owner-thread calls below, without a thread
+  friend class ReplicatedApplier;  // partition_restore.cc
 
   // Owner thread only: Run() calls them, PartitionDriver in benchmarks and tests.
   void Apply(const OpBatch& batch);
@@ -170,6 +178,8 @@ class Partition {
   };
 
   void Handle(const PartitionMsg& m);
+  // The replicated records handed in for `window` (AddReplicated), applied.
+  void ApplyReplicated(uint64_t window);
   void ServeControl();
   void ApplyFeedRequests(uint64_t window);
   bool WalkRunnable() const;
@@ -246,6 +256,8 @@ class Partition {
   std::mutex feed_mu_;
   std::vector<std::pair<uint64_t, FeedRequest>> feed_requests_;  // guarded by feed_mu_
   std::atomic<bool> has_feed_requests_{false};
+  std::vector<std::pair<uint64_t, ReplicatedBatch>> replicated_;  // guarded by feed_mu_
+  uint64_t sealed_window_ = 0;        // owner thread: the last window sealed
   std::deque<Tombstone> tombstones_;  // in time order; at most one per entity
   uint64_t retention_us_ = 600'000'000;
   std::atomic<uint64_t> retained_from_{0};

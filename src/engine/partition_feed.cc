@@ -12,9 +12,14 @@
 
 namespace conv::engine {
 void Partition::AddFeedRequest(uint64_t window, FeedRequest r) {
-  std::lock_guard lock(feed_mu_);
-  feed_requests_.emplace_back(window, std::move(r));
-  has_feed_requests_.store(true, std::memory_order_release);
+  {
+    std::lock_guard lock(feed_mu_);
+    feed_requests_.emplace_back(window, std::move(r));
+    has_feed_requests_.store(true, std::memory_order_release);
+  }
+  // An idle read replica's partition applies a request of a window it sealed
+  // already between two bulks: wake it for that.
+  Wake();
 }
 
 void Partition::Wake() {

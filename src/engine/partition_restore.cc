@@ -3,6 +3,8 @@
 // and seq marks installed before the partition thread runs.
 
 #include <algorithm>
+#include <iterator>
+#include <mutex>
 
 #include "engine/partition.h"
 #include "util/clock.h"
@@ -80,6 +82,85 @@ void Partition::ForgetMark(uint32_t source) {
 void Partition::RestoreMark(uint32_t source, uint64_t seq) {
   if (source >= marks_.size()) marks_.resize(source + 1, 0);
   marks_[source] = std::max(marks_[source], seq);
+}
+
+// Applies a read replica's records of one window as the owner's ops were applied:
+// each changed claim is installed (or taken out) through Touch and Note, so the seal
+// reports the entity changes and walks capture first touches. Holds `mu_` for at
+// most kApplyChunk records at a time.
+class ReplicatedApplier : public wal::RecordVisitor {
+ public:
+  ReplicatedApplier(Partition& p, const ReplicatedBatch& b) : p_(p), b_(b) {}
+  ~ReplicatedApplier() override = default;
+
+  void OnClaim(const wal::ClaimRecord& r) override {
+    uint32_t source = NextSource();
+    Lock();
+    auto it = Partition::FindOrAdd(p_.maps_[r.schema], r.id);
+    Entity& e = it->second;
+    Partition::Dirty& d = p_.Touch(e, r.schema, it->first);
+    const Claim* old = FindClaim(e, source);
+    Claim* c = r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
+                         : RestoreNonUniformClaim(source, r.mask, r.ts_max, r.ts, r.values);
+    p_.Install(e, c, old);
+    p_.Note(d, source, r.ts_max, c);
+    p_.Add(p_.applied_, 1);
+  }
+  void OnRetract(const wal::RetractRecord& r) override {
+    uint32_t source = NextSource();
+    Lock();
+    auto& map = p_.maps_[r.schema];
+    auto it = map.find(r.id);
+    if (it == map.end() || FindClaim(it->second, source) == nullptr) return;
+    Partition::Dirty& d = p_.Touch(it->second, r.schema, it->first);
+    p_.Uninstall(it->second, source);
+    p_.Note(d, source, 0, nullptr);
+    p_.Add(p_.retracts_, 1);
+  }
+  void OnSource(const wal::SourceRecord&) override {}
+  void OnSchema(const wal::SchemaRecord&) override {}
+  void OnLease(const wal::LeaseRecord&) override {}
+
+ private:
+  uint32_t NextSource() { return next_ < b_.sources.size() ? b_.sources[next_++] : 0; }
+  void Lock() {
+    if (!lock_.owns_lock()) {
+      lock_ = std::unique_lock(p_.mu_);
+    } else if (++in_chunk_ == Partition::kApplyChunk) {
+      lock_.unlock();
+      in_chunk_ = 0;
+      lock_.lock();
+    }
+  }
+
+  Partition& p_;
+  const ReplicatedBatch& b_;
+  size_t next_ = 0;
+  size_t in_chunk_ = 0;
+  std::unique_lock<std::mutex> lock_;
+};
+
+void Partition::AddReplicated(uint64_t window, ReplicatedBatch batch) {
+  std::lock_guard lock(feed_mu_);
+  replicated_.emplace_back(window, std::move(batch));
+}
+
+void Partition::ApplyReplicated(uint64_t window) {
+  std::vector<std::pair<uint64_t, ReplicatedBatch>> due;
+  {
+    std::lock_guard lock(feed_mu_);
+    if (replicated_.empty()) return;
+    auto later = std::stable_partition(replicated_.begin(), replicated_.end(),
+                                       [&](const auto& r) { return r.first <= window; });
+    std::move(replicated_.begin(), later, std::back_inserter(due));
+    replicated_.erase(replicated_.begin(), later);
+  }
+  for (const auto& entry : due) {
+    // Engine::ApplyReplicatedWindow built these records itself from a checked window.
+    util::Reader reader(entry.second.records);
+    ReplicatedApplier applier(*this, entry.second);
+    wal::DecodeRecords(reader, entry.second.sources.size(), applier);
+  }
 }
 
 }  // namespace conv::engine

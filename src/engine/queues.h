@@ -53,6 +53,13 @@ struct PartitionMsg {
 };
 using PartitionQueue = moodycamel::BlockingConcurrentQueue<PartitionMsg>;
 
+// A read replica's share of one replicated window for one partition: the owner's
+// CLAIM and RETRACT records (wal/records.h) and each record's source id, in order.
+struct ReplicatedBatch {
+  std::string records;
+  std::vector<uint32_t> sources;
+};
+
 // What a partition reports when it closes a window: everything it applied in it.
 struct PartitionSeal {
   static constexpr uint64_t kAbort = ~uint64_t{0};  // window of the seal Engine::Stop sends

@@ -246,7 +246,9 @@ void Server::Shutdown() {
   }
   engine_.Stop();
   fanout_->Stop();
-  if (w != 0) {
+  if (engine_.options().follower) {
+    log_.Info("stopped at the owner's window {}", engine_.last_window());
+  } else if (w != 0) {
     log_.Info("stopped after window {}", w);
   } else {
     log_.Info("stopped; the last window was not made durable (see the error above)");
