@@ -117,6 +117,20 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                         "`Authorization: Bearer` *TOKEN* (Prometheus: `authorization: "
                         "{credentials_file: ...}`). Other paths answer 404.",
                     }},
+                   {"Replication",
+                    {
+                        "With `--replicate` *URLS* `--cluster-name` *NAME* the server is the "
+                        "owner of *NAME*: every window also goes to the NATS JetStream stream "
+                        "`CONV_`*NAME* and a write is acknowledged once JetStream holds it; the "
+                        "owner records its address and epoch in the KV bucket "
+                        "`CONV_OWNER_`*NAME*.",
+                        "With `--follow` *URLS* `--cluster-name` *NAME* it is a read replica: "
+                        "no data dir; it rebuilds the state from the stream, then applies each "
+                        "new window with the owner's window number, so QUERY and SUBSCRIBE "
+                        "(bootstrap, resume, include_prev) answer as the owner does. A writer's "
+                        "HELLO gets the error `not_owner` naming the owner's address. See "
+                        "`docs/replication.md`.",
+                    }},
                    {"Logging",
                     {
                         "Logs go to standard error, one line per event. `--log-format text` "

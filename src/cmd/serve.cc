@@ -16,6 +16,7 @@
 
 #include "cmd/common.h"
 #include "cmd/console_page.h"
+#include "cmd/follow.h"
 #include "engine/engine.h"
 #include "net/metrics.h"
 #include "net/metrics_server.h"
@@ -109,9 +110,13 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
                   "Also write the log to NATS JetStream, nats://HOST:PORT[,nats://HOST:PORT...]; "
                   "a write is acknowledged once fsynced here and held by JetStream (see "
                   "docs/replication.md; needs --cluster-name)");
+  sub->add_option("--follow", o.follow,
+                  "Serve as a read replica of --cluster-name from NATS JetStream, "
+                  "nats://HOST:PORT[,nats://HOST:PORT...]: state and windows from the owner's "
+                  "stream, writes refused with not_owner (no data dir; see docs/replication.md)");
   sub->add_option("--cluster-name", o.cluster_name,
-                  "The replicated log's name: JetStream stream CONV_NAME (letters, digits, '_', "
-                  "'-')");
+                  "The replicated log's name: JetStream stream CONV_NAME, owner record in KV "
+                  "bucket CONV_OWNER_NAME (letters, digits, '_', '-')");
   sub->add_option("--replicas", o.replicas,
                   "JetStream replicas of the stream with --replicate (1 to 5)")
       ->capture_default_str();
@@ -326,35 +331,53 @@ int RunServe(const ServeOptions& o) {
     PrintError("--handshake-timeout: the least is 1ms");
     return kExitError;
   }
-  if (o.replicate.empty() != o.cluster_name.empty()) {
-    PrintError(o.replicate.empty() ? "--cluster-name needs --replicate"
-                                   : "--replicate needs --cluster-name");
+  const bool following = !o.follow.empty();
+  if (!o.replicate.empty() && following) {
+    PrintError(
+        "--replicate and --follow exclude each other: a server owns its cluster name or "
+        "follows it");
+    return kExitError;
+  }
+  if ((o.replicate.empty() && !following) != o.cluster_name.empty()) {
+    PrintError(o.cluster_name.empty() ? (following ? "--follow needs --cluster-name"
+                                                   : "--replicate needs --cluster-name")
+                                      : "--cluster-name needs --replicate or --follow");
     return kExitError;
   }
   repl::ReplicationOptions repl_options;
-  repl_options.urls = o.replicate;
+  repl_options.urls = following ? o.follow : o.replicate;
   repl_options.cluster_name = o.cluster_name;
   repl_options.replicas = o.replicas;
-  if (!o.replicate.empty()) {
+  if (!repl_options.urls.empty()) {
     if (auto st = repl::ValidateOptions(repl_options); !st.ok()) {
       PrintError(st.message());
       return kExitError;
     }
   }
-  auto lock_fd = LockDataDir(o.data_dir);
-  if (!lock_fd.ok()) {
-    PrintError(lock_fd.message());
-    return kExitError;
-  }
-
-  auto persisted = wal::ReadLatestSchemas(o.data_dir);
-  if (!persisted.ok()) {
-    PrintError(fmt::format("--data-dir: {}", persisted.message()));
-    return kExitError;
-  }
-  if (auto st = schemas.Reconcile(*persisted); !st.ok()) {
-    PrintError(fmt::format("refusing to start: {}", st.message()));
-    return kExitError;
+  // A replica keeps no data dir: its log is the owner's stream.
+  util::Result<int> lock_fd = -1;
+  std::unique_ptr<Follower> follower;
+  if (following) {
+    follower = std::make_unique<Follower>(repl_options, log);
+    if (auto st = follower->ReconcileSchemas(schemas); !st.ok()) {
+      PrintError(fmt::format("refusing to start: {}", st.message()));
+      return kExitError;
+    }
+  } else {
+    lock_fd = LockDataDir(o.data_dir);
+    if (!lock_fd.ok()) {
+      PrintError(lock_fd.message());
+      return kExitError;
+    }
+    auto persisted = wal::ReadLatestSchemas(o.data_dir);
+    if (!persisted.ok()) {
+      PrintError(fmt::format("--data-dir: {}", persisted.message()));
+      return kExitError;
+    }
+    if (auto st = schemas.Reconcile(*persisted); !st.ok()) {
+      PrintError(fmt::format("refusing to start: {}", st.message()));
+      return kExitError;
+    }
   }
 
   std::unique_ptr<repl::JetStreamLog> replica;
@@ -372,7 +395,8 @@ int RunServe(const ServeOptions& o) {
   engine_options.partitions = o.partitions != 0 ? o.partitions : cores;
   engine_options.lanes = o.io_threads != 0 ? o.io_threads : std::max(1u, cores / 2);
   engine_options.window = o.window;
-  engine_options.data_dir = o.data_dir;
+  engine_options.data_dir = following ? "" : o.data_dir;
+  engine_options.follower = following;
   engine_options.fsync = o.fsync == "window";
   engine_options.checkpoint_interval = o.checkpoint_interval;
   engine_options.resume_retention = o.resume_retention;
@@ -398,7 +422,14 @@ int RunServe(const ServeOptions& o) {
   engine::Engine engine(engine_options, schemas, sources);
   wal::RecoveryReport recovery;
   uint64_t t0 = util::MonoNanos();
-  if (auto st = engine.Recover(o.salvage, &recovery); !st.ok()) {
+  if (following) {
+    if (auto st = follower->Restore(engine); !st.ok()) {
+      PrintError(fmt::format("refusing to start: {}", st.message()));
+      return kExitError;
+    }
+    server_options.owner_address = [f = follower.get()] { return f->owner_address(); };
+    server_options.extra_stats = [f = follower.get()](net::StatList& s) { f->AppendStats(s); };
+  } else if (auto st = engine.Recover(o.salvage, &recovery); !st.ok()) {
     PrintError(fmt::format("refusing to start: {}", st.message()));
     return kExitError;
   }
@@ -410,12 +441,13 @@ int RunServe(const ServeOptions& o) {
              recovery.torn_saved_as.empty() ? "nothing: all zeros" : recovery.torn_saved_as);
   }
   auto recovered = engine.Stats();
-  log.Info(
-      "recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
-      "{}, {} log windows, {} records)",
-      recovered.totals.entities, sources.known(), recovery.last_window,
-      (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
-      recovery.checkpoint_window, recovery.blocks, recovery.records);
+  if (!following)
+    log.Info(
+        "recovered {} entities, {} sources up to window {} in {} ms ({}checkpoint at window "
+        "{}, {} log windows, {} records)",
+        recovered.totals.entities, sources.known(), recovery.last_window,
+        (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
+        recovery.checkpoint_window, recovery.blocks, recovery.records);
   if (replica != nullptr) {
     if (auto st = CatchUpStream(*replica, repl_options, o.data_dir, recovery.last_window, log);
         !st.ok()) {
@@ -423,7 +455,7 @@ int RunServe(const ServeOptions& o) {
       return kExitError;
     }
   }
-  // The owner's record: its epoch is in STATS.
+  // The owner's record: its epoch is in STATS, its address is what replicas name.
   std::unique_ptr<repl::Ownership> ownership;
   if (replica != nullptr) {
     server_options.extra_stats = [&ownership](net::StatList& s) {
@@ -470,11 +502,24 @@ int RunServe(const ServeOptions& o) {
   }
   server.Start();
   if (metrics) metrics->Start();
+  if (follower != nullptr) {
+    auto started = follower->Start(engine, [&log](const std::string& message) {
+      // The replica cannot go on without the window it lacks: stop; a restart reads
+      // the stream again.
+      log.Error("stopping: following the stream failed: {}", message);
+      std::_Exit(kExitError);
+    });
+    if (!started.ok()) {
+      PrintError(started.message());
+      return kExitError;
+    }
+  }
   log.Info(
       "convergence serving on {}:{} (partitions {}, io threads {}, window {}, fsync {}, "
       "data dir {}, auth {}, tls {}, schemas {})",
       host, server.port(), engine_options.partitions, engine_options.lanes,
-      util::FormatDuration(o.window), o.fsync, o.data_dir,
+      util::FormatDuration(o.window), following ? "none" : o.fsync,
+      following ? fmt::format("none (following {})", o.cluster_name) : o.data_dir,
       server_options.auth_token.empty() ? "off" : "on",
       server_options.tls == nullptr ? "off" : (server_options.tls->mutual() ? "mutual" : "on"),
       schemas.size());
@@ -513,8 +558,9 @@ int RunServe(const ServeOptions& o) {
   }
   log.Info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
   if (metrics) metrics->Stop();
+  if (follower != nullptr) follower->Stop();
   server.Shutdown();
-  ::close(*lock_fd);
+  if (*lock_fd >= 0) ::close(*lock_fd);
   return kExitOk;
 }
 

@@ -40,6 +40,7 @@ struct ServeOptions {
   std::chrono::microseconds source_retention{3'600'000'000};
   bool salvage = false;
   std::string replicate;  // NATS URLs; empty: the local log only
+  std::string follow;     // NATS URLs; a read replica of --cluster-name
   std::string cluster_name;
   int replicas = 3;
 };

@@ -148,10 +148,11 @@ void AddHandshake(VectorSet& v) {
       "server is shutting down",
       "another connection took over source 'sensor-7'",
       "the first frame must be HELLO",
+      "this server is a read replica; the owner is at 10.0.0.7:3727",
   };
   // Connection-level codes carry 0; the others the op's seq or the request's req/sub.
-  static constexpr uint64_t kSeqOrReq[] = {0, 0, 0, 0, 0, 17, 3, 42, 43, 4, 0, 0, 0, 0};
-  for (uint64_t code = 1; code <= 13; ++code) {
+  static constexpr uint64_t kSeqOrReq[] = {0, 0, 0, 0, 0, 17, 3, 42, 43, 4, 0, 0, 0, 0, 0};
+  for (uint64_t code = 1; code <= 14; ++code) {
     v.Add(fmt::format("error: {} ({})", net::ErrorCodeName(code), code),
           net::Error{.seq_or_req = kSeqOrReq[code], .code = code, .message = kMessages[code]});
   }

@@ -1,5 +1,7 @@
 #include "net/messages.h"
 
+#include <fmt/format.h>
+
 #include "engine/record.h"
 #include "util/coding.h"
 
@@ -58,6 +60,21 @@ std::string_view FrameTypeName(uint8_t type) {
   return "unknown";
 }
 
+namespace {
+constexpr std::string_view kOwnerIsAt = "the owner is at ";
+}  // namespace
+
+std::string NotOwnerMessage(std::string_view owner) {
+  if (owner.empty()) return "this server is a read replica; the owner is not known yet";
+  return fmt::format("this server is a read replica; {}{}", kOwnerIsAt, owner);
+}
+
+std::string OwnerInNotOwnerMessage(std::string_view message) {
+  size_t at = message.find(kOwnerIsAt);
+  if (at == std::string_view::npos) return "";
+  return std::string(message.substr(at + kOwnerIsAt.size()));
+}
+
 std::string_view ErrorCodeName(uint64_t code) {
   static constexpr std::string_view kNames[] = {"none",
                                                 "bad_frame",
@@ -72,7 +89,8 @@ std::string_view ErrorCodeName(uint64_t code) {
                                                 "overloaded",
                                                 "shutting_down",
                                                 "source_taken_over",
-                                                "handshake_required"};
+                                                "handshake_required",
+                                                "not_owner"};
   return code < std::size(kNames) ? kNames[code] : "unknown";
 }
 

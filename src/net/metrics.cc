@@ -153,11 +153,18 @@ constexpr MetricDef kMetrics[] = {
      "Time the last checkpoint took.", 1e3},
     {"segments_deleted", "convergence_wal_segments_deleted_total", "", Type::kCounter,
      "Log segments deleted after checkpoints."},
-    // In STATS with --replicate (docs/replication.md), added by serve.
+    // In STATS with --replicate or --follow (docs/replication.md), added by serve.
     {"role", "convergence_role", "", Type::kGauge,
-     "1: the owner of its cluster name (--replicate)."},
+     "1: the owner of its cluster name (--replicate); 2: a read replica (--follow)."},
     {"epoch", "convergence_epoch", "", Type::kGauge,
-     "The owner's epoch: the KV revision of its claim on the cluster name."},
+     "The owner's epoch: the KV revision of its claim on the cluster name (on a replica: "
+     "the owner's, as last read)."},
+    {"follow_window", "convergence_follow_window", "", Type::kGauge,
+     "Read replica: newest owner window applied (queries and subscribers see it)."},
+    {"follow_stream_window", "convergence_follow_stream_window", "", Type::kGauge,
+     "Read replica: newest owner window seen in the stream."},
+    {"follow_windows", "convergence_follow_windows_total", "", Type::kCounter,
+     "Read replica: owner windows applied since it started following."},
     // serve --replicate only (docs/replication.md): not in STATS, added by serve.
     {"repl_owner", "convergence_replication_owner", "", Type::kGauge,
      "1 on a server that replicates its log (--replicate): the owner of its cluster name."},

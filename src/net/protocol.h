@@ -3,6 +3,7 @@
 // Wire protocol v1 constants. docs/protocol.md is the normative description.
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace conv::net {
@@ -51,9 +52,15 @@ enum class ErrorCode : uint64_t {
   kShuttingDown = 11,
   kSourceTakenOver = 12,
   kHandshakeRequired = 13,
+  kNotOwner = 14,
 };
 
 std::string_view FrameTypeName(uint8_t type);
+
+// ERROR `not_owner` (docs/protocol.md): its message, and the owner's HOST:PORT
+// read back from one ("" when the message names none).
+std::string NotOwnerMessage(std::string_view owner);
+std::string OwnerInNotOwnerMessage(std::string_view message);
 std::string_view ErrorCodeName(uint64_t code);
 
 }  // namespace conv::net

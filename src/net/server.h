@@ -72,6 +72,10 @@ struct ServerOptions {
   std::vector<std::string> ws_allowed_origins;
   // How long a snapshot may wait for its subscriber to read (Fanout).
   std::chrono::microseconds snapshot_stall_limit = Fanout::kDefaultStallLimit;
+  // Set on a read replica (serve --follow): a HELLO with a source gets ERROR
+  // `not_owner` whose message names what this returns, the owner's address (empty:
+  // not known yet). Called on an I/O thread.
+  std::function<std::string()> owner_address;
   // Appends figures the server does not keep itself to STATS (replication: role,
   // epoch). Called on the thread answering STATS or scraping metrics.
   std::function<void(StatList&)> extra_stats;

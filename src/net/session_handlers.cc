@@ -110,6 +110,10 @@ bool Session::HandleHello(std::string_view payload) {
                                      : "the auth token in HELLO is wrong");
     return false;
   }
+  if (!hello.source.empty() && server_.options().owner_address) {
+    Fail(ErrorCode::kNotOwner, NotOwnerMessage(server_.options().owner_address()));
+    return false;
+  }
   hello_done_ = true;
   watchdog_.cancel();  // re-arm for the idle deadline
   if (!hello.source.empty()) {

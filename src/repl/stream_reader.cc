@@ -18,6 +18,7 @@ struct Pieces {
   std::vector<std::string> parts;
   std::vector<bool> have;
   uint64_t received = 0;
+  uint64_t first_seq = 0;  // lowest stream sequence of its chunks
   bool complete() const { return !parts.empty() && received == parts.size(); }
   std::string Join() const {
     std::string out;
@@ -35,6 +36,7 @@ util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* 
         fmt::format("stream message {} has no valid {} or Conv-Part header", seq, header));
   }
   Pieces& p = into[number];
+  if (p.first_seq == 0 || seq < p.first_seq) p.first_seq = seq;
   if (p.parts.empty()) {
     p.parts.resize(count);
     p.have.resize(count);
@@ -80,6 +82,7 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   }
   report->first_seq = info->State.FirstSeq;
   report->last_seq = info->State.LastSeq;
+  report->resume_seq = report->last_seq + 1;
 
   std::map<uint64_t, Pieces> windows, checkpoints;
   for (uint64_t seq = report->first_seq; seq != 0 && seq <= report->last_seq; ++seq) {
@@ -122,7 +125,8 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
       // before it is stored: from a window with a chunk missing on, nothing was
       // acknowledged (the owner died while publishing), so nothing is replayed.
       report->torn_window = window;
-      break;
+      report->resume_seq = pieces.first_seq;
+      return util::Status::Ok();
     }
     uint64_t records = 0;
     if (auto s = wal::ReplayWindowImage(pieces.Join(), window, visitor, &records); !s.ok()) {
@@ -133,6 +137,101 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
     report->last_window = window;
   }
   return util::Status::Ok();
+}
+
+struct StreamTail::State {
+  ConnPtr nc;
+  JsPtr js;
+  natsSubscription* sub = nullptr;
+  uint64_t next_window = 0;  // the window to hand out next
+  std::map<uint64_t, Pieces> pending;
+
+  ~State() {
+    if (sub != nullptr) {
+      natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    }
+  }
+};
+
+util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOptions& options,
+                                                           uint64_t from_seq,
+                                                           uint64_t after_window) {
+  auto s = std::make_unique<State>();
+  auto nc = Connect(options.urls);
+  if (!nc.ok()) return nc.status();
+  s->nc = std::move(nc).value();
+  auto js = JetStream(s->nc.get());
+  if (!js.ok()) return js.status();
+  s->js = std::move(js).value();
+  s->next_window = after_window + 1;
+  const std::string stream = StreamName(options.cluster_name);
+  const std::string subject = LogSubject(options.cluster_name);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Ordered = true;  // the library recreates the consumer on a gap, from where it was
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus st = js_SubscribeSync(&s->sub, s->js.get(), subject.c_str(), nullptr, &so, &jerr);
+  if (st != NATS_OK) {
+    return util::Status::Error(fmt::format("cannot follow {} of stream {} from sequence {}: {}",
+                                           subject, stream, from_seq, NatsError(st, jerr)));
+  }
+  natsSubscription_SetPendingLimits(s->sub, -1, -1);
+  return std::unique_ptr<StreamTail>(new StreamTail(std::move(s)));
+}
+
+StreamTail::StreamTail(std::unique_ptr<State> s) : s_(std::move(s)) {}
+StreamTail::~StreamTail() = default;
+
+util::Result<bool> StreamTail::Next(std::chrono::milliseconds wait, uint64_t* window,
+                                    std::string* blocks) {
+  const uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(wait.count()) * 1'000'000;
+  for (;;) {
+    auto it = s_->pending.find(s_->next_window);
+    if (it != s_->pending.end() && it->second.complete()) {
+      *window = it->first;
+      *blocks = it->second.Join();
+      s_->pending.erase(s_->pending.begin(), std::next(it));
+      ++s_->next_window;
+      return true;
+    }
+    size_t held = 0;
+    for (const auto& [w, p] : s_->pending)
+      held += p.complete() ? 1 : 0;
+    if (held > kMaxHeldWindows) {
+      return util::Status::Error(fmt::format(
+          "window {} is missing from the stream while {} later windows are complete (purged "
+          "before this replica read it)",
+          s_->next_window, held));
+    }
+    uint64_t now = util::MonoNanos();
+    if (now >= deadline) return false;
+    natsMsg* m = nullptr;
+    natsStatus st = natsSubscription_NextMsg(
+        &m, s_->sub, std::max<int64_t>(1, static_cast<int64_t>((deadline - now) / 1'000'000)));
+    MsgPtr guard(m);
+    if (st == NATS_TIMEOUT) return false;
+    if (st != NATS_OK) {
+      return util::Status::Error(fmt::format("cannot read the stream: {}", NatsError(st)));
+    }
+    jsMsgMetaData* meta = nullptr;
+    uint64_t seq = 0;
+    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+      seq = meta->Sequence.Stream;
+      jsMsgMetaData_Destroy(meta);
+    }
+    uint64_t number = 0;
+    if (!HeaderNumber(m, "Conv-Window", &number)) {
+      return util::Status::Error(
+          fmt::format("stream message {} has no valid Conv-Window header", seq));
+    }
+    newest_seen_ = std::max(newest_seen_, number);
+    if (number < s_->next_window) continue;  // handed out already (a resend)
+    if (auto added = AddPiece(s_->pending, m, "Conv-Window", seq); !added.ok()) return added;
+  }
 }
 
 }  // namespace conv::repl

@@ -4,7 +4,10 @@
 // later window in window order. What a replica rebuilds from, and what the tests
 // check the owner's acknowledgements against.
 
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 
 #include "repl/jetstream.h"
@@ -26,6 +29,9 @@ struct StreamReadReport {
   // The first window with a chunk missing (0: none): it and every later window were
   // not replayed (a torn tail: never acknowledged).
   uint64_t torn_window = 0;
+  // Where a reader following the stream goes on: the first sequence of the torn
+  // window's chunks, else last_seq + 1.
+  uint64_t resume_seq = 1;
 };
 
 // Replays the stream of `options.cluster_name` as it is now into `visitor`: the
@@ -33,5 +39,34 @@ struct StreamReadReport {
 // first one with a chunk missing (report->torn_window).
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
                                StreamReadReport* report);
+
+// Follows the log of `options.cluster_name` (a read replica): an ordered JetStream
+// consumer of its log subject from a stream sequence on, handing out every window
+// after a given one whole and in window order. Checkpoints are not read.
+class StreamTail {
+ public:
+  // More complete windows than this held past a missing one: the missing one is
+  // gone (purged before it was read), and Next fails.
+  static constexpr size_t kMaxHeldWindows = 256;
+
+  static util::Result<std::unique_ptr<StreamTail>> Open(const ReplicationOptions& options,
+                                                        uint64_t from_seq, uint64_t after_window);
+  ~StreamTail();
+  StreamTail(const StreamTail&) = delete;
+  StreamTail& operator=(const StreamTail&) = delete;
+
+  // Waits up to `wait` for the next window (the one after the last handed out).
+  // True with `window` and `blocks` set when it is complete; false when it did
+  // not come in time. Fails on a malformed chunk or a window gone missing.
+  util::Result<bool> Next(std::chrono::milliseconds wait, uint64_t* window, std::string* blocks);
+  // The newest window number seen in a chunk so far (complete or not).
+  uint64_t newest_seen() const { return newest_seen_; }
+
+ private:
+  struct State;
+  explicit StreamTail(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+  uint64_t newest_seen_ = 0;
+};
 
 }  // namespace conv::repl

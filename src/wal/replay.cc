@@ -25,20 +25,6 @@ class NullVisitor : public RecordVisitor {
   void OnSchema(const SchemaRecord&) override {}
 };
 
-class SchemaCollector : public NullVisitor {
- public:
-  void OnSchema(const SchemaRecord& r) override {
-    SchemaDef d;
-    d.id = r.id;
-    d.name = std::string(r.name);
-    for (uint32_t i = 0; i < r.n_fields; ++i) {
-      d.fields.emplace_back(std::string(r.field_names[i]), r.field_types[i]);
-    }
-    defs.push_back(std::move(d));
-  }
-  std::vector<SchemaDef> defs;
-};
-
 // The head of a WINDOW or WINDOW_PART block; `records` is the rest of the payload.
 bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
   util::Reader r(h.records);
@@ -155,6 +141,16 @@ util::Status RemoveEmptySegment(const std::string& dir, const std::string& path)
 }
 
 }  // namespace
+
+void SchemaCollector::OnSchema(const SchemaRecord& r) {
+  SchemaDef d;
+  d.id = r.id;
+  d.name = std::string(r.name);
+  for (uint32_t i = 0; i < r.n_fields; ++i) {
+    d.fields.emplace_back(std::string(r.field_names[i]), r.field_types[i]);
+  }
+  defs.push_back(std::move(d));
+}
 
 util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir) {
   auto listing = ListDir(dir);

@@ -19,6 +19,17 @@ struct SchemaDef {
   std::vector<std::pair<std::string, uint8_t>> fields;  // name, type code
 };
 
+// Keeps the SCHEMA records it is shown, ignores every other record.
+class SchemaCollector : public RecordVisitor {
+ public:
+  void OnClaim(const ClaimRecord&) override {}
+  void OnRetract(const RetractRecord&) override {}
+  void OnSource(const SourceRecord&) override {}
+  void OnLease(const LeaseRecord&) override {}
+  void OnSchema(const SchemaRecord& r) override;
+  std::vector<SchemaDef> defs;
+};
+
 // The schemas the log was last written with: those at the head of the newest
 // readable segment, else of the newest checkpoint. Empty for a new data dir.
 util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir);

@@ -1102,7 +1102,8 @@ TEST_CASE("codec: frame type and error code names follow the spec") {
   CHECK(net::FrameTypeName(0xff) == "unknown");
   CHECK(net::ErrorCodeName(1) == "bad_frame");
   CHECK(net::ErrorCodeName(13) == "handshake_required");
-  CHECK(net::ErrorCodeName(14) == "unknown");
+  CHECK(net::ErrorCodeName(14) == "not_owner");
+  CHECK(net::ErrorCodeName(15) == "unknown");
   CHECK(net::ErrorCodeName(kU64Max) == "unknown");
 }
 

@@ -1,0 +1,344 @@
+// Read replicas (serve --follow, docs/replication.md "Read replicas") and not_owner
+// against a three-node NATS cluster on loopback. Test cases named "cluster: ..."
+// are labelled `cluster` (tests/repl/labels.cmake).
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/schema.h"
+#include "net/client.h"
+#include "net/messages.h"
+#include "net/protocol.h"
+#include "support/feed.h"
+#include "support/nats_cluster.h"
+#include "support/op_model.h"
+#include "support/process.h"
+#include "support/serve_process.h"
+#include "support/test_server.h"
+
+using namespace conv;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string Hex(std::string_view bytes) {
+  std::string out;
+  for (unsigned char c : bytes)
+    out += fmt::format("{:02x}", c);
+  return out;
+}
+
+uint64_t Stat(net::Client& c, std::string_view name) {
+  auto stats = c.Stats();
+  REQUIRE_MESSAGE(stats.ok(), stats.message());
+  for (const auto& [n, v] : *stats) {
+    if (n == name) return v;
+  }
+  FAIL("no STATS entry ", name);
+  return 0;
+}
+
+std::unique_ptr<net::Client> Connect(const std::string& address, const std::string& source = "") {
+  net::Hello hello;
+  hello.source = source;
+  auto c = net::Client::Connect(address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  return std::move(c).value();
+}
+
+// A writer of `gen`'s ops as source `index`: sends seqs (last, last + n] and waits
+// for their ACK.
+class Writer {
+ public:
+  Writer(const std::string& address, const testing::OpGenerator& gen, size_t index)
+      : gen_(gen), index_(index) {
+    client_ = Connect(address, fmt::format("writer-{}", index));
+  }
+  void Write(uint64_t n, uint64_t per_send = 20) {
+    uint64_t target = seq_ + n;
+    while (seq_ < target) {
+      std::string frames;
+      for (uint64_t i = 0; i < per_send && seq_ < target; ++i)
+        frames += gen_.Frame(index_, ++seq_);
+      REQUIRE(client_->Send(frames).ok());
+    }
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    uint64_t acked = 0;
+    while (acked < target && std::chrono::steady_clock::now() < deadline) {
+      net::OwnedFrame f;
+      auto got = client_->TryReadFrame(50ms, &f);
+      REQUIRE(got.ok());
+      if (*got && f.type == static_cast<uint8_t>(net::FrameType::kAck)) {
+        REQUIRE(net::DecodeAck(f.payload, &acked));
+      }
+    }
+    REQUIRE_MESSAGE(acked >= target, "ops up to ", target, " not acknowledged in 20 s");
+  }
+  net::Client& client() { return *client_; }
+
+ private:
+  const testing::OpGenerator& gen_;
+  size_t index_;
+  uint64_t seq_ = 0;
+  std::unique_ptr<net::Client> client_;
+};
+
+// Waits until the replica has applied every window the owner made durable so far.
+uint64_t AwaitCaughtUp(net::Client& owner, net::Client& replica) {
+  uint64_t target = Stat(owner, "durable_window");
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  uint64_t at = 0;
+  while ((at = Stat(replica, "follow_window")) < target &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  REQUIRE_MESSAGE(at >= target, "the replica is at window ", at, ", the owner at ", target);
+  return target;
+}
+
+// Reads until the feed's last window is at least `w`.
+void ReadUntilWindow(testing::Feed& f, uint64_t w) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (f.window() < w && std::chrono::steady_clock::now() < deadline)
+    f.ReadOne(50ms);
+  REQUIRE_MESSAGE(f.window() >= w, "the feed is at window ", f.window(), ", not ", w);
+}
+
+// A NOTIFY's changes in a comparable form, sorted by id (partitions seal in any
+// order): kind, id, changed fields, record and previous record.
+std::vector<std::string> Changes(const net::Notify& n) {
+  std::vector<std::string> out;
+  for (const auto& c : n.changes) {
+    out.push_back(fmt::format("{} {} {:x} {} {} {}", c.kind, c.id, c.changed_mask, Hex(c.record),
+                              c.had_prev, Hex(c.prev)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::map<uint64_t, std::vector<std::string>> ByWindow(const std::vector<net::Notify>& ns,
+                                                      uint64_t after) {
+  std::map<uint64_t, std::vector<std::string>> out;
+  for (const auto& n : ns) {
+    if (n.window > after) out[n.window] = Changes(n);
+  }
+  return out;
+}
+
+std::vector<std::string> ServeArgs(const testing::NatsCluster& nats, const std::string& mode,
+                                   const std::string& name) {
+  return {mode, nats.urls(), "--cluster-name", name, "--window", "2ms", "--partitions", "2"};
+}
+
+}  // namespace
+
+TEST_CASE("repl: a not_owner message names the owner, and clients read it back") {
+  CHECK(net::ErrorCodeName(static_cast<uint64_t>(net::ErrorCode::kNotOwner)) == "not_owner");
+  std::string m = net::NotOwnerMessage("10.0.0.7:3727");
+  CHECK(m == "this server is a read replica; the owner is at 10.0.0.7:3727");
+  CHECK(net::OwnerInNotOwnerMessage(m) == "10.0.0.7:3727");
+  CHECK(net::OwnerInNotOwnerMessage(net::NotOwnerMessage("")) == "");
+}
+
+TEST_CASE("cluster: a replica started from nothing catches up and serves the owner's state") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  auto owner_args = ServeArgs(nats, "--replicate", "catchup");
+  owner_args.insert(owner_args.end(), {"--checkpoint-interval", "300ms"});
+  testing::ServeProcess owner =
+      testing::StartServe(dir.File("owner"), dir.File("owner.log"), owner_args);
+  const uint64_t seed = 20261130;
+  MESSAGE("seed ", seed);
+  testing::OpGenerator gen(engine::PlayerSchema(), seed, 300);
+  Writer w0(owner.address, gen, 0), w1(owner.address, gen, 1);
+  w0.Write(1500);
+  w1.Write(1500);
+  std::this_thread::sleep_for(700ms);  // a checkpoint, and the stream purged below it
+  auto owner_reader = Connect(owner.address);
+  CHECK(Stat(*owner_reader, "checkpoints") > 0);
+
+  testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                                                      ServeArgs(nats, "--follow", "catchup"));
+  w0.Write(1500);
+  w1.Write(1500);
+  auto replica_reader = Connect(replica.address);
+  AwaitCaughtUp(*owner_reader, *replica_reader);
+  const engine::Schema& schema = *owner_reader->FindSchema("player");
+  auto ids = gen.EntityIds();
+  auto on_owner = testing::ServerState(*owner_reader, schema, ids);
+  auto on_replica = testing::ServerState(*replica_reader, schema, ids);
+  CHECK(on_owner.size() > 100);
+  CHECK(on_replica == on_owner);
+  // The claims too (sources and their records), not just what they converge to.
+  for (const auto& id : ids) {
+    auto a = owner_reader->Query(schema, id, true);
+    auto b = replica_reader->Query(schema, id, true);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(a->found == b->found);
+    CHECK(a->claims.size() == b->claims.size());
+  }
+  CHECK(Stat(*replica_reader, "role") == 2);
+  CHECK(Stat(*owner_reader, "role") == 1);
+  CHECK(Stat(*replica_reader, "epoch") == Stat(*owner_reader, "epoch"));
+  CHECK(Stat(*owner_reader, "epoch") > 0);
+  replica.Stop();
+  owner.Stop();
+}
+
+TEST_CASE(
+    "cluster: a subscriber on a replica sees every window once and resumes from the owner's") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  testing::ServeProcess owner = testing::StartServe(dir.File("owner"), dir.File("owner.log"),
+                                                    ServeArgs(nats, "--replicate", "feed"));
+  const uint64_t seed = 77;
+  MESSAGE("seed ", seed);
+  testing::OpGenerator gen(engine::PlayerSchema(), seed, 200);
+  Writer writer(owner.address, gen, 0);
+  writer.Write(500);
+  testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                                                      ServeArgs(nats, "--follow", "feed"));
+  auto owner_reader = Connect(owner.address);
+  auto replica_reader = Connect(replica.address);
+  AwaitCaughtUp(*owner_reader, *replica_reader);
+  const engine::Schema& schema = *owner_reader->FindSchema("player");
+  net::Subscribe s;
+  s.sub = 1;
+  s.schema_id = schema.id;
+  s.flags = net::kSubscribeBootstrap | net::kSubscribeIncludePrev;
+  testing::Feed on_owner(Connect(owner.address));
+  testing::Feed on_replica(Connect(replica.address));
+  on_owner.Subscribe(s);
+  on_replica.Subscribe(s);
+  on_owner.WaitSnapshotEnd();
+  on_replica.WaitSnapshotEnd();
+  for (int round = 0; round < 20; ++round)
+    writer.Write(100, 10);
+  uint64_t end = AwaitCaughtUp(*owner_reader, *replica_reader);
+  ReadUntilWindow(on_owner, end);
+  ReadUntilWindow(on_replica, end);
+  CHECK(on_replica.errors.empty());
+  // Window numbers strictly increase on the replica (no duplicate), and after both
+  // snapshots every window's changes are the owner's (no gap, same content).
+  for (size_t i = 1; i < on_replica.notifies().size(); ++i)
+    CHECK(on_replica.notifies()[i].window > on_replica.notifies()[i - 1].window);
+  uint64_t from = std::max(on_owner.snapshot_end().window, on_replica.snapshot_end().window);
+  auto owner_windows = ByWindow(on_owner.notifies(), from);
+  auto replica_windows = ByWindow(on_replica.notifies(), from);
+  CHECK(owner_windows.size() > 10);
+  CHECK(replica_windows == owner_windows);
+  CHECK(on_replica.state() == on_owner.state());
+  CHECK(on_replica.state() == testing::ServerState(*owner_reader, schema, gen.EntityIds()));
+
+  // Resume on the replica from a window seen on the owner: the entities changed
+  // since, then every later window.
+  // A window near the end, so that the delta is a part of the state.
+  REQUIRE(on_owner.notifies().size() > 10);
+  const uint64_t seen = on_owner.notifies()[on_owner.notifies().size() - 4].window;
+  std::map<std::string, std::string> at_seen;
+  testing::ApplyEntries(at_seen, on_owner.snapshot());
+  for (const auto& n : on_owner.notifies()) {
+    if (n.window <= seen) testing::ApplyEntries(at_seen, n.changes);
+  }
+  net::Subscribe r = s;
+  r.sub = 2;
+  r.flags = net::kSubscribeIncludePrev;
+  r.resume_window = seen;
+  testing::Feed resumed(Connect(replica.address));
+  resumed.Subscribe(r);
+  resumed.WaitSnapshotEnd();
+  CHECK(resumed.snapshot_end().window >= end);
+  std::map<std::string, std::string> rebuilt = at_seen;
+  testing::ApplyEntries(rebuilt, resumed.snapshot());
+  CHECK(rebuilt == on_owner.state());
+  // A delta (not the full state marked reset): at least every entity the owner
+  // notified after `seen`, and not every entity.
+  CHECK_FALSE(resumed.snapshot_end().reset);
+  std::set<std::string> delta, notified;
+  for (const auto& e : resumed.snapshot())
+    delta.insert(e.id);
+  for (const auto& n : on_owner.notifies()) {
+    for (const auto& c : n.changes) {
+      if (n.window > seen) notified.insert(c.id);
+    }
+  }
+  CHECK(!notified.empty());
+  CHECK(std::includes(delta.begin(), delta.end(), notified.begin(), notified.end()));
+  CHECK(delta.size() < on_owner.state().size());
+  for (int round = 0; round < 5; ++round)
+    writer.Write(100, 10);
+  end = AwaitCaughtUp(*owner_reader, *replica_reader);
+  ReadUntilWindow(on_owner, end);
+  ReadUntilWindow(resumed, end);
+  CHECK(ByWindow(resumed.notifies(), resumed.snapshot_end().window) ==
+        ByWindow(on_owner.notifies(), resumed.snapshot_end().window));
+  std::map<std::string, std::string> final_state = at_seen;
+  testing::ApplyEntries(final_state, resumed.snapshot());
+  for (const auto& n : resumed.notifies())
+    testing::ApplyEntries(final_state, n.changes);
+  CHECK(final_state == on_owner.state());
+  replica.Stop();
+  owner.Stop();
+}
+
+TEST_CASE("cluster: writes to a replica get not_owner naming the owner") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  testing::ServeProcess owner = testing::StartServe(dir.File("owner"), dir.File("owner.log"),
+                                                    ServeArgs(nats, "--replicate", "redirect"));
+  testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                                                      ServeArgs(nats, "--follow", "redirect"));
+  // The replica reads the owner record at start and every second.
+  auto replica_reader = Connect(replica.address);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (Stat(*replica_reader, "epoch") == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+
+  // A raw HELLO with a source: ERROR not_owner naming the owner, then closed.
+  testing::RawConnection raw(replica.port());
+  REQUIRE(raw.Send(testing::HelloFrame("w")));
+  auto read = raw.ReadFrame();
+  REQUIRE_MESSAGE(read.ok(), read.message());
+  net::OwnedFrame f = *read;
+  REQUIRE(f.type == static_cast<uint8_t>(net::FrameType::kError));
+  net::Error e;
+  REQUIRE(net::DecodeError(f.payload, &e));
+  CHECK(e.code == static_cast<uint64_t>(net::ErrorCode::kNotOwner));
+  CHECK(e.message == "this server is a read replica; the owner is at " + owner.address);
+  CHECK(testing::ReadUntilClosed(raw));
+  CHECK(Stat(*replica_reader, "errors_not_owner") == 1);
+  replica.Stop();
+  owner.Stop();
+}
+
+TEST_CASE("cluster: follow flags are checked, and a replica of a name with no stream is refused") {
+  testing::TempDir dir("conv-follow");
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CONV_BINARY,   "serve",      "--listen",
+                                     "127.0.0.1:0", "--data-dir", dir.File("d")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    testing::ProcessResult r = testing::RunProcess(argv, 30s);
+    CHECK(r.exit_code != 0);
+    return r.err;
+  };
+  std::string closed = fmt::format("nats://127.0.0.1:{}", testing::ClosedPort());
+  CHECK(run({"--follow", closed}).find("--follow needs --cluster-name") != std::string::npos);
+  CHECK(run({"--follow", closed, "--replicate", closed, "--cluster-name", "x"})
+            .find("--replicate and --follow exclude each other") != std::string::npos);
+  std::string err = run({"--follow", closed, "--cluster-name", "x"});
+  CHECK_MESSAGE(err.find("--follow: cannot connect to '" + closed + "'") != std::string::npos, err);
+  testing::NatsCluster nats(dir.path());
+  err = run({"--follow", nats.urls(), "--cluster-name", "nothing"});
+  CHECK_MESSAGE(
+      err.find("refusing to start: --follow: cannot read stream CONV_nothing") != std::string::npos,
+      err);
+}
