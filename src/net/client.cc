@@ -37,6 +37,24 @@ Client::~Client() {
 util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server, const Hello& hello,
                                                       std::chrono::milliseconds timeout,
                                                       const SslCtxPtr& tls) {
+  std::string target = server;
+  for (int hop = 0;; ++hop) {
+    std::string owner;
+    auto c = ConnectOnce(target, hello, timeout, tls, &owner);
+    if (c.ok() || owner.empty()) return c;
+    if (hop == kMaxOwnerRedirects) {
+      return util::Status::Error(fmt::format("{} (after following {} not_owner redirects)",
+                                             c.message(), kMaxOwnerRedirects));
+    }
+    target = owner;
+  }
+}
+
+util::Result<std::unique_ptr<Client>> Client::ConnectOnce(const std::string& server,
+                                                          const Hello& hello,
+                                                          std::chrono::milliseconds timeout,
+                                                          const SslCtxPtr& tls,
+                                                          std::string* owner) {
   std::string host;
   uint16_t port;
   if (auto st = ParseHostPort(server, &host, &port); !st.ok()) return st;
@@ -103,8 +121,11 @@ util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server,
     Error e;
     if (DecodeError(reply->payload, &e)) {
       c->last_error_code_ = e.code;
+      if (e.code == static_cast<uint64_t>(ErrorCode::kNotOwner)) {
+        *owner = OwnerInNotOwnerMessage(e.message);
+      }
       return util::Status::Error(
-          fmt::format("server refused HELLO: {} ({})", e.message, ErrorCodeName(e.code)));
+          fmt::format("{} refused HELLO: {} ({})", server, e.message, ErrorCodeName(e.code)));
     }
   }
   if (reply->type != static_cast<uint8_t>(FrameType::kWelcome) ||

@@ -50,13 +50,16 @@ class Client {
   // otherwise. Replies to writes and requests of the default --max-frame stay far
   // below it; a RESULT with the claims of many large records may not.
   static constexpr uint32_t kDefaultMaxFrame = 64u << 20;
+  static constexpr int kMaxOwnerRedirects = 3;
 
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // Connects to HOST:PORT, sends `hello` and waits for WELCOME. An ERROR instead of
-  // WELCOME becomes a failed Result carrying the server's code and message. With
+  // WELCOME becomes a failed Result carrying the server's code and message. A
+  // writer's HELLO refused with `not_owner` (a read replica) is sent again to the
+  // owner it names, following at most kMaxOwnerRedirects such answers. With
   // `tls` (MakeTlsClientContext) the connection speaks TLS, and the server's
   // certificate must name HOST.
   static util::Result<std::unique_ptr<Client>> Connect(
@@ -121,6 +124,12 @@ class Client {
 
  private:
   Client() = default;
+  // One connection and HELLO; on ERROR not_owner, `*owner` is the owner it names.
+  static util::Result<std::unique_ptr<Client>> ConnectOnce(const std::string& server,
+                                                           const Hello& hello,
+                                                           std::chrono::milliseconds timeout,
+                                                           const SslCtxPtr& tls,
+                                                           std::string* owner);
   // The id for the next request: above every number sent so far. Fails only when a
   // frame carried the largest u64.
   util::Result<uint64_t> NextReq();

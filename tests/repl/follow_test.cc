@@ -17,6 +17,7 @@
 #include "net/client.h"
 #include "net/messages.h"
 #include "net/protocol.h"
+#include "repl/ownership.h"
 #include "support/feed.h"
 #include "support/nats_cluster.h"
 #include "support/op_model.h"
@@ -290,7 +291,7 @@ TEST_CASE(
   owner.Stop();
 }
 
-TEST_CASE("cluster: writes to a replica get not_owner naming the owner") {
+TEST_CASE("cluster: writes to a replica get not_owner naming the owner, and the client follows") {
   testing::TempDir dir("conv-follow");
   testing::NatsCluster nats(dir.path());
   testing::ServeProcess owner = testing::StartServe(dir.File("owner"), dir.File("owner.log"),
@@ -316,6 +317,38 @@ TEST_CASE("cluster: writes to a replica get not_owner naming the owner") {
   CHECK(e.message == "this server is a read replica; the owner is at " + owner.address);
   CHECK(testing::ReadUntilClosed(raw));
   CHECK(Stat(*replica_reader, "errors_not_owner") == 1);
+
+  // net::Client follows it: the writer lands on the owner and is acknowledged there.
+  testing::OpGenerator gen(engine::PlayerSchema(), 5, 10);
+  Writer writer(replica.address, gen, 0);
+  writer.Write(50);
+  auto owner_reader = Connect(owner.address);
+  CHECK(Stat(*owner_reader, "ops_applied") == 50);
+  // Readers stay on the replica.
+  AwaitCaughtUp(*owner_reader, *replica_reader);
+  CHECK(testing::ServerState(*replica_reader, *replica_reader->FindSchema("player"),
+                             gen.EntityIds()) ==
+        testing::ServerState(*owner_reader, *owner_reader->FindSchema("player"), gen.EntityIds()));
+
+  // A record naming the replica itself (written here, as a takeover would): the
+  // client follows at most kMaxOwnerRedirects answers, then fails saying so.
+  repl::ReplicationOptions ro;
+  ro.urls = nats.urls();
+  ro.cluster_name = "redirect";
+  auto loop = repl::Ownership::Claim(ro, replica.address, nullptr);
+  REQUIRE_MESSAGE(loop.ok(), loop.message());
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (Stat(*replica_reader, "epoch") != (*loop)->epoch() &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  net::Hello looping;
+  looping.source = "loop";
+  auto refused = net::Client::Connect(replica.address, looping, 10s);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message() ==
+        fmt::format("{0} refused HELLO: this server is a read replica; the owner is at {0} "
+                    "(not_owner) (after following 3 not_owner redirects)",
+                    replica.address));
   replica.Stop();
   owner.Stop();
 }

@@ -15,7 +15,7 @@ from .aio import AsyncClient, AsyncSubscription
 from .client import Client, Entity, Subscription
 from .codec import Change, Claim, Schema, SnapshotEntry
 from .errors import (AuthFailed, BadFrame, BadId, BadValue, ConnectionLost, ConvergenceError,
-                     FrameTooLarge, HandshakeRequired, NotASource, Overloaded, ProtocolError,
+                     FrameTooLarge, HandshakeRequired, NotASource, NotOwner, Overloaded, ProtocolError,
                      ServerError, ShuttingDown, SourceTakenOver, Timeout, UnknownSchema,
                      UnknownSubscription, UnsupportedVersion)
 
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient", "AsyncSubscription", "AuthFailed", "BadFrame", "BadId", "BadValue", "Change",
     "Claim", "Client", "ConnectionLost", "ConvergenceError", "Entity", "FrameTooLarge",
-    "HandshakeRequired", "NotASource", "Overloaded", "ProtocolError", "Schema", "ServerError",
+    "HandshakeRequired", "NotASource", "NotOwner", "Overloaded", "ProtocolError", "Schema", "ServerError",
     "ShuttingDown", "SnapshotEnd", "SnapshotEntry", "SourceTakenOver", "Subscription", "Timeout",
     "UnknownSchema", "UnknownSubscription", "UnsupportedVersion", "codec", "errors",
 ]

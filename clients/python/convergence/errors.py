@@ -93,10 +93,24 @@ class HandshakeRequired(ServerError):
     code, name = 13, "handshake_required"
 
 
+class NotOwner(ServerError):
+    """A writer's HELLO to a read replica (``serve --follow``). ``owner`` is the
+    owner's HOST:PORT named by the message (``""`` when the replica does not know it
+    yet): connect there instead."""
+
+    code, name = 14, "not_owner"
+    OWNER_IS_AT = "the owner is at "
+
+    @property
+    def owner(self) -> str:
+        at = self.message.find(self.OWNER_IS_AT)
+        return "" if at < 0 else self.message[at + len(self.OWNER_IS_AT):]
+
+
 CODES: dict[int, type[ServerError]] = {
     cls.code: cls for cls in (BadFrame, FrameTooLarge, UnsupportedVersion, AuthFailed, NotASource,
                               UnknownSchema, BadValue, BadId, UnknownSubscription, Overloaded,
-                              ShuttingDown, SourceTakenOver, HandshakeRequired)
+                              ShuttingDown, SourceTakenOver, HandshakeRequired, NotOwner)
 }
 
 

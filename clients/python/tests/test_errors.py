@@ -126,6 +126,14 @@ class ErrorsTest(unittest.TestCase):
             _Conn(self.server.address, codec.encode_single(codec.PING, 1), 5, 1 << 20)
         self.assertCode(cm, errors.HandshakeRequired, 13)
 
+    def test_not_owner_names_the_owner(self):
+        e = errors.from_error(0, 14, "this server is a read replica; the owner is at 10.0.0.7:3727")
+        self.assertIs(type(e), errors.NotOwner)
+        self.assertEqual((e.code, e.name, e.owner), (14, "not_owner", "10.0.0.7:3727"))
+        self.assertTrue(e.connection_level)
+        unknown = errors.from_error(0, 14, "this server is a read replica; the owner is not known yet")
+        self.assertEqual(unknown.owner, "")
+
     def test_an_unknown_code_is_a_server_error_carrying_it(self):
         e = errors.from_error(3, 99, "new")
         self.assertIs(type(e), errors.ServerError)

@@ -157,6 +157,7 @@ const fatalCodes = new Set<number>([
   ErrorCode.bad_id,
   ErrorCode.source_taken_over,
   ErrorCode.handshake_required,
+  ErrorCode.not_owner, // the same replica answers the same: connect to the owner it names
 ]);
 
 /** A connection-level error after which reconnecting cannot help. */

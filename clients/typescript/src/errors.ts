@@ -19,6 +19,7 @@ export const ErrorCode = {
   shutting_down: 11,
   source_taken_over: 12,
   handshake_required: 13,
+  not_owner: 14,
 } as const;
 
 export type ErrorCodeName = keyof typeof ErrorCode;
@@ -61,6 +62,17 @@ export class OverloadedError extends ConvergenceError {}
 export class ShuttingDownError extends ConvergenceError {}
 export class SourceTakenOverError extends ConvergenceError {}
 export class HandshakeRequiredError extends ConvergenceError {}
+/** A writer's HELLO to a read replica (`serve --follow`): write to `owner` instead. */
+export class NotOwnerError extends ConvergenceError {
+  /** The owner's HOST:PORT the message names ('' when the replica does not know it yet). */
+  readonly owner: string;
+  constructor(code: number, message: string, ref = 0n) {
+    super(code, message, ref);
+    const at = message.indexOf(ownerIsAt);
+    this.owner = at < 0 ? '' : message.slice(at + ownerIsAt.length);
+  }
+}
+const ownerIsAt = 'the owner is at ';
 
 type ErrorClass = new (code: number, message: string, ref?: bigint) => ConvergenceError;
 
@@ -78,6 +90,7 @@ const classes = new Map<number, ErrorClass>([
   [ErrorCode.shutting_down, ShuttingDownError],
   [ErrorCode.source_taken_over, SourceTakenOverError],
   [ErrorCode.handshake_required, HandshakeRequiredError],
+  [ErrorCode.not_owner, NotOwnerError],
 ]);
 
 /** The typed error for an ERROR frame's code (ConvergenceError itself for a code this client does not know). */

@@ -4,6 +4,9 @@
 // read through the same codec and errorFromCode.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
@@ -20,6 +23,7 @@ import {
   FrameTooLargeError,
   HandshakeRequiredError,
   NotASourceError,
+  NotOwnerError,
   OverloadedError,
   ShuttingDownError,
   SourceTakenOverError,
@@ -29,7 +33,7 @@ import {
   UnsupportedVersionError,
   type Transport,
 } from '../src/index.js';
-import { TestServer } from './server.js';
+import { repoRoot, TestServer } from './server.js';
 
 /** A connection that sends raw frames and collects the ERROR frames it gets, until the server closes it. */
 class Raw {
@@ -234,6 +238,52 @@ describe('errors from a server', () => {
     const silent = await Raw.open(server.port);
     await silent.closed;
     assert.ok(isTyped(HandshakeRequiredError, 13, 0n)(await silent.errorWithin(100)));
+  });
+});
+
+describe('not_owner (14)', () => {
+  test('names the owner a writer should connect to', () => {
+    const e = errorFromCode(14, 'this server is a read replica; the owner is at 10.0.0.7:3727');
+    assert.ok(e instanceof NotOwnerError);
+    assert.equal(e.codeName, 'not_owner');
+    assert.equal((e as NotOwnerError).owner, '10.0.0.7:3727');
+    const unknown = errorFromCode(14, 'this server is a read replica; the owner is not known yet');
+    assert.equal((unknown as NotOwnerError).owner, '');
+  });
+
+  test('a writer whose reconnect is answered with not_owner stops, naming the owner', async () => {
+    // A stand-in server: WELCOME, then the connection drops; the reconnect gets
+    // ERROR not_owner (both frames from the conformance vectors).
+    const vectors = JSON.parse(readFileSync(path.join(repoRoot, 'tests', 'vectors', 'frames.json'), 'utf8')) as {
+      frames: { name: string; hex: string }[];
+    };
+    const frame = (name: string) => Buffer.from(vectors.frames.find((f) => f.name === name)!.hex, 'hex');
+    let connections = 0;
+    const fake = net.createServer((sock) => {
+      const n = ++connections;
+      sock.once('data', () => {
+        if (n === 1) {
+          sock.write(frame('welcome: writer, credit 1024, three schemas'));
+          setTimeout(() => sock.destroy(), 20);
+        } else {
+          sock.end(frame('error: not_owner (14)'));
+        }
+      });
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as net.AddressInfo).port;
+    const c = await Client.connect({ port, source: 'w', reconnectMinMs: 10 });
+    try {
+      await assert.rejects(c.sync(), (e: unknown) => {
+        const cause = e instanceof ClientClosedError ? e.cause : e;
+        return cause instanceof NotOwnerError && cause.owner === '10.0.0.7:3727';
+      });
+      assert.equal(connections, 2); // not tried again: the same server would answer the same
+    } finally {
+      await c.close();
+      fake.close();
+    }
   });
 });
 
