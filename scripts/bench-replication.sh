@@ -24,38 +24,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cports=() rports=()
-for i in 0 1 2; do cports+=("$(free_port)"); rports+=("$(free_port)"); done
-routes="nats-route://127.0.0.1:${rports[0]}, nats-route://127.0.0.1:${rports[1]}, nats-route://127.0.0.1:${rports[2]}"
-urls="nats://127.0.0.1:${cports[0]},nats://127.0.0.1:${cports[1]},nats://127.0.0.1:${cports[2]}"
-for i in 0 1 2; do
-  cat >"$dir/n$i.conf" <<CONF
-server_name: n$i
-listen: 127.0.0.1:${cports[$i]}
-jetstream { store_dir: "$dir/store-n$i" }
-cluster { name: bench, listen: 127.0.0.1:${rports[$i]}, routes: [$routes] }
-CONF
-  nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
-  pids+=($!)
-done
-for _ in $(seq 300); do grep -q 'metadata leader' "$dir"/n*.log && break; sleep 0.1; done
+# shellcheck source=scripts/lib-replication.sh
+source scripts/lib-replication.sh
 
 # One serve + load; prints "ops_per_sec ack_p50_ms ack_p99_ms".
 measure() {
   local name=$1; shift
   rm -rf "$dir/db"
-  "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/db" --log-level warn "$@" \
-    >"$dir/serve.out" 2>>"$dir/serve.log" &
-  local spid=$!
-  for _ in $(seq 300); do grep -q '^listening on' "$dir/serve.out" && break; sleep 0.1; done
-  local addr
-  addr=$(sed -n 's/^listening on //p' "$dir/serve.out")
-  if [ -z "$addr" ]; then
-    echo "serve $* did not start:" >&2
-    cat "$dir/serve.log" >&2
-    exit 1
-  fi
+  start_serve serve --data-dir "$dir/db" "$@"
+  local spid=$serve_pid addr=$serve_addr
   "$bin" load --server "$addr" --workers 9 --entities 10000 --duration "$duration" --rate "$rate" --quiet --json \
     >"$dir/$name.json"
   kill "$spid"
