@@ -62,14 +62,18 @@ NatsCluster::NatsCluster(const std::string& dir, int nodes) {
     // JetStreamLog::Open tries again while the stream's replicas cannot be placed yet.
     bool ready = true;
     bool leader = nodes == 1;
-    for (const Node& n : nodes_) {
-      std::string log = ReadFileOrEmpty(n.log);
-      ready = ready && log.find("Server is ready") != std::string::npos;
+    int late = 0;  // the node to show when it does not come up: the first not ready
+    for (int i = 0; i < size(); ++i) {
+      std::string log = ReadFileOrEmpty(nodes_[i].log);
+      bool up = log.find("Server is ready") != std::string::npos;
+      if (!up && ready) late = i;
+      ready = ready && up;
       leader = leader || log.find("metadata leader") != std::string::npos;
     }
     if (ready && leader) break;
     REQUIRE_MESSAGE(std::chrono::steady_clock::now() < deadline,
-                    "the NATS cluster did not come up within 30 s; node 0 log:\n", Log(0));
+                    "the NATS cluster did not come up within 30 s; node ", late, " log:\n",
+                    Log(late));
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
