@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,7 +18,9 @@
 #include "net/client.h"
 #include "net/messages.h"
 #include "net/protocol.h"
+#include "repl/jetstream.h"
 #include "repl/ownership.h"
+#include "repl/stream_reader.h"
 #include "support/feed.h"
 #include "support/nats_cluster.h"
 #include "support/op_model.h"
@@ -374,4 +377,90 @@ TEST_CASE("cluster: follow flags are checked, and a replica of a name with no st
   CHECK_MESSAGE(
       err.find("refusing to start: --follow: cannot read stream CONV_nothing") != std::string::npos,
       err);
+}
+
+TEST_CASE("cluster: a replica of a name nobody owns yet says so to writers") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o;
+  o.urls = nats.urls();
+  o.cluster_name = "ownerless";
+  auto stream = repl::JetStreamLog::Open(o, nullptr);  // the stream, and no owner record
+  REQUIRE_MESSAGE(stream.ok(), stream.message());
+  testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                                                      ServeArgs(nats, "--follow", "ownerless"));
+  net::Hello hello;
+  hello.source = "w";
+  auto refused = net::Client::Connect(replica.address, hello, 10s);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message() ==
+        fmt::format("{} refused HELLO: this server is a read replica; the owner is not known yet "
+                    "(not_owner)",
+                    replica.address));
+  auto reader = Connect(replica.address);
+  CHECK(Stat(*reader, "role") == 2);
+  CHECK(Stat(*reader, "epoch") == 0);
+  replica.Stop();
+}
+
+TEST_CASE("cluster: a replica stops on a damaged window instead of serving past it") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o;
+  o.urls = nats.urls();
+  o.cluster_name = "damaged";
+  auto stream = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(stream.ok(), stream.message());
+  testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                                                      ServeArgs(nats, "--follow", "damaged"));
+  (*stream)->Publish(1, "these bytes are not a window's blocks");
+  REQUIRE((*stream)->Confirm().ok());
+  auto status = replica.process->Wait(20s);
+  REQUIRE_MESSAGE(status.has_value(), "the replica still runs");
+  CHECK(WIFEXITED(*status));
+  CHECK(WEXITSTATUS(*status) == 2);
+  std::string log = testing::ReadFileOrEmpty(dir.File("replica.log"));
+  CHECK_MESSAGE(log.find("stopping: following the stream failed: ") != std::string::npos, log);
+}
+
+TEST_CASE("cluster: following a stream hands out whole windows in order and fails on a gap") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o;
+  o.urls = nats.urls();
+  o.cluster_name = "gap";
+  o.max_chunk = 4096;
+  auto stream = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(stream.ok(), stream.message());
+  // Windows 1 to 3 (window 2 in three chunks), then window 4 is missing and 5 to
+  // 5 + kMaxHeldWindows follow.
+  auto body = [](uint64_t w) {
+    return std::string(w == 2 ? 10'000 : 10, static_cast<char>('a' + w));
+  };
+  for (uint64_t w = 1; w <= 3; ++w)
+    (*stream)->Publish(w, body(w));
+  for (uint64_t w = 5; w <= 5 + repl::StreamTail::kMaxHeldWindows; ++w)
+    (*stream)->Publish(w, body(w));
+  REQUIRE((*stream)->Confirm().ok());
+  auto tail = repl::StreamTail::Open(o, 1, 0);
+  REQUIRE_MESSAGE(tail.ok(), tail.message());
+  uint64_t window = 0;
+  std::string blocks;
+  for (uint64_t w = 1; w <= 3; ++w) {
+    auto got = (*tail)->Next(5s, &window, &blocks);
+    REQUIRE_MESSAGE(got.ok(), got.message());
+    REQUIRE(*got);
+    CHECK(window == w);
+    CHECK(blocks == body(w));
+  }
+  util::Result<bool> got = false;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (got.ok() && std::chrono::steady_clock::now() < deadline)
+    got = (*tail)->Next(200ms, &window, &blocks);
+  REQUIRE_FALSE(got.ok());
+  CHECK(got.message() ==
+        fmt::format("window 4 is missing from the stream while {} later windows are complete "
+                    "(purged before this replica read it)",
+                    repl::StreamTail::kMaxHeldWindows + 1));
+  CHECK((*tail)->newest_seen() == 5 + repl::StreamTail::kMaxHeldWindows);
 }
