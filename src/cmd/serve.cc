@@ -354,6 +354,16 @@ int RunServe(const ServeOptions& o) {
       return kExitError;
     }
   }
+  // Signals are taken synchronously by this thread: block them before any other
+  // thread starts so that none of those receives them (the NATS client's threads
+  // start with the first connection, below: one of them taking a SIGTERM would kill the
+  // server before it stops cleanly).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);  // reloads the TLS certificate
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A replica keeps no data dir: its log is the owner's stream.
   util::Result<int> lock_fd = -1;
   std::unique_ptr<Follower> follower;
@@ -408,15 +418,6 @@ int RunServe(const ServeOptions& o) {
     log.Error("stopping: the write-ahead log failed: {}", message);
     std::_Exit(kExitError);
   };
-
-  // Signals are taken synchronously by this thread: block them before any other
-  // thread starts so that none of those receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);  // reloads the TLS certificate
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   engine::SourceTable sources(o.max_sources);
   engine::Engine engine(engine_options, schemas, sources);
