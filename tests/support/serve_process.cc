@@ -20,8 +20,12 @@ uint64_t ServeProcess::RssKiB() const {
 void ServeProcess::Stop(std::chrono::milliseconds timeout) {
   process->Signal(SIGTERM);
   auto status = process->Wait(timeout);
-  REQUIRE_MESSAGE(status.has_value(), "the server did not stop on SIGTERM");
-  CHECK((WIFEXITED(*status) && WEXITSTATUS(*status) == 0));
+  REQUIRE_MESSAGE(status.has_value(), "the server did not stop on SIGTERM\nserver log:\n",
+                  ReadFileOrEmpty(log_path));
+  CHECK_MESSAGE((WIFEXITED(*status) && WEXITSTATUS(*status) == 0), "the server stopped with ",
+                (WIFEXITED(*status) ? "exit code " + std::to_string(WEXITSTATUS(*status))
+                                    : "signal " + std::to_string(WTERMSIG(*status))),
+                "\nserver log:\n", ReadFileOrEmpty(log_path));
 }
 
 ServeProcess StartServe(const std::string& data_dir, const std::string& log_path,
@@ -35,7 +39,7 @@ ServeProcess StartServe(const std::string& data_dir, const std::string& log_path
   auto line = (*child)->WaitForLine(prefix, std::chrono::seconds(30));
   REQUIRE_MESSAGE(line.ok(), (line.ok() ? "" : line.message()), "\nserver log:\n",
                   ReadFileOrEmpty(log_path));
-  return {std::move(child).value(), line->substr(prefix.size())};
+  return {std::move(child).value(), line->substr(prefix.size()), log_path};
 }
 
 uint64_t RssKiBOf(pid_t pid) {

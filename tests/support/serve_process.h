@@ -16,7 +16,8 @@ namespace conv::testing {
 
 struct ServeProcess {
   std::unique_ptr<ChildProcess> process;
-  std::string address;  // HOST:PORT, from its "listening on" line
+  std::string address;   // HOST:PORT, from its "listening on" line
+  std::string log_path;  // its stderr: shown when it does not stop cleanly
 
   uint16_t port() const;
   pid_t pid() const { return process->pid(); }
