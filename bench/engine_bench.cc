@@ -1,7 +1,12 @@
 // Engine micro-benchmarks, no network:
 //   apply   one partition applying the page's 70/20/10 mix on `player`
 //   memory  RSS per entity with one claim, at 1,000,000 player entities
-// Usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] [--entities N]
+//   walk    a bootstrap walk (feed.h) over `--entities` players with a claim of each
+//           of `--sources` sources, one partition, its output taken as it comes
+//   recover Engine::Recover from a checkpoint of `--entities` players, each with a
+//           claim of `--sources` sources (written once, then recovered `--runs` times)
+// Usage: convergence_microbench [apply|memory|walk|recover|all] [--runs N] [--ops N]
+//        [--entities N] [--sources N]
 //        [--watched] (apply as with a subscriber on the schema)
 //        [--log] (seals encode the window's WAL records, as with a data dir)
 
@@ -11,16 +16,22 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <deque>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
+#include "engine/feed.h"
 #include "engine/op.h"
 #include "engine/partition.h"
 #include "engine/partition_driver.h"
 #include "engine/record.h"
 #include "util/clock.h"
+#include "wal/checkpoint.h"
+#include "wal/records.h"
 
 using namespace conv;
 
@@ -173,6 +184,148 @@ void BenchMemory(size_t entities) {
       static_cast<double>(c.claim_bytes) / static_cast<double>(entities));
 }
 
+// One partition holding `entities` players, each with an ASSERT of each of `sources`.
+void Populate(engine::Partition& part, const engine::SchemaSet& schemas, engine::SourceTable& table,
+              size_t entities, size_t sources) {
+  const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
+  std::mt19937_64 rng(7);
+  uint64_t window = 0;
+  for (size_t s = 0; s < sources; ++s) {
+    uint32_t source = *table.Intern(fmt::format("source-{}", s));
+    for (size_t i = 0; i < entities;) {
+      engine::OpBatch batch;
+      for (size_t k = 0; k < 1024 && i < entities; ++k, ++i) {
+        std::string id = fmt::format("p-{}", i);
+        engine::OpView op{};
+        op.kind = engine::OpKind::kAssert;
+        op.source = source;
+        op.schema = player.id;
+        op.seq = i + 1;
+        op.ts = 1'700'000'000'000'000 + i;
+        op.id = id;
+        std::string values = PlayerValues(player, &op.mask, rng, true, i);
+        op.values = values;
+        batch.Append(op);
+      }
+      engine::PartitionDriver(part).Apply(batch);
+      (void)engine::PartitionDriver(part).Seal(++window);
+    }
+  }
+}
+
+void BenchWalk(int runs, size_t entities, size_t sources) {
+  engine::SchemaSet schemas;
+  engine::SourceTable table;
+  engine::SealQueue seals;
+  engine::Partition part(0, schemas, table, 1, &seals);
+  Populate(part, schemas, table, entities, sources);
+  uint64_t window = 1'000'000;
+  std::vector<double> secs;
+  for (int r = 0; r < runs; ++r) {
+    auto walk = std::make_shared<engine::FeedWalk>();
+    walk->schema = engine::kPlayerSchemaId;
+    uint64_t start = util::MonoNanos();
+    engine::PartitionDriver(part).StartFeed(++window, {engine::kPlayerSchemaId, 0, walk});
+    std::deque<std::string> chunks;
+    uint64_t bytes = 0;
+    for (bool done = false; !done;) {
+      engine::PartitionDriver(part).AdvanceWalks();
+      done = walk->Take(&chunks);
+      for (const auto& c : chunks)
+        bytes += c.size();
+      chunks.clear();
+    }
+    secs.push_back(static_cast<double>(util::MonoNanos() - start) / 1e9);
+    fmt::print("walk run {}: {:.3f} s, {} bytes ({:.0f} ns per entity)\n", r + 1, secs.back(),
+               bytes, secs.back() * 1e9 / static_cast<double>(entities));
+  }
+  std::sort(secs.begin(), secs.end());
+  fmt::print("walk median: {:.3f} s ({} entities, {} claims each)\n", secs[secs.size() / 2],
+             entities, sources);
+}
+
+// A checkpoint of `entities` players with one claim of each of `sources` sources,
+// in `dir`; the records go in blocks of about 1 MiB, as a checkpoint's chunks do.
+void WriteCheckpoint(const std::string& dir, const engine::SchemaSet& schemas, size_t entities,
+                     size_t sources) {
+  const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
+  uint64_t schema_count = 0;
+  std::string schema_records = engine::EncodeSchemaRecords(schemas, &schema_count);
+  auto writer = wal::CheckpointWriter::Begin(dir, 1, schema_records, schema_count);
+  if (!writer.ok()) {
+    fmt::print(stderr, "checkpoint: {}\n", writer.message());
+    std::exit(1);
+  }
+  std::string records;
+  uint64_t count = 0;
+  for (size_t s = 0; s < sources; ++s) {
+    wal::PutSource(records, fmt::format("source-{}", s), 1);
+    ++count;
+  }
+  std::mt19937_64 rng(11);
+  for (size_t i = 0; i < entities; ++i) {
+    std::string id = fmt::format("p-{}", i);
+    for (size_t s = 0; s < sources; ++s) {
+      uint64_t mask = 0;
+      std::string values = PlayerValues(player, &mask, rng, true, i);
+      wal::PutClaim(records, player.id, id, fmt::format("source-{}", s), mask, true,
+                    1'700'000'000'000'000 + i, nullptr, values);
+      ++count;
+    }
+    if (records.size() >= (1u << 20)) {
+      if (auto st = (*writer)->Add(records, count); !st.ok()) {
+        fmt::print(stderr, "checkpoint: {}\n", st.message());
+        std::exit(1);
+      }
+      records.clear();
+      count = 0;
+    }
+  }
+  if (auto st = (*writer)->Add(records, count); !st.ok() || !(st = (*writer)->Finish()).ok()) {
+    fmt::print(stderr, "checkpoint: {}\n", st.message());
+    std::exit(1);
+  }
+}
+
+void BenchRecover(int runs, size_t entities, size_t sources) {
+  engine::SchemaSet schemas;
+  char tmpl[] = "/tmp/convergence-recover-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    fmt::print(stderr, "cannot make a temporary directory\n");
+    std::exit(1);
+  }
+  std::string dir = tmpl;
+  WriteCheckpoint(dir, schemas, entities, sources);
+  std::vector<double> secs;
+  for (int r = 0; r < runs; ++r) {
+    engine::SourceTable table;
+    engine::EngineOptions eo;
+    eo.data_dir = dir;
+    eo.checkpoint_interval = std::chrono::microseconds(0);
+    engine::Engine engine(eo, schemas, table);
+    wal::RecoveryReport report;
+    uint64_t start = util::MonoNanos();
+    if (auto st = engine.Recover(false, &report); !st.ok()) {
+      fmt::print(stderr, "recover: {}\n", st.message());
+      std::exit(1);
+    }
+    secs.push_back(static_cast<double>(util::MonoNanos() - start) / 1e9);
+    uint64_t held = engine.Stats().totals.entities;
+    fmt::print("recover run {}: {:.3f} s, {} entities, {} records ({:.0f} records/s)\n", r + 1,
+               secs.back(), held, report.checkpoint_records,
+               static_cast<double>(report.checkpoint_records) / secs.back());
+    if (held != entities) {
+      fmt::print(stderr, "recover: {} entities recovered of {}\n", held, entities);
+      std::exit(1);
+    }
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::sort(secs.begin(), secs.end());
+  fmt::print("recover median: {:.3f} s ({} entities, {} claims each)\n", secs[secs.size() / 2],
+             entities, sources);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +336,7 @@ int main(int argc, char** argv) {
   size_t memory_entities = 1'000'000;
   bool watched = false;
   bool log = false;
+  size_t sources = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -202,18 +356,27 @@ int main(int argc, char** argv) {
       watched = true;
     else if (a == "--log")
       log = true;
+    else if (a == "--sources")
+      sources = std::stoul(next());
     else if (a == "--memory-entities")
       memory_entities = std::stoul(next());
-    else if (a == "apply" || a == "memory" || a == "all")
+    else if (a == "apply" || a == "memory" || a == "walk" || a == "recover" || a == "all")
       what = a;
     else {
-      fmt::print(stderr,
-                 "usage: convergence_microbench [apply|memory|all] [--runs N] [--ops N] "
-                 "[--entities N] [--memory-entities N] [--watched] [--log]\n");
+      fmt::print(
+          stderr,
+          "usage: convergence_microbench [apply|memory|walk|recover|all] [--runs N] [--ops N] "
+          "[--entities N] [--sources N] [--memory-entities N] [--watched] [--log]\n");
       return 2;
     }
   }
   if (what == "apply" || what == "all") BenchApply(runs, ops, entities, watched, log);
   if (what == "memory" || what == "all") BenchMemory(memory_entities);
+  if ((what == "recover" || what == "walk") && sources == 0) {
+    fmt::print(stderr, "--sources must be at least 1\n");
+    return 2;
+  }
+  if (what == "walk") BenchWalk(runs, entities, sources);
+  if (what == "recover") BenchRecover(runs, entities, sources);
   return 0;
 }

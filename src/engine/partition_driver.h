@@ -5,6 +5,7 @@
 // that apply batches and seal windows themselves; the server never uses it.
 
 #include <cstdint>
+#include <utility>
 
 #include "engine/partition.h"
 
@@ -17,6 +18,13 @@ class PartitionDriver {
   void Apply(const OpBatch& batch) { p_.Apply(batch); }
   PartitionSeal Seal(uint64_t window) { return p_.Seal(window); }
   void Watch(uint32_t schema, int delta) { p_.Watch(schema, delta); }
+  // `r` as the partition applies it at the end of `window` (a walk in it starts).
+  void StartFeed(uint64_t window, FeedRequest r) {
+    p_.AddFeedRequest(window, std::move(r));
+    p_.ApplyFeedRequests(window);
+  }
+  // One chunk of every walk with room for output.
+  void AdvanceWalks() { p_.AdvanceWalks(); }
 
  private:
   Partition& p_;
