@@ -48,6 +48,8 @@ class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
   static constexpr size_t kSnapshotChunkBuckets = 1024;
+  // Buckets a walk gathers before it encodes their entities (AdvanceWalk).
+  static constexpr size_t kWalkGroupBuckets = kApplyChunk;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
   static constexpr uint64_t kHotOps = 10;
@@ -253,6 +255,8 @@ class Partition {
 
   std::vector<uint32_t> watch_;  // by schema id: subscriptions watching it
   std::vector<ActiveWalk> walks_;
+  std::vector<const EntityMap::value_type*> walk_group_;  // AdvanceWalk's gathered entries
+  std::vector<const Claim*> walk_claims_;                 // and their claims, prefetched
   std::mutex feed_mu_;
   std::vector<std::pair<uint64_t, FeedRequest>> feed_requests_;  // guarded by feed_mu_
   std::atomic<bool> has_feed_requests_{false};
