@@ -48,8 +48,9 @@ class Partition {
  public:
   static constexpr size_t kApplyChunk = 64;
   static constexpr size_t kSnapshotChunkBuckets = 1024;
-  // Buckets a walk gathers before it encodes their entities (AdvanceWalk).
-  static constexpr size_t kWalkGroupBuckets = kApplyChunk;
+  // Buckets whose entries a walk or a checkpoint chunk gathers before it reads them
+  // (Gather).
+  static constexpr size_t kGatherBuckets = kApplyChunk;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
   static constexpr uint64_t kHotOps = 10;
@@ -190,6 +191,15 @@ class Partition {
   // Before the first change to `e` after some walks' window: hands its state at
   // that window to the walks that have not visited it yet.
   void Capture(uint32_t schema, std::string_view id, const Entity& e);
+  // Puts the entries of up to kGatherBuckets buckets of `map` from `first` on in
+  // gathered_ (bucket order), with their claims on their way into the cache, and
+  // returns how many buckets that was. A walk over a large map is bound by cache
+  // misses, not by the work per entity: each bucket's chain, each node and each claim
+  // is somewhere else in memory, and one at a time they stall on each other. Here the
+  // group's chains are started first (independent loads the CPU overlaps), then
+  // their entries gathered while their claims are prefetched, one link of every list
+  // at a time. The caller reads gathered_ before the map changes.
+  size_t Gather(const EntityMap& map, size_t first);
   void EmitWalkEntry(const FeedWalk& w, std::string_view id, const Entity& e, std::string* out);
   void PruneTombstones();
   void QueueTombstone(uint32_t schema, std::string_view id, Entity& e, uint64_t now);
@@ -255,8 +265,8 @@ class Partition {
 
   std::vector<uint32_t> watch_;  // by schema id: subscriptions watching it
   std::vector<ActiveWalk> walks_;
-  std::vector<const EntityMap::value_type*> walk_group_;  // AdvanceWalk's gathered entries
-  std::vector<const Claim*> walk_claims_;                 // and their claims, prefetched
+  std::vector<const EntityMap::value_type*> gathered_;  // Gather's entries
+  std::vector<const Claim*> gathered_claims_;           // Gather's cursors over their claims
   std::mutex feed_mu_;
   std::vector<std::pair<uint64_t, FeedRequest>> feed_requests_;  // guarded by feed_mu_
   std::atomic<bool> has_feed_requests_{false};

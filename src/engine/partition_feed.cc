@@ -100,55 +100,18 @@ namespace {
 constexpr size_t kWalkChunkBuckets = 4096;
 constexpr size_t kWalkChunkBytes = 64 * 1024;
 
-void PrefetchClaim(const Claim* c) {
-  // The header and the values of a typical claim (a 96-byte block).
-  __builtin_prefetch(c);
-  __builtin_prefetch(reinterpret_cast<const char*>(c) + 64);
-}
 }  // namespace
 
-// A walk over a large map is bound by cache misses, not by the work per entity: each
-// bucket's chain, each node, and each entity's claims are somewhere else in memory.
-// So the buckets are taken a group at a time: the groups' chains are started first
-// (independent loads the CPU overlaps), then their entries gathered while their
-// claims are prefetched, then encoded. Nothing runs between the gathering and the
-// encoding of a group, so its entries stay put.
 bool Partition::AdvanceWalk(ActiveWalk& a) {
   FeedWalk& w = *a.walk;
   const EntityMap& map = maps_[w.schema];
   const size_t buckets = map.bucket_count();
   std::string chunk;
-  EntityMap::const_local_iterator heads[kWalkGroupBuckets];
   for (size_t n = 0; a.bucket < buckets && n < kWalkChunkBuckets && chunk.size() < kWalkChunkBytes;
-       n += kWalkGroupBuckets) {
+       n += kGatherBuckets) {
     if (n != 0) Step(Work::kWalk);
-    const size_t group = std::min(kWalkGroupBuckets, buckets - a.bucket);
-    for (size_t g = 0; g < group; ++g) {
-      heads[g] = map.cbegin(a.bucket + g);
-      if (heads[g] != map.cend(a.bucket + g)) __builtin_prefetch(&*heads[g]);
-    }
-    walk_group_.clear();
-    walk_claims_.clear();
-    for (size_t g = 0; g < group; ++g) {
-      for (auto it = heads[g]; it != map.cend(a.bucket + g); ++it) {
-        if (it->second.claims != nullptr) {
-          PrefetchClaim(it->second.claims);
-          walk_claims_.push_back(it->second.claims);
-        }
-        walk_group_.push_back(&*it);
-      }
-    }
-    // An entity with several claims: the rest of each list, one link of all at a time.
-    for (bool more = true; more;) {
-      more = false;
-      for (const Claim*& c : walk_claims_) {
-        if (c == nullptr || (c = c->next) == nullptr) continue;
-        PrefetchClaim(c);
-        more = true;
-      }
-    }
-    a.bucket += group;
-    for (const EntityMap::value_type* entry : walk_group_) {
+    a.bucket += Gather(map, a.bucket);
+    for (const EntityMap::value_type* entry : gathered_) {
       std::string_view id = entry->first;
       if (!id.starts_with(w.prefix)) continue;
       if (!a.captured.empty()) {

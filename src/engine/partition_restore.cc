@@ -34,17 +34,18 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
       req->bucket = 0;
       continue;
     }
-    if (buckets_done % kApplyChunk == kApplyChunk - 1) Step(Work::kSnapshot);
-    for (auto it = map.begin(req->bucket); it != map.end(req->bucket); ++it) {
-      for (const Claim* c = it->second.claims; c != nullptr; c = c->next) {
-        wal::PutClaim(req->records, static_cast<uint32_t>(req->schema), it->first,
+    if (buckets_done != 0) Step(Work::kSnapshot);
+    size_t n = Gather(map, req->bucket);
+    for (const EntityMap::value_type* entry : gathered_) {
+      for (const Claim* c = entry->second.claims; c != nullptr; c = c->next) {
+        wal::PutClaim(req->records, static_cast<uint32_t>(req->schema), entry->first,
                       sources_.Name(c->source), c->mask, c->uniform, c->ts_max, c->ts_array(),
                       c->values());
         ++req->count;
       }
     }
-    ++req->bucket;
-    ++buckets_done;
+    req->bucket += n;
+    buckets_done += n;
   }
   if (req->schema >= maps_.size()) {
     req->done = true;
@@ -52,6 +53,45 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
     snapshotting_ = false;
   }
   req->ready.signal();
+}
+
+namespace {
+
+void PrefetchClaim(const Claim* c) {
+  // The header and the values of a typical claim (a 96-byte block).
+  __builtin_prefetch(c);
+  __builtin_prefetch(reinterpret_cast<const char*>(c) + 64);
+}
+
+}  // namespace
+
+size_t Partition::Gather(const EntityMap& map, size_t first) {
+  const size_t n = std::min(kGatherBuckets, map.bucket_count() - first);
+  EntityMap::const_local_iterator heads[kGatherBuckets];
+  for (size_t b = 0; b < n; ++b) {
+    heads[b] = map.cbegin(first + b);
+    if (heads[b] != map.cend(first + b)) __builtin_prefetch(&*heads[b]);
+  }
+  gathered_.clear();
+  gathered_claims_.clear();
+  for (size_t b = 0; b < n; ++b) {
+    for (auto it = heads[b]; it != map.cend(first + b); ++it) {
+      gathered_.push_back(&*it);
+      if (it->second.claims != nullptr) {
+        PrefetchClaim(it->second.claims);
+        gathered_claims_.push_back(it->second.claims);
+      }
+    }
+  }
+  for (bool more = true; more;) {
+    more = false;
+    for (const Claim*& c : gathered_claims_) {
+      if (c == nullptr || (c = c->next) == nullptr) continue;
+      PrefetchClaim(c);
+      more = true;
+    }
+  }
+  return n;
 }
 
 void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
