@@ -68,6 +68,10 @@ class RecordVisitor {
   virtual void OnLease(const LeaseRecord& r) = 0;
   // Replay only: a WINDOW block's records follow.
   virtual void OnWindow(uint64_t window) {}
+  // Replay only, before a checkpoint's records: it holds `entities` entities of
+  // `schema` (runs of CLAIM records naming one id, as checkpoints write them), for
+  // sizing what they go into.
+  virtual void OnCheckpointEntities(uint32_t schema, uint64_t entities) {}
 };
 
 // Decodes `n` records from `r`, calling `v` for each. Returns false (with the

@@ -31,6 +31,25 @@ bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
   return DecodeRecords(r, h.n_records, v) && r.done();
 }
 
+// Counts a checkpoint's entities per schema: runs of CLAIM records naming one id (a
+// checkpoint writes an entity's claims together).
+class EntityCounter : public NullVisitor {
+ public:
+  void OnClaim(const ClaimRecord& r) override {
+    if (r.schema != last_schema_ || r.id != last_id_) {
+      if (r.schema >= entities.size()) entities.resize(r.schema + 1, 0);
+      ++entities[r.schema];
+      last_schema_ = r.schema;
+      last_id_ = r.id;  // into the checkpoint's bytes, which outlive the pass
+    }
+  }
+  std::vector<uint64_t> entities;  // by schema id
+
+ private:
+  uint32_t last_schema_ = 0;
+  std::string_view last_id_;
+};
+
 // Delivers one window, given all its blocks (WINDOW_PART blocks, then its WINDOW
 // block): OnWindow, then every record in order. The window is checked whole first,
 // so that it is delivered whole or not at all: a malformed record ends recovery
@@ -57,13 +76,23 @@ bool DecodeCheckpointData(std::string_view payload, RecordVisitor& v, uint64_t* 
   return DecodeRecords(r, n, v) && r.done();
 }
 
-// Checks a whole checkpoint (CRCs, records, the end block's count), then replays it
-// into `v` when `v` is given.
+// Checks a whole checkpoint (CRCs, records, the end block's count) when `check`
+// (counting its entities into `counter`), and replays it into `v` when `v` is given:
+// Recover checks first and replays the checkpoint only when it reads back whole.
 util::Status ReadCheckpoint(const std::string& data, const std::string& path, RecordVisitor* v,
-                            uint64_t* window, uint64_t* records, const ReadOptions& options = {}) {
-  NullVisitor null;
-  for (int pass = 0; pass < (v != nullptr ? 2 : 1); ++pass) {
-    RecordVisitor& sink = pass == 0 ? static_cast<RecordVisitor&>(null) : *v;
+                            uint64_t* window, uint64_t* records, const ReadOptions& options = {},
+                            bool check = true, EntityCounter* counter = nullptr) {
+  EntityCounter own;
+  if (counter == nullptr) counter = &own;
+  for (int pass = check ? 0 : 1; pass < (v != nullptr ? 2 : 1); ++pass) {
+    RecordVisitor& sink = pass == 0 ? static_cast<RecordVisitor&>(*counter) : *v;
+    if (pass == 1) {
+      for (uint32_t schema = 0; schema < counter->entities.size(); ++schema) {
+        if (counter->entities[schema] != 0) {
+          v->OnCheckpointEntities(schema, counter->entities[schema]);
+        }
+      }
+    }
     BlockReader reader(data, kCheckpointMagic, options.max_block_payload);
     if (!reader.header_ok()) {
       return util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
@@ -273,11 +302,16 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
     auto data = ReadWholeFile(it->path);
     if (!data.ok()) return data.status();
     uint64_t w, n;
-    if (auto st = ReadCheckpoint(*data, it->path, nullptr, &w, &n, options); !st.ok()) {
+    EntityCounter counter;
+    if (auto st = ReadCheckpoint(*data, it->path, nullptr, &w, &n, options, true, &counter);
+        !st.ok()) {
       report->warnings.push_back(fmt::format("ignoring damaged checkpoint: {}", st.message()));
       continue;
     }
-    if (auto st = ReadCheckpoint(*data, it->path, &visitor, &w, &n, options); !st.ok()) return st;
+    if (auto st = ReadCheckpoint(*data, it->path, &visitor, &w, &n, options, false, &counter);
+        !st.ok()) {
+      return st;
+    }
     report->used_checkpoint = true;
     report->checkpoint_window = w;
     report->checkpoint_records = n;

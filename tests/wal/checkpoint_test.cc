@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -270,4 +271,40 @@ TEST_CASE("wal: the schemas in force come from the newest segment, else the newe
   REQUIRE(latest->size() == 2);
   CHECK((*latest)[1].fields.size() == 3);
   CHECK((*latest)[1].fields[2].first == "count");
+}
+
+TEST_CASE("wal: replaying a checkpoint first tells how many entities of each schema it holds") {
+  // Entities are runs of claims naming one id, also across blocks.
+  struct Counting : RecordingVisitor {
+    void OnCheckpointEntities(uint32_t schema, uint64_t entities) override {
+      events.push_back(fmt::format("entities {} {}", schema, entities));
+    }
+  };
+  testing::TempDir dir("conv-wal");
+  auto schemas = testing::TestSchemaRecords();
+  auto claim = [](testing::EncodedRecords& b, uint32_t schema, std::string_view id,
+                  std::string_view source) {
+    wal::PutClaim(b.bytes, schema, id, source, 1, true, 7, nullptr, "v");
+    ++b.count;
+  };
+  std::vector<testing::EncodedRecords> blocks(2);
+  claim(blocks[0], 1, "a", "s1");
+  claim(blocks[0], 1, "a", "s2");
+  claim(blocks[0], 1, "b", "s1");
+  claim(blocks[1], 1, "b", "s2");                  // b's claims span two blocks: one entity
+  claim(blocks[1], 2, "b", "s1");                  // the same id in another schema
+  wal::PutRetract(blocks[1].bytes, 1, "c", "s1");  // not an entity of the checkpoint
+  ++blocks[1].count;
+  claim(blocks[1], 1, "d", "s1");
+  WriteCheckpoint(dir.path(), 5, schemas, blocks);
+
+  Counting v;
+  wal::RecoveryReport report;
+  auto st = wal::Recover(dir.path(), v, false, &report);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  REQUIRE(v.events.size() >= 2);
+  CHECK(v.events[0] == "entities 1 3");
+  CHECK(v.events[1] == "entities 2 1");
+  CHECK(std::count_if(v.events.begin(), v.events.end(),
+                      [](const std::string& e) { return e.starts_with("entities"); }) == 2);
 }
