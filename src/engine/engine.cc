@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "engine/hash.h"
@@ -86,20 +90,105 @@ Engine::~Engine() {
 
 namespace {
 
-// Routes replayed records into the partitions, single-threaded, before Start(); or,
-// with `route` (a replica's window after Start()), into one ReplicatedBatch per
-// partition.
+// Applies recovery's batches to the partitions before Start(): with `threads`, one
+// thread per partition (partitions share nothing), else on the calling thread. Each
+// partition's batches are applied in the order they are added.
+class RestorePool {
+ public:
+  RestorePool(std::vector<std::unique_ptr<Partition>>& partitions, bool threads)
+      : partitions_(partitions) {
+    if (!threads) return;
+    workers_.resize(partitions.size());
+    for (size_t p = 0; p < partitions.size(); ++p)
+      workers_[p].thread = std::thread([this, p] { Work(p); });
+  }
+  ~RestorePool() {
+    for (Worker& w : workers_) {
+      std::lock_guard lock(w.mu);
+      w.stop = true;
+      w.cv.notify_all();
+    }
+    for (Worker& w : workers_)
+      w.thread.join();
+  }
+  RestorePool(const RestorePool&) = delete;
+  RestorePool& operator=(const RestorePool&) = delete;
+
+  // Takes `*batch` (left empty) for partition p.
+  void Add(size_t p, RestoreBatch* batch) {
+    if (workers_.empty()) {
+      partitions_[p]->Restore(*batch);
+      *batch = RestoreBatch();
+      return;
+    }
+    Worker& w = workers_[p];
+    std::unique_lock lock(w.mu);
+    // A few batches ahead at most: the log is read no faster than it is applied.
+    w.cv.wait(lock, [&] { return w.queue.size() < kQueued; });
+    w.queue.push_back(std::move(*batch));
+    *batch = RestoreBatch();
+    w.cv.notify_all();
+  }
+  // Returns once every batch added is applied.
+  void Wait() {
+    for (Worker& w : workers_) {
+      std::unique_lock lock(w.mu);
+      w.cv.wait(lock, [&] { return w.queue.empty() && !w.busy; });
+    }
+  }
+
+ private:
+  static constexpr size_t kQueued = 4;
+  struct Worker {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<RestoreBatch> queue;
+    bool busy = false;
+    bool stop = false;
+    std::thread thread;
+  };
+
+  void Work(size_t p) {
+    Worker& w = workers_[p];
+    for (;;) {
+      RestoreBatch batch;
+      {
+        std::unique_lock lock(w.mu);
+        w.cv.wait(lock, [&] { return w.stop || !w.queue.empty(); });
+        if (w.queue.empty()) return;  // stopped
+        batch = std::move(w.queue.front());
+        w.queue.pop_front();
+        w.busy = true;
+        w.cv.notify_all();
+      }
+      partitions_[p]->Restore(batch);
+      std::lock_guard lock(w.mu);
+      w.busy = false;
+      w.cv.notify_all();
+    }
+  }
+
+  std::vector<std::unique_ptr<Partition>>& partitions_;
+  std::deque<Worker> workers_;  // a deque: a Worker does not move
+};
+
+// Routes replayed records into the partitions' batches, before Start() (applied by a
+// RestorePool, with `parallel` on a thread per partition); or, with `route` (a
+// replica's window after Start()), into one ReplicatedBatch per partition.
 class RecoverySink : public wal::RecordVisitor {
  public:
   RecoverySink(Engine& engine, std::vector<std::unique_ptr<Partition>>& partitions,
                SourceTable& sources, const SchemaSet& schemas,
-               std::vector<ReplicatedBatch>* route = nullptr, bool leases = true)
+               std::vector<ReplicatedBatch>* route = nullptr, bool leases = true,
+               bool parallel = false)
       : engine_(engine),
         partitions_(partitions),
         sources_(sources),
         schemas_(schemas),
         route_(route),
-        leases_(leases) {}
+        leases_(leases),
+        pending_(partitions.size()),
+        pool_(partitions, parallel && route == nullptr) {}
 
   void OnClaim(const wal::ClaimRecord& r) override {
     if (!Check(r.schema, r.id)) return;
@@ -113,7 +202,8 @@ class RecoverySink : public wal::RecordVisitor {
       b.sources.push_back(src);
       return;
     }
-    partitions_[p]->RestoreClaim(r, src, window_);
+    pending_[p].AddClaim(r, src, window_);
+    if (pending_[p].size() >= kBatch) pool_.Add(p, &pending_[p]);
   }
   void OnRetract(const wal::RetractRecord& r) override {
     if (!Check(r.schema, r.id)) return;
@@ -126,7 +216,23 @@ class RecoverySink : public wal::RecordVisitor {
       b.sources.push_back(src);
       return;
     }
-    partitions_[p]->RestoreRetract(r.schema, r.id, src, window_);
+    pending_[p].AddRetract(r.schema, r.id, src, window_);
+    if (pending_[p].size() >= kBatch) pool_.Add(p, &pending_[p]);
+  }
+  void OnCheckpointEntities(uint32_t schema, uint64_t entities) override {
+    if (schemas_.Find(schema) == nullptr) return;  // OnClaim reports it
+    Flush();
+    // Ids spread evenly over the partitions; a little room for the unevenness.
+    size_t each = entities / partitions_.size();
+    for (auto& p : partitions_)
+      p->ReserveEntities(schema, each + each / 16 + 16);
+  }
+  // Applies every record routed so far.
+  void Flush() {
+    for (size_t p = 0; p < pending_.size(); ++p) {
+      if (pending_[p].size() != 0) pool_.Add(p, &pending_[p]);
+    }
+    pool_.Wait();
   }
   void OnSource(const wal::SourceRecord& r) override {
     uint32_t src = Source(r.source);
@@ -161,6 +267,7 @@ class RecoverySink : public wal::RecordVisitor {
       if (known == name) return id;
     }
     auto id = sources_.Intern(name);
+    if (!id.ok()) Flush();  // the claims each source holds are known once all are in
     if (!id.ok() && engine_.ForgetSources([&](uint32_t old) {
           // More names since the checkpoint than the table holds: those without a
           // claim go, with their seq marks, as they could have at run time.
@@ -178,6 +285,9 @@ class RecoverySink : public wal::RecordVisitor {
     return *id;
   }
 
+  // Records per batch handed to a partition.
+  static constexpr size_t kBatch = 4096;
+
   std::vector<std::pair<std::string, uint32_t>> cache_;
   uint64_t window_ = 0;  // of the block being replayed; 0 in the checkpoint
   Engine& engine_;
@@ -186,6 +296,8 @@ class RecoverySink : public wal::RecordVisitor {
   const SchemaSet& schemas_;
   std::vector<ReplicatedBatch>* route_;
   const bool leases_;
+  std::vector<RestoreBatch> pending_;  // by partition
+  RestorePool pool_;
 };
 
 }  // namespace
@@ -224,8 +336,10 @@ util::Status Engine::RestoreFrom(
 
 util::Status Engine::Restore(const std::function<util::Status(wal::RecordVisitor&)>& read,
                              const std::function<std::pair<uint64_t, uint64_t>()>& windows) {
-  RecoverySink sink(*this, partitions_, sources_, schemas_, nullptr, !options_.follower);
+  RecoverySink sink(*this, partitions_, sources_, schemas_, nullptr, !options_.follower,
+                    options_.parallel_recovery);
   if (auto st = read(sink); !st.ok()) return st;
+  sink.Flush();
   if (!sink.error.empty()) return util::Status::Error(sink.error);
   auto [last_window, checkpoint_window] = windows();
   for (const auto& [src, seq] : sink.marks) {

@@ -36,6 +36,10 @@ struct EngineOptions {
   // How long deleted entities are remembered for subscribers resuming from a window.
   std::chrono::microseconds resume_retention{600'000'000};
   util::Logger* log = nullptr;
+  // Recovery applies each partition's records on a thread of its own, while the
+  // calling thread reads the log (partitions share nothing); false: all on the
+  // calling thread, in the same order per partition.
+  bool parallel_recovery = true;
   // A copy of the log off this machine (serve --replicate): every window is
   // acknowledged only once it holds it too, and checkpoints go there as well. Owned
   // by the caller; null: the local log only.

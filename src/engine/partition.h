@@ -24,6 +24,35 @@
 
 namespace conv::engine {
 
+// Logged changes that recovery hands a partition together (Partition::Restore), in
+// log order, their bytes copied so that the log's buffers may go meanwhile.
+class RestoreBatch {
+ public:
+  // `r`'s source name is not kept: `source` is its id.
+  void AddClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window);
+  void AddRetract(uint32_t schema, std::string_view id, uint32_t source, uint64_t window);
+  size_t size() const { return items_.size(); }
+
+ private:
+  friend class Partition;
+  struct Item {
+    uint64_t window = 0;
+    uint64_t mask = 0;
+    uint64_t ts_max = 0;
+    uint32_t schema = 0;
+    uint32_t source = 0;
+    uint32_t id_at = 0;  // into bytes_: the id, then the values of a claim
+    uint32_t id_len = 0;
+    uint32_t values_len = 0;
+    uint32_t ts_at = 0;  // into ts_, when !uniform
+    bool claim = false;  // else a retraction
+    bool uniform = true;
+  };
+  std::vector<Item> items_;
+  std::string bytes_;
+  std::vector<uint64_t> ts_;
+};
+
 // One shard of the entity space, owned by one thread: only that thread applies ops
 // and seals windows. Point reads (Query) come from I/O threads and take `mu_`.
 //
@@ -111,6 +140,12 @@ class Partition {
   // Before Run(): the last window sealed (recovered); a feed request of it or an
   // older window is applied at once.
   void RestoreWindow(uint64_t window) { sealed_window_ = window; }
+  // Recovery, before Run(): RestoreClaim / RestoreRetract for each of `batch`'s
+  // changes in order, the map buckets of the next few fetched ahead (a replay into a
+  // large state is bound by cache misses), on any one thread at a time.
+  void Restore(const RestoreBatch& batch);
+  // Recovery, before Run(): room for `entities` entities of `schema` without a rehash.
+  void ReserveEntities(uint32_t schema, size_t entities);
   // The source's seq mark goes back to 0 (its id was forgotten): on the owner
   // thread (kResetSource), or before Run() in recovery.
   void ForgetMark(uint32_t source);

@@ -104,6 +104,83 @@ void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_
           FindClaim(e, source));
 }
 
+void RestoreBatch::AddClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
+  Item& it = items_.emplace_back();
+  it.claim = true;
+  it.window = window;
+  it.schema = r.schema;
+  it.source = source;
+  it.mask = r.mask;
+  it.ts_max = r.ts_max;
+  it.uniform = r.uniform;
+  it.id_at = static_cast<uint32_t>(bytes_.size());
+  it.id_len = static_cast<uint32_t>(r.id.size());
+  it.values_len = static_cast<uint32_t>(r.values.size());
+  bytes_.append(r.id);
+  bytes_.append(r.values);
+  if (!r.uniform) {
+    it.ts_at = static_cast<uint32_t>(ts_.size());
+    ts_.insert(ts_.end(), r.ts, r.ts + __builtin_popcountll(r.mask));
+  }
+}
+
+void RestoreBatch::AddRetract(uint32_t schema, std::string_view id, uint32_t source,
+                              uint64_t window) {
+  Item& it = items_.emplace_back();
+  it.window = window;
+  it.schema = schema;
+  it.source = source;
+  it.id_at = static_cast<uint32_t>(bytes_.size());
+  it.id_len = static_cast<uint32_t>(id.size());
+  bytes_.append(id);
+}
+
+void Partition::Restore(const RestoreBatch& batch) {
+  // Changes whose buckets are fetched together before they are applied: each fetch
+  // is a few loads from far apart in memory, independent of the others, so the CPU
+  // overlaps them (applied one by one, each change waits for its own).
+  constexpr size_t kGroup = 16;
+  const auto& items = batch.items_;
+  auto id_of = [&](const RestoreBatch::Item& it) {
+    return std::string_view(batch.bytes_.data() + it.id_at, it.id_len);
+  };
+  wal::ClaimRecord r;
+  for (size_t first = 0; first < items.size(); first += kGroup) {
+    const size_t end = std::min(items.size(), first + kGroup);
+    for (size_t i = first; i < end; ++i) {
+      const EntityMap& map = maps_[items[i].schema];
+      size_t b = map.bucket(EntityKey(id_of(items[i])));
+      if (auto head = map.cbegin(b); head != map.cend(b)) {
+        // The node: its key and, at its end, its cached hash.
+        __builtin_prefetch(&*head);
+        __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head));
+      }
+    }
+    for (size_t i = first; i < end; ++i) {
+      const RestoreBatch::Item& it = items[i];
+      if (!it.claim) {
+        RestoreRetract(it.schema, id_of(it), it.source, it.window);
+        continue;
+      }
+      r.schema = it.schema;
+      r.id = id_of(it);
+      r.mask = it.mask;
+      r.uniform = it.uniform;
+      r.ts_max = it.ts_max;
+      r.values = std::string_view(batch.bytes_.data() + it.id_at + it.id_len, it.values_len);
+      if (!it.uniform) {
+        std::copy_n(batch.ts_.begin() + it.ts_at, __builtin_popcountll(it.mask), r.ts);
+      }
+      RestoreClaim(r, it.source, it.window);
+    }
+  }
+}
+
+void Partition::ReserveEntities(uint32_t schema, size_t entities) {
+  EntityMap& map = maps_[schema];
+  if (entities > map.size()) map.reserve(entities);
+}
+
 void Partition::RestoreRetract(uint32_t schema, std::string_view id, uint32_t source,
                                uint64_t window) {
   auto it = FindOrAdd(maps_[schema], id);

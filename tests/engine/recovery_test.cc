@@ -373,6 +373,57 @@ TEST_CASE("recovery: checkpoints taken while writers run give the state the log 
     CHECK(WelcomeSeq(server, s) == kOps);
 }
 
+TEST_CASE(
+    "recovery: a thread per partition recovers the state one thread does, at any partition count") {
+  uint64_t seed = testing::TestSeed("CONV_RECOVERY_SEED", 4242);
+  MESSAGE("seed ", seed, " (CONV_RECOVERY_SEED)");
+  testing::TempDir dir("conv-recovery");
+  // Ids past the 15 bytes a key holds inline; enough records that each partition is
+  // handed many batches, from the checkpoint and from the log after it.
+  OpGenerator gen(engine::PlayerSchema(), seed, 3000, {}, 8, "entity-with-a-long-id-");
+  std::vector<uint64_t> written = {9000, 7000, 5000};
+  StateByEntity before;
+  engine::PartitionCounters totals_before;
+  {
+    DurableServer server(In(dir.path()));
+    for (size_t s = 0; s < written.size(); ++s) {
+      auto w = server.Connect(SourceName(s));
+      WriteAndAck(*w, gen, s, 1, written[s] / 2);
+    }
+    REQUIRE(server.engine().Checkpoint().ok());
+    for (size_t s = 0; s < written.size(); ++s) {
+      auto w = server.Connect(SourceName(s));
+      WriteAndAck(*w, gen, s, written[s] / 2 + 1, written[s]);
+    }
+    before = State(server, gen);
+    auto want = Expected(gen, written);
+    REQUIRE_MESSAGE(before == want, testing::DescribeDifference(want, before));
+    totals_before = server.engine().Stats().totals;
+  }
+  for (uint32_t partitions : {1u, 2u, 3u}) {
+    for (bool parallel : {false, true}) {
+      CAPTURE(partitions);
+      CAPTURE(parallel);
+      // Each recovery from a copy of the same data dir.
+      testing::TempDir copy("conv-recovery");
+      std::filesystem::copy(dir.path(), copy.path(), std::filesystem::copy_options::recursive);
+      DurableServerOptions o = In(copy.path());
+      o.partitions = partitions;
+      o.parallel_recovery = parallel;
+      DurableServer server(o);
+      CHECK(server.recovery().used_checkpoint);
+      StateByEntity after = State(server, gen);
+      CHECK_MESSAGE(after == before, testing::DescribeDifference(before, after));
+      engine::PartitionCounters totals = server.engine().Stats().totals;
+      CHECK(totals.entities == totals_before.entities);
+      CHECK(totals.claims == totals_before.claims);
+      CHECK(totals.claim_bytes == totals_before.claim_bytes);
+      for (size_t s = 0; s < written.size(); ++s)
+        CHECK(WelcomeSeq(server, s) == written[s]);
+    }
+  }
+}
+
 TEST_CASE("recovery: ops resent after a restart are skipped as duplicates and change nothing") {
   testing::TempDir dir("conv-recovery");
   OpGenerator gen(engine::PlayerSchema(), 99, kEntities);

@@ -29,6 +29,7 @@ DurableServer::DurableServer(DurableServerOptions options) {
   eo.segment_bytes = options.segment_bytes;
   eo.checkpoint_interval = options.checkpoint_interval;
   eo.resume_retention = options.resume_retention;
+  eo.parallel_recovery = options.parallel_recovery;
   eo.log = &log_;
   sources_ = std::make_unique<engine::SourceTable>(options.max_sources);
   engine_ = std::make_unique<engine::Engine>(eo, schemas_, *sources_);

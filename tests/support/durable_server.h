@@ -27,6 +27,7 @@ struct DurableServerOptions {
   std::chrono::microseconds checkpoint_interval{0};  // 0: only Engine::Checkpoint()
   bool fsync = true;
   bool salvage = false;
+  bool parallel_recovery = true;  // EngineOptions::parallel_recovery
   std::chrono::microseconds resume_retention{600'000'000};
   size_t max_sources = engine::kDefaultMaxSources;
   std::string schema_text;    // extra schemas, schema-file syntax
