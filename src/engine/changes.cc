@@ -1,5 +1,8 @@
 #include "engine/changes.h"
 
+#include <cstring>
+#include <string_view>
+
 #include "engine/record.h"
 
 namespace conv::engine {
@@ -7,8 +10,13 @@ namespace conv::engine {
 namespace {
 
 template <typename T>
-void Put(std::string& out, T v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+char* Put(char* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+  return p + sizeof(T);
+}
+char* PutBytes(char* p, std::string_view s) {
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return p + s.size();
 }
 template <typename T>
 const char* Get(const char* p, T* v) {
@@ -19,20 +27,28 @@ const char* Get(const char* p, T* v) {
 }  // namespace
 
 void AppendChange(std::string& out, const ChangeView& c) {
-  Put(out, c.schema);
-  Put(out, static_cast<uint8_t>(c.kind));
-  Put(out, static_cast<uint8_t>(c.id.size()));
-  out.append(c.id);
-  Put(out, c.changed_mask);
-  Put(out, c.ts);
-  Put(out, c.mask);
-  Put(out, static_cast<uint32_t>(c.values.size()));
-  out.append(c.values);
-  Put(out, static_cast<uint8_t>(c.had_prev ? 1 : 0));
+  // Every entity of a walk and every change of a watched seal: one resize, then the
+  // fields written in place, not one append per field.
+  size_t n = sizeof(c.schema) + 2 + c.id.size() + sizeof(c.changed_mask) + sizeof(c.ts) +
+             sizeof(c.mask) + sizeof(uint32_t) + c.values.size() + 1;
+  if (c.had_prev) n += sizeof(c.prev_mask) + sizeof(uint32_t) + c.prev_values.size();
+  size_t at = out.size();
+  out.resize(at + n);
+  char* p = out.data() + at;
+  p = Put(p, c.schema);
+  p = Put(p, static_cast<uint8_t>(c.kind));
+  p = Put(p, static_cast<uint8_t>(c.id.size()));
+  p = PutBytes(p, c.id);
+  p = Put(p, c.changed_mask);
+  p = Put(p, c.ts);
+  p = Put(p, c.mask);
+  p = Put(p, static_cast<uint32_t>(c.values.size()));
+  p = PutBytes(p, c.values);
+  p = Put(p, static_cast<uint8_t>(c.had_prev ? 1 : 0));
   if (c.had_prev) {
-    Put(out, c.prev_mask);
-    Put(out, static_cast<uint32_t>(c.prev_values.size()));
-    out.append(c.prev_values);
+    p = Put(p, c.prev_mask);
+    p = Put(p, static_cast<uint32_t>(c.prev_values.size()));
+    PutBytes(p, c.prev_values);
   }
 }
 

@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -206,4 +208,63 @@ TEST_CASE(
     int64_t prev = i < 600 ? i + 1'000'000 : i;
     CHECK(c.prev_values == EncodeFields(*rig.player, {{"health", prev}}).second);
   }
+}
+
+TEST_CASE("changes: random changes appended back to back read back field for field") {
+  uint64_t seed = 20261130;
+  if (const char* v = std::getenv("CONV_SEED")) seed = std::strtoull(v, nullptr, 10);
+  MESSAGE("seed " << seed << " (CONV_SEED)");
+  std::mt19937_64 rng(seed);
+  auto text = [&rng](size_t max) {
+    std::string s(rng() % (max + 1), '\0');
+    for (char& ch : s)
+      ch = static_cast<char>(rng());
+    return s;
+  };
+  std::vector<std::string> ids, values, prevs;
+  std::vector<engine::ChangeView> written;
+  for (int i = 0; i < 500; ++i) {
+    ids.push_back(text(255));
+    values.push_back(text(300));
+    prevs.push_back(text(300));
+  }
+  std::string bytes = "prefix";  // appended after what the buffer holds
+  for (int i = 0; i < 500; ++i) {
+    engine::ChangeView c;
+    c.schema = static_cast<uint32_t>(rng());
+    c.kind = rng() % 2 ? engine::ChangeKind::kUpsert : engine::ChangeKind::kDelete;
+    c.id = ids[i];
+    c.changed_mask = rng();
+    c.ts = rng();
+    c.mask = rng();
+    c.values = values[i];
+    c.had_prev = rng() % 2 == 0;
+    if (c.had_prev) {
+      c.prev_mask = rng();
+      c.prev_values = prevs[i];
+    }
+    engine::AppendChange(bytes, c);
+    written.push_back(c);
+  }
+  REQUIRE(bytes.starts_with("prefix"));
+  engine::ChangeReader r(std::string_view(bytes).substr(6));
+  engine::ChangeView c;
+  size_t n = 0;
+  while (r.Next(&c)) {
+    REQUIRE(n < written.size());
+    const engine::ChangeView& w = written[n++];
+    CHECK(c.schema == w.schema);
+    CHECK(c.kind == w.kind);
+    CHECK(c.id == w.id);
+    CHECK(c.changed_mask == w.changed_mask);
+    CHECK(c.ts == w.ts);
+    CHECK(c.mask == w.mask);
+    CHECK(c.values == w.values);
+    REQUIRE(c.had_prev == w.had_prev);
+    if (w.had_prev) {
+      CHECK(c.prev_mask == w.prev_mask);
+      CHECK(c.prev_values == w.prev_values);
+    }
+  }
+  CHECK(n == written.size());
 }
