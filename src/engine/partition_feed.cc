@@ -144,11 +144,18 @@ void Partition::EmitWalkEntry(const FeedWalk& w, std::string_view id, const Enti
   c.id = id;
   if (e.claims != nullptr) {
     if (w.since != 0 && e.window <= w.since) return;
-    Converge(*schemas_.Find(w.schema), e.claims, sources_, &scratch_);
     c.kind = ChangeKind::kUpsert;
-    c.mask = scratch_.mask;
-    c.values = scratch_.values;
-    c.ts = scratch_.ts_max;
+    if (e.claims->next == nullptr) {
+      // One claim is the converged state (Converge): no copy of it on the way.
+      c.mask = e.claims->mask;
+      c.values = e.claims->values();
+      c.ts = e.claims->ts_max;
+    } else {
+      Converge(*schemas_.Find(w.schema), e.claims, sources_, &scratch_);
+      c.mask = scratch_.mask;
+      c.values = scratch_.values;
+      c.ts = scratch_.ts_max;
+    }
   } else {
     if (w.since == 0 || e.window <= w.since) return;  // a tombstone the reader cannot hold
     c.kind = ChangeKind::kDelete;
