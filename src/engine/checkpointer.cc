@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <memory>
+#include <vector>
 
 #include "util/clock.h"
 #include "wal/checkpoint.h"
@@ -94,13 +96,29 @@ util::Status Checkpointer::CheckpointNow() {
   if (!writer.ok()) return writer.status();
   if (auto st = (*writer)->Add(source_records, n_source_records); !st.ok()) return st;
 
-  for (const auto& p : partitions_) {
-    SnapshotRequest req;
-    while (!req.done) {
-      p->RequestSnapshot(&req);
-      req.ready.wait();
-      if (auto st = (*writer)->Add(req.records, req.count); !st.ok()) return st;
+  // A chunk of every partition in turn, asked of all of them at once: they fill their
+  // chunks in parallel, and the file interleaves the partitions, so that recovery
+  // (which applies each partition's records on a thread of its own) has work for
+  // every partition from the start.
+  std::vector<std::unique_ptr<SnapshotRequest>> reqs;
+  for (size_t p = 0; p < partitions_.size(); ++p)
+    reqs.push_back(std::make_unique<SnapshotRequest>());
+  std::vector<size_t> asked;
+  for (bool more = true; more;) {
+    more = false;
+    asked.clear();
+    for (size_t p = 0; p < partitions_.size(); ++p) {
+      if (reqs[p]->done) continue;
+      partitions_[p]->RequestSnapshot(reqs[p].get());
+      asked.push_back(p);
     }
+    util::Status st = util::Status::Ok();
+    for (size_t p : asked) {
+      reqs[p]->ready.wait();  // every request asked is answered before they go
+      if (st.ok()) st = (*writer)->Add(reqs[p]->records, reqs[p]->count);
+      more = more || !reqs[p]->done;
+    }
+    if (!st.ok()) return st;
   }
   // Every captured state came from an op applied before this point; once a window
   // closed after it is durable, the checkpoint holds nothing the log does not.
