@@ -83,12 +83,14 @@ bool GetU32(util::Reader& r, uint32_t* v) {
 }  // namespace
 
 bool DecodeRecords(util::Reader& r, uint64_t n, RecordVisitor& v) {
+  // One for all claims: every field is set for each, but `ts` only up to the claim's
+  // field count, so the 512-byte array is not cleared per record.
+  ClaimRecord c;
   for (uint64_t i = 0; i < n; ++i) {
     uint8_t kind;
     if (!r.U8(&kind)) return false;
     switch (static_cast<RecordKind>(kind)) {
       case RecordKind::kClaim: {
-        ClaimRecord c;
         uint8_t uniform;
         if (!GetU32(r, &c.schema) || !r.Str(&c.id) || !r.Str(&c.source) || !r.Varint(&c.mask) ||
             !r.U8(&uniform) || uniform > 1 || !r.Varint(&c.ts_max)) {

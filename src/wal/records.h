@@ -19,7 +19,9 @@ struct ClaimRecord {
   uint64_t mask = 0;
   bool uniform = true;
   uint64_t ts_max = 0;
-  uint64_t ts[64] = {};  // per present field, in field order, when !uniform
+  // Per present field, in field order, when !uniform; entries past the claim's field
+  // count are unspecified.
+  uint64_t ts[64] = {};
   std::string_view values;
 };
 
