@@ -194,7 +194,7 @@ class RecoverySink : public wal::RecordVisitor {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    uint32_t p = engine_.PartitionOf(r.schema, r.id);
+    uint32_t p = Route(r.schema, r.id);
     if (route_ != nullptr) {
       ReplicatedBatch& b = (*route_)[p];
       wal::PutClaim(b.records, r.schema, r.id, r.source, r.mask, r.uniform, r.ts_max, r.ts,
@@ -209,7 +209,7 @@ class RecoverySink : public wal::RecordVisitor {
     if (!Check(r.schema, r.id)) return;
     uint32_t src = Source(r.source);
     if (src == 0) return;
-    uint32_t p = engine_.PartitionOf(r.schema, r.id);
+    uint32_t p = Route(r.schema, r.id);
     if (route_ != nullptr) {
       ReplicatedBatch& b = (*route_)[p];
       wal::PutRetract(b.records, r.schema, r.id, r.source);
@@ -252,6 +252,16 @@ class RecoverySink : public wal::RecordVisitor {
   std::string error;
 
  private:
+  // The entity's partition; a checkpoint holds an entity's claims together, so the
+  // last one is kept.
+  uint32_t Route(uint32_t schema, std::string_view id) {
+    if (schema != last_schema_ || id != last_id_) {
+      last_schema_ = schema;
+      last_id_.assign(id);
+      last_partition_ = engine_.PartitionOf(schema, id);
+    }
+    return last_partition_;
+  }
   bool Check(uint32_t schema, std::string_view id) {
     if (schemas_.Find(schema) != nullptr && !id.empty() && id.size() <= kMaxIdBytes) return true;
     if (error.empty()) {
@@ -296,6 +306,9 @@ class RecoverySink : public wal::RecordVisitor {
   const SchemaSet& schemas_;
   std::vector<ReplicatedBatch>* route_;
   const bool leases_;
+  uint32_t last_schema_ = 0;  // Route's last entity and its partition
+  std::string last_id_;
+  uint32_t last_partition_ = 0;
   std::vector<RestoreBatch> pending_;  // by partition
   RestorePool pool_;
 };

@@ -248,6 +248,8 @@ class Partition {
   void ApplyOne(const OpView& op);
   // The entry of `id` in `map`, made (with no claims) when there is none.
   static EntityMap::iterator FindOrAdd(EntityMap& map, std::string_view id);
+  // RestoreClaim on the entity `r` names, found already.
+  void RestoreClaimTo(Entity& e, const wal::ClaimRecord& r, uint32_t source, uint64_t window);
   void EncodeChanges(const Dirty& d, PartitionSeal* seal) const;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
   // the window start when its schema is watched). After the change: Note().

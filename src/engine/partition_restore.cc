@@ -95,8 +95,11 @@ size_t Partition::Gather(const EntityMap& map, size_t first) {
 }
 
 void Partition::RestoreClaim(const wal::ClaimRecord& r, uint32_t source, uint64_t window) {
-  auto it = FindOrAdd(maps_[r.schema], r.id);
-  Entity& e = it->second;
+  RestoreClaimTo(FindOrAdd(maps_[r.schema], r.id)->second, r, source, window);
+}
+
+void Partition::RestoreClaimTo(Entity& e, const wal::ClaimRecord& r, uint32_t source,
+                               uint64_t window) {
   e.window = window;
   Install(e,
           r.uniform ? NewUniformClaim(source, r.mask, r.ts_max, r.values)
@@ -144,10 +147,18 @@ void Partition::Restore(const RestoreBatch& batch) {
   auto id_of = [&](const RestoreBatch::Item& it) {
     return std::string_view(batch.bytes_.data() + it.id_at, it.id_len);
   };
+  // Whether item i names the entity item i - 1 names (a checkpoint holds an entity's
+  // claims together).
+  auto same_as_before = [&](size_t i) {
+    return i > 0 && items[i].schema == items[i - 1].schema &&
+           id_of(items[i]) == id_of(items[i - 1]);
+  };
   wal::ClaimRecord r;
+  Entity* last = nullptr;  // the entity of the claim applied last (nodes never move)
   for (size_t first = 0; first < items.size(); first += kGroup) {
     const size_t end = std::min(items.size(), first + kGroup);
     for (size_t i = first; i < end; ++i) {
+      if (same_as_before(i)) continue;
       const EntityMap& map = maps_[items[i].schema];
       size_t b = map.bucket(EntityKey(id_of(items[i])));
       if (auto head = map.cbegin(b); head != map.cend(b)) {
@@ -160,6 +171,7 @@ void Partition::Restore(const RestoreBatch& batch) {
       const RestoreBatch::Item& it = items[i];
       if (!it.claim) {
         RestoreRetract(it.schema, id_of(it), it.source, it.window);
+        last = nullptr;
         continue;
       }
       r.schema = it.schema;
@@ -171,7 +183,8 @@ void Partition::Restore(const RestoreBatch& batch) {
       if (!it.uniform) {
         std::copy_n(batch.ts_.begin() + it.ts_at, __builtin_popcountll(it.mask), r.ts);
       }
-      RestoreClaim(r, it.source, it.window);
+      if (last == nullptr || !same_as_before(i)) last = &FindOrAdd(maps_[r.schema], r.id)->second;
+      RestoreClaimTo(*last, r, it.source, it.window);
     }
   }
 }
