@@ -162,9 +162,9 @@ void Partition::Restore(const RestoreBatch& batch) {
       const EntityMap& map = maps_[items[i].schema];
       size_t b = map.bucket(EntityKey(id_of(items[i])));
       if (auto head = map.cbegin(b); head != map.cend(b)) {
-        // The node: its key and, at its end, its cached hash.
+        // The node's key and entity, which may straddle two cache lines.
         __builtin_prefetch(&*head);
-        __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head));
+        __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head) - 1);
       }
     }
     for (size_t i = first; i < end; ++i) {
