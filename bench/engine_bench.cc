@@ -143,6 +143,32 @@ void BenchApply(int runs, size_t ops, size_t entities, bool watched, bool log) {
              log ? ", WAL records encoded" : "");
 }
 
+// An ASSERT of a full player record from `source` for each of `entities` ids
+// (`id_format` of the index), applied in batches of 1,024, a window sealed after each:
+// the transient memory is the same few hundred KiB throughout.
+void AssertPlayers(engine::Partition& part, const engine::Schema& player, uint32_t source,
+                   size_t entities, fmt::format_string<size_t&> id_format, std::mt19937_64& rng,
+                   uint64_t* window) {
+  for (size_t i = 0; i < entities;) {
+    engine::OpBatch batch;
+    for (size_t k = 0; k < 1024 && i < entities; ++k, ++i) {
+      std::string id = fmt::format(id_format, i);
+      engine::OpView op{};
+      op.kind = engine::OpKind::kAssert;
+      op.source = source;
+      op.schema = player.id;
+      op.seq = i + 1;
+      op.ts = 1'700'000'000'000'000 + i;
+      op.id = id;
+      std::string values = PlayerValues(player, &op.mask, rng, true, i);
+      op.values = values;
+      batch.Append(op);
+    }
+    engine::PartitionDriver(part).Apply(batch);
+    (void)engine::PartitionDriver(part).Seal(++*window);
+  }
+}
+
 void BenchMemory(size_t entities) {
   engine::SchemaSet schemas;
   const engine::Schema& player = *schemas.Find(engine::kPlayerSchemaId);
@@ -156,24 +182,7 @@ void BenchMemory(size_t entities) {
   // same few hundred KiB throughout, so RSS growth is the partition's.
   size_t before = RssBytes();
   uint64_t window = 1;
-  for (size_t i = 0; i < entities;) {
-    engine::OpBatch batch;
-    for (size_t k = 0; k < 1024 && i < entities; ++k, ++i) {
-      std::string id = fmt::format("player-{:07}", i);
-      engine::OpView op{};
-      op.kind = engine::OpKind::kAssert;
-      op.source = source;
-      op.schema = player.id;
-      op.seq = i + 1;
-      op.ts = 1'700'000'000'000'000 + i;
-      op.id = id;
-      std::string values = PlayerValues(player, &op.mask, rng, true, i);
-      op.values = values;
-      batch.Append(op);
-    }
-    engine::PartitionDriver(part).Apply(batch);
-    (void)engine::PartitionDriver(part).Seal(++window);
-  }
+  AssertPlayers(part, player, source, entities, "player-{:07}", rng, &window);
   size_t after = RssBytes();
   auto c = part.counters();
   fmt::print(
@@ -192,24 +201,7 @@ void Populate(engine::Partition& part, const engine::SchemaSet& schemas, engine:
   uint64_t window = 0;
   for (size_t s = 0; s < sources; ++s) {
     uint32_t source = *table.Intern(fmt::format("source-{}", s));
-    for (size_t i = 0; i < entities;) {
-      engine::OpBatch batch;
-      for (size_t k = 0; k < 1024 && i < entities; ++k, ++i) {
-        std::string id = fmt::format("p-{}", i);
-        engine::OpView op{};
-        op.kind = engine::OpKind::kAssert;
-        op.source = source;
-        op.schema = player.id;
-        op.seq = i + 1;
-        op.ts = 1'700'000'000'000'000 + i;
-        op.id = id;
-        std::string values = PlayerValues(player, &op.mask, rng, true, i);
-        op.values = values;
-        batch.Append(op);
-      }
-      engine::PartitionDriver(part).Apply(batch);
-      (void)engine::PartitionDriver(part).Seal(++window);
-    }
+    AssertPlayers(part, player, source, entities, "p-{}", rng, &window);
   }
 }
 

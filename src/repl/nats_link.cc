@@ -61,6 +61,14 @@ util::Result<JsPtr> JetStream(natsConnection* nc) {
   return JsPtr(js);
 }
 
+util::Result<JetStreamLink> ConnectJetStream(const std::string& urls) {
+  auto nc = Connect(urls);
+  if (!nc.ok()) return nc.status();
+  auto js = JetStream(nc->get());
+  if (!js.ok()) return js.status();
+  return JetStreamLink{std::move(nc).value(), std::move(js).value()};
+}
+
 namespace {
 
 bool ParseU64(std::string_view text, uint64_t* out) {

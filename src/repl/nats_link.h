@@ -32,6 +32,12 @@ std::string NatsError(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0));
 // go on forever, 100 ms apart.
 util::Result<ConnPtr> Connect(const std::string& urls);
 util::Result<JsPtr> JetStream(natsConnection* nc);
+// Connect, then the connection's JetStream context (released first: declared last).
+struct JetStreamLink {
+  ConnPtr nc;
+  JsPtr js;
+};
+util::Result<JetStreamLink> ConnectJetStream(const std::string& urls);
 
 // A message header parsed as a number; false when absent or not a number.
 bool HeaderNumber(natsMsg* m, const char* key, uint64_t* out);

@@ -145,12 +145,10 @@ util::Result<std::unique_ptr<Ownership>> Ownership::Claim(const ReplicationOptio
   s->address = address;
   s->log = log;
   s->refresh = refresh;
-  auto nc = Connect(options.urls);
-  if (!nc.ok()) return nc.status();
-  s->nc = std::move(nc).value();
-  auto js = JetStream(s->nc.get());
-  if (!js.ok()) return js.status();
-  s->js = std::move(js).value();
+  auto link = ConnectJetStream(options.urls);
+  if (!link.ok()) return link.status();
+  s->nc = std::move(link->nc);
+  s->js = std::move(link->js);
   const std::string bucket = OwnerBucket(options.cluster_name);
   kvConfig cfg;
   kvConfig_Init(&cfg);
@@ -247,12 +245,10 @@ struct OwnerReader::State {
 util::Result<std::unique_ptr<OwnerReader>> OwnerReader::Open(const ReplicationOptions& options) {
   auto s = std::make_unique<State>();
   s->options = options;
-  auto nc = Connect(options.urls);
-  if (!nc.ok()) return nc.status();
-  s->nc = std::move(nc).value();
-  auto js = JetStream(s->nc.get());
-  if (!js.ok()) return js.status();
-  s->js = std::move(js).value();
+  auto link = ConnectJetStream(options.urls);
+  if (!link.ok()) return link.status();
+  s->nc = std::move(link->nc);
+  s->js = std::move(link->js);
   return std::unique_ptr<OwnerReader>(new OwnerReader(std::move(s)));
 }
 

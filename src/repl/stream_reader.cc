@@ -58,10 +58,8 @@ util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* 
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
                                StreamReadReport* report) {
   *report = {};
-  auto nc = Connect(options.urls);
-  if (!nc.ok()) return nc.status();
-  auto js = JetStream(nc->get());
-  if (!js.ok()) return js.status();
+  auto link = ConnectJetStream(options.urls);
+  if (!link.ok()) return link.status();
   const std::string stream = StreamName(options.cluster_name);
   const std::string log_subject = LogSubject(options.cluster_name);
   jsStreamInfo* info = nullptr;
@@ -73,7 +71,7 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   natsStatus st;
   do {
     jerr = static_cast<jsErrCode>(0);
-    st = js_GetStreamInfo(&info, js->get(), stream.c_str(), nullptr, &jerr);
+    st = js_GetStreamInfo(&info, link->js.get(), stream.c_str(), nullptr, &jerr);
   } while (st == NATS_TIMEOUT && util::MonoNanos() < deadline);
   StreamInfoPtr info_guard(info);
   if (st != NATS_OK) {
@@ -88,7 +86,7 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   for (uint64_t seq = report->first_seq; seq != 0 && seq <= report->last_seq; ++seq) {
     natsMsg* m = nullptr;
     jerr = static_cast<jsErrCode>(0);
-    st = js_GetMsg(&m, js->get(), stream.c_str(), seq, nullptr, &jerr);
+    st = js_GetMsg(&m, link->js.get(), stream.c_str(), seq, nullptr, &jerr);
     MsgPtr guard(m);
     if (st != NATS_OK && (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)) continue;
     if (st != NATS_OK) {
@@ -158,12 +156,10 @@ util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOpti
                                                            uint64_t from_seq,
                                                            uint64_t after_window) {
   auto s = std::make_unique<State>();
-  auto nc = Connect(options.urls);
-  if (!nc.ok()) return nc.status();
-  s->nc = std::move(nc).value();
-  auto js = JetStream(s->nc.get());
-  if (!js.ok()) return js.status();
-  s->js = std::move(js).value();
+  auto link = ConnectJetStream(options.urls);
+  if (!link.ok()) return link.status();
+  s->nc = std::move(link->nc);
+  s->js = std::move(link->js);
   s->next_window = after_window + 1;
   const std::string stream = StreamName(options.cluster_name);
   const std::string subject = LogSubject(options.cluster_name);
