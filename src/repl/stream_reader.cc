@@ -53,6 +53,20 @@ util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* 
   return util::Status::Ok();
 }
 
+// A cluster that lost a server, or is slow under load, answers once it has elected
+// the stream's leader again: a request that timed out is tried again for up to the
+// confirm timeout.
+template <typename Request>
+natsStatus RetryTimeouts(const ReplicationOptions& options, Request request) {
+  const uint64_t deadline =
+      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+  natsStatus st;
+  do {
+    st = request();
+  } while (st == NATS_TIMEOUT && util::MonoNanos() < deadline);
+  return st;
+}
+
 }  // namespace
 
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
@@ -64,15 +78,10 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   const std::string log_subject = LogSubject(options.cluster_name);
   jsStreamInfo* info = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  // A cluster that lost a server answers once it has elected the stream's leader
-  // again: a timeout is tried again for up to the confirm timeout.
-  const uint64_t deadline =
-      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
-  natsStatus st;
-  do {
+  natsStatus st = RetryTimeouts(options, [&] {
     jerr = static_cast<jsErrCode>(0);
-    st = js_GetStreamInfo(&info, link->js.get(), stream.c_str(), nullptr, &jerr);
-  } while (st == NATS_TIMEOUT && util::MonoNanos() < deadline);
+    return js_GetStreamInfo(&info, link->js.get(), stream.c_str(), nullptr, &jerr);
+  });
   StreamInfoPtr info_guard(info);
   if (st != NATS_OK) {
     return util::Status::Error(
@@ -170,7 +179,10 @@ util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOpti
   so.Config.DeliverPolicy = js_DeliverByStartSequence;
   so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus st = js_SubscribeSync(&s->sub, s->js.get(), subject.c_str(), nullptr, &so, &jerr);
+  natsStatus st = RetryTimeouts(options, [&] {
+    jerr = static_cast<jsErrCode>(0);
+    return js_SubscribeSync(&s->sub, s->js.get(), subject.c_str(), nullptr, &so, &jerr);
+  });
   if (st != NATS_OK) {
     return util::Status::Error(fmt::format("cannot follow {} of stream {} from sequence {}: {}",
                                            subject, stream, from_seq, NatsError(st, jerr)));
