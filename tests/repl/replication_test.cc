@@ -162,6 +162,13 @@ TEST_CASE("cluster: Confirm fails when JetStream does not answer in time, and wo
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
   repl::ReplicationOptions o = Options(nats, "paused");
+  {
+    // The stream made first with the default confirm timeout, which also bounds how
+    // long Open waits for a starting cluster to place its replicas; the short one
+    // below is for Confirm.
+    auto made = repl::JetStreamLog::Open(o, nullptr);
+    REQUIRE_MESSAGE(made.ok(), made.message());
+  }
   o.confirm_timeout = 1500ms;
   auto log = repl::JetStreamLog::Open(o, nullptr);
   REQUIRE_MESSAGE(log.ok(), log.message());
