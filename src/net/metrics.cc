@@ -160,7 +160,8 @@ constexpr MetricDef kMetrics[] = {
      "The owner's epoch: the KV revision of its claim on the cluster name (on a replica: "
      "the owner's, as last read)."},
     {"follow_window", "convergence_follow_window", "", Type::kGauge,
-     "Read replica: newest owner window applied (queries and subscribers see it)."},
+     "Read replica: newest owner window handed to the partitions (queries and "
+     "subscribers see it once they seal it, within about a window)."},
     {"follow_stream_window", "convergence_follow_stream_window", "", Type::kGauge,
      "Read replica: newest owner window seen in the stream."},
     {"follow_windows", "convergence_follow_windows_total", "", Type::kCounter,
