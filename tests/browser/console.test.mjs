@@ -57,6 +57,7 @@ test('the console bootstraps 10,000 players, shows live changes, resumes after a
     const t0 = Date.now();
     await waitInPage(page, (n) => { const s = window.__console.snapshot(); return s.subscribed && s.entities === n; }, PLAYERS, '10,000 players');
     console.log(`# bootstrap of ${PLAYERS} players shown in ${Date.now() - t0} ms`);
+    await waitInPage(page, (e) => document.querySelector(`#body tr[data-id="${e}"]`) !== null, id(0), 'the first row drawn');
     assert.equal((await cell(page, id(0), 'name')).text, 'player 0');
 
     // A change by the TCP writer, found with the page's filter.
@@ -156,7 +157,8 @@ test('the console bootstraps an id prefix only, and needs the server\'s token', 
   await page.selectOption('#schema', { label: 'player (9 fields)' });
   await page.click('#bootstrap');
   await waitInPage(page, () => { const s = window.__console.snapshot(); return s.subscribed && s.entities === 10; }, null, 'the 10 players of prefix p-0001');
-  const ids = await page.evaluate(() => [...document.querySelectorAll('#body tr')].map((tr) => tr.dataset.id));
+  // The table is drawn at the next animation frame, after the snapshot counts the rows.
+  const ids = await waitInPage(page, () => { const r = [...document.querySelectorAll('#body tr')].map((tr) => tr.dataset.id); return r.length === 10 && r; }, null, 'the 10 rows drawn');
   assert.deepEqual(ids, Array.from({ length: 10 }, (_, i) => id(10 + i)));
   await page.close();
 
