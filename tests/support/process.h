@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "util/child_process.h"
 #include "util/status.h"
 
 namespace conv::testing {
@@ -49,37 +50,7 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
 // A port on loopback that nothing listens on: bound, then released.
 uint16_t ClosedPort();
 
-// A running child. Its stdout comes through a pipe (read with WaitForLine); its
-// stderr is appended to `stderr_path` so that a chatty child never blocks on a full
-// pipe. The destructor kills (SIGKILL) and reaps a child that is still running.
-class ChildProcess {
- public:
-  ~ChildProcess();
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
-  static util::Result<std::unique_ptr<ChildProcess>> Start(const std::vector<std::string>& argv,
-                                                           const std::string& stderr_path);
-
-  pid_t pid() const { return pid_; }
-  // Reads stdout until a whole line starting with `prefix` arrives and returns it
-  // (without the newline). Fails on timeout or when stdout closes first.
-  util::Result<std::string> WaitForLine(std::string_view prefix, std::chrono::milliseconds timeout);
-  // Sends `sig` to a child that has not been reaped yet.
-  void Signal(int sig);
-  // Waits for the child to end and reaps it. Returns its wait status, or nothing
-  // when it is still running after `timeout`.
-  std::optional<int> Wait(std::chrono::milliseconds timeout);
-  bool running() const { return pid_ > 0 && !reaped_; }
-
- private:
-  ChildProcess() = default;
-
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  bool reaped_ = false;
-  std::string out_;  // stdout read and not yet returned as a line
-};
+using util::ChildProcess;
 
 // The whole content of `path` (empty when it cannot be read).
 std::string ReadFileOrEmpty(const std::string& path);
