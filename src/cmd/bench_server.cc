@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 #include "cmd/common.h"
 #include "cmd/workload.h"
 #include "net/client.h"
+#include "util/child_process.h"
 #include "util/clock.h"
 #include "wal/replay.h"
 
@@ -78,16 +82,51 @@ void EmbeddedServer::Stop() {
   engine_.reset();
 }
 
-util::Status EmbeddedServer::Restart() {
-  // As `serve` starts: the schemas the log holds, then the checkpoint and the log.
-  auto persisted = wal::ReadLatestSchemas(dir_);
-  if (!persisted.ok()) return persisted.status();
-  auto fresh = std::make_unique<engine::SchemaSet>();
-  if (auto st = fresh->Reconcile(*persisted); !st.ok()) return st;
-  Build(std::move(fresh));
-  wal::RecoveryReport report;
-  if (auto st = engine_->Recover(false, &report); !st.ok()) return st;
-  return Start();
+util::Result<std::string> ThisBinary() {
+  char exe[4096];
+  ssize_t len = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (len <= 0) return util::Status::Error("cannot find this binary (/proc/self/exe)");
+  return std::string(exe, static_cast<size_t>(len));
+}
+
+util::Result<ChildRestart> RestartInChild(const std::string& binary, const std::string& data_dir,
+                                          bool fsync) {
+  std::string log_path = data_dir + ".serve.log";
+  struct RemoveLog {
+    std::string path;
+    ~RemoveLog() { std::remove(path.c_str()); }
+  } remove_log{log_path};
+  auto failed = [&log_path](const std::string& what) {
+    std::ifstream in(log_path);
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return util::Status::Error(
+        fmt::format("restarted server: {}{}", what, log.empty() ? "" : "; its log: " + log));
+  };
+  uint64_t t0 = util::MonoNanos();
+  auto child = util::ChildProcess::Start(
+      {binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--log-level", "warn",
+       "--fsync", fsync ? "window" : "none", "--checkpoint-interval", "0s"},
+      log_path);
+  if (!child.ok()) return child.status();
+  auto line = (*child)->WaitForLine("listening on ", std::chrono::minutes(10));
+  ChildRestart r;
+  r.listen_us = (util::MonoNanos() - t0) / 1000;
+  if (!line.ok()) return failed(line.message());
+  std::string address = line->substr(line->find(' ', line->find(' ') + 1) + 1);
+  auto c = net::Client::Connect(address, net::Hello{});
+  if (!c.ok()) return failed(c.message());
+  auto stats = (*c)->Stats();
+  if (!stats.ok()) return failed(stats.message());
+  for (const auto& [name, v] : *stats) {
+    if (name == "entities") r.entities = v;
+  }
+  c->reset();
+  (*child)->Signal(SIGTERM);
+  auto status = (*child)->Wait(std::chrono::seconds(30));
+  if (!status || !WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
+    return failed("it did not stop cleanly on SIGTERM");
+  }
+  return r;
 }
 
 uint64_t ProcessRssBytes() {

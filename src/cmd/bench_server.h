@@ -23,12 +23,10 @@ class EmbeddedServer {
   util::Status Start();
   std::string address() const;
   engine::Engine& engine() { return *engine_; }
+  const std::string& data_dir() const { return dir_; }
   // Stops the server without a final checkpoint or flush (what was acknowledged is
   // durable) and frees its state.
   void Stop();
-  // After Stop(): starts a new server on the same data dir (on a new port: see
-  // address()): recovery (the newest checkpoint, then the log) until it listens.
-  util::Status Restart();
 
  private:
   // A new engine and server over `schemas` (and a fresh source table).
@@ -42,6 +40,18 @@ class EmbeddedServer {
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<net::Server> server_;
 };
+
+// A restart as an operator makes one: `binary serve` in a new process on
+// `data_dir`, timed from its start until it listens (recovery: the newest
+// checkpoint, then the log), then asked for STATS and stopped with SIGTERM.
+struct ChildRestart {
+  uint64_t listen_us = 0;  // from fork to its "listening on" line
+  uint64_t entities = 0;   // STATS `entities` once it listens
+};
+util::Result<ChildRestart> RestartInChild(const std::string& binary, const std::string& data_dir,
+                                          bool fsync);
+// The path of the running binary (/proc/self/exe).
+util::Result<std::string> ThisBinary();
 
 // Asserts entities 0 .. n-1 of `schema_name` once each, from one source, pipelined,
 // and waits until the last is acknowledged (durable).

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cmd/bench_scenarios.h"
+#include "cmd/bench_server.h"
 #include "support/json_value.h"
 #include "support/process.h"
 
@@ -335,6 +336,17 @@ TEST_CASE("bench: the scale scenario measures each size from preload to restart"
     CHECK(run.Get("populate_us")->number > 0);
     CHECK(run.Get("load")->Get("acked_ops")->number > 0);
   }
+}
+
+TEST_CASE("bench: a restart in a new process that fails is reported with the server's log") {
+  conv::testing::TempDir dir("conv-bench-restart");
+  std::string not_a_dir = dir.File("data");
+  { std::ofstream(not_a_dir) << "a file, not a data dir"; }
+  auto r = conv::cmd::RestartInChild(CONV_BINARY, not_a_dir, false);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.message().find("restarted server: stdout closed before a line starting with "
+                         "'listening on '") != std::string::npos);
+  CHECK(r.message().find("--data-dir: cannot create") != std::string::npos);
 }
 
 TEST_CASE("bench: --scale-entities and the scale scenario are refused where they cannot run") {
