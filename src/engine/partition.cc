@@ -177,22 +177,38 @@ void Partition::Handle(const PartitionMsg& m) {
 }
 
 void Partition::Apply(const OpBatch& batch) {
+  // kFetchGroup ops at a time: their entities' buckets, then their entries and claim
+  // lists are fetched, reading the maps without the lock (this thread is their only
+  // writer), so that the ops are applied, under the lock, to what is in the cache. An
+  // op's entry found here stays put (nodes never move; Apply erases none).
   OpBatch::Reader reader(batch);
-  OpView op;
-  bool more = true;
-  while (more) {
-    std::lock_guard lock(mu_);
-    for (size_t k = 0; k < kApplyChunk; ++k) {
-      if (!reader.Next(&op)) {
-        more = false;
-        break;
+  OpView ops[kFetchGroup];
+  EntityMap::value_type* found[kFetchGroup];
+  for (;;) {
+    size_t n = 0;
+    while (n < kFetchGroup && reader.Next(&ops[n]))
+      ++n;
+    if (n == 0) break;
+    for (size_t i = 0; i < n; ++i)
+      PrefetchBucket(maps_[ops[i].schema], ops[i].id);
+    apply_claims_.clear();
+    for (size_t i = 0; i < n; ++i) {
+      EntityMap& map = maps_[ops[i].schema];
+      auto it = map.find(ops[i].id);
+      found[i] = it == map.end() ? nullptr : &*it;
+      if (found[i] != nullptr && found[i]->second.claims != nullptr) {
+        PrefetchClaim(found[i]->second.claims);
+        apply_claims_.push_back(found[i]->second.claims);
       }
-      ApplyOne(op);
     }
+    PrefetchChains(apply_claims_);
+    std::lock_guard lock(mu_);
+    for (size_t i = 0; i < n; ++i)
+      ApplyOne(ops[i], found[i]);
   }
 }
 
-void Partition::ApplyOne(const OpView& op) {
+void Partition::ApplyOne(const OpView& op, EntityMap::value_type* found) {
   if (op.source >= marks_.size()) marks_.resize(std::max<size_t>(op.source + 1, marks_.size() * 2));
   uint64_t& mark = marks_[op.source];
   if (op.seq <= mark) {
@@ -208,18 +224,21 @@ void Partition::ApplyOne(const OpView& op) {
   EntityMap& map = maps_[op.schema];
   if (op.kind == OpKind::kRetract) {
     Add(retracts_, 1);
-    auto it = map.find(op.id);
-    if (it == map.end()) return;
-    Entity& e = it->second;
+    if (found == nullptr) {
+      auto it = map.find(op.id);
+      if (it == map.end()) return;
+      found = &*it;
+    }
+    Entity& e = found->second;
     if (FindClaim(e, op.source) == nullptr) return;
-    Dirty& d = Touch(e, op.schema, it->first);
+    Dirty& d = Touch(e, op.schema, found->first);
     Uninstall(e, op.source);
     Note(d, op.source, op.ts, nullptr);
     return;
   }
-  auto it = FindOrAdd(map, op.id);
-  Entity& e = it->second;
-  Dirty& d = Touch(e, op.schema, it->first);
+  if (found == nullptr) found = &*FindOrAdd(map, op.id);
+  Entity& e = found->second;
+  Dirty& d = Touch(e, op.schema, found->first);
   Claim** link = FindLink(e, op.source);
   Claim* old = ClaimAt(link, op.source);
   Claim* c;

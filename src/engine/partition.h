@@ -80,6 +80,9 @@ class Partition {
   // Buckets whose entries a walk or a checkpoint chunk gathers before it reads them
   // (Gather).
   static constexpr size_t kGatherBuckets = kApplyChunk;
+  // Ops (Apply) and recovered claims (Restore) whose entities are fetched together
+  // before they are applied (PrefetchBucket, PrefetchChains).
+  static constexpr size_t kFetchGroup = 16;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
   static constexpr uint64_t kHotOps = 10;
@@ -245,7 +248,19 @@ class Partition {
     if (step_hook_) [[unlikely]]
       step_hook_(w);
   }
-  void ApplyOne(const OpView& op);
+  // `found`: the op's entry in its schema's map when it was there before the op's
+  // group (Apply), null to look it up here.
+  void ApplyOne(const OpView& op, EntityMap::value_type* found);
+  // Starts fetching the node heading the bucket of `id` in `map`: a few loads from far
+  // apart in memory, independent of other ids', so the CPU overlaps a group's (one
+  // by one, each lookup waits for its own).
+  static void PrefetchBucket(const EntityMap& map, std::string_view id);
+  // Starts fetching claim `c`.
+  static void PrefetchClaim(const Claim* c);
+  // Fetches the rest of the claim lists whose first claims (`cursors`) are on their
+  // way (PrefetchClaim), one link of every list at a time: each list's next claim is
+  // known once the one before has arrived. The cursors are used up.
+  static void PrefetchChains(std::vector<const Claim*>& cursors);
   // The entry of `id` in `map`, made (with no claims) when there is none.
   static EntityMap::iterator FindOrAdd(EntityMap& map, std::string_view id);
   // RestoreClaim on the entity `r` names, found already.
@@ -304,6 +319,7 @@ class Partition {
   std::vector<ActiveWalk> walks_;
   std::vector<const EntityMap::value_type*> gathered_;  // Gather's entries
   std::vector<const Claim*> gathered_claims_;           // Gather's cursors over their claims
+  std::vector<const Claim*> apply_claims_;              // Apply's cursors (PrefetchChains)
   std::mutex feed_mu_;
   std::vector<std::pair<uint64_t, FeedRequest>> feed_requests_;  // guarded by feed_mu_
   std::atomic<bool> has_feed_requests_{false};

@@ -55,15 +55,31 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
   req->ready.signal();
 }
 
-namespace {
+void Partition::PrefetchBucket(const EntityMap& map, std::string_view id) {
+  size_t b = map.bucket(EntityKey(id));
+  if (auto head = map.cbegin(b); head != map.cend(b)) {
+    // The node's key and entity, which may straddle two cache lines.
+    __builtin_prefetch(&*head);
+    __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head) - 1);
+  }
+}
 
-void PrefetchClaim(const Claim* c) {
+void Partition::PrefetchClaim(const Claim* c) {
   // The header and the values of a typical claim (a 96-byte block).
   __builtin_prefetch(c);
   __builtin_prefetch(reinterpret_cast<const char*>(c) + 64);
 }
 
-}  // namespace
+void Partition::PrefetchChains(std::vector<const Claim*>& cursors) {
+  for (bool more = true; more;) {
+    more = false;
+    for (const Claim*& c : cursors) {
+      if (c == nullptr || (c = c->next) == nullptr) continue;
+      PrefetchClaim(c);
+      more = true;
+    }
+  }
+}
 
 size_t Partition::Gather(const EntityMap& map, size_t first) {
   const size_t n = std::min(kGatherBuckets, map.bucket_count() - first);
@@ -83,14 +99,7 @@ size_t Partition::Gather(const EntityMap& map, size_t first) {
       }
     }
   }
-  for (bool more = true; more;) {
-    more = false;
-    for (const Claim*& c : gathered_claims_) {
-      if (c == nullptr || (c = c->next) == nullptr) continue;
-      PrefetchClaim(c);
-      more = true;
-    }
-  }
+  PrefetchChains(gathered_claims_);
   return n;
 }
 
@@ -142,7 +151,6 @@ void Partition::Restore(const RestoreBatch& batch) {
   // Changes whose buckets are fetched together before they are applied: each fetch
   // is a few loads from far apart in memory, independent of the others, so the CPU
   // overlaps them (applied one by one, each change waits for its own).
-  constexpr size_t kGroup = 16;
   const auto& items = batch.items_;
   auto id_of = [&](const RestoreBatch::Item& it) {
     return std::string_view(batch.bytes_.data() + it.id_at, it.id_len);
@@ -155,17 +163,11 @@ void Partition::Restore(const RestoreBatch& batch) {
   };
   wal::ClaimRecord r;
   Entity* last = nullptr;  // the entity of the claim applied last (nodes never move)
-  for (size_t first = 0; first < items.size(); first += kGroup) {
-    const size_t end = std::min(items.size(), first + kGroup);
+  for (size_t first = 0; first < items.size(); first += kFetchGroup) {
+    const size_t end = std::min(items.size(), first + kFetchGroup);
     for (size_t i = first; i < end; ++i) {
       if (same_as_before(i)) continue;
-      const EntityMap& map = maps_[items[i].schema];
-      size_t b = map.bucket(EntityKey(id_of(items[i])));
-      if (auto head = map.cbegin(b); head != map.cend(b)) {
-        // The node's key and entity, which may straddle two cache lines.
-        __builtin_prefetch(&*head);
-        __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head) - 1);
-      }
+      PrefetchBucket(maps_[items[i].schema], id_of(items[i]));
     }
     for (size_t i = first; i < end; ++i) {
       const RestoreBatch::Item& it = items[i];
