@@ -189,13 +189,13 @@ void Partition::Apply(const OpBatch& batch) {
     while (n < kFetchGroup && reader.Next(&ops[n]))
       ++n;
     if (n == 0) break;
+    BucketFetch fetch;
     for (size_t i = 0; i < n; ++i)
-      PrefetchBucket(maps_[ops[i].schema], ops[i].id);
+      fetch.Add(maps_[ops[i].schema], ops[i].id);
+    fetch.Fetch();
     apply_claims_.clear();
     for (size_t i = 0; i < n; ++i) {
-      EntityMap& map = maps_[ops[i].schema];
-      auto it = map.find(ops[i].id);
-      found[i] = it == map.end() ? nullptr : &*it;
+      found[i] = fetch.Find(i, ops[i].id);
       if (found[i] != nullptr && found[i]->second.claims != nullptr) {
         PrefetchClaim(found[i]->second.claims);
         apply_claims_.push_back(found[i]->second.claims);

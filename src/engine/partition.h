@@ -81,7 +81,7 @@ class Partition {
   // (Gather).
   static constexpr size_t kGatherBuckets = kApplyChunk;
   // Ops (Apply) and recovered claims (Restore) whose entities are fetched together
-  // before they are applied (PrefetchBucket, PrefetchChains).
+  // before they are applied (BucketFetch, PrefetchChains).
   static constexpr size_t kFetchGroup = 16;
   // Entities changed more often than this in one window count as hot (the page's
   // coalescing target is for them).
@@ -251,10 +251,26 @@ class Partition {
   // `found`: the op's entry in its schema's map when it was there before the op's
   // group (Apply), null to look it up here.
   void ApplyOne(const OpView& op, EntityMap::value_type* found);
-  // Starts fetching the node heading the bucket of `id` in `map`: a few loads from far
-  // apart in memory, independent of other ids', so the CPU overlaps a group's (one
-  // by one, each lookup waits for its own).
-  static void PrefetchBucket(const EntityMap& map, std::string_view id);
+  // Fetches the nodes heading the buckets of up to kFetchGroup ids: Add computes each
+  // id's bucket (hashing, a division: work, no memory), then Fetch starts the loads of
+  // every bucket and its head node, far apart in memory and each depending only on
+  // its own, so the CPU overlaps the group's (one by one, each lookup waits for its own).
+  class BucketFetch {
+   public:
+    void Add(EntityMap& map, std::string_view id) {
+      map_[n_] = &map;
+      bucket_[n_++] = map.bucket(EntityKey(id));
+    }
+    void Fetch() const;
+    // The entry of the `i`th id added (`id`), null when its map has none; valid until
+    // that map changes.
+    EntityMap::value_type* Find(size_t i, std::string_view id) const;
+
+   private:
+    EntityMap* map_[kFetchGroup];
+    size_t bucket_[kFetchGroup];
+    size_t n_ = 0;
+  };
   // Starts fetching claim `c`.
   static void PrefetchClaim(const Claim* c);
   // Fetches the rest of the claim lists whose first claims (`cursors`) are on their

@@ -55,13 +55,23 @@ void Partition::FillSnapshot(SnapshotRequest* req) {
   req->ready.signal();
 }
 
-void Partition::PrefetchBucket(const EntityMap& map, std::string_view id) {
-  size_t b = map.bucket(EntityKey(id));
-  if (auto head = map.cbegin(b); head != map.cend(b)) {
-    // The node's key and entity, which may straddle two cache lines.
-    __builtin_prefetch(&*head);
-    __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head) - 1);
+void Partition::BucketFetch::Fetch() const {
+  for (size_t i = 0; i < n_; ++i) {
+    if (auto head = map_[i]->cbegin(bucket_[i]); head != map_[i]->cend(bucket_[i])) {
+      // The node's key and entity, which may straddle two cache lines.
+      __builtin_prefetch(&*head);
+      __builtin_prefetch(reinterpret_cast<const char*>(&*head) + sizeof(*head) - 1);
+    }
   }
+}
+
+Partition::EntityMap::value_type* Partition::BucketFetch::Find(size_t i,
+                                                               std::string_view id) const {
+  // The bucket's chain, from the bucket Add computed (no second hash of `id`).
+  for (auto it = map_[i]->begin(bucket_[i]); it != map_[i]->end(bucket_[i]); ++it) {
+    if (it->first == id) return &*it;
+  }
+  return nullptr;
 }
 
 void Partition::PrefetchClaim(const Claim* c) {
@@ -165,10 +175,11 @@ void Partition::Restore(const RestoreBatch& batch) {
   Entity* last = nullptr;  // the entity of the claim applied last (nodes never move)
   for (size_t first = 0; first < items.size(); first += kFetchGroup) {
     const size_t end = std::min(items.size(), first + kFetchGroup);
+    BucketFetch fetch;
     for (size_t i = first; i < end; ++i) {
-      if (same_as_before(i)) continue;
-      PrefetchBucket(maps_[items[i].schema], id_of(items[i]));
+      if (!same_as_before(i)) fetch.Add(maps_[items[i].schema], id_of(items[i]));
     }
+    fetch.Fetch();
     for (size_t i = first; i < end; ++i) {
       const RestoreBatch::Item& it = items[i];
       if (!it.claim) {
