@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <vector>
 
 #include "util/coding.h"
@@ -32,20 +33,43 @@ bool DecodeHeadRecords(const WindowHead& h, RecordVisitor& v) {
 }
 
 // Counts a checkpoint's entities per schema: runs of CLAIM records naming one id (a
-// checkpoint writes an entity's claims together).
+// checkpoint writes an entity's claims together). Counters of consecutive parts of
+// a checkpoint add up (Add) to the count of the whole.
 class EntityCounter : public NullVisitor {
  public:
   void OnClaim(const ClaimRecord& r) override {
-    if (r.schema != last_schema_ || r.id != last_id_) {
+    if (!claims_ || r.schema != last_schema_ || r.id != last_id_) {
       if (r.schema >= entities.size()) entities.resize(r.schema + 1, 0);
       ++entities[r.schema];
+      if (!claims_) {
+        first_schema_ = r.schema;
+        first_id_ = r.id;
+      }
+      claims_ = true;
       last_schema_ = r.schema;
       last_id_ = r.id;  // into the checkpoint's bytes, which outlive the pass
     }
   }
+  // Counts `next`, the part right after what this one counted: a run of claims that
+  // spans the two is one entity.
+  void Add(const EntityCounter& next) {
+    if (!next.claims_) return;
+    if (next.entities.size() > entities.size()) entities.resize(next.entities.size(), 0);
+    for (size_t schema = 0; schema < next.entities.size(); ++schema)
+      entities[schema] += next.entities[schema];
+    if (claims_ && next.first_schema_ == last_schema_ && next.first_id_ == last_id_) {
+      --entities[last_schema_];
+    }
+    claims_ = true;
+    last_schema_ = next.last_schema_;
+    last_id_ = next.last_id_;
+  }
   std::vector<uint64_t> entities;  // by schema id
 
  private:
+  bool claims_ = false;  // whether a claim was counted
+  uint32_t first_schema_ = 0;
+  std::string_view first_id_;
   uint32_t last_schema_ = 0;
   std::string_view last_id_;
 };
@@ -76,66 +100,124 @@ bool DecodeCheckpointData(std::string_view payload, RecordVisitor& v, uint64_t* 
   return DecodeRecords(r, n, v) && r.done();
 }
 
-// Checks a whole checkpoint (CRCs, records, the end block's count) when `check`
-// (counting its entities into `counter`), and replays it into `v` when `v` is given:
-// Recover checks first and replays the checkpoint only when it reads back whole.
-util::Status ReadCheckpoint(const std::string& data, const std::string& path, RecordVisitor* v,
-                            uint64_t* window, uint64_t* records, const ReadOptions& options = {},
-                            bool check = true, EntityCounter* counter = nullptr) {
-  EntityCounter own;
-  if (counter == nullptr) counter = &own;
-  for (int pass = check ? 0 : 1; pass < (v != nullptr ? 2 : 1); ++pass) {
-    RecordVisitor& sink = pass == 0 ? static_cast<RecordVisitor&>(*counter) : *v;
-    if (pass == 1) {
-      for (uint32_t schema = 0; schema < counter->entities.size(); ++schema) {
-        if (counter->entities[schema] != 0) {
-          v->OnCheckpointEntities(schema, counter->entities[schema]);
-        }
+// Decodes `blocks` (CKPT_DATA payloads) into `counter` on up to `threads` threads,
+// each a consecutive share of them. Returns the index of the first malformed block,
+// or blocks.size() when all decode.
+size_t CountCheckpointBlocks(const std::vector<Block>& blocks, unsigned threads,
+                             EntityCounter* counter) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const size_t parts = std::max<size_t>(1, std::min<size_t>(threads, blocks.size()));
+  std::vector<EntityCounter> counters(parts);
+  std::vector<size_t> bad(parts, blocks.size());
+  auto count = [&](size_t part) {
+    uint64_t records = 0;
+    for (size_t i = blocks.size() * part / parts; i < blocks.size() * (part + 1) / parts; ++i) {
+      if (!DecodeCheckpointData(blocks[i].payload, counters[part], &records)) {
+        bad[part] = i;
+        return;
       }
     }
-    BlockReader reader(data, kCheckpointMagic, options.max_block_payload);
-    if (!reader.header_ok()) {
-      return util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
+  };
+  std::vector<std::thread> helpers;
+  for (size_t part = 1; part < parts; ++part)
+    helpers.emplace_back(count, part);
+  count(0);
+  for (auto& t : helpers)
+    t.join();
+  for (size_t part = 0; part < parts; ++part) {
+    if (bad[part] != blocks.size()) return bad[part];
+    counter->Add(counters[part]);
+  }
+  return blocks.size();
+}
+
+// A checkpoint read back whole (CheckCheckpoint), ready to replay.
+struct CheckedCheckpoint {
+  uint64_t window = 0;
+  uint64_t records = 0;
+  std::vector<Block> blocks;  // its CKPT_DATA blocks, in order (views into its bytes)
+  EntityCounter counter;
+};
+
+// Checks a whole checkpoint held in `data`: CRCs, block order, every record, the end
+// block's count; counts its entities. The blocks are framed in order, then their
+// records decoded on several threads; the problem reported is the first in the file.
+util::Status CheckCheckpoint(const std::string& data, const std::string& path,
+                             const ReadOptions& options, CheckedCheckpoint* out) {
+  uint64_t* window = &out->window;
+  uint64_t* records = &out->records;
+  std::vector<Block>& blocks = out->blocks;
+  BlockReader reader(data, kCheckpointMagic, options.max_block_payload);
+  if (!reader.header_ok()) {
+    return util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
+  }
+  *window = reader.header_window();
+  *records = 0;
+  util::Status framing = util::Status::Ok();  // the first problem outside the records
+  bool ended = false;
+  Block b;
+  auto malformed = [&path](uint64_t offset) {
+    return util::Status::Error(
+        fmt::format("checkpoint '{}': malformed records in the block at offset {}", path, offset));
+  };
+  for (;;) {
+    ReadStatus st = reader.Next(&b);
+    if (st == ReadStatus::kEnd) break;
+    if (st != ReadStatus::kBlock) {
+      framing = util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
+      break;
     }
-    *window = reader.header_window();
-    *records = 0;
-    bool ended = false;
-    Block b;
-    for (;;) {
-      ReadStatus st = reader.Next(&b);
-      if (st == ReadStatus::kEnd) break;
-      if (st != ReadStatus::kBlock) {
-        return util::Status::Error(fmt::format("checkpoint '{}': {}", path, reader.error()));
-      }
-      if (ended) {
-        return util::Status::Error(
-            fmt::format("checkpoint '{}': data after the end block at offset {}", path, b.offset));
-      }
-      if (b.type == BlockType::kCheckpointData) {
-        if (!DecodeCheckpointData(b.payload, sink, records)) {
-          return util::Status::Error(fmt::format(
-              "checkpoint '{}': malformed records in the block at offset {}", path, b.offset));
-        }
-      } else if (b.type == BlockType::kCheckpointEnd) {
-        util::Reader r(b.payload);
-        uint64_t w, total;
-        if (!r.Varint(&w) || !r.Varint(&total) || w != *window || total != *records) {
-          return util::Status::Error(fmt::format(
-              "checkpoint '{}': end block does not match its content (records {} vs {})", path,
-              total, *records));
-        }
-        ended = true;
-      } else {
-        return util::Status::Error(
-            fmt::format("checkpoint '{}': unexpected block type {} at offset {}", path,
-                        static_cast<int>(b.type), b.offset));
-      }
+    if (ended) {
+      framing = util::Status::Error(
+          fmt::format("checkpoint '{}': data after the end block at offset {}", path, b.offset));
+      break;
     }
-    if (!ended) {
-      return util::Status::Error(fmt::format("checkpoint '{}' has no end block", path));
+    if (b.type == BlockType::kCheckpointData) {
+      util::Reader r(b.payload);
+      uint64_t n;
+      if (!r.Varint(&n)) {
+        framing = malformed(b.offset);
+        break;
+      }
+      *records += n;
+      blocks.push_back(b);
+    } else if (b.type == BlockType::kCheckpointEnd) {
+      util::Reader r(b.payload);
+      uint64_t w, total;
+      if (!r.Varint(&w) || !r.Varint(&total) || w != *window || total != *records) {
+        framing = util::Status::Error(
+            fmt::format("checkpoint '{}': end block does not match its content (records {} vs {})",
+                        path, total, *records));
+        break;
+      }
+      ended = true;
+    } else {
+      framing =
+          util::Status::Error(fmt::format("checkpoint '{}': unexpected block type {} at offset {}",
+                                          path, static_cast<int>(b.type), b.offset));
+      break;
     }
   }
-  return util::Status::Ok();
+  if (framing.ok() && !ended) {
+    framing = util::Status::Error(fmt::format("checkpoint '{}' has no end block", path));
+  }
+  if (size_t bad = CountCheckpointBlocks(blocks, options.check_threads, &out->counter);
+      bad != blocks.size()) {
+    return malformed(blocks[bad].offset);
+  }
+  return framing;
+}
+
+// Replays a checkpoint CheckCheckpoint read back whole: how many entities of each
+// schema it holds (RecordVisitor::OnCheckpointEntities), then its records in order.
+void ReplayCheckpoint(const CheckedCheckpoint& c, RecordVisitor& v) {
+  const auto& entities = c.counter.entities;
+  for (uint32_t schema = 0; schema < entities.size(); ++schema) {
+    if (entities[schema] != 0) v.OnCheckpointEntities(schema, entities[schema]);
+  }
+  uint64_t records = 0;
+  for (const Block& b : c.blocks)
+    DecodeCheckpointData(b.payload, v, &records);  // decoded whole once already
 }
 
 std::string SideFileName(const std::string& dir, std::string_view kind, const std::string& path,
@@ -200,16 +282,23 @@ util::Result<std::vector<SchemaDef>> ReadLatestSchemas(const std::string& dir) {
   for (auto it = listing->checkpoints.rbegin(); it != listing->checkpoints.rend(); ++it) {
     auto data = ReadWholeFile(it->path);
     if (!data.ok()) return data.status();
+    CheckedCheckpoint checked;
+    if (!CheckCheckpoint(*data, it->path, {}, &checked).ok()) continue;
     SchemaCollector c;
-    uint64_t w, n;
-    if (ReadCheckpoint(*data, it->path, &c, &w, &n).ok()) return c.defs;
+    ReplayCheckpoint(checked, c);
+    return c.defs;
   }
   return std::vector<SchemaDef>{};
 }
 
 util::Status ReplayCheckpointImage(const std::string& data, const std::string& name,
                                    RecordVisitor& visitor, uint64_t* window, uint64_t* records) {
-  return ReadCheckpoint(data, name, &visitor, window, records);
+  CheckedCheckpoint checked;
+  if (auto st = CheckCheckpoint(data, name, {}, &checked); !st.ok()) return st;
+  ReplayCheckpoint(checked, visitor);
+  *window = checked.window;
+  *records = checked.records;
+  return util::Status::Ok();
 }
 
 util::Status ReplayWindowImage(std::string_view blocks, uint64_t window, RecordVisitor& visitor,
@@ -301,17 +390,13 @@ util::Status Recover(const std::string& dir, RecordVisitor& visitor, bool salvag
   for (auto it = listing->checkpoints.rbegin(); it != listing->checkpoints.rend(); ++it) {
     auto data = ReadWholeFile(it->path);
     if (!data.ok()) return data.status();
-    uint64_t w, n;
-    EntityCounter counter;
-    if (auto st = ReadCheckpoint(*data, it->path, nullptr, &w, &n, options, true, &counter);
-        !st.ok()) {
+    CheckedCheckpoint checked;
+    if (auto st = CheckCheckpoint(*data, it->path, options, &checked); !st.ok()) {
       report->warnings.push_back(fmt::format("ignoring damaged checkpoint: {}", st.message()));
       continue;
     }
-    if (auto st = ReadCheckpoint(*data, it->path, &visitor, &w, &n, options, false, &counter);
-        !st.ok()) {
-      return st;
-    }
+    ReplayCheckpoint(checked, visitor);
+    uint64_t w = checked.window, n = checked.records;
     report->used_checkpoint = true;
     report->checkpoint_window = w;
     report->checkpoint_records = n;

@@ -53,6 +53,8 @@ struct RecoveryReport {
 struct ReadOptions {
   // Blocks with a larger payload are not trusted; at least the writers' limit.
   uint32_t max_block_payload = kMaxBlockPayload;
+  // Threads that check a checkpoint's blocks before it is replayed (0: one per core).
+  unsigned check_threads = 0;
 };
 
 // Replays the newest valid checkpoint, then every window after it, in order, into

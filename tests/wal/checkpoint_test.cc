@@ -308,3 +308,61 @@ TEST_CASE("wal: replaying a checkpoint first tells how many entities of each sch
   CHECK(std::count_if(v.events.begin(), v.events.end(),
                       [](const std::string& e) { return e.starts_with("entities"); }) == 2);
 }
+
+TEST_CASE("wal: a checkpoint checked on several threads counts the entities one thread does") {
+  // Random entities of two schemas with one to three claims each, a few retractions
+  // between them, cut into blocks at random records (so that runs of one entity's
+  // claims span blocks, and the threads' shares of blocks); recovered with 1 to 7
+  // checking threads, each count must be the true one.
+  uint64_t seed = testing::TestSeed("CONV_WAL_SEED", 1717);
+  MESSAGE("seed ", seed, " (CONV_WAL_SEED)");
+  std::mt19937_64 rng(seed);
+  struct Counting : RecordingVisitor {
+    void OnCheckpointEntities(uint32_t schema, uint64_t entities) override {
+      events.push_back(fmt::format("entities {} {}", schema, entities));
+    }
+  };
+  auto schemas = testing::TestSchemaRecords();
+  for (int round = 0; round < 20; ++round) {
+    CAPTURE(round);
+    testing::TempDir dir("conv-wal");
+    std::vector<testing::EncodedRecords> blocks(1);
+    uint64_t want[3] = {0, 0, 0};
+    const int entities = 1 + static_cast<int>(rng() % 60);
+    for (int e = 0; e < entities; ++e) {
+      uint32_t schema = 1 + static_cast<uint32_t>(rng() % 2);
+      std::string id = fmt::format("e{}", e % 7 == 6 ? e - 3 : e);  // an id again, apart
+      ++want[schema];
+      for (uint64_t c = 0, claims = 1 + rng() % 3; c < claims; ++c) {
+        if (rng() % 3 == 0) blocks.emplace_back();
+        wal::PutClaim(blocks.back().bytes, schema, id, fmt::format("s{}", c), 1, true, 7, nullptr,
+                      "v");
+        ++blocks.back().count;
+      }
+      if (rng() % 5 == 0) {
+        wal::PutRetract(blocks.back().bytes, schema, "gone", "s0");
+        ++blocks.back().count;
+      }
+    }
+    WriteCheckpoint(dir.path(), 5, schemas, blocks);
+    for (unsigned threads : {1u, 2u, 3u, 7u}) {
+      CAPTURE(threads);
+      Counting v;
+      wal::RecoveryReport report;
+      wal::ReadOptions o;
+      o.check_threads = threads;
+      auto st = wal::Recover(dir.path(), v, false, &report, o);
+      REQUIRE_MESSAGE(st.ok(), st.message());
+      std::vector<std::string> counts;
+      for (const auto& ev : v.events) {
+        if (ev.starts_with("entities")) counts.push_back(ev);
+      }
+      std::vector<std::string> expect;
+      for (uint32_t schema = 1; schema <= 2; ++schema) {
+        if (want[schema] != 0)
+          expect.push_back(fmt::format("entities {} {}", schema, want[schema]));
+      }
+      CHECK(counts == expect);
+    }
+  }
+}
