@@ -51,7 +51,8 @@ util::Status Follower::Restore(engine::Engine& engine) {
 
 util::Status Follower::Start(engine::Engine& engine,
                              std::function<void(const std::string&)> on_fatal) {
-  auto tail = repl::StreamTail::Open(options_, restored_.resume_seq, restored_.last_window);
+  auto tail = repl::StreamTail::Open(options_, restored_.resume_seq, restored_.last_window,
+                                     restored_.epoch);
   if (!tail.ok()) return util::Status::Error(fmt::format("--follow: {}", tail.message()));
   tail_ = std::move(tail).value();
   auto reader = repl::OwnerReader::Open(options_);

@@ -7,11 +7,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "cmd/common.h"
@@ -255,8 +257,32 @@ void AppendReplicationStats(const repl::JetStreamLog& r, net::StatList& stats) {
                 {"repl_window", c.last_window},
                 {"repl_lag_windows", last_closed > c.last_window ? last_closed - c.last_window : 0},
                 {"repl_checkpoint_window", c.checkpoint_window},
-                {"repl_purged_below", c.purged_below}});
+                {"repl_purged_below", c.purged_below},
+                {"repl_resyncs", c.resyncs},
+                {"repl_fenced", r.fenced() ? 1u : 0u}});
 }
+
+// How long a fenced owner goes on answering writers `not_owner` (naming the new
+// owner) before it exits, so that writers reconnecting to it learn where to go.
+constexpr std::chrono::seconds kFencedGrace{5};
+
+// A deposed owner's fence, set from the WAL thread (a refused publish) or the
+// ownership refresh (the record names another owner); the main thread acts on it.
+struct FenceSignal {
+  std::mutex mu;
+  std::string owner;  // guarded
+  std::atomic<bool> set{false};
+  void Set(const std::string& new_owner) {
+    std::lock_guard lock(mu);
+    if (set) return;
+    owner = new_owner;
+    set = true;
+  }
+  std::string Owner() {
+    std::lock_guard lock(mu);
+    return owner;
+  }
+};
 
 }  // namespace
 
@@ -412,7 +438,15 @@ int RunServe(const ServeOptions& o) {
   engine_options.resume_retention = o.resume_retention;
   engine_options.log = &log;
   engine_options.replica = replica.get();
-  engine_options.on_fatal = [&log](const std::string& message) {
+  FenceSignal fence;
+  engine_options.on_fatal = [&log, &fence, r = replica.get()](const std::string& message) {
+    if (r != nullptr && r->fenced()) {
+      // Deposed: this round and every later one stay unacknowledged (the WAL
+      // thread stops here); the main thread tells the writers who owns it now.
+      log.Error("deposed: {}", message);
+      fence.Set(r->fenced_owner());
+      return;
+    }
     // No ack may follow a failed write or fdatasync: stop here. A restart recovers
     // everything acknowledged.
     log.Error("stopping: the write-ahead log failed: {}", message);
@@ -478,6 +512,18 @@ int RunServe(const ServeOptions& o) {
       return kExitError;
     }
     ownership = std::move(claimed).value();
+    // Once another owner writes the record, or its marker is in the stream, nothing
+    // more is acknowledged here (docs/replication.md, "Fencing").
+    ownership->OnLost([&fence, r = replica.get()](const std::string& owner) {
+      r->Fence(owner);
+      fence.Set(owner);
+    });
+    replica->SetOwnerCheck([o = ownership.get()] { return o->Deposed(); });
+    const std::string address = fmt::format("{}:{}", host, server.port());
+    if (auto st = replica->PublishEpochMarker(ownership->epoch(), address); !st.ok()) {
+      PrintError(fmt::format("--replicate: refusing to take writes: {}", st.message()));
+      return kExitError;
+    }
   }
   std::unique_ptr<net::MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {
@@ -546,7 +592,26 @@ int RunServe(const ServeOptions& o) {
   std::fflush(stdout);
 
   int sig = 0;
-  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+  std::chrono::steady_clock::time_point fenced_until{};
+  for (;;) {
+    timespec tick{0, 100'000'000};
+    sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig < 0) {
+      if (!fence.set) continue;
+      auto now = std::chrono::steady_clock::now();
+      if (fenced_until == std::chrono::steady_clock::time_point{}) {
+        std::string owner = fence.Owner();
+        log.Error("deposed: telling writers that {} owns {} now; stopping in {} s",
+                  owner.empty() ? "another server" : owner, o.cluster_name, kFencedGrace.count());
+        server.Fence(owner);
+        fenced_until = now + kFencedGrace;
+      } else if (now >= fenced_until) {
+        log.Error("stopping: deposed as the owner of {}", o.cluster_name);
+        std::_Exit(kExitError);
+      }
+      continue;
+    }
+    if (sig != SIGHUP) break;
     if (server_options.tls == nullptr) {
       log.Info("received SIGHUP: nothing to reload (no --tls-cert)");
       continue;
@@ -558,6 +623,11 @@ int RunServe(const ServeOptions& o) {
     }
   }
   log.Info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  if (fence.set) {
+    // Nothing more can be made durable here: no last window to flush.
+    log.Error("stopping: deposed as the owner of {}", o.cluster_name);
+    std::_Exit(kExitError);
+  }
   if (metrics) metrics->Stop();
   if (follower != nullptr) follower->Stop();
   server.Shutdown();

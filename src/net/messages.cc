@@ -69,6 +69,11 @@ std::string NotOwnerMessage(std::string_view owner) {
   return fmt::format("this server is a read replica; {}{}", kOwnerIsAt, owner);
 }
 
+std::string DeposedMessage(std::string_view owner) {
+  if (owner.empty()) return "this server is no longer the owner; the owner is not known yet";
+  return fmt::format("this server is no longer the owner; {}{}", kOwnerIsAt, owner);
+}
+
 std::string OwnerInNotOwnerMessage(std::string_view message) {
   size_t at = message.find(kOwnerIsAt);
   if (at == std::string_view::npos) return "";

@@ -191,6 +191,11 @@ constexpr MetricDef kMetrics[] = {
      "Start window of the newest checkpoint in JetStream."},
     {"repl_purged_below", "convergence_replication_purged_below_seq", "", Type::kGauge,
      "Stream sequence below which the stream was purged after that checkpoint."},
+    {"repl_resyncs", "convergence_replication_resyncs_total", "", Type::kCounter,
+     "Publishes refused out of order (this owner's own resends) and numbered again."},
+    {"repl_fenced", "convergence_replication_fenced", "", Type::kGauge,
+     "1 once this owner was deposed: another owner took the cluster name over; nothing more "
+     "is acknowledged here."},
 };
 
 constexpr std::string_view kErrorsPrefix = "errors_";

@@ -60,6 +60,8 @@ std::string_view FrameTypeName(uint8_t type);
 // ERROR `not_owner` (docs/protocol.md): its message, and the owner's HOST:PORT
 // read back from one ("" when the message names none).
 std::string NotOwnerMessage(std::string_view owner);
+// ERROR `not_owner` from a deposed owner (fenced: another owner took over).
+std::string DeposedMessage(std::string_view owner);
 std::string OwnerInNotOwnerMessage(std::string_view message);
 std::string_view ErrorCodeName(uint64_t code);
 

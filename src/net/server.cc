@@ -209,6 +209,29 @@ void Server::Accept(asio::ip::tcp::acceptor& acceptor, bool ws, bool console) {
       asio::detached);
 }
 
+void Server::Fence(const std::string& owner) {
+  {
+    std::lock_guard lock(fence_mu_);
+    if (fenced_) return;
+    fenced_owner_ = owner;
+    fenced_ = true;
+  }
+  std::string message = DeposedMessage(owner);
+  for (auto& t : io_) {
+    asio::post(t->ctx, [io = t.get(), message] {
+      for (auto& [p, s] : io->sessions) {
+        if (s->writer()) s->Fail(ErrorCode::kNotOwner, message);
+      }
+    });
+  }
+}
+
+std::optional<std::string> Server::fenced_owner() {
+  if (!fenced_) return std::nullopt;
+  std::lock_guard lock(fence_mu_);
+  return fenced_owner_;
+}
+
 void Server::Shutdown() {
   if (!started_ || shut_down_) return;
   shut_down_ = true;

@@ -146,6 +146,13 @@ class Server : private engine::WindowListener {
   // error, close, join. Idempotent.
   void Shutdown();
 
+  // A deposed owner (docs/replication.md, "Fencing"), from any thread: every
+  // writer connection gets ERROR not_owner naming `owner` and is closed, and every
+  // later HELLO with a source gets the same error. Readers go on. Idempotent.
+  void Fence(const std::string& owner);
+  // The owner a fenced server names; nullopt while not fenced.
+  std::optional<std::string> fenced_owner();
+
   // For sessions.
   engine::Engine& engine() { return engine_; }
   const ServerOptions& options() const { return options_; }
@@ -214,6 +221,9 @@ class Server : private engine::WindowListener {
   uint16_t console_port_ = 0;
   size_t next_io_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> fenced_{false};
+  std::mutex fence_mu_;
+  std::string fenced_owner_;  // guarded by fence_mu_
   bool started_ = false;
   bool shut_down_ = false;
 

@@ -61,6 +61,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Fail(ErrorCode code, std::string message);
   // Stops reading new frames (graceful shutdown, first step).
   void StopReading();
+  // A writer's connection (its HELLO named a source).
+  bool writer() const { return source_ != 0; }
 
  private:
   asio::awaitable<void> ReadLoop();

@@ -114,6 +114,12 @@ bool Session::HandleHello(std::string_view payload) {
     Fail(ErrorCode::kNotOwner, NotOwnerMessage(server_.options().owner_address()));
     return false;
   }
+  if (!hello.source.empty()) {
+    if (auto owner = server_.fenced_owner(); owner.has_value()) {
+      Fail(ErrorCode::kNotOwner, DeposedMessage(*owner));
+      return false;
+    }
+  }
   hello_done_ = true;
   watchdog_.cancel();  // re-arm for the idle deadline
   if (!hello.source.empty()) {

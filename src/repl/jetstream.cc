@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "repl/nats_link.h"
@@ -49,6 +51,23 @@ std::string LogSubject(std::string_view cluster_name) {
 std::string CheckpointSubject(std::string_view cluster_name) {
   return fmt::format("conv.{}.ckpt", cluster_name);
 }
+std::string EpochSubject(std::string_view cluster_name) {
+  return fmt::format("conv.{}.epoch", cluster_name);
+}
+
+namespace {
+constexpr const char* kExpectedLastSeq = "Nats-Expected-Last-Sequence";
+
+// The sequence `m` must follow in the stream (0: none, an empty stream).
+void SetExpected(natsMsg* m, uint64_t last_seq) {
+  if (last_seq != 0) natsMsgHeader_Set(m, kExpectedLastSeq, std::to_string(last_seq).c_str());
+}
+uint64_t Expected(natsMsg* m) {
+  uint64_t v = 0;
+  HeaderNumber(m, kExpectedLastSeq, &v);
+  return v;
+}
+}  // namespace
 
 struct JetStreamLog::State {
   ReplicationOptions options;
@@ -56,15 +75,29 @@ struct JetStreamLog::State {
   std::string stream;
   std::string log_subject;
   std::string ckpt_subject;
+  std::string epoch_subject;
   ConnPtr nc;
-  JsPtr js;       // the WAL thread's asynchronous publishes
-  JsPtr ckpt_js;  // the checkpoint thread's synchronous ones
+  JsPtr js;        // the WAL thread's asynchronous publishes
+  JsPtr ckpt_js;   // the checkpoint thread's synchronous ones
+  JsPtr check_js;  // the WAL thread's look at the stream when a publish is refused
   size_t chunk = 0;
   uint64_t round_start_ns = 0;  // WAL thread: first Publish of the round (0: none)
   uint64_t round_last_window = 0;
   std::string unsent;  // WAL thread: why a chunk of the round could not be built
 
+  // Every message is numbered (Nats-Expected-Last-Sequence) and sent under this
+  // lock, so the stream stores them in the order they were numbered.
+  std::mutex publish_mu;
+  uint64_t last_seq = 0;  // guarded by publish_mu: the sequence the next must follow
+  // The epoch this owner writes in: its own once its marker is in the stream, until
+  // then the newest marker's when opened (a restart republishing its own windows).
+  std::atomic<uint64_t> epoch{0};
+  std::atomic<bool> fenced{false};
+
   std::mutex mu;
+  std::string fenced_owner;      // guarded
+  OwnerCheck owner_check;        // guarded
+  bool wrong_seq = false;        // guarded: a publish was refused out of order
   std::vector<natsMsg*> failed;  // owned: publishes to do again (guarded)
   std::string last_error;        // guarded
   // Lowest stream sequence of each window's chunks, in window order, for the purge
@@ -87,6 +120,7 @@ struct JetStreamLog::State {
       natsMsg_Destroy(msg);
       return;
     }
+    if (pae != nullptr && pae->ErrCode == JSStreamWrongLastSequenceErr) s->wrong_seq = true;
     s->last_error =
         pae != nullptr
             ? fmt::format("{}{}", NatsError(pae->Err, pae->ErrCode),
@@ -105,6 +139,66 @@ struct JetStreamLog::State {
     }
   }
 
+  void Fence(const std::string& owner) {
+    std::lock_guard lock(mu);
+    if (fenced) return;
+    fenced_owner = owner;
+    fenced = true;
+    if (log != nullptr) {
+      log->Error("fenced: {} owns cluster {} now; nothing more is acknowledged here",
+                 owner.empty() ? "another owner" : owner, options.cluster_name);
+    }
+  }
+
+  // After a publish was refused out of order: either another owner wrote (its
+  // epoch marker is in the stream, or the owner record names it: this one is
+  // fenced, true), or this owner's own resends came out of order (its numbering
+  // starts again from the stream's last sequence, false). The stream's last
+  // sequence is read before looking for a marker, so a marker written after
+  // the look is above it, and the next publish is refused again.
+  bool Resync() {
+    std::lock_guard publish_lock(publish_mu);
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsStreamInfo* info = nullptr;
+    natsStatus st = js_GetStreamInfo(&info, check_js.get(), stream.c_str(), nullptr, &jerr);
+    StreamInfoPtr guard(info);
+    if (st != NATS_OK) return false;  // tried again with the next refusal
+    OwnerCheck check;
+    {
+      std::lock_guard lock(mu);
+      check = owner_check;
+    }
+    if (check) {
+      if (std::optional<std::string> owner = check(); owner.has_value()) {
+        Fence(*owner);
+        return true;
+      }
+    }
+    natsMsg* m = nullptr;
+    jerr = static_cast<jsErrCode>(0);
+    st = js_GetLastMsg(&m, check_js.get(), stream.c_str(), epoch_subject.c_str(), nullptr, &jerr);
+    MsgPtr marker(m);
+    uint64_t marker_epoch = 0;
+    if (st == NATS_OK && HeaderNumber(m, "Conv-Epoch", &marker_epoch)) {
+      if (marker_epoch > epoch) {
+        std::string body(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+        constexpr std::string_view kAddress = "address ";
+        Fence(body.rfind(kAddress, 0) == 0 ? body.substr(kAddress.size()) : "");
+        return true;
+      }
+    }
+    last_seq = info->State.LastSeq;
+    std::lock_guard lock(mu);
+    ++counters.resyncs;
+    return false;
+  }
+
+  std::string FencedMessage() {
+    std::lock_guard lock(mu);
+    return fmt::format("fenced: another owner ({}) wrote to stream {}",
+                       fenced_owner.empty() ? "address unknown" : fenced_owner, stream);
+  }
+
   // Publishes `m` asynchronously; on failure keeps it for the next try.
   void PublishAsync(natsMsg* m) {
     natsStatus st = js_PublishMsgAsync(js.get(), &m, nullptr);
@@ -119,16 +213,18 @@ namespace {
 
 util::Result<MsgPtr> MakeChunk(const std::string& subject, std::string_view body,
                                const std::string& id, const char* number_header, uint64_t number,
-                               size_t part, size_t parts) {
+                               size_t part, size_t parts, uint64_t epoch) {
   natsMsg* m = nullptr;
   natsStatus s =
       natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
   MsgPtr msg(m);
   std::string number_text = std::to_string(number);
   std::string part_text = fmt::format("{}/{}", part, parts);
+  std::string epoch_text = std::to_string(epoch);
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", id.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(m, number_header, number_text.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Conv-Part", part_text.c_str());
+  if (s == NATS_OK) s = natsMsgHeader_Set(m, "Conv-Epoch", epoch_text.c_str());
   if (s != NATS_OK)
     return util::Status::Error(fmt::format("cannot build a message: {}", NatsError(s)));
   return msg;
@@ -149,6 +245,7 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
   s->stream = StreamName(options.cluster_name);
   s->log_subject = LogSubject(options.cluster_name);
   s->ckpt_subject = CheckpointSubject(options.cluster_name);
+  s->epoch_subject = EpochSubject(options.cluster_name);
   auto nc = Connect(options.urls);
   if (!nc.ok()) return util::Status::Error(fmt::format("--replicate: {}", nc.message()));
   s->nc = std::move(nc).value();
@@ -166,14 +263,19 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
   auto ckpt_js = JetStream(s->nc.get());
   if (!ckpt_js.ok()) return util::Status::Error(fmt::format("--replicate: {}", ckpt_js.message()));
   s->ckpt_js = std::move(ckpt_js).value();
+  auto check_js = JetStream(s->nc.get());
+  if (!check_js.ok())
+    return util::Status::Error(fmt::format("--replicate: {}", check_js.message()));
+  s->check_js = std::move(check_js).value();
 
   // The stream: created, or its replica count brought to --replicas.
   jsStreamConfig cfg;
   jsStreamConfig_Init(&cfg);
-  const char* subjects[] = {s->log_subject.c_str(), s->ckpt_subject.c_str()};
+  const char* subjects[] = {s->log_subject.c_str(), s->ckpt_subject.c_str(),
+                            s->epoch_subject.c_str()};
   cfg.Name = s->stream.c_str();
   cfg.Subjects = subjects;
-  cfg.SubjectsLen = 2;
+  cfg.SubjectsLen = 3;
   cfg.Storage = js_FileStorage;
   cfg.Replicas = options.replicas;
   cfg.Duplicates = int64_t{120} * 1'000'000'000;  // resends within 2 min are de-duplicated
@@ -193,6 +295,7 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
       jerr = static_cast<jsErrCode>(0);
       st = js_UpdateStream(&info, s->js.get(), &cfg, nullptr, &jerr);
     }
+    if (st == NATS_OK && info != nullptr) s->last_seq = info->State.LastSeq;
     jsStreamInfo_Destroy(info);
     if (st == NATS_OK || util::MonoNanos() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -201,6 +304,16 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
     return util::Status::Error(
         fmt::format("--replicate: cannot create stream {} with {} replicas: {}", s->stream,
                     options.replicas, NatsError(st, jerr)));
+  }
+  // The epoch the stream is in: its newest marker's.
+  {
+    natsMsg* m = nullptr;
+    jerr = static_cast<jsErrCode>(0);
+    st = js_GetLastMsg(&m, s->check_js.get(), s->stream.c_str(), s->epoch_subject.c_str(), nullptr,
+                       &jerr);
+    MsgPtr marker(m);
+    uint64_t epoch = 0;
+    if (st == NATS_OK && HeaderNumber(m, "Conv-Epoch", &epoch)) s->epoch = epoch;
   }
   int64_t max_payload = natsConnection_GetMaxPayload(s->nc.get());
   s->chunk = options.max_chunk != 0
@@ -220,20 +333,25 @@ JetStreamLog::~JetStreamLog() {
 }
 
 void JetStreamLog::Publish(uint64_t window, std::string_view blocks) {
+  if (s_->fenced) return;  // sends nothing more; Confirm fails
   if (s_->round_start_ns == 0) s_->round_start_ns = util::MonoNanos();
   s_->round_last_window = window;
   size_t parts = Parts(blocks.size(), s_->chunk);
+  std::unique_lock publish_lock(s_->publish_mu);
   for (size_t i = 0; i < parts; ++i) {
     std::string_view body = blocks.substr(i * s_->chunk, s_->chunk);
-    auto m = MakeChunk(s_->log_subject, body,
-                       fmt::format("{}-w{}-{}", s_->options.cluster_name, window, i), "Conv-Window",
-                       window, i, parts);
+    auto m = MakeChunk(
+        s_->log_subject, body,
+        fmt::format("{}-e{}-w{}-{}", s_->options.cluster_name, s_->epoch.load(), window, i),
+        "Conv-Window", window, i, parts, s_->epoch);
     if (!m.ok()) {  // only when memory runs out: the round must not be acknowledged
       if (s_->unsent.empty()) s_->unsent = fmt::format("window {}: {}", window, m.message());
       continue;
     }
+    SetExpected(m->get(), s_->last_seq++);
     s_->PublishAsync(m->release());
   }
+  publish_lock.unlock();
   std::lock_guard lock(s_->mu);
   ++s_->counters.windows;
   s_->counters.chunks += parts;
@@ -244,6 +362,11 @@ wal::WriteOutcome JetStreamLog::Confirm() {
   const uint64_t start = util::MonoNanos();
   const uint64_t deadline =
       start + static_cast<uint64_t>(s_->options.confirm_timeout.count()) * 1'000'000;
+  auto fenced = [&]() -> wal::WriteOutcome {
+    s_->round_start_ns = 0;
+    return {wal::WriteErrc::kIo, s_->FencedMessage()};
+  };
+  if (s_->fenced) return fenced();
   if (!s_->unsent.empty()) {
     wal::WriteOutcome failed{wal::WriteErrc::kIo,
                              fmt::format("cannot publish to JetStream: {}", s_->unsent)};
@@ -274,10 +397,19 @@ wal::WriteOutcome JetStreamLog::Confirm() {
     }
     std::vector<natsMsg*> retry;
     std::string error;
+    bool wrong_seq = false;
     {
       std::lock_guard lock(s_->mu);
       retry.swap(s_->failed);
       error = s_->last_error;
+      wrong_seq = std::exchange(s_->wrong_seq, false);
+    }
+    // A refusal out of order: another owner's marker (fenced: nothing of this round
+    // is acknowledged), or this owner's resends out of order (numbered again below).
+    if (wrong_seq && s_->Resync()) {
+      for (natsMsg* m : retry)
+        natsMsg_Destroy(m);
+      return fenced();
     }
     if (st == NATS_OK && retry.empty()) break;
     if (util::MonoNanos() >= deadline) {
@@ -294,10 +426,18 @@ wal::WriteOutcome JetStreamLog::Confirm() {
         std::lock_guard lock(s_->mu);
         s_->counters.resends += retry.size();
       }
-      for (natsMsg* m : retry)
+      // Sent again in the order they were numbered; after a resync numbered again
+      // from the stream's last sequence.
+      std::stable_sort(retry.begin(), retry.end(),
+                       [](natsMsg* a, natsMsg* b) { return Expected(a) < Expected(b); });
+      std::lock_guard publish_lock(s_->publish_mu);
+      for (natsMsg* m : retry) {
+        if (wrong_seq) SetExpected(m, s_->last_seq++);
         s_->PublishAsync(m);
+      }
     }
   }
+  if (s_->fenced) return fenced();
   uint64_t dt = s_->round_start_ns != 0 ? util::MonoNanos() - s_->round_start_ns : 0;
   std::lock_guard lock(s_->mu);
   ++s_->counters.rounds;
@@ -335,21 +475,34 @@ util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string&
   size_t parts = Parts(data.size(), s_->chunk);
   uint64_t first_seq = 0;
   for (size_t i = 0; i < parts; ++i) {
-    std::string id = fmt::format("{}-c{}-{}", s_->options.cluster_name, window, i);
+    std::string id =
+        fmt::format("{}-e{}-c{}-{}", s_->options.cluster_name, s_->epoch.load(), window, i);
     for (;;) {
       auto m = MakeChunk(s_->ckpt_subject, std::string_view(data).substr(i * s_->chunk, s_->chunk),
-                         id, "Conv-Checkpoint", window, i, parts);
+                         id, "Conv-Checkpoint", window, i, parts, s_->epoch);
       if (!m.ok()) return m.status();
       jsPubOptions po;
       jsPubOptions_Init(&po);
       po.MaxWait = 2000;
+      if (s_->fenced) return util::Status::Error(s_->FencedMessage());
       jsPubAck* pa = nullptr;
       jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus st = js_PublishMsg(&pa, s_->ckpt_js.get(), m->get(), &po, &jerr);
+      natsStatus st;
+      {
+        // Numbered after every window chunk sent before it; the WAL thread's next
+        // publishes wait for its ack (one round trip per chunk).
+        std::lock_guard publish_lock(s_->publish_mu);
+        SetExpected(m->get(), s_->last_seq);
+        st = js_PublishMsg(&pa, s_->ckpt_js.get(), m->get(), &po, &jerr);
+        if (st == NATS_OK) s_->last_seq = pa->Sequence;
+      }
       if (st == NATS_OK) {
         if (i == 0) first_seq = pa->Sequence;
         jsPubAck_Destroy(pa);
         break;
+      }
+      if (jerr == JSStreamWrongLastSequenceErr && s_->Resync()) {
+        return util::Status::Error(s_->FencedMessage());
       }
       if (util::MonoNanos() >= deadline) {
         return util::Status::Error(fmt::format("chunk {} of {} not confirmed within {} ms: {}", i,
@@ -397,6 +550,72 @@ util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string&
   std::lock_guard lock(s_->mu);
   s_->counters.purged_below = below;
   return util::Status::Ok();
+}
+
+util::Status JetStreamLog::PublishEpochMarker(uint64_t epoch, const std::string& address) {
+  natsMsg* raw = nullptr;
+  std::string body = fmt::format("address {}", address);
+  natsStatus st = natsMsg_Create(&raw, s_->epoch_subject.c_str(), nullptr, body.data(),
+                                 static_cast<int>(body.size()));
+  MsgPtr m(raw);
+  std::string id = fmt::format("{}-e{}", s_->options.cluster_name, epoch);
+  std::string epoch_text = std::to_string(epoch);
+  if (st == NATS_OK) st = natsMsgHeader_Set(raw, "Nats-Msg-Id", id.c_str());
+  if (st == NATS_OK) st = natsMsgHeader_Set(raw, "Conv-Epoch", epoch_text.c_str());
+  if (st != NATS_OK) {
+    return util::Status::Error(fmt::format("cannot build the epoch marker: {}", NatsError(st)));
+  }
+  const uint64_t deadline =
+      util::MonoNanos() + static_cast<uint64_t>(s_->options.confirm_timeout.count()) * 1'000'000;
+  std::lock_guard publish_lock(s_->publish_mu);
+  SetExpected(raw, s_->last_seq);
+  for (;;) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 2000;
+    jsPubAck* pa = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    st = js_PublishMsg(&pa, s_->ckpt_js.get(), raw, &po, &jerr);
+    if (st == NATS_OK) {
+      s_->last_seq = pa->Sequence;
+      s_->epoch = epoch;
+      jsPubAck_Destroy(pa);
+      if (s_->log != nullptr) {
+        s_->log->Info("epoch {} marker at sequence {} of stream {}", epoch, s_->last_seq,
+                      s_->stream);
+      }
+      return util::Status::Ok();
+    }
+    if (jerr == JSStreamWrongLastSequenceErr) {
+      return util::Status::Error(fmt::format(
+          "stream {} was written after sequence {} by another writer (another owner): {}",
+          s_->stream, s_->last_seq, NatsError(st, jerr)));
+    }
+    if (util::MonoNanos() >= deadline) {
+      return util::Status::Error(fmt::format("the epoch marker was not confirmed within {} ms: {}",
+                                             s_->options.confirm_timeout.count(),
+                                             NatsError(st, jerr)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+void JetStreamLog::SetOwnerCheck(OwnerCheck check) {
+  std::lock_guard lock(s_->mu);
+  s_->owner_check = std::move(check);
+}
+
+void JetStreamLog::Fence(const std::string& owner) {
+  s_->Fence(owner);
+}
+
+bool JetStreamLog::fenced() const {
+  return s_->fenced;
+}
+
+std::string JetStreamLog::fenced_owner() const {
+  std::lock_guard lock(s_->mu);
+  return s_->fenced_owner;
 }
 
 util::Result<uint64_t> JetStreamLog::LastReplicatedWindow() {

@@ -3,12 +3,17 @@
 // The replicated log on NATS JetStream (docs/replication.md): one stream per
 // cluster name, CONV_<NAME>, holding every window's blocks (subject
 // conv.<NAME>.log) and the checkpoints (conv.<NAME>.ckpt), both in chunks within
-// the NATS server's max payload. Chunk headers: Nats-Msg-Id (de-duplication of
-// resends), Conv-Window or Conv-Checkpoint, Conv-Part "i/n".
+// the NATS server's max payload, and each owner's epoch marker (conv.<NAME>.epoch).
+// Chunk headers: Nats-Msg-Id (de-duplication of resends), Conv-Window or
+// Conv-Checkpoint, Conv-Part "i/n", Nats-Expected-Last-Sequence (the owner is the
+// stream's only writer, so it knows the sequence each message must follow: a
+// message after another owner's marker is refused, which fences this one).
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +38,7 @@ util::Status ValidateOptions(const ReplicationOptions& o);
 std::string StreamName(std::string_view cluster_name);
 std::string LogSubject(std::string_view cluster_name);
 std::string CheckpointSubject(std::string_view cluster_name);
+std::string EpochSubject(std::string_view cluster_name);
 
 struct ReplicationCounters {
   uint64_t windows = 0;      // windows published
@@ -46,6 +52,7 @@ struct ReplicationCounters {
   uint64_t checkpoints = 0;  // checkpoints replicated
   uint64_t checkpoint_window = 0;
   uint64_t purged_below = 0;  // stream sequence everything below which was purged
+  uint64_t resyncs = 0;       // publishes refused out of order, renumbered and resent
 };
 
 class JetStreamLog final : public wal::LogReplica {
@@ -61,6 +68,23 @@ class JetStreamLog final : public wal::LogReplica {
   void Publish(uint64_t window, std::string_view blocks) override;
   wal::WriteOutcome Confirm() override;
   util::Status PublishCheckpoint(uint64_t window, const std::string& path) override;
+
+  // Publishes this owner's epoch marker (body: `address HOST:PORT`), expecting the
+  // stream's last sequence to be the one this owner last wrote or read at Open.
+  // Fails when another writer wrote since (another owner: this one must not take
+  // writes). Later publishes are fenced by any newer marker.
+  util::Status PublishEpochMarker(uint64_t epoch, const std::string& address);
+
+  // Asked when a publish is refused out of order: the address of the owner that
+  // replaced this one, or nullopt while this one still holds the record (an
+  // ownership check, repl::Ownership::Deposed).
+  using OwnerCheck = std::function<std::optional<std::string>()>;
+  void SetOwnerCheck(OwnerCheck check);
+  // Fences this owner: no round is confirmed from now on (Confirm fails, so
+  // nothing more is acknowledged); `owner` is the one clients should go to.
+  void Fence(const std::string& owner);
+  bool fenced() const;
+  std::string fenced_owner() const;
 
   // The newest window the stream holds, as a log window or a checkpoint's start
   // window (0: the stream is empty).

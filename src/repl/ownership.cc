@@ -97,8 +97,27 @@ struct Ownership::State {
   std::atomic<uint64_t> refreshes{0};
   std::mutex mu;
   std::condition_variable cv;
-  bool stop = false;  // guarded by mu
+  bool stop = false;                                // guarded by mu
+  std::function<void(const std::string&)> on_lost;  // guarded by mu
+  std::string holder;                               // guarded by mu: who wrote the record after us
   std::thread thread;
+
+  // The record names another owner now: held turns false, once.
+  void Lost(const OwnerRecord& now) {
+    std::function<void(const std::string&)> callback;
+    {
+      std::lock_guard lock(mu);
+      if (!held) return;
+      held = false;
+      holder = now.address;
+      callback = on_lost;
+    }
+    if (log != nullptr) {
+      log->Error("the owner record of {} was written by {} (epoch {}) after ours (epoch {})",
+                 options.cluster_name, now.address, now.epoch, epoch.load());
+    }
+    if (callback) callback(now.address);
+  }
 
   void Run() {
     std::unique_lock lock(mu);
@@ -124,11 +143,7 @@ struct Ownership::State {
     // (tried again at the next refresh).
     auto now = ReadRecord(kv.get());
     if (now.ok() && now->has_value() && (*now)->revision != revision) {
-      held = false;
-      if (log != nullptr) {
-        log->Error("the owner record of {} was written by {} (epoch {}) after ours (epoch {})",
-                   options.cluster_name, (*now)->address, (*now)->epoch, epoch.load());
-      }
+      Lost(**now);
     } else if (log != nullptr) {
       log->Warn("cannot refresh the owner record of {}: {}", options.cluster_name, NatsError(st));
     }
@@ -233,6 +248,22 @@ bool Ownership::held() const {
 }
 uint64_t Ownership::refreshes() const {
   return s_->refreshes;
+}
+
+void Ownership::OnLost(std::function<void(const std::string& owner)> callback) {
+  std::lock_guard lock(s_->mu);
+  s_->on_lost = std::move(callback);
+}
+
+std::optional<std::string> Ownership::Deposed() {
+  if (!s_->held) {
+    std::lock_guard lock(s_->mu);
+    return s_->holder;
+  }
+  auto now = ReadRecord(s_->kv.get());
+  if (!now.ok() || !now->has_value() || (*now)->epoch == s_->epoch) return std::nullopt;
+  s_->Lost(**now);
+  return (*now)->address;
 }
 
 struct OwnerReader::State {

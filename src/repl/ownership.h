@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +55,13 @@ class Ownership {
   // compare-and-set refused): refreshing stops; the log names the new holder.
   bool held() const;
   uint64_t refreshes() const;
+  // Called once, from the refresh thread, when a refresh finds the record written
+  // by someone else; its argument is the address the record names now.
+  void OnLost(std::function<void(const std::string& owner)> callback);
+  // Reads the record now: the address of the owner that replaced this one (and
+  // held() turns false), or nullopt while this one holds it (or the record cannot
+  // be read: the next refresh tells).
+  std::optional<std::string> Deposed();
 
  private:
   struct State;

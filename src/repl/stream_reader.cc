@@ -53,6 +53,27 @@ util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* 
   return util::Status::Ok();
 }
 
+// Epochs (docs/replication.md, "Fencing"): a marker of a newer epoch than any before
+// it starts that epoch. What a deposed owner had not completed by then was never
+// acknowledged (torn: dropped), and any chunk of an older epoch after it is a
+// deposed owner's that slipped in (skipped). False: `m` is to be skipped.
+bool TakeEpoch(natsMsg* m, const std::string& epoch_subject, uint64_t* epoch,
+               std::map<uint64_t, Pieces>& pending, std::map<uint64_t, Pieces>* checkpoints) {
+  uint64_t e = 0;
+  if (epoch_subject == natsMsg_GetSubject(m)) {
+    if (HeaderNumber(m, "Conv-Epoch", &e) && e > *epoch) {
+      *epoch = e;
+      std::erase_if(pending, [](const auto& p) { return !p.second.complete(); });
+      if (checkpoints != nullptr) {
+        std::erase_if(*checkpoints, [](const auto& p) { return !p.second.complete(); });
+      }
+    }
+    return false;
+  }
+  HeaderNumber(m, "Conv-Epoch", &e);  // none: written before epochs were marked
+  return e >= *epoch;
+}
+
 // A cluster that lost a server, or is slow under load, answers once it has elected
 // the stream's leader again: a request that timed out is tried again for up to the
 // confirm timeout.
@@ -76,6 +97,7 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   if (!link.ok()) return link.status();
   const std::string stream = StreamName(options.cluster_name);
   const std::string log_subject = LogSubject(options.cluster_name);
+  const std::string epoch_subject = EpochSubject(options.cluster_name);
   jsStreamInfo* info = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus st = RetryTimeouts(options, [&] {
@@ -102,6 +124,7 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
       return util::Status::Error(
           fmt::format("cannot read message {} of {}: {}", seq, stream, NatsError(st, jerr)));
     }
+    if (!TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) continue;
     ++report->messages;
     bool is_log = log_subject == natsMsg_GetSubject(m);
     if (auto s = AddPiece(is_log ? windows : checkpoints, m,
@@ -151,6 +174,9 @@ struct StreamTail::State {
   JsPtr js;
   natsSubscription* sub = nullptr;
   uint64_t next_window = 0;  // the window to hand out next
+  uint64_t epoch = 0;        // the newest marker's
+  std::string epoch_subject;
+  std::string log_subject;
   std::map<uint64_t, Pieces> pending;
 
   ~State() {
@@ -162,16 +188,21 @@ struct StreamTail::State {
 };
 
 util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOptions& options,
-                                                           uint64_t from_seq,
-                                                           uint64_t after_window) {
+                                                           uint64_t from_seq, uint64_t after_window,
+                                                           uint64_t epoch) {
   auto s = std::make_unique<State>();
   auto link = ConnectJetStream(options.urls);
   if (!link.ok()) return link.status();
   s->nc = std::move(link->nc);
   s->js = std::move(link->js);
   s->next_window = after_window + 1;
+  s->epoch = epoch;
+  s->epoch_subject = EpochSubject(options.cluster_name);
+  s->log_subject = LogSubject(options.cluster_name);
   const std::string stream = StreamName(options.cluster_name);
-  const std::string subject = LogSubject(options.cluster_name);
+  // The log and the epoch markers (and the checkpoints, skipped: one filter subject
+  // takes all three).
+  const std::string subject = fmt::format("conv.{}.*", options.cluster_name);
   jsSubOptions so;
   jsSubOptions_Init(&so);
   so.Stream = stream.c_str();
@@ -231,6 +262,10 @@ util::Result<bool> StreamTail::Next(std::chrono::milliseconds wait, uint64_t* wi
       seq = meta->Sequence.Stream;
       jsMsgMetaData_Destroy(meta);
     }
+    if (s_->log_subject != natsMsg_GetSubject(m) && s_->epoch_subject != natsMsg_GetSubject(m)) {
+      continue;  // a checkpoint
+    }
+    if (!TakeEpoch(m, s_->epoch_subject, &s_->epoch, s_->pending, nullptr)) continue;
     uint64_t number = 0;
     if (!HeaderNumber(m, "Conv-Window", &number)) {
       return util::Status::Error(

@@ -32,6 +32,9 @@ struct StreamReadReport {
   // Where a reader following the stream goes on: the first sequence of the torn
   // window's chunks, else last_seq + 1.
   uint64_t resume_seq = 1;
+  // The newest epoch marker read (0: none): chunks of older epochs after it were
+  // skipped, and a follower of the stream goes on from it.
+  uint64_t epoch = 0;
 };
 
 // Replays the stream of `options.cluster_name` as it is now into `visitor`: the
@@ -41,16 +44,19 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
                                StreamReadReport* report);
 
 // Follows the log of `options.cluster_name` (a read replica): an ordered JetStream
-// consumer of its log subject from a stream sequence on, handing out every window
-// after a given one whole and in window order. Checkpoints are not read.
+// consumer of its log subject (and the epoch markers) from a stream sequence on,
+// handing out every window after a given one whole and in window order, skipping
+// chunks of a deposed owner. Checkpoints are not read.
 class StreamTail {
  public:
   // More complete windows than this held past a missing one: the missing one is
   // gone (purged before it was read), and Next fails.
   static constexpr size_t kMaxHeldWindows = 256;
 
+  // `epoch`: the newest marker's before from_seq (StreamReadReport::epoch).
   static util::Result<std::unique_ptr<StreamTail>> Open(const ReplicationOptions& options,
-                                                        uint64_t from_seq, uint64_t after_window);
+                                                        uint64_t from_seq, uint64_t after_window,
+                                                        uint64_t epoch);
   ~StreamTail();
   StreamTail(const StreamTail&) = delete;
   StreamTail& operator=(const StreamTail&) = delete;
