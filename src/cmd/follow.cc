@@ -82,11 +82,23 @@ void Follower::ReadOwner() {
   }
   owner_ = (*rec)->address;
   owner_epoch_ = (*rec)->epoch;
+  if ((*rec)->revision != owner_revision_) {
+    owner_revision_ = (*rec)->revision;
+    revision_seen_ = std::chrono::steady_clock::now();
+  }
+}
+
+std::optional<uint64_t> Follower::StaleRevision(std::chrono::microseconds after) const {
+  std::lock_guard lock(mu_);
+  if (owner_revision_ == 0 || std::chrono::steady_clock::now() - revision_seen_ < after) {
+    return std::nullopt;
+  }
+  return owner_revision_;
 }
 
 void Follower::Run(engine::Engine& engine,
                    const std::function<void(const std::string&)>& on_fatal) {
-  auto next_owner_read = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  auto next_owner_read = std::chrono::steady_clock::now() + owner_read_every_;
   std::string blocks;
   while (!stop_) {
     uint64_t window = 0;
@@ -102,7 +114,7 @@ void Follower::Run(engine::Engine& engine,
     }
     if (std::chrono::steady_clock::now() >= next_owner_read) {
       ReadOwner();
-      next_owner_read = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      next_owner_read = std::chrono::steady_clock::now() + owner_read_every_;
     }
   }
 }

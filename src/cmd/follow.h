@@ -7,10 +7,12 @@
 // data dir of its own.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -45,6 +47,12 @@ class Follower {
 
   // The owner's address as last read ("" before any owner claimed the name).
   std::string owner_address() const;
+  // How often the owner record is read (before Start; default 1 s).
+  void set_owner_read_interval(std::chrono::milliseconds every) { owner_read_every_ = every; }
+  // A standby's question: the record's revision when it has not changed for
+  // `after` (its owner stopped refreshing it); nullopt otherwise, or when there is
+  // no record.
+  std::optional<uint64_t> StaleRevision(std::chrono::microseconds after) const;
   // role, epoch, follow_window, follow_stream_window, follow_windows.
   void AppendStats(net::StatList& stats) const;
 
@@ -58,8 +66,11 @@ class Follower {
   std::unique_ptr<repl::StreamTail> tail_;
   std::unique_ptr<repl::OwnerReader> owner_reader_;
   mutable std::mutex mu_;
-  std::string owner_;         // guarded by mu_
-  uint64_t owner_epoch_ = 0;  // guarded by mu_
+  std::string owner_;                                      // guarded by mu_
+  uint64_t owner_epoch_ = 0;                               // guarded by mu_
+  uint64_t owner_revision_ = 0;                            // guarded by mu_
+  std::chrono::steady_clock::time_point revision_seen_{};  // guarded: when it last changed
+  std::chrono::milliseconds owner_read_every_{1000};
   std::atomic<uint64_t> window_{0};
   std::atomic<uint64_t> stream_window_{0};
   std::atomic<uint64_t> windows_{0};

@@ -119,6 +119,13 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
   sub->add_option("--cluster-name", o.cluster_name,
                   "The replicated log's name: JetStream stream CONV_NAME, owner record in KV "
                   "bucket CONV_OWNER_NAME (letters, digits, '_', '-')");
+  sub->add_flag("--standby", o.standby,
+                "With --follow: a read replica that takes the cluster name over when its "
+                "owner's record is not refreshed for --failover-after, then writes to "
+                "--data-dir (empty when it starts) and replicates as --replicate would");
+  AddDurationOption(*sub, "--failover-after", o.failover_after,
+                    "With --standby: how long the owner's record may go unrefreshed before "
+                    "the standby takes over (at least 2s)");
   sub->add_option("--replicas", o.replicas,
                   "JetStream replicas of the stream with --replicate (1 to 5)")
       ->capture_default_str();
@@ -284,10 +291,17 @@ struct FenceSignal {
   }
 };
 
-}  // namespace
+// A standby's two phases (docs/replication.md, "Standby").
+struct Takeover {
+  bool standby = false;   // the follower phase: return kTakeOver once the record is stale
+  uint64_t revision = 0;  // its out; the owner phase claims the record from it
+};
+constexpr int kTakeOver = -1;      // the follower phase saw the owner's record go stale
+constexpr int kTakeOverLost = -2;  // the owner phase did not win: follow again
 
-int RunServe(const ServeOptions& o) {
+int Serve(const ServeOptions& o, Takeover* takeover) {
   util::Logger log(*util::ParseLogLevel(o.log_level), *util::ParseLogFormat(o.log_format));
+  const bool taking_over = takeover != nullptr && takeover->revision != 0;
 
   engine::SchemaSet schemas;
   if (!o.schema_file.empty()) {
@@ -486,6 +500,10 @@ int RunServe(const ServeOptions& o) {
   if (replica != nullptr) {
     if (auto st = CatchUpStream(*replica, repl_options, o.data_dir, recovery.last_window, log);
         !st.ok()) {
+      if (taking_over) {
+        log.Error("--standby: not taking over: {}", st.message());
+        return kTakeOverLost;
+      }
       PrintError(st.message());
       return kExitError;
     }
@@ -505,8 +523,13 @@ int RunServe(const ServeOptions& o) {
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   if (replica != nullptr) {
     // Claimed before any write is taken.
-    auto claimed =
-        repl::Ownership::Claim(repl_options, fmt::format("{}:{}", host, server.port()), &log);
+    auto claimed = repl::Ownership::Claim(repl_options, fmt::format("{}:{}", host, server.port()),
+                                          &log, repl::Ownership::kRefreshInterval,
+                                          taking_over ? takeover->revision : 0);
+    if (!claimed.ok() && taking_over) {
+      log.Error("--standby: not taking over: {}", claimed.message());
+      return kTakeOverLost;
+    }
     if (!claimed.ok()) {
       PrintError(fmt::format("--replicate: {}", claimed.message()));
       return kExitError;
@@ -521,6 +544,10 @@ int RunServe(const ServeOptions& o) {
     replica->SetOwnerCheck([o = ownership.get()] { return o->Deposed(); });
     const std::string address = fmt::format("{}:{}", host, server.port());
     if (auto st = replica->PublishEpochMarker(ownership->epoch(), address); !st.ok()) {
+      if (taking_over) {
+        log.Error("--standby: not taking over: {}", st.message());
+        return kTakeOverLost;
+      }
       PrintError(fmt::format("--replicate: refusing to take writes: {}", st.message()));
       return kExitError;
     }
@@ -550,6 +577,10 @@ int RunServe(const ServeOptions& o) {
   server.Start();
   if (metrics) metrics->Start();
   if (follower != nullptr) {
+    // A standby notices a stale record within a quarter of a second.
+    if (takeover != nullptr && takeover->standby) {
+      follower->set_owner_read_interval(std::chrono::milliseconds(250));
+    }
     auto started = follower->Start(engine, [&log](const std::string& message) {
       // The replica cannot go on without the window it lacks: stop; a restart reads
       // the stream again.
@@ -596,6 +627,17 @@ int RunServe(const ServeOptions& o) {
   for (;;) {
     timespec tick{0, 100'000'000};
     sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig < 0 && takeover != nullptr && takeover->standby) {
+      if (auto revision = follower->StaleRevision(o.failover_after); revision.has_value()) {
+        log.Warn("the owner record of {} was not refreshed for {} (revision {}): taking over",
+                 o.cluster_name, util::FormatDuration(o.failover_after), *revision);
+        if (metrics) metrics->Stop();
+        follower->Stop();
+        server.Shutdown();
+        takeover->revision = *revision;
+        return kTakeOver;
+      }
+    }
     if (sig < 0) {
       if (!fence.set) continue;
       auto now = std::chrono::steady_clock::now();
@@ -633,6 +675,90 @@ int RunServe(const ServeOptions& o) {
   server.Shutdown();
   if (*lock_fd >= 0) ::close(*lock_fd);
   return kExitOk;
+}
+
+// Removes what a takeover that did not win wrote to the standby's data dir.
+util::Status ClearDataDir(const std::string& dir) {
+  auto listing = wal::ListDir(dir);
+  if (!listing.ok()) return listing.status();
+  std::error_code ec;
+  for (const auto& f : listing->segments)
+    std::filesystem::remove(f.path, ec);
+  for (const auto& f : listing->checkpoints)
+    std::filesystem::remove(f.path, ec);
+  for (const auto& f : listing->stale_checkpoints)
+    std::filesystem::remove(f, ec);
+  if (ec)
+    return util::Status::Error(fmt::format("--data-dir: cannot clear '{}': {}", dir, ec.message()));
+  return wal::FsyncDir(dir);
+}
+
+}  // namespace
+
+int RunServe(const ServeOptions& o) {
+  if (!o.standby) return Serve(o, nullptr);
+  if (o.follow.empty()) {
+    PrintError("--standby needs --follow (and --cluster-name): a standby is a read replica first");
+    return kExitError;
+  }
+  if (o.failover_after < std::chrono::seconds(2)) {
+    PrintError(fmt::format(
+        "--failover-after: {} is too short; the least is 2s (the owner refreshes its record "
+        "every second)",
+        util::FormatDuration(o.failover_after)));
+    return kExitError;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(o.data_dir, ec);
+  auto listing = wal::ListDir(o.data_dir);
+  if (!listing.ok()) {
+    PrintError(fmt::format("--data-dir: {}", listing.message()));
+    return kExitError;
+  }
+  if (!listing->segments.empty() || !listing->checkpoints.empty()) {
+    PrintError(fmt::format(
+        "--standby: the data dir '{}' holds a log or a checkpoint; a standby starts from an "
+        "empty one (the stream fills it when it takes over)",
+        o.data_dir));
+    return kExitError;
+  }
+  util::Logger log(*util::ParseLogLevel(o.log_level), *util::ParseLogFormat(o.log_format));
+  repl::ReplicationOptions repl_options;
+  repl_options.urls = o.follow;
+  repl_options.cluster_name = o.cluster_name;
+  repl_options.replicas = o.replicas;
+  for (;;) {
+    Takeover watch;
+    watch.standby = true;
+    int code = Serve(o, &watch);
+    if (code != kTakeOver) return code;
+    // The stream read to its end, as the data dir's one checkpoint; then the owner's
+    // path from it, claiming the record from the revision read.
+    repl::StreamReadReport report;
+    uint64_t t0 = util::MonoNanos();
+    if (auto st = repl::WriteStreamCheckpoint(repl_options, o.data_dir, &report); !st.ok()) {
+      log.Error("--standby: not taking over: {}", st.message());
+      if (auto cleared = ClearDataDir(o.data_dir); !cleared.ok()) {
+        PrintError(cleared.message());
+        return kExitError;
+      }
+      continue;
+    }
+    log.Info("--standby: wrote the stream up to window {} into {} in {} ms", report.last_window,
+             o.data_dir, (util::MonoNanos() - t0) / 1'000'000);
+    ServeOptions owner = o;
+    owner.replicate = o.follow;
+    owner.follow.clear();
+    owner.standby = false;
+    Takeover claim;
+    claim.revision = watch.revision;
+    code = Serve(owner, &claim);
+    if (code != kTakeOverLost) return code;
+    if (auto cleared = ClearDataDir(o.data_dir); !cleared.ok()) {
+      PrintError(cleared.message());
+      return kExitError;
+    }
+  }
 }
 
 }  // namespace conv::cmd

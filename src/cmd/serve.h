@@ -43,6 +43,8 @@ struct ServeOptions {
   std::string follow;     // NATS URLs; a read replica of --cluster-name
   std::string cluster_name;
   int replicas = 3;
+  bool standby = false;  // with --follow: take over when the owner stops refreshing
+  std::chrono::microseconds failover_after{3'000'000};
 };
 
 CLI::App* RegisterServe(CLI::App& app, ServeOptions& options);

@@ -153,7 +153,8 @@ struct Ownership::State {
 util::Result<std::unique_ptr<Ownership>> Ownership::Claim(const ReplicationOptions& options,
                                                           const std::string& address,
                                                           util::Logger* log,
-                                                          std::chrono::milliseconds refresh) {
+                                                          std::chrono::milliseconds refresh,
+                                                          uint64_t expected_revision) {
   if (auto st = ValidateOptions(options); !st.ok()) return st;
   auto s = std::make_unique<State>();
   s->options = options;
@@ -195,7 +196,25 @@ util::Result<std::unique_ptr<Ownership>> Ownership::Claim(const ReplicationOptio
   }
   std::string value = EncodeOwnerValue(address, 0);
   uint64_t rev = 0;
-  for (;;) {
+  while (expected_revision != 0) {
+    st = kvStore_Update(&rev, s->kv.get(), kKey, value.data(), static_cast<int>(value.size()),
+                        expected_revision);
+    if (st == NATS_OK) break;
+    auto now = ReadRecord(s->kv.get());
+    if (now.ok() && now->has_value() && (*now)->revision != expected_revision) {
+      return util::Status::Error(fmt::format(
+          "the owner record of {} was written at revision {} by {} (epoch {}) after revision {}: "
+          "another server took over",
+          options.cluster_name, (*now)->revision, (*now)->address, (*now)->epoch,
+          expected_revision));
+    }
+    if (util::MonoNanos() >= deadline) {
+      return util::Status::Error(fmt::format("cannot claim the owner record of {} in {}: {}",
+                                             options.cluster_name, bucket, NatsError(st)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (; expected_revision == 0;) {
     st = kvStore_Create(&rev, s->kv.get(), kKey, value.data(), static_cast<int>(value.size()));
     if (st == NATS_OK) break;
     auto before = ReadRecord(s->kv.get());

@@ -43,9 +43,11 @@ class Ownership {
   // Creates the bucket (--replicas replicas) if needed, then the record, or
   // replaces the one there (compare-and-set on the revision read: a previous owner
   // that stopped or died), and starts refreshing it every `refresh`.
+  // With `expected_revision` (a standby's takeover) the record is only replaced if
+  // it is still at that revision: of several standbys that read it there, one wins.
   static util::Result<std::unique_ptr<Ownership>> Claim(
       const ReplicationOptions& options, const std::string& address, util::Logger* log,
-      std::chrono::milliseconds refresh = kRefreshInterval);
+      std::chrono::milliseconds refresh = kRefreshInterval, uint64_t expected_revision = 0);
   ~Ownership();
   Ownership(const Ownership&) = delete;
   Ownership& operator=(const Ownership&) = delete;

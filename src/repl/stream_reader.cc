@@ -2,11 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <vector>
 
 #include "repl/nats_link.h"
 #include "util/clock.h"
+#include "wal/checkpoint.h"
+#include "wal/files.h"
 #include "wal/replay.h"
 
 namespace conv::repl {
@@ -167,6 +170,95 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
     report->last_window = window;
   }
   return util::Status::Ok();
+}
+
+namespace {
+
+// The state a log replays to, as records.
+class StateImage : public wal::RecordVisitor {
+ public:
+  void OnClaim(const wal::ClaimRecord& r) override {
+    std::string& out = claims_[Key(r.schema, r.id, r.source)];
+    out.clear();
+    wal::PutClaim(out, r.schema, r.id, r.source, r.mask, r.uniform, r.ts_max,
+                  r.uniform ? nullptr : r.ts, r.values);
+  }
+  void OnRetract(const wal::RetractRecord& r) override {
+    claims_.erase(Key(r.schema, r.id, r.source));
+  }
+  void OnSource(const wal::SourceRecord& r) override {
+    uint64_t& m = marks_[std::string(r.source)];
+    m = std::max(m, r.seq);
+  }
+  void OnSchema(const wal::SchemaRecord& r) override {
+    std::string& out = schemas_[r.id];
+    out.clear();
+    wal::PutSchema(out, r.id, r.name, r.n_fields, r.field_names, r.field_types);
+  }
+  void OnLease(const wal::LeaseRecord& r) override {
+    if (r.lease_ms == 0) {
+      leases_.erase(std::string(r.source));
+    } else {
+      leases_[std::string(r.source)] = r.lease_ms;
+    }
+  }
+
+  util::Status Write(const std::string& dir, uint64_t window) const {
+    std::string schemas;
+    for (const auto& [id, rec] : schemas_)
+      schemas += rec;
+    auto cp = wal::CheckpointWriter::Begin(dir, window, schemas, schemas_.size());
+    if (!cp.ok()) return cp.status();
+    std::string run;
+    uint64_t count = 0;
+    auto flush = [&]() -> util::Status {
+      if (count == 0) return util::Status::Ok();
+      auto st = (*cp)->Add(run, count);
+      run.clear();
+      count = 0;
+      return st;
+    };
+    for (const auto& [key, rec] : claims_) {
+      run += rec;
+      if (++count == 4096)
+        if (auto st = flush(); !st.ok()) return st;
+    }
+    for (const auto& [source, seq] : marks_) {
+      wal::PutSource(run, source, seq);
+      ++count;
+    }
+    for (const auto& [source, lease] : leases_) {
+      wal::PutLease(run, source, lease);
+      ++count;
+    }
+    if (auto st = flush(); !st.ok()) return st;
+    return (*cp)->Finish();
+  }
+
+ private:
+  static std::string Key(uint32_t schema, std::string_view id, std::string_view source) {
+    return fmt::format("{}\n{}\n{}", schema, id, source);
+  }
+  std::map<std::string, std::string> claims_;
+  std::map<std::string, uint64_t> marks_;
+  std::map<uint32_t, std::string> schemas_;
+  std::map<std::string, uint64_t> leases_;
+};
+
+}  // namespace
+
+util::Status WriteStreamCheckpoint(const ReplicationOptions& options, const std::string& dir,
+                                   StreamReadReport* report) {
+  auto listing = wal::ListDir(dir);
+  if (!listing.ok()) return listing.status();
+  if (!listing->segments.empty() || !listing->checkpoints.empty()) {
+    return util::Status::Error(
+        fmt::format("the data dir '{}' holds a log or a checkpoint already", dir));
+  }
+  StateImage image;
+  if (auto st = ReadReplicatedLog(options, image, report); !st.ok()) return st;
+  if (report->last_window == 0) return util::Status::Ok();
+  return image.Write(dir, report->last_window);
 }
 
 struct StreamTail::State {

@@ -43,6 +43,14 @@ struct StreamReadReport {
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
                                StreamReadReport* report);
 
+// A standby's takeover (docs/replication.md, "Standby"): the state the stream
+// replays to (ReadReplicatedLog) written into `dir` as one checkpoint at the last
+// complete window, with the schemas, every claim, each source's seq mark and lease.
+// `dir` must hold no log and no checkpoint. Nothing is written when the stream
+// holds no window.
+util::Status WriteStreamCheckpoint(const ReplicationOptions& options, const std::string& dir,
+                                   StreamReadReport* report);
+
 // Follows the log of `options.cluster_name` (a read replica): an ordered JetStream
 // consumer of its log subject (and the epoch markers) from a stream sequence on,
 // handing out every window after a given one whole and in window order, skipping

@@ -1,0 +1,186 @@
+// `serve --standby` (docs/replication.md, "Standby"): a read replica that takes the
+// cluster name over when the owner's record goes stale. Against a three-node NATS
+// cluster on loopback; every test case is named "cluster: ..." and labelled
+// `cluster`.
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/schema.h"
+#include "net/client.h"
+#include "net/messages.h"
+#include "support/nats_cluster.h"
+#include "support/op_model.h"
+#include "support/process.h"
+#include "support/serve_process.h"
+
+using namespace conv;
+using namespace std::chrono_literals;
+
+namespace {
+
+// One source writing pipelined ops; what it sent and what was acknowledged.
+struct Writer {
+  std::string name;
+  size_t index = 0;
+  std::unique_ptr<net::Client> client;
+  uint64_t sent = 0;
+  uint64_t acked = 0;
+
+  void ReadAcks(std::chrono::milliseconds wait) {
+    net::OwnedFrame f;
+    for (;;) {
+      auto got = client->TryReadFrame(wait, &f);
+      if (!got.ok() || !*got) return;
+      uint64_t seq = 0;
+      if (f.type == static_cast<uint8_t>(net::FrameType::kAck) && net::DecodeAck(f.payload, &seq))
+        acked = std::max(acked, seq);
+      wait = 0ms;
+    }
+  }
+};
+
+std::string NewAddress(testing::ServeProcess& standby, std::chrono::milliseconds wait) {
+  const std::string prefix = "listening on ";
+  auto line = standby.process->WaitForLine(prefix, wait);
+  REQUIRE_MESSAGE(line.ok(), (line.ok() ? "" : line.message()));
+  return line->substr(prefix.size());
+}
+
+std::string ReadLog(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "cluster: the owner killed under writes, the standby takes over with every acknowledged op") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  const uint64_t seed = testing::TestSeed("CONV_TAKEOVER_SEED", 20261201);
+  MESSAGE("takeover test: seed ", seed, " (CONV_TAKEOVER_SEED)");
+  testing::ServeProcess owner =
+      testing::StartServe(dir.File("owner"), dir.File("owner.log"),
+                          {"--replicate", nats.urls(), "--cluster-name", "tk", "--window", "2ms"});
+  testing::ServeProcess standby =
+      testing::StartServe(dir.File("standby"), dir.File("standby.log"),
+                          {"--follow", nats.urls(), "--cluster-name", "tk", "--standby",
+                           "--failover-after", "2s", "--window", "2ms"});
+  testing::ServeProcess replica =
+      testing::StartServe(dir.File("replica"), dir.File("replica.log"),
+                          {"--follow", nats.urls(), "--cluster-name", "tk", "--window", "2ms"});
+  testing::OpGenerator gen(engine::PlayerSchema(), seed, 64);
+  std::vector<Writer> writers(3);
+  for (size_t i = 0; i < writers.size(); ++i) {
+    writers[i].name = fmt::format("tk-{}", i);
+    writers[i].index = i;
+    net::Hello hello;
+    hello.source = writers[i].name;
+    auto c = net::Client::Connect(owner.address, hello, 10s);
+    REQUIRE_MESSAGE(c.ok(), c.message());
+    writers[i].client = std::move(c).value();
+  }
+  // Pipelined writes for a while, then SIGKILL with ops in flight.
+  auto until = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    for (Writer& w : writers) {
+      if (w.sent - w.acked < 64) {
+        REQUIRE(w.client->Send(gen.Frame(w.index, w.sent + 1)).ok());
+        ++w.sent;
+      }
+      w.ReadAcks(0ms);
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  for (Writer& w : writers)
+    w.ReadAcks(0ms);
+  owner.process->Signal(SIGKILL);
+  owner.process->Wait(10s);
+  auto killed = std::chrono::steady_clock::now();
+
+  std::string address = NewAddress(standby, 30s);
+  MESSAGE("the standby took over at ", address, " after ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                killed)
+              .count(),
+          " ms");
+  // Every acknowledged op is durable on the new owner (its WELCOME's mark), then
+  // each writer resends what was not acknowledged: seq de-duplication skips what
+  // the new owner has.
+  testing::StateModel model(gen.schema());
+  for (Writer& w : writers) {
+    CHECK(w.acked > 0);
+    net::Hello hello;
+    hello.source = w.name;
+    auto c = net::Client::Connect(address, hello, 10s);
+    REQUIRE_MESSAGE(c.ok(), c.message(), "\nstandby log:\n", ReadLog(standby.log_path));
+    CHECK_MESSAGE((*c)->welcome().last_applied_seq >= w.acked, w.name, ": acknowledged ", w.acked,
+                  ", the new owner has ", (*c)->welcome().last_applied_seq);
+    CHECK((*c)->welcome().last_applied_seq <= w.sent);
+    w.client = std::move(c).value();
+    for (uint64_t seq = w.acked + 1; seq <= w.sent; ++seq)
+      REQUIRE(w.client->Send(gen.Frame(w.index, seq)).ok());
+    for (uint64_t seq = 1; seq <= w.sent; ++seq)
+      model.Apply(w.name, gen.Op(w.index, seq));
+  }
+  for (Writer& w : writers) {
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (w.acked < w.sent && std::chrono::steady_clock::now() < deadline)
+      w.ReadAcks(50ms);
+    CHECK(w.acked == w.sent);
+  }
+  // The new owner's state is every op exactly once; the replica follows it.
+  net::Hello reader;
+  auto q = net::Client::Connect(address, reader, 10s);
+  REQUIRE(q.ok());
+  auto got = testing::QueryState(**q, gen.schema(), gen.EntityIds());
+  REQUIRE(got.ok());
+  CHECK_MESSAGE(*got == model.State(), testing::DescribeDifference(model.State(), *got));
+  auto r = net::Client::Connect(replica.address, reader, 10s);
+  REQUIRE(r.ok());
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  testing::StateByEntity seen;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = testing::QueryState(**r, gen.schema(), gen.EntityIds());
+    REQUIRE(s.ok());
+    seen = *s;
+    if (seen == model.State()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK_MESSAGE(seen == model.State(), testing::DescribeDifference(model.State(), seen));
+  replica.Stop();
+  standby.Stop();
+}
+
+TEST_CASE("cluster: standby flags are checked before anything starts") {
+  testing::TempDir dir("conv-takeover");
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CONV_BINARY,   "serve",      "--listen",
+                                     "127.0.0.1:0", "--data-dir", dir.File("d")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    testing::ProcessResult r = testing::RunProcess(argv, 30s);
+    CHECK(r.exit_code == 2);
+    return r.err;
+  };
+  std::string closed = fmt::format("nats://127.0.0.1:{}", testing::ClosedPort());
+  CHECK(run({"--standby"}).find("--standby needs --follow (and --cluster-name)") !=
+        std::string::npos);
+  CHECK(run({"--standby", "--follow", closed, "--cluster-name", "x", "--failover-after", "1s"})
+            .find("--failover-after: 1s is too short; the least is 2s") != std::string::npos);
+  // A data dir with a log in it is not a standby's.
+  std::filesystem::create_directories(dir.File("d"));
+  std::ofstream(dir.File("d") + "/wal-0000000000000001.log") << "x";
+  CHECK(run({"--standby", "--follow", closed, "--cluster-name", "x"})
+            .find("--standby: the data dir '" + dir.File("d") + "' holds a log or a checkpoint") !=
+        std::string::npos);
+}
