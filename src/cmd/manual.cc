@@ -130,6 +130,13 @@ const std::map<std::string_view, ManualEntry>& Entries() {
                         "(bootstrap, resume, include_prev) answer as the owner does. A writer's "
                         "HELLO gets the error `not_owner` naming the owner's address. See "
                         "`docs/replication.md`.",
+                        "With `--standby` as well (and an empty `--data-dir`) the replica takes "
+                        "*NAME* over when the owner's record has not been refreshed for "
+                        "`--failover-after` (default 3s): it writes the stream into its data "
+                        "dir, claims the record from the revision it read and takes writes as "
+                        "the owner. An owner that another replaced acknowledges nothing more, "
+                        "answers its writers `not_owner` naming the new owner and exits 5 s "
+                        "later (status 2).",
                     }},
                    {"Logging",
                     {

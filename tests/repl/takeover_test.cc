@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <filesystem>
@@ -183,4 +184,67 @@ TEST_CASE("cluster: standby flags are checked before anything starts") {
   CHECK(run({"--standby", "--follow", closed, "--cluster-name", "x"})
             .find("--standby: the data dir '" + dir.File("d") + "' holds a log or a checkpoint") !=
         std::string::npos);
+}
+
+TEST_CASE("cluster: an owner paused past --failover-after acknowledges nothing more once resumed") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  testing::ServeProcess owner = testing::StartServe(
+      dir.File("owner"), dir.File("owner.log"),
+      {"--replicate", nats.urls(), "--cluster-name", "paused", "--window", "2ms"});
+  testing::ServeProcess standby =
+      testing::StartServe(dir.File("standby"), dir.File("standby.log"),
+                          {"--follow", nats.urls(), "--cluster-name", "paused", "--standby",
+                           "--failover-after", "2s", "--window", "2ms"});
+  testing::OpGenerator gen(engine::PlayerSchema(), 5, 16);
+  Writer w;
+  w.name = "paused-writer";
+  net::Hello hello;
+  hello.source = w.name;
+  auto c = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  w.client = std::move(c).value();
+  REQUIRE(w.client->Send(gen.Frame(0, 1)).ok());
+  w.sent = 1;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < 1 && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  REQUIRE(w.acked == 1);
+
+  owner.process->Signal(SIGSTOP);
+  std::string address = NewAddress(standby, 30s);
+  // An op sent to the paused owner meanwhile; then it runs again.
+  REQUIRE(w.client->Send(gen.Frame(0, 2)).ok());
+  owner.process->Signal(SIGCONT);
+  net::Error error;
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (error.code == 0 && std::chrono::steady_clock::now() < deadline) {
+    net::OwnedFrame f;
+    auto got = w.client->TryReadFrame(50ms, &f);
+    if (!got.ok()) break;
+    if (!*got) continue;
+    uint64_t seq = 0;
+    if (f.type == static_cast<uint8_t>(net::FrameType::kAck) && net::DecodeAck(f.payload, &seq))
+      w.acked = std::max(w.acked, seq);
+    if (f.type == static_cast<uint8_t>(net::FrameType::kError))
+      REQUIRE(net::DecodeError(f.payload, &error));
+  }
+  CHECK(w.acked == 1);  // op 2 is not acknowledged by the deposed owner
+  CHECK(error.code == static_cast<uint64_t>(net::ErrorCode::kNotOwner));
+  CHECK(net::OwnerInNotOwnerMessage(error.message) == address);
+  // The writer follows to the new owner and resends op 2 there.
+  auto moved = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(moved.ok(), moved.message());
+  CHECK((*moved)->welcome().last_applied_seq == 1);
+  w.client = std::move(moved).value();
+  REQUIRE(w.client->Send(gen.Frame(0, 2)).ok());
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < 2 && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  CHECK(w.acked == 2);
+  auto code = owner.process->Wait(15s);
+  REQUIRE(code.has_value());
+  CHECK(WIFEXITED(*code));
+  CHECK(WEXITSTATUS(*code) == 2);
+  standby.Stop();
 }
