@@ -260,6 +260,14 @@ void SchemaCollector::OnSchema(const SchemaRecord& r) {
   for (uint32_t i = 0; i < r.n_fields; ++i) {
     d.fields.emplace_back(std::string(r.field_names[i]), r.field_types[i]);
   }
+  // A log read whole (a replicated stream) repeats them at every segment's head, and
+  // again after a takeover: the last definition of an id is the one in force.
+  for (SchemaDef& e : defs) {
+    if (e.id == d.id) {
+      e = std::move(d);
+      return;
+    }
+  }
   defs.push_back(std::move(d));
 }
 

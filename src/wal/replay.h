@@ -19,7 +19,8 @@ struct SchemaDef {
   std::vector<std::pair<std::string, uint8_t>> fields;  // name, type code
 };
 
-// Keeps the SCHEMA records it is shown, ignores every other record.
+// Keeps the SCHEMA records it is shown, one definition per id (the last one read),
+// ignores every other record.
 class SchemaCollector : public RecordVisitor {
  public:
   void OnClaim(const ClaimRecord&) override {}

@@ -19,6 +19,7 @@
 #include "engine/schema.h"
 #include "net/client.h"
 #include "net/messages.h"
+#include "support/feed.h"
 #include "support/nats_cluster.h"
 #include "support/op_model.h"
 #include "support/process.h"
@@ -50,6 +51,25 @@ struct Writer {
   }
 };
 
+// Each writer sends ops, with at most `depth` of its own unacknowledged, for
+// `duration`; then takes the ACKs that came.
+void WritePipelined(std::vector<Writer>& writers, const testing::OpGenerator& gen,
+                    std::chrono::milliseconds duration, uint64_t depth) {
+  auto until = std::chrono::steady_clock::now() + duration;
+  while (std::chrono::steady_clock::now() < until) {
+    for (Writer& w : writers) {
+      if (w.sent - w.acked < depth) {
+        REQUIRE(w.client->Send(gen.Frame(w.index, w.sent + 1)).ok());
+        ++w.sent;
+      }
+      w.ReadAcks(std::chrono::milliseconds(0));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  for (Writer& w : writers)
+    w.ReadAcks(std::chrono::milliseconds(0));
+}
+
 std::string NewAddress(testing::ServeProcess& standby, std::chrono::milliseconds wait) {
   const std::string prefix = "listening on ";
   auto line = standby.process->WaitForLine(prefix, wait);
@@ -65,7 +85,8 @@ std::string ReadLog(const std::string& path) {
 }  // namespace
 
 TEST_CASE(
-    "cluster: the owner killed under writes, the standby takes over with every acknowledged op") {
+    "cluster: the owner killed under writes, the standby takes over with every acknowledged op, "
+    "a replica's subscriber sees no gap") {
   testing::TempDir dir("conv-takeover");
   testing::NatsCluster nats(dir.path());
   const uint64_t seed = testing::TestSeed("CONV_TAKEOVER_SEED", 20261201);
@@ -81,6 +102,19 @@ TEST_CASE(
       testing::StartServe(dir.File("replica"), dir.File("replica.log"),
                           {"--follow", nats.urls(), "--cluster-name", "tk", "--window", "2ms"});
   testing::OpGenerator gen(engine::PlayerSchema(), seed, 64);
+  // A subscriber on the replica, from before the first write to after the takeover.
+  net::Hello reader;
+  auto sub_client = net::Client::Connect(replica.address, reader, 10s);
+  REQUIRE(sub_client.ok());
+  const engine::Schema* player = (*sub_client)->FindSchema("player");
+  REQUIRE(player != nullptr);
+  net::Subscribe sub;
+  sub.sub = 1;
+  sub.schema_id = player->id;
+  sub.flags = net::kSubscribeBootstrap;
+  testing::Feed feed(std::move(sub_client).value());
+  feed.Subscribe(sub);
+  feed.WaitSnapshotEnd();
   std::vector<Writer> writers(3);
   for (size_t i = 0; i < writers.size(); ++i) {
     writers[i].name = fmt::format("tk-{}", i);
@@ -92,19 +126,7 @@ TEST_CASE(
     writers[i].client = std::move(c).value();
   }
   // Pipelined writes for a while, then SIGKILL with ops in flight.
-  auto until = std::chrono::steady_clock::now() + 1500ms;
-  while (std::chrono::steady_clock::now() < until) {
-    for (Writer& w : writers) {
-      if (w.sent - w.acked < 64) {
-        REQUIRE(w.client->Send(gen.Frame(w.index, w.sent + 1)).ok());
-        ++w.sent;
-      }
-      w.ReadAcks(0ms);
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  for (Writer& w : writers)
-    w.ReadAcks(0ms);
+  WritePipelined(writers, gen, 1500ms, 64);
   owner.process->Signal(SIGKILL);
   owner.process->Wait(10s);
   auto killed = std::chrono::steady_clock::now();
@@ -141,7 +163,6 @@ TEST_CASE(
     CHECK(w.acked == w.sent);
   }
   // The new owner's state is every op exactly once; the replica follows it.
-  net::Hello reader;
   auto q = net::Client::Connect(address, reader, 10s);
   REQUIRE(q.ok());
   auto got = testing::QueryState(**q, gen.schema(), gen.EntityIds());
@@ -159,6 +180,17 @@ TEST_CASE(
     std::this_thread::sleep_for(100ms);
   }
   CHECK_MESSAGE(seen == model.State(), testing::DescribeDifference(model.State(), seen));
+  // The subscriber saw the old owner's windows, then the new owner's, each once
+  // and in order, and ends with the new owner's state.
+  auto records = testing::ServerState(**q, gen.schema(), gen.EntityIds());
+  deadline = std::chrono::steady_clock::now() + 15s;
+  while (feed.state() != records && std::chrono::steady_clock::now() < deadline)
+    feed.ReadOne(100ms);
+  CHECK(feed.state() == records);
+  CHECK(feed.errors.empty());
+  REQUIRE(feed.notifies().size() > 2);
+  for (size_t i = 1; i < feed.notifies().size(); ++i)
+    CHECK(feed.notifies()[i].window > feed.notifies()[i - 1].window);
   replica.Stop();
   standby.Stop();
 }
@@ -247,4 +279,91 @@ TEST_CASE("cluster: an owner paused past --failover-after acknowledges nothing m
   CHECK(WIFEXITED(*code));
   CHECK(WEXITSTATUS(*code) == 2);
   standby.Stop();
+}
+
+TEST_CASE("cluster: takeover cycles: owners killed in turn, no acknowledged op lost") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  const uint64_t cycles = testing::EnvNumber("CONV_TAKEOVER_CYCLES", 4);
+  const uint64_t seed = testing::TestSeed("CONV_TAKEOVER_SEED", 20261202);
+  MESSAGE("takeover cycles: ", cycles, " cycles, seed ", seed,
+          " (CONV_TAKEOVER_CYCLES, CONV_TAKEOVER_SEED; scripts/takeover-cycles.sh for a long run)");
+  const std::vector<std::string> standby_args = {"--follow", nats.urls(), "--cluster-name",
+                                                 "cycles",   "--standby", "--failover-after",
+                                                 "2s",       "--window",  "2ms"};
+  // Two data dirs taking turns: the owner's, and the standby's (empty when it starts).
+  std::string dirs[2] = {dir.File("a"), dir.File("b")};
+  auto owner = std::make_unique<testing::ServeProcess>(testing::StartServe(
+      dirs[0], dir.File("a.log"),
+      {"--replicate", nats.urls(), "--cluster-name", "cycles", "--window", "2ms"}));
+  std::string address = owner->address;
+  testing::OpGenerator gen(engine::PlayerSchema(), seed, 32);
+  std::vector<Writer> writers(2);
+  for (size_t i = 0; i < writers.size(); ++i) {
+    writers[i].name = fmt::format("cycle-{}", i);
+    writers[i].index = i;
+  }
+  uint64_t lost = 0, acked_total = 0;
+  for (uint64_t cycle = 0; cycle < cycles; ++cycle) {
+    int next = static_cast<int>((cycle + 1) % 2);
+    std::filesystem::remove_all(dirs[next]);
+    auto standby = std::make_unique<testing::ServeProcess>(
+        testing::StartServe(dirs[next], dir.File(next == 0 ? "a.log" : "b.log"), standby_args));
+    // The writers (re)connect to the owner, resend what was not acknowledged, and
+    // write pipelined for a while.
+    for (Writer& w : writers) {
+      net::Hello hello;
+      hello.source = w.name;
+      auto c = net::Client::Connect(address, hello, 10s);
+      REQUIRE_MESSAGE(c.ok(), c.message());
+      uint64_t has = (*c)->welcome().last_applied_seq;
+      if (has < w.acked) {
+        lost += w.acked - has;
+        FAIL_CHECK("cycle ", cycle, ": ", w.name, " had ", w.acked,
+                   " acknowledged, the new owner has ", has);
+      }
+      w.acked = std::max(w.acked, has);
+      w.client = std::move(c).value();
+      for (uint64_t seq = w.acked + 1; seq <= w.sent; ++seq)
+        REQUIRE(w.client->Send(gen.Frame(w.index, seq)).ok());
+    }
+    WritePipelined(writers, gen, 300ms, 32);
+    owner->process->Signal(SIGKILL);
+    owner->process->Wait(10s);
+    for (Writer& w : writers) {
+      acked_total += w.acked;
+      w.client.reset();
+    }
+    address = NewAddress(*standby, 30s);
+    owner = std::move(standby);
+  }
+  // The last owner has every op once.
+  testing::StateModel model(gen.schema());
+  for (Writer& w : writers) {
+    net::Hello hello;
+    hello.source = w.name;
+    auto c = net::Client::Connect(address, hello, 10s);
+    REQUIRE_MESSAGE(c.ok(), c.message());
+    CHECK((*c)->welcome().last_applied_seq >= w.acked);
+    w.client = std::move(c).value();
+    for (uint64_t seq = w.acked + 1; seq <= w.sent; ++seq)
+      REQUIRE(w.client->Send(gen.Frame(w.index, seq)).ok());
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (w.acked < w.sent && std::chrono::steady_clock::now() < deadline)
+      w.ReadAcks(50ms);
+    CHECK(w.acked == w.sent);
+    for (uint64_t seq = 1; seq <= w.sent; ++seq)
+      model.Apply(w.name, gen.Op(w.index, seq));
+  }
+  net::Hello reader;
+  auto q = net::Client::Connect(address, reader, 10s);
+  REQUIRE(q.ok());
+  auto got = testing::QueryState(**q, gen.schema(), gen.EntityIds());
+  REQUIRE(got.ok());
+  CHECK_MESSAGE(*got == model.State(), testing::DescribeDifference(model.State(), *got));
+  MESSAGE(fmt::format("takeover cycles: {} cycles, {} acked ops, {} lost", cycles,
+                      writers[0].sent + writers[1].sent, lost));
+  CHECK(lost == 0);
+  CHECK(acked_total > 0);
+  owner->Stop();
 }
