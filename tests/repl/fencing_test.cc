@@ -26,6 +26,7 @@
 #include "support/op_model.h"
 #include "support/process.h"
 #include "support/serve_process.h"
+#include "wal/files.h"
 #include "wal/records.h"
 #include "wal/writer.h"
 
@@ -354,4 +355,52 @@ TEST_CASE(
   REQUIRE(*got);
   CHECK(window == 2);
   CHECK(blocks == new2);
+}
+
+TEST_CASE(
+    "cluster: a takeover claims from the revision it read, and writes the stream only into "
+    "an empty data dir") {
+  testing::TempDir dir("conv-fence");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "claims");
+  auto owner = repl::Ownership::Claim(o, "127.0.0.1:1001", nullptr, 100ms);
+  REQUIRE_MESSAGE(owner.ok(), owner.message());
+  uint64_t read = (*owner)->epoch();
+  // The owner refreshed since: a claim from the revision read then is refused.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((*owner)->refreshes() < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  REQUIRE((*owner)->refreshes() >= 1);
+  auto late = repl::Ownership::Claim(o, "127.0.0.1:1002", nullptr, 100ms, read);
+  REQUIRE_FALSE(late.ok());
+  CHECK(late.message().find("another server took over") != std::string::npos);
+  CHECK(late.message().find(fmt::format("after revision {}", read)) != std::string::npos);
+  // From the current revision (the owner stopped: its record stays), one claim wins.
+  owner->reset();
+  auto reader = repl::OwnerReader::Open(o);
+  REQUIRE(reader.ok());
+  auto rec = (*reader)->Read();
+  REQUIRE(rec.ok());
+  REQUIRE(rec->has_value());
+  auto first = repl::Ownership::Claim(o, "127.0.0.1:1003", nullptr, 100ms, (*rec)->revision);
+  REQUIRE_MESSAGE(first.ok(), first.message());
+  auto second = repl::Ownership::Claim(o, "127.0.0.1:1004", nullptr, 100ms, (*rec)->revision);
+  CHECK_FALSE(second.ok());
+
+  // The stream's state as one checkpoint: refused in a data dir with a log.
+  std::filesystem::create_directories(dir.File("a"));
+  Windows w(dir.File("a"));
+  auto log = OpenLog(o);
+  log->Publish(1, w.Blocks(1));
+  log->Publish(2, w.Blocks(2));
+  REQUIRE(log->Confirm().ok());
+  repl::StreamReadReport report;
+  auto refused = repl::WriteStreamCheckpoint(o, dir.File("a"), &report);
+  CHECK(refused.message() ==
+        fmt::format("the data dir '{}' holds a log or a checkpoint already", dir.File("a")));
+  std::filesystem::create_directories(dir.File("b"));
+  auto written = repl::WriteStreamCheckpoint(o, dir.File("b"), &report);
+  REQUIRE_MESSAGE(written.ok(), written.message());
+  CHECK(report.last_window == 2);
+  CHECK(std::filesystem::exists(dir.File("b") + "/" + wal::CheckpointName(2)));
 }
