@@ -12,4 +12,4 @@ tests=build/tests/convergence_tests
 [ -x "$tests" ] || { echo "build first: cmake --build build" >&2; exit 1; }
 export CONV_TAKEOVER_CYCLES=$cycles
 [ $# -ge 2 ] && export CONV_TAKEOVER_SEED=$2
-"$tests" -tc='cluster: takeover cycles*' -s 2>&1 | grep -E 'takeover cycles|SUCCESS|FAILURE|ERROR'
+"$tests" -tc='cluster: takeover cycles*' 2>&1 | grep -E 'takeover cycles|Status|ERROR'
