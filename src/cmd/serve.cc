@@ -197,12 +197,17 @@ class IgnoreRecords : public wal::RecordVisitor {
 // the process died, a torn window, or everything for a new --cluster-name) is
 // published: the newest local checkpoint when the stream's usable log ends before
 // it, then every later window.
+//
+// A standby taking over (`taking_over`) wrote its data dir from the stream's usable
+// log: that log must end where the data dir does (a torn window after it, the dead
+// owner's last, is not refused: the new epoch's marker drops it for every reader).
 util::Status CatchUpStream(repl::JetStreamLog& replica, const repl::ReplicationOptions& ro,
-                           const std::string& dir, uint64_t local_last, util::Logger& log) {
+                           const std::string& dir, uint64_t local_last, util::Logger& log,
+                           bool taking_over) {
   auto in_stream = replica.LastReplicatedWindow();
   if (!in_stream.ok())
     return util::Status::Error(fmt::format("--replicate: {}", in_stream.message()));
-  if (*in_stream > local_last) {
+  if (*in_stream > local_last && !taking_over) {
     return util::Status::Error(fmt::format(
         "refusing to start: stream {} holds windows up to {} but the data dir '{}' only up to "
         "{}; start with the data dir that wrote them, or another --cluster-name",
@@ -214,6 +219,12 @@ util::Status CatchUpStream(repl::JetStreamLog& replica, const repl::ReplicationO
     return util::Status::Error(fmt::format("--replicate: {}", st.message()));
   }
   uint64_t from = report.last_window;
+  if (taking_over && from != local_last) {
+    return util::Status::Error(
+        fmt::format("stream {} has a usable log up to window {} now, the data dir written from "
+                    "it up to {}: its owner wrote since",
+                    repl::StreamName(ro.cluster_name), from, local_last));
+  }
   if (from >= local_last) return util::Status::Ok();
   auto listing = wal::ListDir(dir);
   if (!listing.ok()) return listing.status();
@@ -498,7 +509,8 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
         (util::MonoNanos() - t0) / 1'000'000, recovery.used_checkpoint ? "" : "no ",
         recovery.checkpoint_window, recovery.blocks, recovery.records);
   if (replica != nullptr) {
-    if (auto st = CatchUpStream(*replica, repl_options, o.data_dir, recovery.last_window, log);
+    if (auto st = CatchUpStream(*replica, repl_options, o.data_dir, recovery.last_window, log,
+                                taking_over);
         !st.ok()) {
       if (taking_over) {
         log.Error("--standby: not taking over: {}", st.message());

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -19,6 +20,9 @@
 #include "engine/schema.h"
 #include "net/client.h"
 #include "net/messages.h"
+#include "repl/jetstream.h"
+#include "repl/nats_link.h"
+#include "repl/stream_reader.h"
 #include "support/feed.h"
 #include "support/nats_cluster.h"
 #include "support/op_model.h"
@@ -75,6 +79,31 @@ std::string NewAddress(testing::ServeProcess& standby, std::chrono::milliseconds
   auto line = standby.process->WaitForLine(prefix, wait);
   REQUIRE_MESSAGE(line.ok(), (line.ok() ? "" : line.message()));
   return line->substr(prefix.size());
+}
+
+// Each source's seq mark in the stream, and the report.
+class SeqMarks : public wal::RecordVisitor {
+ public:
+  void OnClaim(const wal::ClaimRecord&) override {}
+  void OnRetract(const wal::RetractRecord&) override {}
+  void OnSource(const wal::SourceRecord& r) override {
+    uint64_t& m = marks[std::string(r.source)];
+    m = std::max(m, r.seq);
+  }
+  void OnSchema(const wal::SchemaRecord&) override {}
+  void OnLease(const wal::LeaseRecord&) override {}
+  std::map<std::string, uint64_t> marks;
+  repl::StreamReadReport report;
+};
+
+SeqMarks ReadMarks(const std::string& urls, const std::string& name) {
+  repl::ReplicationOptions o;
+  o.urls = urls;
+  o.cluster_name = name;
+  SeqMarks m;
+  auto st = repl::ReadReplicatedLog(o, m, &m.report);
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  return m;
 }
 
 std::string ReadLog(const std::string& path) {
@@ -366,4 +395,72 @@ TEST_CASE("cluster: takeover cycles: owners killed in turn, no acknowledged op l
   CHECK(lost == 0);
   CHECK(acked_total > 0);
   owner->Stop();
+}
+
+TEST_CASE("cluster: a standby takes over a stream whose last window the dead owner left torn") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  testing::ServeProcess owner = testing::StartServe(
+      dir.File("owner"), dir.File("owner.log"),
+      {"--replicate", nats.urls(), "--cluster-name", "torn", "--window", "2ms"});
+  testing::OpGenerator gen(engine::PlayerSchema(), 9, 16);
+  std::vector<Writer> writers(1);
+  Writer& w = writers[0];
+  w.name = "torn-writer";
+  net::Hello hello;
+  hello.source = w.name;
+  auto c = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  w.client = std::move(c).value();
+  for (uint64_t seq = 1; seq <= 20; ++seq)
+    REQUIRE(w.client->Send(gen.Frame(0, seq)).ok());
+  w.sent = 20;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < 20 && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  REQUIRE(w.acked == 20);
+  owner.process->Signal(SIGKILL);
+  owner.process->Wait(10s);
+
+  // The owner died publishing its next window: one chunk of two is in the stream.
+  SeqMarks before = ReadMarks(nats.urls(), "torn");
+  const uint64_t torn = before.report.last_window + 1;
+  {
+    auto link = repl::ConnectJetStream(nats.urls());
+    REQUIRE(link.ok());
+    natsMsg* m = nullptr;
+    REQUIRE(natsMsg_Create(&m, repl::LogSubject("torn").c_str(), nullptr, "x", 1) == NATS_OK);
+    repl::MsgPtr guard(m);
+    REQUIRE(natsMsgHeader_Set(m, "Conv-Window", std::to_string(torn).c_str()) == NATS_OK);
+    REQUIRE(natsMsgHeader_Set(m, "Conv-Part", "0/2") == NATS_OK);
+    REQUIRE(natsMsgHeader_Set(m, "Conv-Epoch", std::to_string(before.report.epoch).c_str()) ==
+            NATS_OK);
+    jsPubAck* pa = nullptr;
+    REQUIRE(js_PublishMsg(&pa, link->js.get(), m, nullptr, nullptr) == NATS_OK);
+    jsPubAck_Destroy(pa);
+  }
+  CHECK(ReadMarks(nats.urls(), "torn").report.torn_window == torn);
+
+  testing::ServeProcess standby =
+      testing::StartServe(dir.File("standby"), dir.File("standby.log"),
+                          {"--follow", nats.urls(), "--cluster-name", "torn", "--standby",
+                           "--failover-after", "2s", "--window", "2ms"});
+  std::string address = NewAddress(standby, 30s);
+  auto moved = net::Client::Connect(address, hello, 10s);
+  REQUIRE_MESSAGE(moved.ok(), moved.message(), "\nstandby log:\n", ReadLog(standby.log_path));
+  CHECK((*moved)->welcome().last_applied_seq == 20);
+  w.client = std::move(moved).value();
+  REQUIRE(w.client->Send(gen.Frame(0, 21)).ok());
+  w.sent = 21;
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < 21 && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  CHECK(w.acked == 21);
+  // The torn chunk is dropped at the new owner's marker; its windows follow.
+  SeqMarks after = ReadMarks(nats.urls(), "torn");
+  CHECK(after.report.torn_window == 0);
+  CHECK(after.report.last_window >= torn);
+  CHECK(after.report.epoch > before.report.epoch);
+  CHECK(after.marks[w.name] == 21);
+  standby.Stop();
 }
