@@ -302,11 +302,13 @@ TEST_CASE("cluster: writes go on when a NATS server is killed, and nothing ackno
   run.serve_args = {"--replicate", nats.urls(), "--cluster-name", "natskill"};
   int calls = 0;
   // In the second life of the owner, NATS server 0 (the one it is connected to)
-  // dies; the owner goes on writing for 6 s with the other two.
+  // dies; the owner goes on writing for 12 s with the other two.
   run.during_load = [&](const testing::ServeProcess&, std::chrono::milliseconds load) {
     if (++calls == 2) {
       nats.Kill(0);
-      std::this_thread::sleep_for(6s);
+      // Long enough for a stream leader's election and the reconnection to another
+      // server on a machine busy with other tests.
+      std::this_thread::sleep_for(12s);
     } else {
       std::this_thread::sleep_for(load);
     }
@@ -329,7 +331,7 @@ TEST_CASE("cluster: writes go on when a NATS server is killed, and nothing ackno
   REQUIRE(progress.size() == 4);
   MESSAGE("acknowledged ops per owner life (NATS server 0 killed in the second): ",
           fmt::format("{}", fmt::join(progress, ", ")));
-  // The second life wrote for 6 s after the kill; the last two (20 to 300 ms each,
+  // The second life wrote for 12 s after the kill; the last two (20 to 300 ms each,
   // starting with one NATS server gone) must have got acknowledgements too.
   CHECK(progress[1] > 0);
   CHECK(progress[2] + progress[3] > 0);
