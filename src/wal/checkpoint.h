@@ -37,6 +37,9 @@ class CheckpointWriter {
  private:
   CheckpointWriter() = default;
   util::Status Flush();
+  // Keeps the file's dirty pages few (8 to 16 MiB): starts writing
+  // back what was written since the last start, and waits for the range before.
+  void WriteBack();
 
   int fd_ = -1;
   uint64_t window_ = 0;
@@ -47,6 +50,8 @@ class CheckpointWriter {
   std::string buf_;
   uint64_t records_ = 0;
   uint64_t bytes_ = 0;
+  uint64_t writeback_started_ = 0;  // bytes of the file whose writeback was started
+  uint64_t written_back_ = 0;       // bytes of the file waited for on disk
   bool finished_ = false;
 };
 
