@@ -79,8 +79,8 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
       "never)");
   AddDurationOption(*sub, "--queue-goal", o.queue_goal,
                     "How long a window's cut may wait behind queued ops before writers' "
-                    "credits shrink: shorter trades throughput for ACK latency (0s: one "
-                    "--window)");
+                    "credits shrink: shorter trades throughput for ACK latency (0s: a "
+                    "quarter of --window)");
   AddDurationOption(*sub, "--max-future-ts", o.max_future_ts,
                     "How far ahead of the server's clock an op's ts may be (0s: any)");
   sub->add_option("--fsync", o.fsync,
@@ -332,7 +332,7 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
   server_options.idle_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(o.idle_timeout);
   server_options.max_future_ts = o.max_future_ts;
-  server_options.queue_goal = o.queue_goal.count() != 0 ? o.queue_goal : o.window;
+  server_options.queue_goal = o.queue_goal;
   server_options.ws_listen = o.ws_listen;
   server_options.console_listen = o.console;
   server_options.console_page = ConsolePage();

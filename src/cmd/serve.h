@@ -25,7 +25,7 @@ struct ServeOptions {
   std::chrono::microseconds handshake_timeout{5'000'000};
   std::chrono::microseconds idle_timeout{600'000'000};
   std::chrono::microseconds max_future_ts{60'000'000};
-  std::chrono::microseconds queue_goal{0};  // 0: one --window
+  std::chrono::microseconds queue_goal{0};  // 0: a quarter of --window
   std::string log_level = "info";
   std::string log_format = "text";
   std::string metrics_listen;  // empty: no metrics endpoint

@@ -38,13 +38,17 @@ void Coalescer::MarkDurable(uint64_t w) {
   {
     std::lock_guard lock(mu_);
     auto now = std::chrono::steady_clock::now();
+    uint64_t longest = 0;
     while (!changes_.empty() && changes_.front().window <= w) {
-      counters_.durable_us.Record(static_cast<uint64_t>(
+      auto us = static_cast<uint64_t>(
           std::chrono::duration_cast<std::chrono::microseconds>(now - changes_.front().cut_at)
-              .count()));
+              .count());
+      counters_.durable_us.Record(us);
+      longest = std::max(longest, us - std::min(us, changes_.front().queue_us));
       ready.push_back(std::move(changes_.front()));
       changes_.pop_front();
     }
+    if (!ready.empty()) last_durable_us_.store(longest, std::memory_order_relaxed);
   }
   for (auto& c : ready)
     listener_->OnChanges(c.window, std::move(c.changes));
@@ -179,7 +183,7 @@ bool Coalescer::CloseWindow(uint64_t w, std::vector<std::function<void(uint64_t)
     counters_.seal_us.Record(seal_us);
     counters_.queue_us.Record((reached_ns - cut_ns) / 1000);
     last_queue_us_.store((reached_ns - cut_ns) / 1000, std::memory_order_relaxed);
-    changes_.push_back({w, cut_at, std::move(changes)});
+    changes_.push_back({w, cut_at, (reached_ns - cut_ns) / 1000, std::move(changes)});
   }
   if (durability_ == nullptr) {
     for (const auto& [src, seq] : batch.marks)

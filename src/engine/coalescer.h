@@ -105,6 +105,11 @@ class Coalescer {
   // Any thread: the last closed window's time from its cut to every partition having
   // reached it (the ops queued before the cut), in us.
   uint64_t last_queue_us() const { return last_queue_us_.load(std::memory_order_relaxed); }
+  // Any thread: of the windows the last MarkDurable made durable, the longest time
+  // from every partition having reached the cut to durable (seal, log write and
+  // fdatasync: what an op waits after its window's cut but for the ops queued
+  // before it), in us.
+  uint64_t last_durable_us() const { return last_durable_us_.load(std::memory_order_relaxed); }
 
  private:
   void RunFollower(WindowListener* listener);
@@ -122,6 +127,7 @@ class Coalescer {
 
   std::atomic<bool> activity_{false};
   std::atomic<uint64_t> last_queue_us_{0};
+  std::atomic<uint64_t> last_durable_us_{0};
   std::chrono::steady_clock::time_point activity_at_;  // guarded by mu_: first activity
   std::chrono::steady_clock::time_point cut_at_;       // guarded by mu_: last window's close
   mutable std::mutex mu_;
@@ -136,6 +142,7 @@ class Coalescer {
   struct Closed {
     uint64_t window;
     std::chrono::steady_clock::time_point cut_at;
+    uint64_t queue_us;  // of it, until every partition had reached the cut
     std::vector<std::string> changes;
   };
   std::deque<Closed> changes_;  // guarded by mu_

@@ -99,6 +99,9 @@ class Engine {
   void RequestWindow() { coalescer_.NoteActivity(); }
   // The last window's cut-to-reached time, us (Coalescer::last_queue_us).
   uint64_t last_queue_us() const { return coalescer_.last_queue_us(); }
+  // The last durable windows' longest reached-to-durable time, us
+  // (Coalescer::last_durable_us).
+  uint64_t last_durable_us() const { return coalescer_.last_durable_us(); }
   // Writes a checkpoint now (needs a data dir and running I/O threads).
   util::Status Checkpoint();
   // Stops and joins the threads. Ops not yet in a closed window are dropped: call

@@ -433,19 +433,23 @@ void Server::OnCut(uint64_t w) {
 }
 
 void Server::OnDurable(uint64_t w) {
-  const auto window = static_cast<uint64_t>(engine_.options().window.count());
-  const auto goal = static_cast<uint64_t>(
-      options_.queue_goal.count() != 0 ? options_.queue_goal.count() : window);
-  const uint64_t queue = engine_.last_queue_us();
+  CreditBudget::Times times;
+  times.window = static_cast<uint64_t>(engine_.options().window.count());
+  times.goal = options_.queue_goal.count() != 0 ? static_cast<uint64_t>(options_.queue_goal.count())
+                                                : CreditBudget::DefaultGoal(times.window);
+  times.queue = engine_.last_queue_us();
+  times.durable = engine_.last_durable_us();
   for (auto& t : io_) {
-    asio::post(t->ctx, [server = this, io = t.get(), w, window, goal, queue] {
+    asio::post(t->ctx, [server = this, io = t.get(), w, times] {
       uint64_t now = util::MonoNanos() / 1000;
       uint64_t acked = 0, constrained = 0;
+      CreditBudget::Times t = times;
       for (auto& [p, s] : io->sessions) {
         uint64_t n = s->OnDurable(w);
         if (s->credit_constrained()) {
           acked += n;
           ++constrained;
+          t.rtt = std::max(t.rtt, s->rtt_us());
         }
       }
       if (io->lane == nullptr) return;  // the read thread: no writers
@@ -454,7 +458,7 @@ void Server::OnDurable(uint64_t w) {
         server->StopConsuming(r.first, 0);  // the retraction is durable
         return true;
       });
-      if (uint64_t share = io->budget.Share(acked, constrained, now, window, goal, queue)) {
+      if (uint64_t share = io->budget.Share(acked, constrained, now, t)) {
         for (auto& [p, s] : io->sessions) {
           if (s->credit_constrained()) s->OfferCredit(share);
         }

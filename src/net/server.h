@@ -50,7 +50,7 @@ struct ServerOptions {
   // far in the future would win every field against every other source for good.
   std::chrono::microseconds max_future_ts{60'000'000};
   // How long a window's cut may wait behind queued ops before writers' credits shrink
-  // (net/credit.h); 0: one window.
+  // (net/credit.h); 0: CreditBudget::DefaultGoal, a quarter of the window.
   std::chrono::microseconds queue_goal{0};
   // Bytes of replies queued for one connection past which the server stops reading
   // its requests until the client has read some.

@@ -603,6 +603,16 @@ bool Session::credit_constrained() const {
   return source_ != 0 && !writer_done_ && credit_.constrained();
 }
 
+uint64_t Session::rtt_us() const {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (::getsockopt(const_cast<asio::ip::tcp::socket&>(socket_).native_handle(), IPPROTO_TCP,
+                   TCP_INFO, &info, &len) != 0) {
+    return 0;
+  }
+  return info.tcpi_rtt;
+}
+
 void Session::OfferCredit(uint64_t share) {
   if (uint64_t c = credit_.Offer(share)) {
     EncodeCredit(out_, c);

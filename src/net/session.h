@@ -54,6 +54,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // thread's credit budget (announced with CREDIT when it matters).
   bool credit_constrained() const;
   void OfferCredit(uint64_t share);
+  // The kernel's smoothed round-trip time of the connection, us (0: unknown).
+  uint64_t rtt_us() const;
   // A session of the same source stopped sending: if this one waits to send its
   // WELCOME (the hand-over, docs/protocol.md), check whether it may now.
   void CheckWelcome();
