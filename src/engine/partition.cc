@@ -350,6 +350,23 @@ void Partition::EmitChange(const Dirty& d, const Entity& e, PartitionSeal* seal)
   ++seal->change_count;
 }
 
+void Partition::PrefetchSeal(size_t i) const {
+  // The dirty set was filled over the whole window: its entries' source lists,
+  // entities, ids and claims have left the cache since. Their loads are started
+  // ahead, in two steps: an entry's source list must be in before its claims can be.
+  if (size_t far = i + kSealAhead; far < dirty_count_) {
+    const Dirty& d = dirty_[far];
+    __builtin_prefetch(d.sources.data());
+    __builtin_prefetch(d.entity);
+    __builtin_prefetch(d.id);
+  }
+  if (size_t near = i + kSealAhead / 2; near < dirty_count_) {
+    for (const Dirty::Source& s : dirty_[near].sources) {
+      if (s.claim != nullptr) PrefetchClaim(s.claim);
+    }
+  }
+}
+
 PartitionSeal Partition::Seal(uint64_t window) {
   PartitionSeal seal;
   seal.partition = index_;
@@ -367,6 +384,7 @@ PartitionSeal Partition::Seal(uint64_t window) {
   uint64_t now = 0;
   for (size_t i = 0; i < dirty_count_; ++i) {
     if (i % kApplyChunk == kApplyChunk - 1) Step(Work::kSeal);
+    PrefetchSeal(i);
     Dirty& d = dirty_[i];
     Entity& e = *d.entity;
     if (log_changes_) EncodeChanges(d, &seal);

@@ -282,6 +282,9 @@ class Partition {
   // RestoreClaim on the entity `r` names, found already.
   void RestoreClaimTo(Entity& e, const wal::ClaimRecord& r, uint32_t source, uint64_t window);
   void EncodeChanges(const Dirty& d, PartitionSeal* seal) const;
+  // Seal: starts loading what dirty entries i + kSealAhead / 2 and i + kSealAhead need.
+  void PrefetchSeal(size_t i) const;
+  static constexpr size_t kSealAhead = 8;
   // Before an op changes `e`: makes it dirty for the window (keeping its state at
   // the window start when its schema is watched). After the change: Note().
   // `key` is the entity's key in the schema's map.
