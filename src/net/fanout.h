@@ -13,8 +13,12 @@
 // subscriber gets only its own frame header. A subscriber whose unsent output
 // passes the backlog limit stops getting per-window frames: its changes are merged
 // per entity (latest state, OR-ed changed fields, first prev) and sent when it has
-// drained (conflation). The same merge holds live changes while a bootstrap is
-// being sent, and between the flushes of an interval_ms subscription.
+// drained (conflation). Subscribers of one shape that start to conflate in the same
+// window share one merge (they start only at every kConflationEpoch-th window, so
+// that those falling behind together do): the fanout's work per window grows with
+// the shapes and merges, not with the subscribers, however many fall behind. The same merge holds
+// live changes while a bootstrap is being sent, and between the flushes of an interval_ms
+// subscription.
 
 #include <atomic>
 #include <condition_variable>
@@ -88,14 +92,15 @@ struct FanoutCounters {
   std::atomic<uint64_t> notifications{0};        // changes sent in NOTIFY frames
   std::atomic<uint64_t> notify_frames{0};
   std::atomic<uint64_t> snapshot_entries{0};
-  std::atomic<uint64_t> snapshots{0};          // SNAPSHOT_END sent after a walk
-  std::atomic<uint64_t> resets{0};             // of them, full state for a resume that was too old
-  std::atomic<uint64_t> conflations{0};        // times a subscriber fell behind
-  std::atomic<uint64_t> conflated_changes{0};  // changes merged into a later one
-  std::atomic<uint64_t> backlog_bytes{0};      // unsent subscription output, all sinks
-  std::atomic<uint64_t> stalled_snapshots{0};  // snapshots ended: the subscriber read none of them
-  std::atomic<uint64_t> held_bytes{0};         // merged changes held, all subscriptions
-  std::atomic<uint64_t> held_overflows{0};     // subscriptions ended: held past the limit
+  std::atomic<uint64_t> snapshots{0};           // SNAPSHOT_END sent after a walk
+  std::atomic<uint64_t> resets{0};              // of them, full state for a resume that was too old
+  std::atomic<uint64_t> conflations{0};         // times a subscriber fell behind
+  std::atomic<uint64_t> conflated_changes{0};   // changes merged into a later one
+  std::atomic<uint64_t> shared_conflations{0};  // of conflations, joining another's merge
+  std::atomic<uint64_t> backlog_bytes{0};       // unsent subscription output, all sinks
+  std::atomic<uint64_t> stalled_snapshots{0};   // snapshots ended: the subscriber read none of them
+  std::atomic<uint64_t> held_bytes{0};          // merged changes held, all subscriptions
+  std::atomic<uint64_t> held_overflows{0};      // subscriptions ended: held past the limit
 };
 
 class Fanout {
@@ -133,6 +138,7 @@ class Fanout {
 
  private:
   struct Held;
+  struct HeldSet;
   struct Sub;
   using SubPtr = std::shared_ptr<Sub>;
 
@@ -146,7 +152,8 @@ class Fanout {
   void EndFeed(Sub& s);
   void Pump(const SubPtr& s);
   void MaybeFinish(const SubPtr& s);
-  void Merge(Sub& s, const engine::ChangeView& c, uint64_t w);
+  // Merges c into `held`; returns how much its Held::Bytes grew (or shrank).
+  int64_t Merge(HeldSet& held, const engine::Schema& schema, const engine::ChangeView& c);
   // Adds `delta` bytes to what `s` holds (and its sink, and the counter).
   void CountHeld(Sub& s, int64_t delta);
   void ClearHeld(Sub& s);

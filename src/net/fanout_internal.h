@@ -65,6 +65,26 @@ struct Fanout::Held {
   size_t Bytes(size_t id_size) const { return 96 + id_size + values.size() + prev_values.size(); }
 };
 
+struct IdHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+};
+
+// Changes merged per entity since a subscription's last NOTIFY: its own, or one set
+// shared by the conflating subscriptions of one shape that fell behind in the same
+// window (from there on they would merge the very same changes; Fanout::Window).
+struct Fanout::HeldSet {
+  std::unordered_map<std::string, Held, IdHash, std::equal_to<>> map;
+  // A shared set's entries encoded at `encoded_window`: its subscriptions that drain
+  // in the same window send the same frames.
+  uint64_t encoded_window = 0;
+  std::vector<std::pair<std::shared_ptr<const std::string>, uint64_t>> encoded;
+};
+
+// Windows at which a subscription over its backlog starts to conflate: those that fall
+// behind within the same kConflationEpoch windows share one merge.
+constexpr uint64_t kConflationEpoch = 4;
+
 struct Fanout::Sub {
   std::shared_ptr<FeedSink> sink;
   net::Subscribe req;
@@ -88,11 +108,7 @@ struct Fanout::Sub {
   bool queued_reset = false;
 
   bool conflating = false;
-  struct IdHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
-  };
-  std::unordered_map<std::string, Held, IdHash, std::equal_to<>> held;
+  std::shared_ptr<HeldSet> held = std::make_shared<HeldSet>();
   size_t held_bytes = 0;          // Held::Bytes of every entry; counted in the sink's too
   uint64_t held_window = 0;       // newest window merged into held
   uint64_t delivered_window = 0;  // everything up to it is out

@@ -48,27 +48,54 @@ void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) 
   durable_ = w;
   // Direct subscribers by shape; everyone else merges.
   std::unordered_map<std::string, std::vector<Sub*>> shapes;
+  // The sets merged this window (each once, however many subscriptions share it),
+  // with how much each grew.
+  std::unordered_map<HeldSet*, int64_t> merged;
+  // Conflation sets started this window, by shape: the subscriptions that start to
+  // conflate together share one, since they hold the same from here on.
+  std::unordered_map<std::string, std::shared_ptr<HeldSet>> started;
+  std::vector<SubPtr> merging;
   std::vector<SubPtr> overflowed;
   for (size_t i = 0; i < subs_.size(); ++i) {
     SubPtr s = subs_[i];
     if (!s->started || w <= s->start_window) continue;
-    if (s->direct() && s->sink->backlog() > limit_) {
-      s->conflating = true;
-      WantDrain(*s);
-      counters_.conflations.fetch_add(1, std::memory_order_relaxed);
-    }
+    std::string key;
     if (s->direct()) {
-      std::string key;
       key.append(reinterpret_cast<const char*>(&s->schema->id), sizeof(s->schema->id));
       key.append(reinterpret_cast<const char*>(&s->req.field_mask), sizeof(s->req.field_mask));
       key.push_back(s->include_prev ? 1 : 0);
       key.append(s->req.id_prefix);
+    }
+    // Past its backlog, a subscription starts to conflate at the next epoch window, so
+    // that those falling behind together merge once (each frame of the windows
+    // between is shared with its shape's other subscribers).
+    if (s->direct() && s->sink->backlog() > limit_ && w % kConflationEpoch == 0) {
+      s->conflating = true;
+      std::shared_ptr<HeldSet>& set = started[key];
+      if (set == nullptr) {
+        set = std::make_shared<HeldSet>();
+      } else {
+        counters_.shared_conflations.fetch_add(1, std::memory_order_relaxed);
+      }
+      s->held = set;  // a direct subscription holds nothing
+      WantDrain(*s);
+      counters_.conflations.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (s->direct()) {
       shapes[key].push_back(s.get());
       continue;
     }
-    for (const auto& c : changes) {
-      if (c.schema == s->schema->id && c.id.starts_with(s->req.id_prefix)) Merge(*s, c, w);
+    if (auto [it, fresh] = merged.try_emplace(s->held.get(), 0); fresh) {
+      for (const auto& c : changes) {
+        if (c.schema == s->schema->id && c.id.starts_with(s->req.id_prefix)) {
+          it->second += Merge(*s->held, *s->schema, c);
+        }
+      }
     }
+    merging.push_back(s);
+  }
+  for (const SubPtr& s : merging) {
+    CountHeld(*s, merged[s->held.get()]);
     s->held_window = w;
     if (s->sink->held_bytes > limit_ && s->held_bytes > 0) overflowed.push_back(s);
   }
@@ -108,20 +135,19 @@ void Fanout::Window(uint64_t w, const std::vector<engine::ChangeView>& changes) 
   }
 }
 
-void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
-  auto it = s.held.find(c.id);  // no allocation for an entity already held
-  bool fresh = it == s.held.end();
-  if (fresh) it = s.held.try_emplace(std::string(c.id)).first;
+int64_t Fanout::Merge(HeldSet& held, const engine::Schema& schema, const engine::ChangeView& c) {
+  auto it = held.map.find(c.id);  // no allocation for an entity already held
+  bool fresh = it == held.map.end();
+  if (fresh) it = held.map.try_emplace(std::string(c.id)).first;
   Held& h = it->second;
   const size_t before = fresh ? 0 : h.Bytes(c.id.size());
-  // Counts the entry's new size, or takes it out (`erase`).
-  auto done = [&](bool erase) {
+  // The entry's growth, or its removal (`erase`).
+  auto done = [&](bool erase) -> int64_t {
     if (erase) {
-      s.held.erase(it);
-      CountHeld(s, -static_cast<int64_t>(before));
-    } else {
-      CountHeld(s, static_cast<int64_t>(h.Bytes(c.id.size())) - static_cast<int64_t>(before));
+      held.map.erase(it);
+      return -static_cast<int64_t>(before);
     }
+    return static_cast<int64_t>(h.Bytes(c.id.size())) - static_cast<int64_t>(before);
   };
   if (fresh) {
     h.kind = c.kind;
@@ -151,8 +177,8 @@ void Fanout::Merge(Sub& s, const engine::ChangeView& c, uint64_t w) {
     h.changed_mask = c.mask;
     return done(false);
   }
-  h.changed_mask = engine::ChangedFields(*s.schema, h.prev_mask, h.prev_values, h.mask, h.values);
-  done(h.changed_mask == 0);  // 0: back to what the subscriber has
+  h.changed_mask = engine::ChangedFields(schema, h.prev_mask, h.prev_values, h.mask, h.values);
+  return done(h.changed_mask == 0);  // 0: back to what the subscriber has
 }
 
 void Fanout::CountHeld(Sub& s, int64_t delta) {
@@ -162,14 +188,25 @@ void Fanout::CountHeld(Sub& s, int64_t delta) {
 }
 
 void Fanout::ClearHeld(Sub& s) {
-  s.held.clear();
+  if (s.held.use_count() > 1) {
+    s.held = std::make_shared<HeldSet>();  // leaves the set its peers still hold
+  } else {
+    s.held->map.clear();
+  }
   CountHeld(s, -static_cast<int64_t>(s.held_bytes));
 }
 
 // Sends the held changes, merged up to s.held_window.
 void Fanout::FlushHeld(Sub& s) {
+  HeldSet& set = *s.held;
+  if (s.held.use_count() > 1 && set.encoded_window == s.held_window && !set.encoded.empty()) {
+    auto frames = set.encoded;  // a peer drained in this window: the same frames
+    ClearHeld(s);
+    SendNotify(s, frames);
+    return;
+  }
   BodyParts parts;
-  for (const auto& [id, h] : s.held) {
+  for (const auto& [id, h] : set.map) {
     engine::ChangeView c;
     c.schema = s.schema->id;
     c.kind = h.kind;
@@ -183,8 +220,13 @@ void Fanout::FlushHeld(Sub& s) {
     c.prev_values = h.prev_values;
     if (AppendChange(s, c, parts.body())) parts.Added();
   }
+  auto& frames = parts.Finish();
+  if (s.held.use_count() > 1) {
+    set.encoded_window = s.held_window;
+    set.encoded = frames;
+  }
   ClearHeld(s);
-  SendNotify(s, parts.Finish());
+  SendNotify(s, frames);
 }
 
 void Fanout::SendNotify(
@@ -217,7 +259,7 @@ uint64_t Fanout::NextDue() const {
       uint64_t end = s->stalled_since_us + stall_limit_us_;
       if (due == 0 || end < due) due = std::max<uint64_t>(end, 1);
     }
-    if (s->interval_us == 0 || !s->live || s->held.empty()) continue;
+    if (s->interval_us == 0 || !s->live || s->held->map.empty()) continue;
     if (s->sink->backlog() >= limit_) continue;  // waits for Drained
     if (due == 0 || s->next_flush_us < due) due = std::max<uint64_t>(s->next_flush_us, 1);
   }
@@ -227,7 +269,7 @@ uint64_t Fanout::NextDue() const {
 void Fanout::FlushDue() {
   uint64_t now = util::MonoNanos() / 1000;
   for (auto& s : subs_) {
-    if (s->interval_us == 0 || !s->live || s->held.empty() || s->next_flush_us > now) continue;
+    if (s->interval_us == 0 || !s->live || s->held->map.empty() || s->next_flush_us > now) continue;
     if (s->sink->backlog() >= limit_) {
       WantDrain(*s);
       continue;

@@ -109,6 +109,9 @@ constexpr MetricDef kMetrics[] = {
      "Times a subscriber's backlog passed the limit and its changes were conflated."},
     {"conflated_changes", "convergence_conflated_changes_total", "", Type::kCounter,
      "Changes merged into a later one for a slow or paced subscriber."},
+    {"shared_conflations", "convergence_shared_conflations_total", "", Type::kCounter,
+     "Conflations that share the merge of another subscriber of the same shape that fell "
+     "behind in the same window."},
     {"subscriber_backlog_bytes", "convergence_subscriber_backlog_bytes", "", Type::kGauge,
      "Subscription output queued and not yet written, all connections."},
     {"subscriber_held_bytes", "convergence_subscriber_held_bytes", "", Type::kGauge,

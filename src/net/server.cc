@@ -551,6 +551,7 @@ StatList Server::Stats() {
       {"resume_resets", get(f.resets)},
       {"conflations", get(f.conflations)},
       {"conflated_changes", get(f.conflated_changes)},
+      {"shared_conflations", get(f.shared_conflations)},
       {"subscriber_backlog_bytes", get(f.backlog_bytes)},
       {"stalled_snapshots", get(f.stalled_snapshots)},
       {"subscriber_held_bytes", get(f.held_bytes)},

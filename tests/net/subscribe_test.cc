@@ -782,6 +782,57 @@ TEST_CASE("subscribe: a subscriber that stops reading is conflated, bounded, and
   CHECK(Only(slow.state(), ids) == truth);
 }
 
+TEST_CASE("subscribe: subscribers that fall behind together share one merge, each stream exact") {
+  uint64_t seed = Seed();
+  testing::TestServerOptions o;
+  o.server.subscriber_backlog = 256 << 10;  // 300 entities merged fit, as above
+  testing::TestServer server(o);
+  auto ids = Ids(300);
+  Writer w(server, "w", ids, seed);
+  w.SetName(std::string(300, 'n'));
+  // Six subscribers of two shapes that read nothing while the writer runs: they pass
+  // their backlog together and conflate at the same epoch window.
+  std::vector<std::unique_ptr<Feed>> feeds;
+  for (int i = 0; i < 6; ++i) {
+    feeds.push_back(std::make_unique<Feed>(server.Connect()));
+    feeds.back()->Subscribe(Sub(i < 4 ? net::kSubscribeIncludePrev : 0));
+    feeds.back()->WaitSnapshotEnd();
+  }
+  for (int i = 0; i < 150; ++i)
+    w.Batch(1000);
+  uint64_t conflations = Stat(w.client(), "conflations");
+  uint64_t shared = Stat(w.client(), "shared_conflations");
+  MESSAGE(conflations << " conflations, " << shared << " shared");
+  CHECK(conflations >= 2);
+  CHECK(shared >= 1);
+  CHECK(Stat(w.client(), "held_overflows") == 0);
+  std::string rec = w.Put("zz-end", 1);
+  ids.push_back("zz-end");
+  for (auto& f : feeds)
+    f->WaitForRecord("zz-end", rec);
+  auto truth = ServerState(w.client(), *w.client().FindSchema(kPlayer), ids);
+  for (size_t i = 0; i < feeds.size(); ++i) {
+    Feed& f = *feeds[i];
+    CAPTURE(i);
+    CHECK(Only(f.state(), ids) == truth);
+    if (i >= 4) continue;
+    // Every prev is the state this subscriber last had of the entity, whether it came
+    // in a window's frame or in a merge it shared with others.
+    std::map<std::string, std::string> state;
+    size_t mismatches = 0;
+    for (const net::Notify& n : f.notifies()) {
+      for (const net::ChangeEntry& e : n.changes) {
+        auto it = state.find(e.id);
+        bool had = it != state.end();
+        if (e.had_prev != had || (had && e.prev != it->second)) ++mismatches;
+        testing::ApplyEntries(state, {e});
+      }
+    }
+    CHECK(mismatches == 0);
+    CHECK(Only(state, ids) == truth);
+  }
+}
+
 TEST_CASE(
     "subscribe: merged changes past the backlog limit end the subscription, a resume catches up") {
   uint64_t seed = Seed();
