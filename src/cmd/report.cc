@@ -114,6 +114,16 @@ void WriterRows(const LoadReport& r, std::vector<std::vector<std::string>>& rows
   rows.push_back({"ACK latency p50 / p99 / p999",
                   fmt::format("{} ms (max {} ms; op generated → its ACK received)",
                               P3(r.ack_latency_ns, 1e6), Ms(MsOfNs(r.ack_latency_ns.max())))});
+  // Where an ACK's time goes after its window's cut, as the server measured it.
+  auto stage = [&](const char* name) {
+    return fmt::format("{} / {}",
+                       Ms(MsOfUs(r.Stat(r.stats_after, fmt::format("window_{}_p50_us", name)))),
+                       Ms(MsOfUs(r.Stat(r.stats_after, fmt::format("window_{}_p99_us", name)))));
+  };
+  rows.push_back({"Server window stages p50 / p99 (since its start)",
+                  fmt::format("cut → every partition reached it {} ms, → sealed {} ms, → durable "
+                              "{} ms",
+                              stage("queue"), stage("seal"), stage("durable"))});
 }
 
 void SubscriberRows(const LoadOptions& o, const LoadReport& r,
@@ -393,6 +403,12 @@ void WriteLoadJson(util::JsonWriter& j, const LoadOptions& o, const LoadReport& 
   j.Field("coalescing_ratio", r.CoalescingRatio(), 3);
   WritePercentiles(j, "ack_latency_ms", r.ack_latency_ns, 1e6, 2);
   j.Field("ack_latency_samples", r.ack_latency_ns.count());
+  for (const char* stage : {"queue", "seal", "durable"}) {
+    for (const char* q : {"p50", "p99"}) {
+      std::string name = fmt::format("window_{}_{}_us", stage, q);
+      j.Field("server_" + name, r.Stat(r.stats_after, name));
+    }
+  }
   j.Field("queries", r.query_ns.count()).Field("query_found", r.queries_found);
   WritePercentiles(j, "query_us", r.query_ns, 1e3, 1);
   if (o.subscribers > 0) WriteSubscriberJson(j, r);

@@ -42,6 +42,16 @@ void CheckAckLatencyJson(const std::string& json) {
   CHECK(p999 <= max);
   // Every acknowledged op has a latency.
   CHECK(JsonNumber(json, "ack_latency_samples") == JsonNumber(json, "acked_ops"));
+  // The server's stages after a cut: each ends later than the one before.
+  double queue = JsonNumber(json, "server_window_queue_p50_us");
+  double seal = JsonNumber(json, "server_window_seal_p50_us");
+  double durable = JsonNumber(json, "server_window_durable_p50_us");
+  INFO("window stages p50 us: ", queue, " / ", seal, " / ", durable);
+  CHECK(seal > 0);
+  CHECK(queue <= seal);
+  CHECK(seal <= durable);
+  CHECK(JsonNumber(json, "server_window_durable_p50_us") <=
+        JsonNumber(json, "server_window_durable_p99_us"));
 }
 
 // The server's counter `name`.
