@@ -43,13 +43,13 @@ _convergence_serve() {
     --fsync) _convergence_words 'window none'; return 0 ;;
     --log-level) _convergence_words 'debug info warn error off'; return 0 ;;
     --log-format) _convergence_words 'text json'; return 0 ;;
-    --listen|--partitions|--io-threads|--window|--max-frame|--max-connections|--handshake-timeout|--idle-timeout|--queue-goal|--max-future-ts|--checkpoint-interval|--resume-retention|--subscriber-backlog|--max-sources|--source-retention|--replicate|--follow|--cluster-name|--failover-after|--replicas|--metrics-listen|--ws-listen|--console|--ws-allowed-origins) return 0 ;;
+    --listen|--partitions|--io-threads|--window|--max-frame|--max-connections|--handshake-timeout|--idle-timeout|--queue-goal|--max-future-ts|--checkpoint-interval|--resume-retention|--subscriber-backlog|--max-sources|--source-retention|--replicate|--follow|--cluster-name|--failover-after|--advertise|--replicas|--metrics-listen|--ws-listen|--console|--ws-allowed-origins) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --max-sources --source-retention --salvage --replicate --follow --cluster-name --standby --failover-after --replicas --log-level --log-format --metrics-listen --ws-listen --console --ws-allowed-origins'
+    _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --max-sources --source-retention --salvage --replicate --follow --cluster-name --standby --failover-after --advertise --replicas --log-level --log-format --metrics-listen --ws-listen --console --ws-allowed-origins'
     return 0
   fi
-  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --max-sources --source-retention --salvage --replicate --follow --cluster-name --standby --failover-after --replicas --log-level --log-format --metrics-listen --ws-listen --console --ws-allowed-origins'
+  _convergence_words '-h --help --listen --data-dir --partitions --io-threads --window --schema-file --auth-token-file --tls-cert --tls-key --tls-client-ca --max-frame --max-connections --handshake-timeout --idle-timeout --queue-goal --max-future-ts --fsync --checkpoint-interval --resume-retention --subscriber-backlog --max-sources --source-retention --salvage --replicate --follow --cluster-name --standby --failover-after --advertise --replicas --log-level --log-format --metrics-listen --ws-listen --console --ws-allowed-origins'
 }
 
 _convergence_query() {

@@ -63,11 +63,12 @@ OptionSpec DescribeOption(CLI::Option& opt, const std::vector<std::string>& sche
       o.positional.empty() ? (o.long_names.empty() ? "" : o.long_names.front()) : o.positional;
   std::string type = opt.get_type_name();
   type = type.substr(0, type.find(':'));  // "TEXT:FILE" -> "TEXT"
-  bool file_check = false, dir_check = false;
+  bool file_check = false, dir_check = false, server_list = false;
   for (const std::string& d : ValidatorDescriptions(opt)) {
     if (auto choices = ParseChoices(d); !choices.empty()) o.choices = std::move(choices);
     if (d == "FILE" || d.rfind("PATH", 0) == 0) file_check = true;
     if (d == "DIR") dir_check = true;
+    if (d == "HOST:PORT[,...]") server_list = true;  // AddServerOption
   }
 
   if (!o.choices.empty()) {
@@ -87,7 +88,10 @@ OptionSpec DescribeOption(CLI::Option& opt, const std::vector<std::string>& sche
     o.metavar = name == "path" ? "PATH" : "FILE";
   } else {
     o.hint = ValueHint::kAny;
-    if (name == "listen" || name == "server" || name.ends_with("-listen")) {
+    if (server_list) {
+      o.metavar = "HOST:PORT[,...]";
+    } else if (name == "listen" || name == "server" || name == "advertise" ||
+               name.ends_with("-listen")) {
       o.metavar = "HOST:PORT";
     } else if (type == "UINT" || type == "INT" || type == "NATURAL") {
       o.metavar = "N";

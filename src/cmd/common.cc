@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "engine/record.h"
+#include "net/address.h"
 #include "util/duration.h"
 
 namespace conv::cmd {
@@ -57,6 +58,22 @@ util::Result<net::SslCtxPtr> TlsClientContext(const net::TlsClientOptions& o) {
     return net::SslCtxPtr();
   }
   return net::MakeTlsClientContext(o);
+}
+
+CLI::Option* AddServerOption(CLI::App& app, std::string& target, const std::string& what) {
+  auto* opt = app.add_option(
+      "--server", target,
+      "Server address, HOST:PORT, or several comma-separated (an owner and its standbys, or "
+      "replicas): " +
+          what);
+  opt->check(
+      [](const std::string& text) {
+        auto list = net::ParseAddressList(text);
+        return list.ok() ? std::string() : list.message();
+      },
+      "HOST:PORT[,...]");
+  opt->capture_default_str();
+  return opt;
 }
 
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,

@@ -34,6 +34,11 @@ void AddTlsClientOptions(CLI::App& app, net::TlsClientOptions& options);
 // The TLS configuration the flags ask for; null when TLS is off.
 util::Result<net::SslCtxPtr> TlsClientContext(const net::TlsClientOptions& options);
 
+// --server HOST:PORT[,HOST:PORT...]: the servers a client command tries in order
+// (net::ParseAddressList; a malformed entry is refused naming it). `what` ends the
+// help text: what the command does with the list.
+CLI::Option* AddServerOption(CLI::App& app, std::string& target, const std::string& what);
+
 // A CLI11 option taking a duration with a unit ("10ms", "1s").
 CLI::Option* AddDurationOption(CLI::App& app, const std::string& name,
                                std::chrono::microseconds& target, const std::string& help);

@@ -16,7 +16,10 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
       "load",
       "Generate load: writers (each its own source), subscribers and point readers; print a "
       "report");
-  sub->add_option("--server", o.server, "Server address, HOST:PORT")->capture_default_str();
+  AddServerOption(
+      *sub, o.server,
+      "each writer connects to the first that takes it (following not_owner) and, after losing its "
+      "connection, tries the list again for up to 10 s and resends what was not acknowledged");
   CLI::Option* workers =
       sub->add_option("--workers", o.workers,
                       "Writer connections, each a separate source (default 1; none with "

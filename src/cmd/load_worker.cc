@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "net/address.h"
 #include "net/messages.h"
 #include "util/clock.h"
 #include "util/coding.h"
@@ -25,6 +26,8 @@ constexpr uint64_t kMaxInflightOps = 1 << 20;
 // time (for the ACK latency). A clock reading per op cost ~10% of a writer's CPU;
 // 64 ops take a few microseconds to generate.
 constexpr uint64_t kOpsPerClockReading = 64;
+// How long a writer that lost its connection tries the servers of --server.
+constexpr std::chrono::milliseconds kReconnectFor{10'000};
 }  // namespace
 
 LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema, std::string source,
@@ -39,11 +42,17 @@ LoadWorker::LoadWorker(const LoadOptions& options, const engine::Schema& schema,
   report_.source = std::move(source);
 }
 
-util::Status LoadWorker::Connect() {
+util::Status LoadWorker::Connect(std::chrono::milliseconds retry_for) {
   net::Hello hello;
   hello.source = report_.source;
   hello.auth_token = token_;
-  auto c = net::Client::Connect(options_.server, hello, std::chrono::seconds(5), tls_);
+  auto servers = net::ParseAddressList(options_.server);
+  if (!servers.ok()) return servers.status();
+  net::ClientOptions co;
+  co.servers = std::move(servers).value();
+  co.tls = tls_;
+  co.retry_for = retry_for;
+  auto c = net::Client::Connect(co, hello);
   if (!c.ok()) return c.status();
   client_ = std::move(c).value();
   conn_ = &client_->transport();
@@ -206,12 +215,16 @@ bool LoadWorker::ReceiveSome() {
     } else if (f.type == static_cast<uint8_t>(net::FrameType::kError)) {
       net::Error e;
       if (net::DecodeError(f.payload, &e)) {
+        if (e.seq_or_req == 0) alive = false;  // the server closes after this
+        // A deposed owner names its successor: the reconnect finds it (not an op error).
+        if (e.seq_or_req == 0 && e.code == static_cast<uint64_t>(net::ErrorCode::kNotOwner)) {
+          continue;
+        }
         ++report_.errors;
         if (report_.first_error.empty()) {
           report_.first_error =
               fmt::format("{} (seq {}): {}", net::ErrorCodeName(e.code), e.seq_or_req, e.message);
         }
-        if (e.seq_or_req == 0) alive = false;  // the server closes after this
       }
     }
   }
@@ -222,7 +235,7 @@ bool LoadWorker::ReceiveSome() {
 void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain) {
   using clock = std::chrono::steady_clock;
   last_refill_ = clock::now();
-  if (auto st = Connect(); !st.ok()) {
+  if (auto st = Connect(std::chrono::milliseconds(0)); !st.ok()) {
     ++report_.errors;
     report_.first_error = st.message();
     return;
@@ -256,16 +269,14 @@ void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::mil
       // Lost the connection: reconnect (bounded) and resend what is unacknowledged.
       ++report_.reconnects;
       client_.reset();
-      bool back = false;
-      for (int attempt = 0; attempt < 50 && clock::now() < drain_end; ++attempt) {
-        if (Connect().ok()) {
-          back = true;
-          break;
+      // The servers of --server in turn (an owner's standby takes a few seconds to
+      // take over), not past the end of the drain.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_end - clock::now());
+      auto st = Connect(std::clamp(left, std::chrono::milliseconds(0), kReconnectFor));
+      if (!st.ok()) {
+        if (report_.first_error.empty()) {
+          report_.first_error = fmt::format("lost the connection: {}", st.message());
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (!back) {
-        if (report_.first_error.empty()) report_.first_error = "lost the connection";
         ++report_.errors;
         break;
       }

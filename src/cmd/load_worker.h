@@ -47,7 +47,8 @@ class LoadWorker {
     uint64_t mono_ns = 0;
   };
 
-  util::Status Connect();
+  // Connects to the servers of --server, trying them for up to `retry_for`.
+  util::Status Connect(std::chrono::milliseconds retry_for);
   void Generate(std::chrono::steady_clock::time_point now);
   bool SendSome();     // false: connection lost
   bool ReceiveSome();  // false: connection lost

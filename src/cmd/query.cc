@@ -16,7 +16,7 @@ CLI::App* RegisterQuery(CLI::App& app, QueryOptions& o) {
   sub->add_option("schema", o.schema, "Schema name, e.g. player")->required();
   sub->add_option("id", o.id, "Entity id")->required();
   sub->add_flag("--claims", o.claims, "Also print each source's claim");
-  sub->add_option("--server", o.server, "Server address, HOST:PORT")->capture_default_str();
+  AddServerOption(*sub, o.server, "tried in order until one answers");
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);

@@ -20,6 +20,7 @@
 #include "cmd/console_page.h"
 #include "cmd/follow.h"
 #include "engine/engine.h"
+#include "net/address.h"
 #include "net/metrics.h"
 #include "net/metrics_server.h"
 #include "net/server.h"
@@ -126,6 +127,10 @@ CLI::App* RegisterServe(CLI::App& app, ServeOptions& o) {
   AddDurationOption(*sub, "--failover-after", o.failover_after,
                     "With --standby: how long the owner's record may go unrefreshed before "
                     "the standby takes over (at least 2s)");
+  sub->add_option("--advertise", o.advertise,
+                  "With --replicate or --standby: the address replicas and not_owner answers "
+                  "give clients for this server as the owner (port 0: the bound port); needed "
+                  "when --listen is 0.0.0.0 or :: (default: the --listen address)");
   sub->add_option("--replicas", o.replicas,
                   "JetStream replicas of the stream with --replicate (1 to 5)")
       ->capture_default_str();
@@ -534,10 +539,21 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
   }
   std::string host = o.listen.substr(0, o.listen.rfind(':'));
   if (replica != nullptr) {
+    // The address others are given for this owner (CheckAdvertise checked --advertise).
+    std::string address = fmt::format("{}:{}", host, server.port());
+    if (!o.advertise.empty()) {
+      std::string advertised_host;
+      uint16_t advertised_port = 0;
+      (void)net::ParseHostPort(o.advertise, &advertised_host, &advertised_port);
+      address =
+          advertised_port == 0
+              ? fmt::format("{}:{}", o.advertise.substr(0, o.advertise.rfind(':')), server.port())
+              : o.advertise;
+    }
     // Claimed before any write is taken.
-    auto claimed = repl::Ownership::Claim(repl_options, fmt::format("{}:{}", host, server.port()),
-                                          &log, repl::Ownership::kRefreshInterval,
-                                          taking_over ? takeover->revision : 0);
+    auto claimed =
+        repl::Ownership::Claim(repl_options, address, &log, repl::Ownership::kRefreshInterval,
+                               taking_over ? takeover->revision : 0);
     if (!claimed.ok() && taking_over) {
       log.Error("--standby: not taking over: {}", claimed.message());
       return kTakeOverLost;
@@ -554,7 +570,6 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
       fence.Set(owner);
     });
     replica->SetOwnerCheck([o = ownership.get()] { return o->Deposed(); });
-    const std::string address = fmt::format("{}:{}", host, server.port());
     if (auto st = replica->PublishEpochMarker(ownership->epoch(), address); !st.ok()) {
       if (taking_over) {
         log.Error("--standby: not taking over: {}", st.message());
@@ -693,21 +708,65 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
 util::Status ClearDataDir(const std::string& dir) {
   auto listing = wal::ListDir(dir);
   if (!listing.ok()) return listing.status();
-  std::error_code ec;
+  std::vector<std::string> paths;
   for (const auto& f : listing->segments)
-    std::filesystem::remove(f.path, ec);
+    paths.push_back(f.path);
   for (const auto& f : listing->checkpoints)
-    std::filesystem::remove(f.path, ec);
-  for (const auto& f : listing->stale_checkpoints)
-    std::filesystem::remove(f, ec);
-  if (ec)
-    return util::Status::Error(fmt::format("--data-dir: cannot clear '{}': {}", dir, ec.message()));
+    paths.push_back(f.path);
+  paths.insert(paths.end(), listing->stale_checkpoints.begin(), listing->stale_checkpoints.end());
+  // The first file that cannot be removed stops it, named (a later success must not
+  // hide it).
+  for (const auto& path : paths) {
+    std::error_code ec;
+    if (!std::filesystem::remove(path, ec) && ec) {
+      return util::Status::Error(fmt::format(
+          "--data-dir: cannot clear '{}': cannot remove '{}': {}", dir, path, ec.message()));
+    }
+  }
   return wal::FsyncDir(dir);
+}
+
+// --advertise, and a --listen that could not be named to others (docs/replication.md,
+// "Addresses").
+util::Status CheckAdvertise(const ServeOptions& o) {
+  const bool owner = !o.replicate.empty() || o.standby;
+  if (!o.advertise.empty()) {
+    if (!owner) {
+      return util::Status::Error(
+          "--advertise needs --replicate or --standby: it is the address an owner names in its "
+          "record");
+    }
+    std::string host;
+    uint16_t port;
+    if (auto st = net::ParseHostPort(o.advertise, &host, &port); !st.ok()) {
+      return util::Status::Error(fmt::format("--advertise: {}", st.message()));
+    }
+    if (net::IsWildcardHost(host)) {
+      return util::Status::Error(fmt::format(
+          "--advertise: '{}' is a wildcard address; give one that replicas and clients reach "
+          "this server at",
+          o.advertise));
+    }
+    return util::Status::Ok();
+  }
+  std::string host;
+  uint16_t port;
+  if (owner && net::ParseHostPort(o.listen, &host, &port).ok() && net::IsWildcardHost(host)) {
+    return util::Status::Error(fmt::format(
+        "--listen {} listens on every interface: an owner must name an address others reach it "
+        "at; give --advertise HOST:PORT",
+        o.listen));
+  }
+  return util::Status::Ok();
 }
 
 }  // namespace
 
 int RunServe(const ServeOptions& o) {
+  if (auto st = CheckAdvertise(o); !st.ok()) {
+    PrintError(st.message());
+    return kExitError;
+  }
   if (!o.standby) return Serve(o, nullptr);
   if (o.follow.empty()) {
     PrintError("--standby needs --follow (and --cluster-name): a standby is a read replica first");

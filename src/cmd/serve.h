@@ -44,6 +44,9 @@ struct ServeOptions {
   std::string cluster_name;
   int replicas = 3;
   bool standby = false;  // with --follow: take over when the owner stops refreshing
+  // The HOST:PORT an owner names in its record and not_owner messages; empty: the
+  // --listen host and the bound port (port 0 here: the bound port too).
+  std::string advertise;
   std::chrono::microseconds failover_after{3'000'000};
 };
 

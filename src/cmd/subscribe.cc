@@ -34,7 +34,7 @@ CLI::App* RegisterSubscribe(CLI::App& app, SubscribeOptions& o) {
   sub->add_option("--count", o.count, "Exit after this many change lines (0: until stopped)")
       ->type_name("N")
       ->capture_default_str();
-  sub->add_option("--server", o.server, "Server address, HOST:PORT")->capture_default_str();
+  AddServerOption(*sub, o.server, "tried in order until one answers");
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <arpa/inet.h>
+
 #include <charconv>
+#include <cstring>
 
 namespace conv::net {
 
@@ -26,6 +29,40 @@ util::Status ParseHostPort(const std::string& text, std::string* host, uint16_t*
   *host = h;
   *port = static_cast<uint16_t>(value);
   return util::Status::Ok();
+}
+
+bool IsWildcardHost(const std::string& host) {
+  in_addr v4{};
+  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return v4.s_addr == 0;
+  in6_addr v6{};
+  if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
+    static const in6_addr any{};
+    return std::memcmp(&v6, &any, sizeof(v6)) == 0;
+  }
+  return false;
+}
+
+util::Result<std::vector<std::string>> ParseAddressList(std::string_view text) {
+  std::vector<std::string> out;
+  if (text.empty()) return util::Status::Error("the server list is empty; give HOST:PORT[,...]");
+  size_t start = 0;
+  for (size_t n = 1;; ++n) {
+    size_t comma = text.find(',', start);
+    std::string entry(
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start));
+    if (entry.empty()) {
+      return util::Status::Error(
+          fmt::format("'{}': entry {} is empty; give HOST:PORT[,HOST:PORT...]", text, n));
+    }
+    std::string host;
+    uint16_t port;
+    if (auto st = ParseHostPort(entry, &host, &port); !st.ok()) {
+      return util::Status::Error(fmt::format("'{}': entry {}: {}", text, n, st.message()));
+    }
+    out.push_back(std::move(entry));
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
 }
 
 }  // namespace conv::net

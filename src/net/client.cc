@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <thread>
+#include <utility>
 
 #include "net/address.h"
 #include "util/clock.h"
@@ -37,23 +39,165 @@ Client::~Client() {
 util::Result<std::unique_ptr<Client>> Client::Connect(const std::string& server, const Hello& hello,
                                                       std::chrono::milliseconds timeout,
                                                       const SslCtxPtr& tls) {
-  std::string target = server;
-  for (int hop = 0;; ++hop) {
-    std::string owner;
-    auto c = ConnectOnce(target, hello, timeout, tls, &owner);
-    if (c.ok() || owner.empty()) return c;
-    if (hop == kMaxOwnerRedirects) {
-      return util::Status::Error(fmt::format("{} (after following {} not_owner redirects)",
-                                             c.message(), kMaxOwnerRedirects));
-    }
-    target = owner;
+  auto servers = ParseAddressList(server);
+  if (!servers.ok()) return servers.status();
+  ClientOptions options;
+  options.servers = std::move(servers).value();
+  options.timeout = timeout;
+  options.tls = tls;
+  return Connect(options, hello);
+}
+
+util::Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options,
+                                                      const Hello& hello) {
+  if (options.servers.empty()) return util::Status::Error("no server address to connect to");
+  return ConnectAny(options, hello, "");
+}
+
+namespace {
+
+// A server's refusal of HELLO after which another server (or the same one later) may
+// take it: not the owner, stopping, out of connections or source slots.
+bool RetryableRefusal(uint64_t code) {
+  return code == static_cast<uint64_t>(ErrorCode::kNotOwner) ||
+         code == static_cast<uint64_t>(ErrorCode::kShuttingDown) ||
+         code == static_cast<uint64_t>(ErrorCode::kOverloaded);
+}
+
+}  // namespace
+
+util::Result<std::unique_ptr<Client>> Client::ConnectAny(const ClientOptions& options,
+                                                         const Hello& hello,
+                                                         const std::string& first) {
+  std::vector<std::string> order;
+  if (!first.empty()) order.push_back(first);
+  for (const std::string& s : options.servers) {
+    if (s != first) order.push_back(s);
   }
+  // Each address tried, with its last error, in the order first tried.
+  std::vector<std::pair<std::string, std::string>> failures;
+  auto note = [&failures](const std::string& server, std::string error) {
+    for (auto& f : failures) {
+      if (f.first == server) {
+        f.second = std::move(error);
+        return;
+      }
+    }
+    failures.emplace_back(server, std::move(error));
+  };
+  const uint64_t start = util::MonoNanos();
+  const uint64_t deadline = start + static_cast<uint64_t>(options.retry_for.count()) * 1'000'000;
+  auto pause = std::chrono::milliseconds(50);
+  for (int round = 1;; ++round) {
+    for (const std::string& entry : order) {
+      std::string target = entry;
+      for (int hop = 0;; ++hop) {
+        uint64_t code = 0;
+        std::string owner;
+        auto c = ConnectOnce(target, hello, options.timeout, options.tls, &code, &owner);
+        if (c.ok()) {
+          (*c)->options_ = options;
+          (*c)->hello_ = hello;
+          (*c)->server_ = target;
+          return c;
+        }
+        if (code != 0 && !RetryableRefusal(code)) return c.status();
+        if (!owner.empty() && hop == kMaxOwnerRedirects) {
+          note(target, fmt::format("{} (after following {} not_owner redirects)", c.message(),
+                                   kMaxOwnerRedirects));
+          break;
+        }
+        note(target, c.message());
+        if (owner.empty()) break;
+        target = owner;
+      }
+    }
+    uint64_t now = util::MonoNanos();
+    if (now >= deadline) {
+      if (failures.size() == 1 && options.retry_for.count() == 0) {
+        return util::Status::Error(failures.front().second);
+      }
+      std::string list, why;
+      for (const auto& [server, error] : failures) {
+        list += (list.empty() ? "" : ", ") + server;
+        why += fmt::format("\n  {}: {}", server, error);
+      }
+      return util::Status::Error(
+          fmt::format("no server took the connection ({} tried, {} round(s) in {} ms): {}{}",
+                      failures.size(), round, (now - start) / 1'000'000, list, why));
+    }
+    uint64_t wait_ns =
+        std::min<uint64_t>(static_cast<uint64_t>(pause.count()) * 1'000'000, deadline - now);
+    std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
+    pause = std::min(pause * 2, std::chrono::milliseconds(500));
+  }
+}
+
+util::Status Client::Reconnect(const std::string& why) {
+  in_reconnect_ = true;
+  auto st = ReconnectAndResend(why);
+  in_reconnect_ = false;
+  return st;
+}
+
+util::Status Client::ReconnectAndResend(const std::string& why) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  transport_ = Transport();
+  auto fresh = ConnectAny(options_, hello_, redirect_);
+  if (!fresh.ok()) {
+    closed_ = true;
+    return util::Status::Error(fmt::format("lost the connection to {} ({}) and found no server: {}",
+                                           server_, why, fresh.message()));
+  }
+  Client& f = **fresh;
+  ++reconnects_;
+  fd_ = f.fd_;
+  f.fd_ = -1;
+  transport_ = std::move(f.transport_);
+  welcome_ = std::move(f.welcome_);
+  credit_ = f.credit_;
+  server_ = std::move(f.server_);
+  in_ = std::move(f.in_);
+  in_pos_ = f.in_pos_;
+  closed_ = false;
+  redirect_.clear();
+  // Every op not acknowledged, unchanged and in order: what the server already has
+  // (up to WELCOME's last_applied_seq) it skips and acknowledges.
+  std::string resend;
+  for (const Unacked& u : unacked_)
+    resend += u.frame;
+  std::string_view rest = resend;
+  uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
+  while (!rest.empty()) {
+    ssize_t n = transport_.Write(rest.data(), rest.size());
+    if (n >= 0) {
+      rest.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return util::Status::Error(fmt::format("resending {} unacknowledged ops to {} failed: {}",
+                                             unacked_.size(), server_, std::strerror(errno)));
+    }
+    // The server reads what we resend unless we do not read its ACKs: take them.
+    OwnedFrame frame;
+    auto r = ReadSocket(deadline, false, &frame);
+    if (!r.ok()) return r.status();
+    if (*r != ReadOutcome::kFrame) {
+      return util::Status::Error(
+          fmt::format("resending {} unacknowledged ops to {}: no progress within {} ms",
+                      unacked_.size(), server_, timeout_.count()));
+    }
+    held_.push_back(std::move(frame));
+  }
+  return util::Status::Ok();
 }
 
 util::Result<std::unique_ptr<Client>> Client::ConnectOnce(const std::string& server,
                                                           const Hello& hello,
                                                           std::chrono::milliseconds timeout,
-                                                          const SslCtxPtr& tls,
+                                                          const SslCtxPtr& tls, uint64_t* code,
                                                           std::string* owner) {
   std::string host;
   uint16_t port;
@@ -121,6 +265,7 @@ util::Result<std::unique_ptr<Client>> Client::ConnectOnce(const std::string& ser
     Error e;
     if (DecodeError(reply->payload, &e)) {
       c->last_error_code_ = e.code;
+      *code = e.code;
       if (e.code == static_cast<uint64_t>(ErrorCode::kNotOwner)) {
         *owner = OwnerInNotOwnerMessage(e.message);
       }
@@ -151,6 +296,22 @@ const engine::Schema* Client::FindSchema(uint64_t id) const {
 }
 
 util::Status Client::Send(std::string_view bytes) {
+  if (reconnecting()) {
+    // The frames are kept for a resend: each Send carries whole frames.
+    Frame f;
+    size_t consumed = 0;
+    std::string_view rest = bytes;
+    while (NextFrame(rest, std::numeric_limits<uint32_t>::max(), &f, &consumed) ==
+           FrameStatus::kFrame) {
+      rest.remove_prefix(consumed);
+    }
+    if (!rest.empty()) {
+      return util::Status::Error(fmt::format(
+          "Send of {} bytes ends inside a frame (its last {} bytes): a client that reconnects "
+          "takes whole frames",
+          bytes.size(), rest.size()));
+    }
+  }
   if (obey_credit_ && credit_ > 0) {
     // The whole batch must fit the credit (a batch larger than the credit waits until
     // nothing is unacknowledged).
@@ -167,9 +328,11 @@ util::Status Client::Send(std::string_view bytes) {
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      return util::Status::Error(fmt::format("send failed: {}", transport_.error().empty()
-                                                                    ? std::strerror(errno)
-                                                                    : transport_.error()));
+      std::string why = transport_.error().empty() ? std::strerror(errno) : transport_.error();
+      // The write ops of `bytes` are among the unacknowledged ones Reconnect resends;
+      // a request is sent again by the one waiting for its reply.
+      if (reconnecting() && !in_reconnect_) return Reconnect("send failed: " + why);
+      return util::Status::Error(fmt::format("send failed: {}", why));
     }
     // The socket buffer is full: wait for room, at most the timeout.
     uint64_t deadline = util::MonoNanos() + static_cast<uint64_t>(timeout_.count()) * 1'000'000;
@@ -191,6 +354,26 @@ util::Status Client::Send(std::string_view bytes) {
 }
 
 void Client::NoteSent(std::string_view bytes) {
+  if (reconnecting()) {
+    // Whole frames (Send checked): keep each write op's frame for a resend.
+    Frame f;
+    size_t consumed = 0;
+    while (NextFrame(bytes, std::numeric_limits<uint32_t>::max(), &f, &consumed) ==
+           FrameStatus::kFrame) {
+      util::Reader r(f.payload);
+      uint64_t v;
+      if (f.type != static_cast<uint8_t>(FrameType::kHello) && r.Varint(&v)) {
+        max_sent_ = std::max(max_sent_, v);
+        auto type = static_cast<FrameType>(f.type);
+        if (type == FrameType::kAssert || type == FrameType::kPatch ||
+            type == FrameType::kRetract) {
+          unacked_.push_back({v, std::string(bytes.substr(0, consumed))});
+        }
+      }
+      bytes.remove_prefix(consumed);
+    }
+    return;
+  }
   constexpr size_t kHead = kFrameHeader + 1 + util::kMaxVarintBytes;
   while (!bytes.empty()) {
     if (out_skip_ > 0) {
@@ -222,7 +405,7 @@ void Client::NoteSent(std::string_view bytes) {
         auto type = static_cast<FrameType>(out_head_[kFrameHeader]);
         if (type == FrameType::kAssert || type == FrameType::kPatch ||
             type == FrameType::kRetract) {
-          unacked_.push_back(v);
+          unacked_.push_back({v, {}});
         }
       }
     }
@@ -284,10 +467,17 @@ util::Result<bool> Client::TryReadFrame(std::chrono::milliseconds wait, OwnedFra
 void Client::NoteReceived(const OwnedFrame& f) {
   uint64_t v;
   if (f.type == static_cast<uint8_t>(FrameType::kAck) && DecodeAck(f.payload, &v)) {
-    while (!unacked_.empty() && unacked_.front() <= v)
+    while (!unacked_.empty() && unacked_.front().seq <= v)
       unacked_.pop_front();
   } else if (f.type == static_cast<uint8_t>(FrameType::kCredit) && DecodeCredit(f.payload, &v)) {
     credit_ = v;
+  } else if (f.type == static_cast<uint8_t>(FrameType::kError) && reconnecting()) {
+    // A deposed owner names its successor before it closes: reconnect there first.
+    Error e;
+    if (DecodeError(f.payload, &e) && e.seq_or_req == 0 &&
+        e.code == static_cast<uint64_t>(ErrorCode::kNotOwner)) {
+      redirect_ = OwnerInNotOwnerMessage(e.message);
+    }
   }
 }
 
@@ -374,26 +564,41 @@ util::Result<Client::ReadOutcome> Client::ReadSocket(uint64_t deadline_ns, bool 
     ssize_t n = transport_.Read(buf, sizeof(buf));
     if (n == 0) {
       closed_ = true;
+      if (reconnecting() && !in_reconnect_) {
+        if (auto st = Reconnect("the server closed the connection"); !st.ok()) return st;
+        continue;
+      }
       return util::Status::Error("the server closed the connection");
     }
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      std::string why = transport_.error().empty() ? std::strerror(errno) : transport_.error();
+      if (reconnecting() && !in_reconnect_) {
+        if (auto st = Reconnect("receive failed: " + why); !st.ok()) return st;
+        continue;
+      }
       if (errno == ECONNRESET) closed_ = true;
-      return util::Status::Error(fmt::format("receive failed: {}", transport_.error().empty()
-                                                                       ? std::strerror(errno)
-                                                                       : transport_.error()));
+      return util::Status::Error(fmt::format("receive failed: {}", why));
     }
     in_.append(buf, static_cast<size_t>(n));
   }
 }
 
-util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req) {
+util::Result<OwnedFrame> Client::WaitFor(FrameType type, uint64_t req, std::string_view request) {
   for (;;) {
+    uint64_t reconnects = reconnects_;
     auto f = ReadFrame();
+    if (reconnects_ != reconnects) {
+      // A new connection: the request went with the old one.
+      if (auto st = Send(request); !st.ok()) return st;
+    }
     if (!f.ok()) return f;
     if (f->type == static_cast<uint8_t>(FrameType::kError)) {
       Error e;
       if (!DecodeError(f->payload, &e)) return util::Status::Error("malformed ERROR from server");
+      // A server that stops or was deposed closes next: the reply comes from the
+      // server Reconnect finds.
+      if (e.seq_or_req == 0 && reconnecting() && RetryableRefusal(e.code)) continue;
       // `req` is above every op seq and sub this connection sent (NextReq), so an
       // ERROR carrying it is this request's; any other number is an op's or an
       // earlier request's.
@@ -422,7 +627,7 @@ util::Result<Result> Client::Query(const engine::Schema& schema, std::string_vie
   std::string frame;
   EncodeQuery(frame, q);
   if (auto st = Send(frame); !st.ok()) return st;
-  auto f = WaitFor(FrameType::kResult, q.req);
+  auto f = WaitFor(FrameType::kResult, q.req, frame);
   if (!f.ok()) return f.status();
   Result r;
   if (!DecodeResult(f->payload, schema, with_claims, &r)) {
@@ -437,7 +642,7 @@ util::Result<StatList> Client::Stats() {
   std::string frame;
   EncodeReq(frame, FrameType::kStats, *req);
   if (auto st = Send(frame); !st.ok()) return st;
-  auto f = WaitFor(FrameType::kStatsReply, *req);
+  auto f = WaitFor(FrameType::kStatsReply, *req, frame);
   if (!f.ok()) return f.status();
   StatList stats;
   uint64_t got;
@@ -453,7 +658,7 @@ util::Status Client::Sync() {
   std::string frame;
   EncodeReq(frame, FrameType::kSync, *req);
   if (auto st = Send(frame); !st.ok()) return st;
-  auto f = WaitFor(FrameType::kSynced, *req);
+  auto f = WaitFor(FrameType::kSynced, *req, frame);
   return f.ok() ? util::Status::Ok() : f.status();
 }
 

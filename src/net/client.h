@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/schema.h"
 #include "net/messages.h"
@@ -38,12 +39,38 @@ struct OwnedFrame {
 // pass the credit by its own; the server tolerates up to twice the credit and then
 // only stops reading. Frames written to fd() directly are not counted.
 //
+// Several servers (ClientOptions::servers: an owner and its standbys, or read
+// replicas): Connect tries them in order, following not_owner answers, and goes on
+// trying the list for ClientOptions::retry_for before it fails with every address
+// tried and why each failed. With ClientOptions::reconnect, a connection lost while
+// in use (the server died or was deposed) is replaced the same way, the owner a
+// not_owner ERROR named first, and every write op sent and not acknowledged is sent
+// again on the new connection, unchanged and in order: the server's seq
+// de-duplication applies each once and acknowledges the ones it already had. A
+// request (Query, Stats, Sync) waiting for its reply is sent again too; a
+// subscription is not renewed (reconnects() tells the caller it is gone).
+//
 // Request ids: ERROR carries an op's seq or a request's req in the same field
 // (docs/protocol.md), so the ids Query, Stats and Sync choose are above every
 // number any frame sent through Send so far has carried (op seq, req, sub). An
 // ERROR carrying such an id can only be that request's; ERRORs for ops are
 // skipped like the other frames in between. Frames written to fd() directly are not
 // seen and may collide.
+// How Client::Connect reaches a server; see "Several servers" above.
+struct ClientOptions {
+  // HOST:PORT addresses, tried in this order (ParseAddressList reads "a:1,b:2").
+  std::vector<std::string> servers;
+  // Bounds each wait: a connection attempt, a reply, room to send, credit.
+  std::chrono::milliseconds timeout{5000};
+  // TLS (MakeTlsClientContext): every server's certificate must name its host.
+  SslCtxPtr tls;
+  // How long Connect (and a reconnect) goes on trying the list, with a pause between
+  // rounds that grows from 50 ms to 500 ms; 0: one round.
+  std::chrono::milliseconds retry_for{0};
+  // Replace a connection lost while in use and resend what is not acknowledged.
+  bool reconnect = false;
+};
+
 class Client {
  public:
   // The largest frame (its declared length) the client accepts unless told
@@ -62,9 +89,18 @@ class Client {
   // owner it names, following at most kMaxOwnerRedirects such answers. With
   // `tls` (MakeTlsClientContext) the connection speaks TLS, and the server's
   // certificate must name HOST.
+  // `server` is one HOST:PORT or a comma-separated list of them (ParseAddressList),
+  // tried in order once (retry_for 0, no reconnect).
   static util::Result<std::unique_ptr<Client>> Connect(
       const std::string& server, const Hello& hello,
       std::chrono::milliseconds timeout = std::chrono::seconds(5), const SslCtxPtr& tls = nullptr);
+  // Connects to the first of options.servers that takes `hello` (see "Several
+  // servers"). Fails when none did within options.retry_for, naming each address
+  // tried (those of the list, and owners that not_owner answers named) and its last
+  // error; at once when a server refuses the HELLO for another reason than not_owner,
+  // shutting_down or overloaded (a wrong token is wrong everywhere).
+  static util::Result<std::unique_ptr<Client>> Connect(const ClientOptions& options,
+                                                       const Hello& hello);
 
   const Welcome& welcome() const { return welcome_; }
   const engine::Schema* FindSchema(std::string_view name) const;
@@ -122,21 +158,40 @@ class Client {
   // The server's ERROR, when the last failure was one (code 0 otherwise).
   uint64_t last_error_code() const { return last_error_code_; }
 
+  // The address of the server this connection is to (after redirects and reconnects).
+  const std::string& server() const { return server_; }
+  // Connections replaced since Connect (ClientOptions::reconnect).
+  uint64_t reconnects() const { return reconnects_; }
+
  private:
   Client() = default;
-  // One connection and HELLO; on ERROR not_owner, `*owner` is the owner it names.
+  // One connection and HELLO; on an ERROR instead of WELCOME, `*code` is its code and,
+  // for not_owner, `*owner` the owner it names.
   static util::Result<std::unique_ptr<Client>> ConnectOnce(const std::string& server,
                                                            const Hello& hello,
                                                            std::chrono::milliseconds timeout,
-                                                           const SslCtxPtr& tls,
+                                                           const SslCtxPtr& tls, uint64_t* code,
                                                            std::string* owner);
+  // Connects as Connect(options) does, trying `first` (an owner a not_owner ERROR
+  // named) before the list when it is not empty.
+  static util::Result<std::unique_ptr<Client>> ConnectAny(const ClientOptions& options,
+                                                          const Hello& hello,
+                                                          const std::string& first);
+  // Replaces the lost connection (ClientOptions::reconnect) and resends every write
+  // op not acknowledged.
+  util::Status Reconnect(const std::string& why);
+  util::Status ReconnectAndResend(const std::string& why);
+  // Whether a failure of the connection is to be met with Reconnect.
+  bool reconnecting() const { return options_.reconnect; }
   // The id for the next request: above every number sent so far. Fails only when a
   // frame carried the largest u64.
   util::Result<uint64_t> NextReq();
   // Notes the leading number (seq, req or sub) of each frame in `bytes`, which
   // continue what earlier calls saw.
   void NoteSent(std::string_view bytes);
-  util::Result<OwnedFrame> WaitFor(FrameType type, uint64_t req);
+  // Reads until the reply of type `type` to request `req`; sends `request` again
+  // after a reconnect.
+  util::Result<OwnedFrame> WaitFor(FrameType type, uint64_t req, std::string_view request);
   enum class ReadOutcome { kFrame, kTimeout, kInterrupted };
   // Reads until a whole frame is buffered (returned in *frame) or `deadline_ns`
   // (monotonic) passes; with `return_on_signal` a signal ends the wait early.
@@ -168,8 +223,19 @@ class Client {
   bool closed_ = false;
   uint64_t credit_ = 0;
   bool obey_credit_ = true;
-  std::deque<uint64_t> unacked_;  // seqs of ops sent and not acknowledged, in send order
-  std::deque<OwnedFrame> held_;   // frames read while waiting for credit
+  // An op sent and not acknowledged; its frame is kept with ClientOptions::reconnect.
+  struct Unacked {
+    uint64_t seq = 0;
+    std::string frame;
+  };
+  std::deque<Unacked> unacked_;  // in send order
+  ClientOptions options_;        // servers, and how to reconnect
+  Hello hello_;                  // sent again by Reconnect
+  std::string server_;           // connected to
+  std::string redirect_;         // the owner a connection-level not_owner named
+  uint64_t reconnects_ = 0;
+  bool in_reconnect_ = false;    // no reconnect from inside one
+  std::deque<OwnedFrame> held_;  // frames read while waiting for credit
 };
 
 }  // namespace conv::net

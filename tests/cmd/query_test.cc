@@ -112,6 +112,36 @@ TEST_CASE("query: an unreachable server exits 2 with a message") {
   CHECK(r.err.find(addr) != std::string::npos);
 }
 
+TEST_CASE("query: --server with several servers: the first down, the next answers") {
+  testing::TestServer ts;
+  WriteP17(ts);
+  std::string down = "127.0.0.1:" + std::to_string(testing::ClosedPort());
+  auto r = Run({"query", "player", "p-17", "--server", down + "," + ts.address()});
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("\"id\":\"p-17\"") != std::string::npos);
+}
+
+TEST_CASE("query: --server with every server down names each, a malformed list its entry") {
+  std::string a = "127.0.0.1:" + std::to_string(testing::ClosedPort());
+  std::string b = "127.0.0.1:" + std::to_string(testing::ClosedPort());
+  auto r = Run({"query", "player", "p-17", "--server", a + "," + b});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("no server took the connection (2 tried, 1 round(s) in ") != std::string::npos);
+  CHECK(r.err.find(a + ": cannot connect to " + a) != std::string::npos);
+  CHECK(r.err.find(b + ": cannot connect to " + b) != std::string::npos);
+  for (const char* command : {"query", "subscribe", "load"}) {
+    std::vector<std::string> args = {command, "player"};
+    if (std::string(command) == "query") args.push_back("p-17");
+    if (std::string(command) == "load") args.pop_back();
+    args.insert(args.end(), {"--server", a + ",db2"});
+    auto bad = Run(args);
+    CHECK(bad.exit_code == 2);
+    CHECK_MESSAGE(bad.err.find("--server: '" + a + ",db2': entry 2: 'db2' is not HOST:PORT") !=
+                      std::string::npos,
+                  command, ": ", bad.err);
+  }
+}
+
 TEST_CASE("query: a server with an auth token needs --auth-token-file") {
   testing::TestServerOptions opt;
   opt.server.auth_token = "query-token";

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -224,6 +225,108 @@ TEST_CASE(
   standby.Stop();
 }
 
+TEST_CASE(
+    "cluster: a client given the owner and its standby reaches the new owner by itself after a "
+    "kill -9, every acknowledged op once") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  const uint64_t seed = testing::TestSeed("CONV_TAKEOVER_SEED", 20261204);
+  MESSAGE("client failover test: seed ", seed, " (CONV_TAKEOVER_SEED)");
+  // The owner advertises another name for itself (its bound port): what replicas and
+  // not_owner answers give clients.
+  testing::ServeProcess owner =
+      testing::StartServe(dir.File("owner"), dir.File("owner.log"),
+                          {"--replicate", nats.urls(), "--cluster-name", "fo", "--window", "2ms",
+                           "--advertise", "localhost:0"});
+  // The standby on a port of its own: it listens there as a replica, then as the owner.
+  const std::string standby_address = fmt::format("127.0.0.1:{}", testing::ClosedPort());
+  testing::ServeProcess standby =
+      testing::StartServe(dir.File("standby"), dir.File("standby.log"),
+                          {"--follow", nats.urls(), "--cluster-name", "fo", "--standby",
+                           "--failover-after", "2s", "--window", "2ms"},
+                          standby_address);
+  REQUIRE(standby.address == standby_address);
+  {
+    // A writer sent to the standby (a replica for now) follows its not_owner to the
+    // owner's advertised address.
+    net::Hello hello;
+    hello.source = "fo-probe";
+    auto c = net::Client::Connect(standby_address, hello, 10s);
+    REQUIRE_MESSAGE(c.ok(), c.message());
+    CHECK((*c)->server() == fmt::format("localhost:{}", owner.port()));
+  }
+  testing::OpGenerator gen(engine::PlayerSchema(), seed, 64);
+  net::ClientOptions o;
+  o.servers = {owner.address, standby_address};
+  o.timeout = 10s;
+  o.retry_for = 20s;
+  o.reconnect = true;
+  std::vector<Writer> writers(2);
+  for (size_t i = 0; i < writers.size(); ++i) {
+    writers[i].name = fmt::format("fo-{}", i);
+    writers[i].index = i;
+    net::Hello hello;
+    hello.source = writers[i].name;
+    auto c = net::Client::Connect(o, hello);
+    REQUIRE_MESSAGE(c.ok(), c.message());
+    CHECK((*c)->server() == owner.address);
+    writers[i].client = std::move(c).value();
+  }
+  // Pipelined writes, the owner killed with ops in flight, and the writes go on: the
+  // clients find the standby once it owns the name and resend what was not
+  // acknowledged.
+  WritePipelined(writers, gen, 1000ms, 64);
+  owner.process->Signal(SIGKILL);
+  owner.process->Wait(10s);
+  auto killed = std::chrono::steady_clock::now();
+  for (Writer& w : writers)
+    CHECK(w.acked > 0);
+  auto moved = [&writers] {
+    for (const Writer& w : writers) {
+      if (w.client->reconnects() == 0) return false;
+    }
+    return true;
+  };
+  while (!moved() && std::chrono::steady_clock::now() - killed < 30s)
+    WritePipelined(writers, gen, 200ms, 64);
+  REQUIRE_MESSAGE(moved(), "standby log:\n", ReadLog(standby.log_path));
+  MESSAGE("writes resumed on ", writers[0].client->server(), " within ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                killed)
+              .count(),
+          " ms of the kill");
+  WritePipelined(writers, gen, 500ms, 64);
+  testing::StateModel model(gen.schema());
+  for (Writer& w : writers) {
+    CHECK(w.client->reconnects() == 1);
+    CHECK(w.client->server() == standby_address);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (w.acked < w.sent && std::chrono::steady_clock::now() < deadline)
+      w.ReadAcks(50ms);
+    CHECK(w.acked == w.sent);
+    CHECK(w.client->unacked() == 0);
+    for (uint64_t seq = 1; seq <= w.sent; ++seq)
+      model.Apply(w.name, gen.Op(w.index, seq));
+  }
+  // The new owner has each source's every op, once.
+  for (Writer& w : writers) {
+    net::Hello hello;
+    hello.source = w.name;
+    auto c = net::Client::Connect(standby_address, hello, 10s);
+    REQUIRE_MESSAGE(c.ok(), c.message());
+    CHECK((*c)->welcome().last_applied_seq == w.sent);
+  }
+  net::Hello reader;
+  auto q = net::Client::Connect(standby_address, reader, 10s);
+  REQUIRE(q.ok());
+  auto got = testing::QueryState(**q, gen.schema(), gen.EntityIds());
+  REQUIRE(got.ok());
+  CHECK_MESSAGE(*got == model.State(), testing::DescribeDifference(model.State(), *got));
+  MESSAGE(fmt::format("client failover: {} + {} ops sent, all acknowledged", writers[0].sent,
+                      writers[1].sent));
+  standby.Stop();
+}
+
 TEST_CASE("cluster: standby flags are checked before anything starts") {
   testing::TempDir dir("conv-takeover");
   auto run = [&](std::vector<std::string> extra) {
@@ -245,6 +348,36 @@ TEST_CASE("cluster: standby flags are checked before anything starts") {
   CHECK(run({"--standby", "--follow", closed, "--cluster-name", "x"})
             .find("--standby: the data dir '" + dir.File("d") + "' holds a log or a checkpoint") !=
         std::string::npos);
+}
+
+TEST_CASE("cluster: an owner on a wildcard --listen needs --advertise, checked before it starts") {
+  testing::TempDir dir("conv-takeover");
+  auto run = [&](const std::string& listen, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CONV_BINARY, "serve",      "--listen",
+                                     listen,      "--data-dir", dir.File("d")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    testing::ProcessResult r = testing::RunProcess(argv, 30s);
+    CHECK(r.exit_code == 2);
+    return r.err;
+  };
+  std::string closed = fmt::format("nats://127.0.0.1:{}", testing::ClosedPort());
+  const std::vector<std::string> owner = {"--replicate", closed, "--cluster-name", "x"};
+  const std::vector<std::string> standby = {"--follow", closed, "--cluster-name", "x", "--standby"};
+  CHECK(run("0.0.0.0:3727", owner)
+            .find("--listen 0.0.0.0:3727 listens on every interface: an owner must name an "
+                  "address others reach it at; give --advertise HOST:PORT") != std::string::npos);
+  CHECK(run("[::]:0", standby).find("--listen [::]:0 listens on every interface") !=
+        std::string::npos);
+  auto with = [](std::vector<std::string> args, const std::string& advertise) {
+    args.insert(args.end(), {"--advertise", advertise});
+    return args;
+  };
+  CHECK(run("0.0.0.0:3727", with(owner, "0.0.0.0:3727"))
+            .find("--advertise: '0.0.0.0:3727' is a wildcard address") != std::string::npos);
+  CHECK(run("127.0.0.1:0", with(owner, "db1")).find("--advertise: 'db1' is not HOST:PORT") !=
+        std::string::npos);
+  CHECK(run("127.0.0.1:0", with({"--follow", closed, "--cluster-name", "x"}, "db1:3727"))
+            .find("--advertise needs --replicate or --standby") != std::string::npos);
 }
 
 TEST_CASE("cluster: an owner paused past --failover-after acknowledges nothing more once resumed") {
@@ -313,7 +446,7 @@ TEST_CASE("cluster: an owner paused past --failover-after acknowledges nothing m
 TEST_CASE("cluster: takeover cycles: owners killed in turn, no acknowledged op lost") {
   testing::TempDir dir("conv-takeover");
   testing::NatsCluster nats(dir.path());
-  const uint64_t cycles = testing::EnvNumber("CONV_TAKEOVER_CYCLES", 4);
+  const uint64_t cycles = testing::EnvNumber("CONV_TAKEOVER_CYCLES", 20);
   const uint64_t seed = testing::TestSeed("CONV_TAKEOVER_SEED", 20261202);
   MESSAGE("takeover cycles: ", cycles, " cycles, seed ", seed,
           " (CONV_TAKEOVER_CYCLES, CONV_TAKEOVER_SEED; scripts/takeover-cycles.sh for a long run)");
@@ -463,4 +596,201 @@ TEST_CASE("cluster: a standby takes over a stream whose last window the dead own
   CHECK(after.report.epoch > before.report.epoch);
   CHECK(after.marks[w.name] == 21);
   standby.Stop();
+}
+
+namespace {
+
+// An owner and one writer that has `ops` acknowledged, then the owner killed with
+// SIGKILL: a stream for standbys to take over.
+void WriteThenKill(testing::TempDir& dir, testing::NatsCluster& nats, const std::string& name,
+                   const testing::OpGenerator& gen, uint64_t ops) {
+  testing::ServeProcess owner =
+      testing::StartServe(dir.File(name + "-owner"), dir.File(name + "-owner.log"),
+                          {"--replicate", nats.urls(), "--cluster-name", name, "--window", "2ms"});
+  Writer w;
+  w.name = name + "-writer";
+  net::Hello hello;
+  hello.source = w.name;
+  auto c = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  w.client = std::move(c).value();
+  for (uint64_t seq = 1; seq <= ops; ++seq)
+    REQUIRE(w.client->Send(gen.Frame(0, seq)).ok());
+  w.sent = ops;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < ops && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  REQUIRE(w.acked == ops);
+  owner.process->Signal(SIGKILL);
+  owner.process->Wait(10s);
+}
+
+// Connects to `server`, following not_owner, trying for up to 10 s (a replica may
+// name the dead owner until it reads the record again).
+std::unique_ptr<net::Client> ConnectFollowing(const std::string& server, const net::Hello& hello) {
+  net::ClientOptions o;
+  o.servers = {server};
+  o.timeout = 10s;
+  o.retry_for = 10s;
+  auto c = net::Client::Connect(o, hello);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  return std::move(c).value();
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a standby that cannot clear its data dir after a lost takeover stops") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  testing::OpGenerator gen(engine::PlayerSchema(), 11, 8);
+  WriteThenKill(dir, nats, "clear", gen, 10);
+  // The checkpoint the standby will write from the stream cannot be created (a
+  // directory holds its temporary name), so it does not take over; that directory,
+  // not empty, cannot be removed either.
+  const uint64_t window = ReadMarks(nats.urls(), "clear").report.last_window;
+  REQUIRE(window > 0);
+  const std::string data = dir.File("standby");
+  const std::string blocker = fmt::format("{}/checkpoint-{:016x}.ckpt.tmp", data, window);
+  std::filesystem::create_directories(blocker);
+  std::ofstream(blocker + "/keep") << "x";
+  testing::ServeProcess standby = testing::StartServe(
+      data, dir.File("standby.log"),
+      {"--follow", nats.urls(), "--cluster-name", "clear", "--standby", "--failover-after", "2s"});
+  auto code = standby.process->Wait(30s);
+  REQUIRE(code.has_value());
+  CHECK(WIFEXITED(*code));
+  CHECK(WEXITSTATUS(*code) == 2);
+  std::string log = ReadLog(standby.log_path);
+  CHECK_MESSAGE(log.find("--standby: not taking over: cannot create '" + blocker +
+                         "': Is a directory") != std::string::npos,
+                log);
+  CHECK_MESSAGE(log.find("convergence: --data-dir: cannot clear '" + data + "': cannot remove '" +
+                         blocker + "': Directory not empty") != std::string::npos,
+                log);
+}
+
+TEST_CASE("cluster: an owner whose epoch marker is refused at start-up does not start") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  // The stream exists (a marker on an empty one expects no sequence): an owner ran
+  // on the data dir and stopped.
+  testing::StartServe(dir.File("owner"), dir.File("first.log"),
+                      {"--replicate", nats.urls(), "--cluster-name", "rogue"})
+      .Stop();
+  // Another writer of the stream while the owner starts again: epoch-0 markers (which
+  // no reader takes as newer), one every millisecond, so that one lands between the
+  // owner's reading of the stream's last sequence and its marker.
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> stored{0};
+  std::thread rogue([&] {
+    auto link = repl::ConnectJetStream(nats.urls());
+    if (!link.ok()) return;
+    const std::string subject = repl::EpochSubject("rogue");
+    while (!stop.load()) {
+      natsMsg* m = nullptr;
+      if (natsMsg_Create(&m, subject.c_str(), nullptr, "address 127.0.0.1:1", 19) != NATS_OK) {
+        return;
+      }
+      repl::MsgPtr guard(m);
+      natsMsgHeader_Set(m, "Conv-Epoch", "0");
+      jsPubAck* pa = nullptr;
+      jsPubOptions po;
+      jsPubOptions_Init(&po);
+      po.MaxWait = 1000;
+      if (js_PublishMsg(&pa, link->js.get(), m, &po, nullptr) == NATS_OK) ++stored;
+      jsPubAck_Destroy(pa);
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  testing::ProcessResult r = testing::RunProcess(
+      {CONV_BINARY, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir.File("owner"),
+       "--replicate", nats.urls(), "--cluster-name", "rogue"},
+      60s);
+  stop = true;
+  rogue.join();
+  CHECK(stored.load() > 0);
+  CHECK(r.exit_code == 2);
+  CHECK_MESSAGE(r.err.find("--replicate: refusing to take writes: stream CONV_rogue was written "
+                           "after sequence ") != std::string::npos,
+                r.err);
+  CHECK(r.err.find("by another writer (another owner)") != std::string::npos);
+}
+
+TEST_CASE(
+    "cluster: two standbys race for a dead owner: one takes over, the other follows it and "
+    "serves its state") {
+  testing::TempDir dir("conv-takeover");
+  testing::NatsCluster nats(dir.path());
+  testing::OpGenerator gen(engine::PlayerSchema(), 13, 16);
+  const std::vector<std::string> standby_args = {"--follow", nats.urls(),        "--cluster-name",
+                                                 "race",     "--standby",        "--window",
+                                                 "2ms",      "--failover-after", "2s"};
+  // Both standbys follow the owner before it dies.
+  testing::ServeProcess owner = testing::StartServe(
+      dir.File("race-owner"), dir.File("race-owner.log"),
+      {"--replicate", nats.urls(), "--cluster-name", "race", "--window", "2ms"});
+  testing::ServeProcess a = testing::StartServe(dir.File("a"), dir.File("a.log"), standby_args);
+  testing::ServeProcess b = testing::StartServe(dir.File("b"), dir.File("b.log"), standby_args);
+  Writer w;
+  w.name = "race-writer";
+  net::Hello hello;
+  hello.source = w.name;
+  auto c = net::Client::Connect(owner.address, hello, 10s);
+  REQUIRE_MESSAGE(c.ok(), c.message());
+  w.client = std::move(c).value();
+  for (uint64_t seq = 1; seq <= 40; ++seq)
+    REQUIRE(w.client->Send(gen.Frame(0, seq)).ok());
+  w.sent = 40;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < w.sent && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  REQUIRE(w.acked == w.sent);
+  owner.process->Signal(SIGKILL);
+  owner.process->Wait(10s);
+
+  // Each listens anew: the winner as the owner, the other as a replica again.
+  std::string address[2] = {NewAddress(a, 30s), NewAddress(b, 30s)};
+  std::string logs[2] = {ReadLog(a.log_path), ReadLog(b.log_path)};
+  int owners = 0, winner = -1;
+  for (int i = 0; i < 2; ++i) {
+    auto probe = ConnectFollowing(address[i], hello);
+    if (probe->server() == address[i]) {
+      ++owners;
+      winner = i;
+    }
+  }
+  REQUIRE_MESSAGE(owners == 1, "a:\n", logs[0], "\nb:\n", logs[1]);
+  const int loser = 1 - winner;
+  CHECK_MESSAGE(logs[loser].find("--standby: not taking over: ") != std::string::npos, logs[loser]);
+  CHECK(logs[winner].find("--standby: not taking over") == std::string::npos);
+
+  // Writes to the loser are sent on to the winner; the loser serves the new state.
+  w.client = ConnectFollowing(address[loser], hello);
+  CHECK(w.client->server() == address[winner]);
+  CHECK(w.client->welcome().last_applied_seq == 40);
+  for (uint64_t seq = 41; seq <= 80; ++seq)
+    REQUIRE(w.client->Send(gen.Frame(0, seq)).ok());
+  w.sent = 80;
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (w.acked < w.sent && std::chrono::steady_clock::now() < deadline)
+    w.ReadAcks(50ms);
+  CHECK(w.acked == w.sent);
+  testing::StateModel model(gen.schema());
+  for (uint64_t seq = 1; seq <= w.sent; ++seq)
+    model.Apply(w.name, gen.Op(0, seq));
+  net::Hello reader;
+  auto r = net::Client::Connect(address[loser], reader, 10s);
+  REQUIRE(r.ok());
+  testing::StateByEntity seen;
+  deadline = std::chrono::steady_clock::now() + 15s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = testing::QueryState(**r, gen.schema(), gen.EntityIds());
+    REQUIRE(s.ok());
+    seen = *s;
+    if (seen == model.State()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK_MESSAGE(seen == model.State(), testing::DescribeDifference(model.State(), seen));
+  a.Stop();
+  b.Stop();
 }

@@ -37,7 +37,7 @@ DurableServer::DurableServer(DurableServerOptions options) {
   REQUIRE_MESSAGE(recovered.ok(), recovered.message());
 
   net::ServerOptions so = options.server;
-  so.listen = "127.0.0.1:0";
+  so.listen = "127.0.0.1:" + std::to_string(options.port);
   server_ = std::make_unique<net::Server>(*engine_, so, log_);
   auto listening = server_->Listen();
   REQUIRE_MESSAGE(listening.ok(), listening.message());

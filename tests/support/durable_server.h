@@ -31,7 +31,8 @@ struct DurableServerOptions {
   std::chrono::microseconds resume_retention{600'000'000};
   size_t max_sources = engine::kDefaultMaxSources;
   std::string schema_text;    // extra schemas, schema-file syntax
-  net::ServerOptions server;  // listen is overridden
+  uint16_t port = 0;          // on 127.0.0.1; 0: a free port
+  net::ServerOptions server;  // listen is overridden (127.0.0.1:port)
 };
 
 class DurableServer {

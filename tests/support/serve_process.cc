@@ -29,8 +29,8 @@ void ServeProcess::Stop(std::chrono::milliseconds timeout) {
 }
 
 ServeProcess StartServe(const std::string& data_dir, const std::string& log_path,
-                        const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {CONV_BINARY,  "serve",  "--listen",    "127.0.0.1:0",
+                        const std::vector<std::string>& extra, const std::string& listen) {
+  std::vector<std::string> argv = {CONV_BINARY,  "serve",  "--listen",    listen,
                                    "--data-dir", data_dir, "--log-level", "warn"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto child = ChildProcess::Start(argv, log_path);

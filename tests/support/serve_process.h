@@ -27,11 +27,12 @@ struct ServeProcess {
   void Stop(std::chrono::milliseconds timeout = std::chrono::seconds(10));
 };
 
-// Starts `convergence serve --listen 127.0.0.1:0 --data-dir DIR --log-level warn`
-// followed by `extra`, its stderr appended to `log_path`; fails the test when it does
-// not print its address within 30 s.
+// Starts `convergence serve --listen LISTEN --data-dir DIR --log-level warn` followed
+// by `extra`, its stderr appended to `log_path`; fails the test when it does not
+// print its address within 30 s.
 ServeProcess StartServe(const std::string& data_dir, const std::string& log_path,
-                        const std::vector<std::string>& extra = {});
+                        const std::vector<std::string>& extra = {},
+                        const std::string& listen = "127.0.0.1:0");
 
 // The resident set size of process `pid` in KiB (VmRSS of /proc/PID/status); 0 when
 // it cannot be read.

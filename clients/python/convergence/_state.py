@@ -15,8 +15,11 @@ from collections import deque
 from . import codec, errors
 
 # Connection-level codes after which reconnecting can succeed: the server stopped or
-# restarted, or was out of connections / source slots, or closed an idle connection.
-RETRYABLE = frozenset((errors.ShuttingDown.code, errors.Overloaded.code))
+# restarted, or was out of connections / source slots, or closed an idle connection,
+# or is not (or no longer) the owner of its cluster (its message names the owner).
+RETRYABLE = frozenset((errors.ShuttingDown.code, errors.Overloaded.code, errors.NotOwner.code))
+# not_owner answers followed from one address of the list before trying the next.
+MAX_OWNER_REDIRECTS = 3
 
 
 class Outcome:
@@ -216,3 +219,63 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"address {address!r} is not HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def parse_addresses(address) -> list:
+    """The servers to try, in order: "HOST:PORT", "HOST:PORT,HOST:PORT,..." or a list
+    of HOST:PORT strings (an owner and its standbys, or replicas). Raises ValueError
+    naming the entry that is wrong."""
+    entries = address.split(",") if isinstance(address, str) else list(address)
+    if not entries or entries == [""]:
+        raise ValueError("the server list is empty; give HOST:PORT[,HOST:PORT...]")
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, str) or not entry:
+            raise ValueError(f"address list {address!r}: entry {n} is empty or not a string; "
+                             f"give HOST:PORT[,HOST:PORT...]")
+        try:
+            port = parse_address(entry)[1]
+        except ValueError as e:
+            raise ValueError(f"address list {address!r}: entry {n}: {e}") from None
+        if port > 65535:
+            raise ValueError(f"address list {address!r}: entry {n}: port {port} is over 65535")
+    return entries
+
+
+def connect_order(addresses: list, first: str = "") -> list:
+    """The addresses one round of connecting tries: ``first`` (the owner a not_owner
+    named) before the list."""
+    return [first] + [a for a in addresses if a != first] if first else list(addresses)
+
+
+class Attempts:
+    """The addresses tried while (re)connecting, each with its last error."""
+
+    def __init__(self):
+        self.errors: dict = {}
+
+    def failed(self, address: str, error: BaseException) -> None:
+        self.errors[address] = error
+
+    def sole(self):
+        """The one error when a single address was tried: raised as it is."""
+        return next(iter(self.errors.values())) if len(self.errors) == 1 else None
+
+    def summary(self) -> str:
+        return "; ".join(f"{a}: {e}" for a, e in self.errors.items())
+
+
+def redirect(error: BaseException, target: str, hop: int, attempts: Attempts):
+    """Notes a failed connection to ``target``; returns the owner to try next (a
+    not_owner answer's) or None. Raises a refusal that no other server would lift
+    (a wrong token, an unsupported version)."""
+    if isinstance(error, errors.ServerError) and error.code not in RETRYABLE:
+        raise error
+    attempts.failed(target, error)
+    if isinstance(error, errors.NotOwner) and error.owner and hop < MAX_OWNER_REDIRECTS:
+        return error.owner
+    return None
+
+
+def no_server(addresses: list, attempts: Attempts) -> errors.ConnectionLost:
+    return errors.ConnectionLost(
+        f"no server of {','.join(addresses)} took the connection: {attempts.summary()}")

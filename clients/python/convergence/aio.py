@@ -10,7 +10,8 @@ import time
 from collections import deque
 
 from . import codec, errors
-from ._state import RETRYABLE, Outcome, SubscriptionState, WriterState, parse_address, schema_of
+from ._state import (RETRYABLE, Attempts, Outcome, SubscriptionState, WriterState, connect_order,
+                     no_server, parse_address, parse_addresses, redirect, schema_of)
 from .client import Entity, _hello
 
 _RECV = 1 << 18
@@ -21,9 +22,9 @@ class _Reconnected(Exception):
     """Internal: the connection was replaced while a request was in flight."""
 
 
-async def _open(address: str, hello: bytes, timeout: float, max_frame: int, tls=None):
+async def _open_one(address: str, hello: bytes, timeout: float, max_frame: int, tls=None):
     """Connects and says HELLO; returns (reader, writer, frame reader, WELCOME, frames
-    that arrived with it)."""
+    that arrived with it, address)."""
     host, port = parse_address(address)
 
     async def handshake():
@@ -40,7 +41,8 @@ async def _open(address: str, hello: bytes, timeout: float, max_frame: int, tls=
             got = frames.frames()
             for i, (type_, b, start, end) in enumerate(got):
                 if type_ == codec.WELCOME:
-                    return reader, writer, frames, codec.decode_welcome(b, start, end), got[i + 1:]
+                    return (reader, writer, frames, codec.decode_welcome(b, start, end),
+                            got[i + 1:], address)
                 writer.close()
                 if type_ == codec.ERROR:
                     e = codec.decode_error(b, start, end)
@@ -53,24 +55,47 @@ async def _open(address: str, hello: bytes, timeout: float, max_frame: int, tls=
         raise errors.Timeout(f"no WELCOME from {address} within {timeout}s") from None
 
 
-async def _reopen(address, hello, timeout, max_frame, reconnect_timeout, what, tls=None):
-    """Connects again with backoff for up to ``reconnect_timeout`` seconds."""
+async def _open(addresses: list, hello: bytes, timeout: float, max_frame: int, tls,
+                attempts: Attempts, first: str = ""):
+    """One round over ``addresses`` (``first`` before them), following not_owner
+    answers: what _open_one returns for the first that says WELCOME, or None."""
+    for address in connect_order(addresses, first):
+        target, hop = address, 0
+        while target is not None:
+            try:
+                return await _open_one(target, hello, timeout, max_frame, tls)
+            except (errors.ServerError, OSError, errors.Timeout, codec.ProtocolError) as e:
+                target, hop = redirect(e, target, hop, attempts), hop + 1
+    return None
+
+
+async def _connect(addresses: list, hello: bytes, timeout: float, max_frame: int, tls):
+    """The first connection: one round (see client._connect)."""
+    attempts = Attempts()
+    opened = await _open(addresses, hello, timeout, max_frame, tls, attempts)
+    if opened is None:
+        raise attempts.sole() or no_server(addresses, attempts)
+    return opened
+
+
+async def _reopen(addresses, hello, timeout, max_frame, reconnect_timeout, what, tls=None,
+                  lost=None, first=""):
+    """Connects again, rounds over ``addresses`` with backoff, for up to
+    ``reconnect_timeout`` seconds; ``lost``: (address, error) of the lost connection."""
     deadline = time.monotonic() + reconnect_timeout
     delay = 0.02
-    last = None
+    attempts = Attempts()
+    if lost is not None:
+        attempts.failed(*lost)
     while time.monotonic() < deadline:
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
-        try:
-            return await _open(address, hello, timeout, max_frame, tls)
-        except errors.ServerError as e:
-            if e.code not in RETRYABLE:
-                raise
-            last = e
-        except (OSError, errors.Timeout, codec.ProtocolError) as e:
-            last = e
+        opened = await _open(addresses, hello, timeout, max_frame, tls, attempts, first)
+        if opened is not None:
+            return opened
     raise errors.ConnectionLost(
-        f"could not reconnect {what} to {address} within {reconnect_timeout}s: {last}")
+        f"could not reconnect {what} to {','.join(addresses)} within {reconnect_timeout}s: "
+        f"{attempts.summary()}")
 
 
 class AsyncClient:
@@ -83,12 +108,13 @@ class AsyncClient:
         raise TypeError("use: await AsyncClient.connect(...)")
 
     @classmethod
-    async def connect(cls, address: str = "127.0.0.1:3727", *, source=None, token=None,
+    async def connect(cls, address: str | list = "127.0.0.1:3727", *, source=None, token=None,
                       lease_ms: int = 0, timeout: float = 10.0, reconnect: bool = True,
                       reconnect_timeout: float = 30.0, max_frame: int = 64 << 20,
                       tls: ssl.SSLContext | None = None) -> "AsyncClient":
         self = object.__new__(cls)
-        self.address = address
+        self.addresses = parse_addresses(address)
+        self.address = ",".join(self.addresses)
         self._tls = tls
         self._hello = _hello(source, token, lease_ms)
         self._token = token
@@ -105,12 +131,12 @@ class AsyncClient:
         self._task = None
         self._reconnecting = None
         self.reconnects = 0
-        opened = await _open(address, self._hello, timeout, max_frame, tls)
+        opened = await _connect(self.addresses, self._hello, timeout, max_frame, tls)
         self._install(opened)
         return self
 
     def _install(self, opened) -> None:
-        reader, writer, frames, welcome, held = opened
+        reader, writer, frames, welcome, held, self.server = opened
         self.welcome = welcome
         self.schemas = {s.name: s for s in welcome.schemas}
         self._schemas_by_id = {s.id: s for s in welcome.schemas}
@@ -191,12 +217,14 @@ class AsyncClient:
             return
         self._fail_waiters(_Reconnected())
         if self._reconnecting is None:
-            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect(cause))
 
-    async def _reconnect(self) -> None:
+    async def _reconnect(self, cause: BaseException) -> None:
         try:
-            opened = await _reopen(self.address, self._hello, self.timeout, self._max_frame,
-                                   self.reconnect_timeout, "the writer", self._tls)
+            opened = await _reopen(self.addresses, self._hello, self.timeout, self._max_frame,
+                                   self.reconnect_timeout, "the writer", self._tls,
+                                   (self.server, cause),
+                                   cause.owner if isinstance(cause, errors.NotOwner) else "")
         except errors.ConvergenceError as e:
             self._fatal = e
             self._fail_waiters(e)
@@ -312,7 +340,7 @@ class AsyncClient:
         self._check()
         s = schema_of(self.schemas, self._schemas_by_id, schema)
         return await AsyncSubscription.open(
-            self.address, s, token=self._token, prefix=prefix, fields=fields, bootstrap=bootstrap,
+            self.addresses, s, token=self._token, prefix=prefix, fields=fields, bootstrap=bootstrap,
             include_prev=include_prev, interval_ms=interval_ms, resume_window=resume_window,
             timeout=self.timeout, reconnect=self.reconnect,
             reconnect_timeout=self.reconnect_timeout, max_frame=self._max_frame, tls=self._tls)
@@ -344,12 +372,13 @@ class AsyncSubscription:
     """See convergence.Subscription; ``async for event in subscription``."""
 
     @classmethod
-    async def open(cls, address: str, schema, *, token=None, prefix="", fields=None,
+    async def open(cls, address: str | list, schema, *, token=None, prefix="", fields=None,
                    bootstrap=True, include_prev=False, interval_ms=0, resume_window=0,
                    timeout=10.0, reconnect=True, reconnect_timeout=30.0,
                    max_frame=64 << 20, tls=None) -> "AsyncSubscription":
         self = object.__new__(cls)
-        self.address = address
+        self.addresses = parse_addresses(address)
+        self.address = ",".join(self.addresses)
         self._tls = tls
         self.timeout = timeout
         self.reconnect = reconnect
@@ -359,8 +388,8 @@ class AsyncSubscription:
         self._events: deque = deque()
         self._closed = False
         self.reconnects = 0
-        opened = await _open(address, self._hello, timeout, max_frame, tls)
-        reader, writer, frames, welcome, held = opened
+        opened = await _connect(self.addresses, self._hello, timeout, max_frame, tls)
+        reader, writer, frames, welcome, held, self.server = opened
         if isinstance(schema, str):
             schema = {s.name: s for s in welcome.schemas}.get(schema, schema)
         if isinstance(schema, int):
@@ -454,9 +483,9 @@ class AsyncSubscription:
                 raise cause
             raise errors.ConnectionLost(f"subscription connection lost: {cause}") from cause
         try:
-            reader, writer, frames, _, held = await _reopen(
-                self.address, self._hello, self.timeout, self._max_frame, self.reconnect_timeout,
-                "the subscription", self._tls)
+            reader, writer, frames, _, held, self.server = await _reopen(
+                self.addresses, self._hello, self.timeout, self._max_frame,
+                self.reconnect_timeout, "the subscription", self._tls, (self.server, cause))
         except errors.ConvergenceError:
             self._closed = True
             raise

@@ -10,8 +10,9 @@ import time
 from collections import deque
 
 from . import codec, errors
-from ._state import (RETRYABLE, Outcome, SnapshotEnd, SubscriptionState, WriterState,
-                     parse_address, schema_of)
+from ._state import (RETRYABLE, Attempts, Outcome, SnapshotEnd, SubscriptionState, WriterState,
+                     connect_order, no_server, parse_address, parse_addresses, redirect,
+                     schema_of)
 
 _RECV = 1 << 18
 _BATCH_BYTES = 1 << 18
@@ -40,6 +41,7 @@ class _Conn:
 
     def __init__(self, address: str, hello: bytes, timeout: float, max_frame: int, tls=None):
         host, port = parse_address(address)
+        self.address = address
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:
@@ -94,6 +96,30 @@ class _Conn:
             self.sock.close()
 
 
+def _open(addresses: list, hello: bytes, timeout: float, max_frame: int, tls,
+          attempts: Attempts, first: str = ""):
+    """One round over ``addresses`` (``first`` before them), following not_owner
+    answers: the first connection that says WELCOME, or None (``attempts`` says why)."""
+    for address in connect_order(addresses, first):
+        target, hop = address, 0
+        while target is not None:
+            try:
+                return _Conn(target, hello, timeout, max_frame, tls)
+            except (errors.ServerError, OSError, errors.Timeout, codec.ProtocolError) as e:
+                target, hop = redirect(e, target, hop, attempts), hop + 1
+    return None
+
+
+def _connect(addresses: list, hello: bytes, timeout: float, max_frame: int, tls) -> _Conn:
+    """The first connection: one round; fails with every address's error (or, when
+    there was one address, its error as it is)."""
+    attempts = Attempts()
+    conn = _open(addresses, hello, timeout, max_frame, tls, attempts)
+    if conn is None:
+        raise attempts.sole() or no_server(addresses, attempts)
+    return conn
+
+
 def _hello(source, token, lease_ms) -> bytes:
     return codec.encode_hello(source or b"", token or b"", lease_ms)
 
@@ -107,20 +133,27 @@ class Client:
     unchanged, after a reconnect, so that each op is applied exactly once. Ops are
     sent as they are made, or together inside ``with client.batch():``.
 
-    ``reconnect``: when the connection ends (the server restarted, a network error,
-    ERROR shutting_down or overloaded), connect again for up to
-    ``reconnect_timeout`` seconds; False: raise instead. ``timeout`` bounds every wait
-    for a reply or for credit.
+    ``address``: "HOST:PORT", or several servers as "HOST:PORT,HOST:PORT,..." or a
+    list (an owner and its standbys, or replicas): tried in order, following
+    not_owner answers to the owner they name.
+
+    ``reconnect``: when the connection ends (the server restarted or died, a network
+    error, ERROR shutting_down, overloaded or not_owner from a deposed owner), connect
+    again, to the named owner first and then to the servers of ``address`` in turn, for
+    up to ``reconnect_timeout`` seconds; False: raise instead. ``timeout`` bounds every
+    wait for a reply or for credit.
     """
 
-    def __init__(self, address: str = "127.0.0.1:3727", *, source: str | bytes | None = None,
-                 token: str | bytes | None = None, lease_ms: int = 0, timeout: float = 10.0,
-                 reconnect: bool = True, reconnect_timeout: float = 30.0,
-                 max_frame: int = 64 << 20, tls: ssl.SSLContext | None = None):
-        self.address = address
+    def __init__(self, address: str | list = "127.0.0.1:3727", *,
+                 source: str | bytes | None = None, token: str | bytes | None = None,
+                 lease_ms: int = 0, timeout: float = 10.0, reconnect: bool = True,
+                 reconnect_timeout: float = 30.0, max_frame: int = 64 << 20,
+                 tls: ssl.SSLContext | None = None):
+        self.addresses = parse_addresses(address)
+        self.address = ",".join(self.addresses)
         self._hello = _hello(source, token, lease_ms)
         self._tls = tls
-        self._params = (address, token, timeout, reconnect, reconnect_timeout, max_frame)
+        self._params = (self.addresses, token, timeout, reconnect, reconnect_timeout, max_frame)
         self._is_writer = bool(source)
         self.timeout = timeout
         self.reconnect = reconnect
@@ -133,7 +166,7 @@ class Client:
         self._replies: dict = {}
         self._state = WriterState({})
         self.reconnects = 0
-        self._conn = _Conn(address, self._hello, timeout, max_frame, tls)
+        self._conn = _connect(self.addresses, self._hello, timeout, max_frame, tls)
         self._take_welcome(self._conn.welcome)
 
     # -- connection
@@ -144,6 +177,11 @@ class Client:
         self._schemas_by_id = {s.id: s for s in welcome.schemas}
         self._state.schemas = self._schemas_by_id
         return self._state.on_welcome(welcome, self._is_writer)
+
+    @property
+    def server(self) -> str:
+        """The address of the server this connection is to."""
+        return self._conn.address
 
     @property
     def last_applied_seq(self) -> int:
@@ -171,20 +209,19 @@ class Client:
             raise self._fatal from (None if self._fatal is cause else cause)
         deadline = time.monotonic() + self.reconnect_timeout
         delay = 0.02
-        last = cause
+        attempts = Attempts()
+        attempts.failed(self._conn.address, cause)
+        first = cause.owner if isinstance(cause, errors.NotOwner) else ""
         while time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             try:
-                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame, self._tls)
+                conn = _open(self.addresses, self._hello, self.timeout, self._max_frame,
+                             self._tls, attempts, first)
             except errors.ServerError as e:
-                if e.code not in RETRYABLE:
-                    self._fatal = e
-                    raise
-                last = e
-                continue
-            except (OSError, errors.Timeout, codec.ProtocolError) as e:
-                last = e
+                self._fatal = e
+                raise
+            if conn is None:
                 continue
             self._conn = conn
             self.reconnects += 1
@@ -196,11 +233,12 @@ class Client:
                     conn.sock.sendall(b"".join(resend))
             except OSError as e:
                 conn.close()
-                last = e
+                attempts.failed(conn.address, e)
                 continue
             raise _Reconnected()
         self._fatal = errors.ConnectionLost(
-            f"could not reconnect to {self.address} within {self.reconnect_timeout}s: {last}")
+            f"could not reconnect to {self.address} within {self.reconnect_timeout}s: "
+            f"{attempts.summary()}")
         raise self._fatal
 
     def _check(self) -> None:
@@ -419,11 +457,12 @@ class Subscription:
     instead). Reads only as fast as it is iterated: the server conflates what a slow
     subscriber has not read, so nothing grows without bound here."""
 
-    def __init__(self, address: str, schema, *, token=None, prefix="", fields=None,
+    def __init__(self, address: str | list, schema, *, token=None, prefix="", fields=None,
                  bootstrap=True, include_prev=False, interval_ms=0, resume_window=0,
                  timeout=10.0, reconnect=True, reconnect_timeout=30.0, max_frame=64 << 20,
                  tls=None):
-        self.address = address
+        self.addresses = parse_addresses(address)
+        self.address = ",".join(self.addresses)
         self._tls = tls
         self.timeout = timeout
         self.reconnect = reconnect
@@ -433,7 +472,7 @@ class Subscription:
         self._events: deque = deque()
         self._closed = False
         self.reconnects = 0
-        self._conn = _Conn(address, self._hello, timeout, max_frame, tls)
+        self._conn = _connect(self.addresses, self._hello, timeout, max_frame, tls)
         if isinstance(schema, str):
             schema = {s.name: s for s in self._conn.welcome.schemas}.get(schema, schema)
         if isinstance(schema, int):
@@ -515,28 +554,32 @@ class Subscription:
             raise errors.ConnectionLost(f"subscription connection lost: {cause}") from cause
         deadline = time.monotonic() + self.reconnect_timeout
         delay = 0.02
-        last = cause
+        attempts = Attempts()
+        attempts.failed(self._conn.address, cause)
         while time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
             try:
-                conn = _Conn(self.address, self._hello, self.timeout, self._max_frame, self._tls)
-                conn.sock.sendall(self._state.subscribe_frame(True))
-            except errors.ServerError as e:
-                if e.code not in RETRYABLE:
-                    self._closed = True
-                    raise
-                last = e
+                conn = _open(self.addresses, self._hello, self.timeout, self._max_frame,
+                             self._tls, attempts)
+            except errors.ServerError:
+                self._closed = True
+                raise
+            if conn is None:
                 continue
-            except (OSError, errors.Timeout, codec.ProtocolError) as e:
-                last = e
+            try:
+                conn.sock.sendall(self._state.subscribe_frame(True))
+            except OSError as e:
+                conn.close()
+                attempts.failed(conn.address, e)
                 continue
             self._conn = conn
             self.reconnects += 1
             return
         self._closed = True
         raise errors.ConnectionLost(
-            f"could not reconnect to {self.address} within {self.reconnect_timeout}s: {last}")
+            f"could not reconnect to {self.address} within {self.reconnect_timeout}s: "
+            f"{attempts.summary()}")
 
     def close(self) -> None:
         self._closed = True

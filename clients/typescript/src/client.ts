@@ -19,6 +19,7 @@ import {
   ErrorCode,
   FrameTooLargeError,
   NotASourceError,
+  NotOwnerError,
   ProtocolError,
   UnknownSchemaError,
   errorFromCode,
@@ -73,6 +74,14 @@ export interface ClientOptions {
   /** Server host (default 127.0.0.1) and port (default 3727), for the TCP transport. */
   host?: string;
   port?: number;
+  /**
+   * Several servers instead of host and port, for the TCP transport: 'HOST:PORT,HOST:PORT'
+   * or a list (an owner and its standbys, or replicas). The first connection tries them in
+   * order, following not_owner answers to the owner they name, and fails naming every
+   * address tried; a lost connection (a server killed, a deposed owner's not_owner) is
+   * replaced by the owner it named or the next server of the list in turn.
+   */
+  servers?: string | readonly string[];
   /** WebSocket instead of TCP: ws://HOST:PORT/ of `serve --ws-listen` or `--console` (wss:// with --tls-cert), through globalThis.WebSocket. */
   url?: string;
   /** Another transport instead of TCP to host:port (e.g. websocketConnector with its own options). */
@@ -165,9 +174,41 @@ function isFatal(e: unknown): boolean {
   return (e instanceof ConvergenceError && fatalCodes.has(e.code)) || e instanceof ProtocolError;
 }
 
+/** not_owner answers followed from one address of a server list before the next is tried. */
+const MAX_OWNER_REDIRECTS = 3;
+
+/**
+ * Splits a server list ('HOST:PORT,HOST:PORT' or a list of 'HOST:PORT'); throws a
+ * RangeError naming the entry that is wrong.
+ */
+export function parseServers(servers: string | readonly string[]): { address: string; host: string; port: number }[] {
+  const entries = typeof servers === 'string' ? servers.split(',') : [...servers];
+  const text = typeof servers === 'string' ? servers : entries.join(',');
+  if (entries.length === 0 || (entries.length === 1 && entries[0] === '')) {
+    throw new RangeError('the server list is empty; give HOST:PORT[,HOST:PORT...]');
+  }
+  return entries.map((address, i) => {
+    const colon = address.lastIndexOf(':');
+    const portText = colon < 0 ? '' : address.slice(colon + 1);
+    const host = colon < 0 ? '' : address.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(portText);
+    if (address === '') throw new RangeError(`servers '${text}': entry ${i + 1} is empty; give HOST:PORT[,HOST:PORT...]`);
+    if (host === '' || !/^\d+$/.test(portText) || port > 65535) {
+      throw new RangeError(`servers '${text}': entry ${i + 1}: '${address}' is not HOST:PORT (a port from 0 to 65535)`);
+    }
+    return { address, host, port };
+  });
+}
+
 export class Client implements SubscriptionOwner {
   private readonly connector: Connector;
+  /** The servers of `servers`, each with its connector; empty without that option. */
+  private readonly servers: { address: string; connector: Connector }[] = [];
   private readonly opts: ClientOptions;
+  /** The address of the current connection (with `servers`). */
+  private serverAddress = '';
+  /** The owner a deposed owner's not_owner named: the next connection tries it first. */
+  private redirect = '';
   private readonly isWriter: boolean;
   private readonly maxWriteFrame: number;
   private readonly highWater: number;
@@ -220,6 +261,11 @@ export class Client implements SubscriptionOwner {
 
   private constructor(opts: ClientOptions) {
     this.opts = opts;
+    const tcp = (host: string, port: number): Connector =>
+      tcpConnector({ host, port, timeoutMs: opts.connectTimeoutMs ?? 10000, ...(opts.tls === undefined ? {} : { tls: opts.tls }) });
+    if (opts.servers !== undefined) {
+      for (const s of parseServers(opts.servers)) this.servers.push({ address: s.address, connector: tcp(s.host, s.port) });
+    }
     this.connector =
       opts.connector ??
       (opts.url !== undefined ? websocketConnector({ url: opts.url, timeoutMs: opts.connectTimeoutMs ?? 10000 }) : undefined) ??
@@ -243,7 +289,7 @@ export class Client implements SubscriptionOwner {
   static async connect(opts: ClientOptions = {}): Promise<Client> {
     const c = new Client(opts);
     try {
-      await c.open();
+      await c.openAny();
     } catch (e) {
       // Nothing to reconnect for: this client was never handed out.
       c.closedBy = new ClientClosedError('the first connection failed', { cause: e });
@@ -251,6 +297,58 @@ export class Client implements SubscriptionOwner {
       throw e;
     }
     return c;
+  }
+
+  /** The address of the server connected to, with `servers` ('' without). */
+  get server(): string {
+    return this.serverAddress;
+  }
+
+  /**
+   * Connects to the one server, or, with `servers`, to the first of them that says
+   * WELCOME (the owner a not_owner named first), following not_owner answers; fails
+   * naming every address tried and its error.
+   */
+  private async openAny(): Promise<void> {
+    if (this.servers.length === 0) return this.open(this.connector);
+    const failures = new Map<string, string>();
+    const order = this.redirect === '' ? [] : [this.redirect];
+    for (const s of this.servers) if (s.address !== this.redirect) order.push(s.address);
+    this.redirect = '';
+    for (const address of order) {
+      let target = address;
+      for (let hop = 0; ; hop++) {
+        try {
+          await this.open(this.connectorFor(target));
+          this.serverAddress = target;
+          return;
+        } catch (e) {
+          if (this.closedBy !== null) throw e;
+          failures.delete(target);
+          failures.set(target, e instanceof Error ? e.message : String(e));
+          if (e instanceof NotOwnerError && e.owner !== '' && hop < MAX_OWNER_REDIRECTS) {
+            target = e.owner;
+            continue;
+          }
+          if (isFatal(e) && !(e instanceof NotOwnerError)) throw e;
+          break;
+        }
+      }
+    }
+    const why = [...failures].map(([a, m]) => `${a}: ${m}`).join('; ');
+    throw new ConnectionLostError(`no server of ${this.servers.map((s) => s.address).join(',')} took the connection: ${why}`);
+  }
+
+  private connectorFor(address: string): Connector {
+    const known = this.servers.find((s) => s.address === address);
+    if (known !== undefined) return known.connector;
+    const [s] = parseServers(address);
+    return tcpConnector({
+      host: s!.host,
+      port: s!.port,
+      timeoutMs: this.opts.connectTimeoutMs ?? 10000,
+      ...(this.opts.tls === undefined ? {} : { tls: this.opts.tls }),
+    });
   }
 
   /** The schemas of the server, as its last WELCOME announced them. */
@@ -487,7 +585,7 @@ export class Client implements SubscriptionOwner {
   // -------------------------------------------------------------- connection
 
   /** Connects, says HELLO and waits for WELCOME, then restores what the last connection had. */
-  private async open(): Promise<void> {
+  private async open(connector: Connector): Promise<void> {
     const gen = ++this.gen;
     this.splitter = new FrameSplitter(this.opts.maxFrame ?? 64 << 20);
     const handshake = new Promise<void>((resolve, reject) => {
@@ -495,7 +593,7 @@ export class Client implements SubscriptionOwner {
     });
     let transport: Transport;
     try {
-      transport = await this.connector({
+      transport = await connector({
         onData: (chunk) => this.onData(gen, chunk),
         onClose: (error) => this.onClose(gen, error),
       });
@@ -586,7 +684,10 @@ export class Client implements SubscriptionOwner {
       return;
     }
     if (!wasReady) return; // the handshake failed: open() reported it
-    if (isFatal(cause)) {
+    if (cause instanceof NotOwnerError && this.servers.length > 0) {
+      // A deposed owner names the new one: connect there first.
+      this.redirect = cause.owner;
+    } else if (isFatal(cause)) {
       this.shutdown(cause);
       for (const w of this.closeWaiters.splice(0)) w();
       return;
@@ -599,7 +700,7 @@ export class Client implements SubscriptionOwner {
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;
       if (this.closedBy !== null) return;
-      this.open().catch((e: unknown) => {
+      this.openAny().catch((e: unknown) => {
         if (this.closedBy !== null) return;
         const err = e instanceof Error ? e : new ConnectionLostError(String(e));
         if (isFatal(err)) {

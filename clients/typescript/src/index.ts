@@ -1,7 +1,7 @@
 // convergence client for Node.js and browsers (protocol v1, docs/protocol.md): TCP in
 // Node.js, WebSocket in both.
 
-export { Client, type ClientOptions, type QueryResult, type SchemaRef, type SubscribeOptions } from './client.js';
+export { Client, parseServers, type ClientOptions, type QueryResult, type SchemaRef, type SubscribeOptions } from './client.js';
 export { Subscription, type Resumed, type SnapshotEnd, type SubscriptionEvent } from './subscription.js';
 export { Change, SnapshotEntry, type ChangeKind, type Claim } from './frames.js';
 export { Schema, type Field, type FieldType, type Id, type Value, type Values } from './schema.js';

@@ -27,6 +27,8 @@ export interface ServerOptions {
   token?: string;
   /** Also serve WebSocket (--ws-listen): wsPort, the same again after a restart. */
   ws?: boolean;
+  /** Another server's data directory (one serve at a time: it holds the directory's lock). */
+  dataDir?: string;
 }
 
 export class TestServer {
@@ -41,7 +43,7 @@ export class TestServer {
 
   constructor(opts: ServerOptions = {}) {
     this.dir = mkdtempSync(path.join(tmpdir(), 'conv-ts-'));
-    this.dataDir = path.join(this.dir, 'data');
+    this.dataDir = opts.dataDir ?? path.join(this.dir, 'data');
     this.args = [...(opts.args ?? [])];
     this.ws = opts.ws ?? false;
     if (opts.schemas !== undefined) {
