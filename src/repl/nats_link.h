@@ -19,11 +19,16 @@ struct NatsDeleter {
   void operator()(jsCtx* j) const { jsCtx_Destroy(j); }
   void operator()(natsMsg* m) const { natsMsg_Destroy(m); }
   void operator()(jsStreamInfo* i) const { jsStreamInfo_Destroy(i); }
+  void operator()(natsSubscription* s) const {
+    natsSubscription_Unsubscribe(s);
+    natsSubscription_Destroy(s);
+  }
 };
 using ConnPtr = std::unique_ptr<natsConnection, NatsDeleter>;
 using JsPtr = std::unique_ptr<jsCtx, NatsDeleter>;
 using MsgPtr = std::unique_ptr<natsMsg, NatsDeleter>;
 using StreamInfoPtr = std::unique_ptr<jsStreamInfo, NatsDeleter>;
+using SubPtr = std::unique_ptr<natsSubscription, NatsDeleter>;
 
 // What went wrong, for messages: the status text, and JetStream's code if any.
 std::string NatsError(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0));

@@ -91,6 +91,43 @@ natsStatus RetryTimeouts(const ReplicationOptions& options, Request request) {
   return st;
 }
 
+// An ordered consumer of the cluster's subjects (log, checkpoints, epoch markers)
+// from stream sequence `from_seq` on: the library recreates it on a gap, from where
+// it was.
+util::Result<SubPtr> FollowStream(const ReplicationOptions& options, jsCtx* js, uint64_t from_seq) {
+  const std::string stream = StreamName(options.cluster_name);
+  const std::string subject = fmt::format("conv.{}.*", options.cluster_name);
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartSequence;
+  so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus st = RetryTimeouts(options, [&] {
+    jerr = static_cast<jsErrCode>(0);
+    return js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
+  });
+  if (st != NATS_OK) {
+    return util::Status::Error(fmt::format("cannot follow {} of stream {} from sequence {}: {}",
+                                           subject, stream, from_seq, NatsError(st, jerr)));
+  }
+  natsSubscription_SetPendingLimits(sub, -1, -1);
+  return SubPtr(sub);
+}
+
+// A delivered message's stream sequence (0: no metadata).
+uint64_t StreamSeq(natsMsg* m) {
+  jsMsgMetaData* meta = nullptr;
+  uint64_t seq = 0;
+  if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+    seq = meta->Sequence.Stream;
+    jsMsgMetaData_Destroy(meta);
+  }
+  return seq;
+}
+
 }  // namespace
 
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
@@ -117,23 +154,32 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   report->resume_seq = report->last_seq + 1;
 
   std::map<uint64_t, Pieces> windows, checkpoints;
-  for (uint64_t seq = report->first_seq; seq != 0 && seq <= report->last_seq; ++seq) {
-    natsMsg* m = nullptr;
-    jerr = static_cast<jsErrCode>(0);
-    st = js_GetMsg(&m, link->js.get(), stream.c_str(), seq, nullptr, &jerr);
-    MsgPtr guard(m);
-    if (st != NATS_OK && (st == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)) continue;
-    if (st != NATS_OK) {
-      return util::Status::Error(
-          fmt::format("cannot read message {} of {}: {}", seq, stream, NatsError(st, jerr)));
-    }
-    if (!TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) continue;
-    ++report->messages;
-    bool is_log = log_subject == natsMsg_GetSubject(m);
-    if (auto s = AddPiece(is_log ? windows : checkpoints, m,
-                          is_log ? "Conv-Window" : "Conv-Checkpoint", seq);
-        !s.ok()) {
-      return s;
+  if (report->first_seq != 0 && report->first_seq <= report->last_seq) {
+    // Delivered in bursts by an ordered consumer: asking for one message at a time
+    // cost a round trip to the stream's leader per message.
+    auto sub = FollowStream(options, link->js.get(), report->first_seq);
+    if (!sub.ok()) return sub.status();
+    for (;;) {
+      natsMsg* m = nullptr;
+      natsStatus next = natsSubscription_NextMsg(
+          &m, sub->get(), static_cast<int64_t>(options.confirm_timeout.count()));
+      MsgPtr guard(m);
+      if (next != NATS_OK) {
+        return util::Status::Error(fmt::format("cannot read stream {} up to sequence {}: {}",
+                                               stream, report->last_seq, NatsError(next)));
+      }
+      const uint64_t seq = StreamSeq(m);
+      if (seq > report->last_seq) break;  // published since the read began
+      if (TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) {
+        ++report->messages;
+        bool is_log = log_subject == natsMsg_GetSubject(m);
+        if (auto s = AddPiece(is_log ? windows : checkpoints, m,
+                              is_log ? "Conv-Window" : "Conv-Checkpoint", seq);
+            !s.ok()) {
+          return s;
+        }
+      }
+      if (seq == report->last_seq) break;
     }
   }
   uint64_t from = 0;  // windows up to this are in the checkpoint
@@ -264,19 +310,12 @@ util::Status WriteStreamCheckpoint(const ReplicationOptions& options, const std:
 struct StreamTail::State {
   ConnPtr nc;
   JsPtr js;
-  natsSubscription* sub = nullptr;
+  SubPtr sub;
   uint64_t next_window = 0;  // the window to hand out next
   uint64_t epoch = 0;        // the newest marker's
   std::string epoch_subject;
   std::string log_subject;
   std::map<uint64_t, Pieces> pending;
-
-  ~State() {
-    if (sub != nullptr) {
-      natsSubscription_Unsubscribe(sub);
-      natsSubscription_Destroy(sub);
-    }
-  }
 };
 
 util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOptions& options,
@@ -291,26 +330,11 @@ util::Result<std::unique_ptr<StreamTail>> StreamTail::Open(const ReplicationOpti
   s->epoch = epoch;
   s->epoch_subject = EpochSubject(options.cluster_name);
   s->log_subject = LogSubject(options.cluster_name);
-  const std::string stream = StreamName(options.cluster_name);
   // The log and the epoch markers (and the checkpoints, skipped: one filter subject
   // takes all three).
-  const std::string subject = fmt::format("conv.{}.*", options.cluster_name);
-  jsSubOptions so;
-  jsSubOptions_Init(&so);
-  so.Stream = stream.c_str();
-  so.Ordered = true;  // the library recreates the consumer on a gap, from where it was
-  so.Config.DeliverPolicy = js_DeliverByStartSequence;
-  so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus st = RetryTimeouts(options, [&] {
-    jerr = static_cast<jsErrCode>(0);
-    return js_SubscribeSync(&s->sub, s->js.get(), subject.c_str(), nullptr, &so, &jerr);
-  });
-  if (st != NATS_OK) {
-    return util::Status::Error(fmt::format("cannot follow {} of stream {} from sequence {}: {}",
-                                           subject, stream, from_seq, NatsError(st, jerr)));
-  }
-  natsSubscription_SetPendingLimits(s->sub, -1, -1);
+  auto sub = FollowStream(options, s->js.get(), from_seq);
+  if (!sub.ok()) return sub.status();
+  s->sub = std::move(sub).value();
   return std::unique_ptr<StreamTail>(new StreamTail(std::move(s)));
 }
 
@@ -342,18 +366,14 @@ util::Result<bool> StreamTail::Next(std::chrono::milliseconds wait, uint64_t* wi
     if (now >= deadline) return false;
     natsMsg* m = nullptr;
     natsStatus st = natsSubscription_NextMsg(
-        &m, s_->sub, std::max<int64_t>(1, static_cast<int64_t>((deadline - now) / 1'000'000)));
+        &m, s_->sub.get(),
+        std::max<int64_t>(1, static_cast<int64_t>((deadline - now) / 1'000'000)));
     MsgPtr guard(m);
     if (st == NATS_TIMEOUT) return false;
     if (st != NATS_OK) {
       return util::Status::Error(fmt::format("cannot read the stream: {}", NatsError(st)));
     }
-    jsMsgMetaData* meta = nullptr;
-    uint64_t seq = 0;
-    if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-      seq = meta->Sequence.Stream;
-      jsMsgMetaData_Destroy(meta);
-    }
+    const uint64_t seq = StreamSeq(m);
     if (s_->log_subject != natsMsg_GetSubject(m) && s_->epoch_subject != natsMsg_GetSubject(m)) {
       continue;  // a checkpoint
     }
