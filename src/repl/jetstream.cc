@@ -150,28 +150,40 @@ struct JetStreamLog::State {
     }
   }
 
+  // What a publish refused out of order means (Resync).
+  enum class Refusal {
+    kFenced,     // another owner wrote: nothing more is confirmed
+    kRenumber,   // this owner's own resends came out of order: number them again
+    kUndecided,  // the stream or the record could not be read: sent again as numbered,
+                 // refused again, asked again
+  };
+
   // After a publish was refused out of order: either another owner wrote (its
   // epoch marker is in the stream, or the owner record names it: this one is
-  // fenced, true), or this owner's own resends came out of order (its numbering
-  // starts again from the stream's last sequence, false). The stream's last
-  // sequence is read before looking for a marker, so a marker written after
-  // the look is above it, and the next publish is refused again.
-  bool Resync() {
+  // fenced), or this owner's own resends came out of order (its numbering starts
+  // again from the stream's last sequence). The stream's last sequence is read
+  // before looking for a marker, so a marker written after the look is above it,
+  // and the next publish is refused again.
+  Refusal Resync() {
     std::lock_guard publish_lock(publish_mu);
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsStreamInfo* info = nullptr;
     natsStatus st = js_GetStreamInfo(&info, check_js.get(), stream.c_str(), nullptr, &jerr);
     StreamInfoPtr guard(info);
-    if (st != NATS_OK) return false;  // tried again with the next refusal
+    if (st != NATS_OK) return Refusal::kUndecided;
     OwnerCheck check;
     {
       std::lock_guard lock(mu);
       check = owner_check;
     }
     if (check) {
-      if (std::optional<std::string> owner = check(); owner.has_value()) {
-        Fence(*owner);
-        return true;
+      auto owner = check();
+      // Numbered again only once the record says this one still owns the name: the
+      // newest marker is no proof alone, the new owner's first checkpoint purges it.
+      if (!owner.ok()) return Refusal::kUndecided;
+      if (owner->has_value()) {
+        Fence(**owner);
+        return Refusal::kFenced;
       }
     }
     natsMsg* m = nullptr;
@@ -184,13 +196,13 @@ struct JetStreamLog::State {
         std::string body(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
         constexpr std::string_view kAddress = "address ";
         Fence(body.rfind(kAddress, 0) == 0 ? body.substr(kAddress.size()) : "");
-        return true;
+        return Refusal::kFenced;
       }
     }
     last_seq = info->State.LastSeq;
     std::lock_guard lock(mu);
     ++counters.resyncs;
-    return false;
+    return Refusal::kRenumber;
   }
 
   std::string FencedMessage() {
@@ -406,7 +418,8 @@ wal::WriteOutcome JetStreamLog::Confirm() {
     }
     // A refusal out of order: another owner's marker (fenced: nothing of this round
     // is acknowledged), or this owner's resends out of order (numbered again below).
-    if (wrong_seq && s_->Resync()) {
+    const State::Refusal refusal = wrong_seq ? s_->Resync() : State::Refusal::kUndecided;
+    if (refusal == State::Refusal::kFenced) {
       for (natsMsg* m : retry)
         natsMsg_Destroy(m);
       return fenced();
@@ -432,7 +445,7 @@ wal::WriteOutcome JetStreamLog::Confirm() {
                        [](natsMsg* a, natsMsg* b) { return Expected(a) < Expected(b); });
       std::lock_guard publish_lock(s_->publish_mu);
       for (natsMsg* m : retry) {
-        if (wrong_seq) SetExpected(m, s_->last_seq++);
+        if (refusal == State::Refusal::kRenumber) SetExpected(m, s_->last_seq++);
         s_->PublishAsync(m);
       }
     }
@@ -501,7 +514,7 @@ util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string&
         jsPubAck_Destroy(pa);
         break;
       }
-      if (jerr == JSStreamWrongLastSequenceErr && s_->Resync()) {
+      if (jerr == JSStreamWrongLastSequenceErr && s_->Resync() == State::Refusal::kFenced) {
         return util::Status::Error(s_->FencedMessage());
       }
       if (util::MonoNanos() >= deadline) {

@@ -77,8 +77,9 @@ class JetStreamLog final : public wal::LogReplica {
 
   // Asked when a publish is refused out of order: the address of the owner that
   // replaced this one, or nullopt while this one still holds the record (an
-  // ownership check, repl::Ownership::Deposed).
-  using OwnerCheck = std::function<std::optional<std::string>()>;
+  // ownership check, repl::Ownership::Deposed); an error when it cannot tell (the
+  // refused chunks are not numbered again: the next refusal asks again).
+  using OwnerCheck = std::function<util::Result<std::optional<std::string>>()>;
   void SetOwnerCheck(OwnerCheck check);
   // Fences this owner: no round is confirmed from now on (Confirm fails, so
   // nothing more is acknowledged); `owner` is the one clients should go to.

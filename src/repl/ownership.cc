@@ -274,15 +274,16 @@ void Ownership::OnLost(std::function<void(const std::string& owner)> callback) {
   s_->on_lost = std::move(callback);
 }
 
-std::optional<std::string> Ownership::Deposed() {
+util::Result<std::optional<std::string>> Ownership::Deposed() {
   if (!s_->held) {
     std::lock_guard lock(s_->mu);
-    return s_->holder;
+    return std::optional<std::string>(s_->holder);
   }
   auto now = ReadRecord(s_->kv.get());
-  if (!now.ok() || !now->has_value() || (*now)->epoch == s_->epoch) return std::nullopt;
+  if (!now.ok()) return now.status();
+  if (!now->has_value() || (*now)->epoch == s_->epoch) return std::optional<std::string>();
   s_->Lost(**now);
-  return (*now)->address;
+  return std::optional<std::string>((*now)->address);
 }
 
 struct OwnerReader::State {

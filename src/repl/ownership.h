@@ -61,9 +61,9 @@ class Ownership {
   // by someone else; its argument is the address the record names now.
   void OnLost(std::function<void(const std::string& owner)> callback);
   // Reads the record now: the address of the owner that replaced this one (and
-  // held() turns false), or nullopt while this one holds it (or the record cannot
-  // be read: the next refresh tells).
-  std::optional<std::string> Deposed();
+  // held() turns false), or nullopt while this one holds it; an error when the
+  // record cannot be read (undecided).
+  util::Result<std::optional<std::string>> Deposed();
 
  private:
   struct State;

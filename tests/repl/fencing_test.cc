@@ -172,11 +172,27 @@ TEST_CASE("cluster: a publish refused out of order with no newer marker is numbe
   CHECK(a->counters().resyncs == 1);
   CHECK(Replay(o).windows == std::vector<uint64_t>{1, 2, 3});
 
-  // With an owner check that names another owner, the same refusal fences.
-  a->SetOwnerCheck([] { return std::optional<std::string>("127.0.0.1:1009"); });
+  // With an owner check that cannot tell (the record unreadable), the chunk is not
+  // numbered again: the round is not confirmed, A is not fenced either.
+  a->SetOwnerCheck([]() -> util::Result<std::optional<std::string>> {
+    return util::Status::Error("the owner record cannot be read");
+  });
   stray->Publish(4, w.Blocks(4));
   REQUIRE(stray->Confirm().ok());
   a->Publish(5, w.Blocks(5));
+  auto undecided = a->Confirm();
+  CHECK_FALSE(undecided.ok());
+  CHECK_FALSE(a->fenced());
+  CHECK(a->counters().resyncs == 1);
+  CHECK(Replay(o).windows == std::vector<uint64_t>{1, 2, 3, 4});
+
+  // With an owner check that names another owner, the same refusal fences.
+  a->SetOwnerCheck([]() -> util::Result<std::optional<std::string>> {
+    return std::optional<std::string>("127.0.0.1:1009");
+  });
+  stray->Publish(6, w.Blocks(6));
+  REQUIRE(stray->Confirm().ok());
+  a->Publish(7, w.Blocks(7));
   auto refused = a->Confirm();
   CHECK_FALSE(refused.ok());
   CHECK(a->fenced_owner() == "127.0.0.1:1009");
