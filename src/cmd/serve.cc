@@ -578,6 +578,13 @@ int Serve(const ServeOptions& o, Takeover* takeover) {
       PrintError(fmt::format("--replicate: refusing to take writes: {}", st.message()));
       return kExitError;
     }
+    // The stream holds every window since the last owner's newest replicated
+    // checkpoint, and each standby start and takeover reads all of it: owners that
+    // each live less than --checkpoint-interval would let it grow for good. A new
+    // owner's first checkpoint, replicated, purges it.
+    if (taking_over && engine.CheckpointSoon()) {
+      log.Info("took over: writing a checkpoint now, to purge the stream up to it");
+    }
   }
   std::unique_ptr<net::MetricsServer> metrics;
   if (!o.metrics_listen.empty()) {

@@ -47,6 +47,12 @@ void Checkpointer::NoteLogBytes(uint64_t total) {
   }
 }
 
+void Checkpointer::RequestSoon() {
+  std::lock_guard lock(mu_);
+  due_ = true;
+  cv_.notify_all();
+}
+
 void Checkpointer::Run() {
   for (;;) {
     {

@@ -52,6 +52,9 @@ class Checkpointer {
   void Run();
   // Called by the WAL thread after each round with the bytes written so far.
   void NoteLogBytes(uint64_t total);
+  // The thread writes a checkpoint at its next wake-up, as when the log has grown
+  // past the limit (a new owner's first: serve, after a takeover).
+  void RequestSoon();
   // Log bytes after which a checkpoint is due: the size of the last checkpoint, at
   // least kMinLogGrowth.
   uint64_t LogGrowthLimit() const;
@@ -77,7 +80,7 @@ class Checkpointer {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;                // guarded by mu_
-  bool due_ = false;                 // guarded by mu_: the log grew past the limit
+  bool due_ = false;                 // guarded by mu_: the log grew, or RequestSoon
   uint64_t log_bytes_at_start_ = 0;  // guarded by mu_: log size when the last checkpoint began
   CheckpointCounters counters_;      // guarded by mu_
 };

@@ -409,6 +409,12 @@ util::Status Engine::Checkpoint() {
   return checkpointer_->CheckpointNow();
 }
 
+bool Engine::CheckpointSoon() {
+  if (checkpointer_ == nullptr || options_.checkpoint_interval.count() == 0) return false;
+  checkpointer_->RequestSoon();
+  return true;
+}
+
 void Engine::Stop() {
   if (threads_.empty()) return;
   coalescer_.Stop();

@@ -104,6 +104,10 @@ class Engine {
   uint64_t last_durable_us() const { return coalescer_.last_durable_us(); }
   // Writes a checkpoint now (needs a data dir and running I/O threads).
   util::Status Checkpoint();
+  // Asks the checkpoint thread for a checkpoint now, written beside the writes as
+  // the periodic ones are. False: there is no such thread (no data dir, or
+  // --checkpoint-interval 0).
+  bool CheckpointSoon();
   // Stops and joins the threads. Ops not yet in a closed window are dropped: call
   // Flush() first for a graceful stop.
   void Stop();
