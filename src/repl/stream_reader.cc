@@ -105,9 +105,16 @@ util::Result<SubPtr> FollowStream(const ReplicationOptions& options, jsCtx* js, 
   so.Config.OptStartSeq = std::max<uint64_t>(from_seq, 1);
   natsSubscription* sub = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
+  // nats-server up to 2.11 places an ephemeral consumer on any server of the
+  // stream's, an offline one too (nats-server#7165: the request then times out), and
+  // picks again on each try: short tries, so that a cluster with a server down gets
+  // several within the confirm timeout.
+  jsOptions jo;
+  jsOptions_Init(&jo);
   natsStatus st = RetryTimeouts(options, [&] {
     jerr = static_cast<jsErrCode>(0);
-    return js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
+    jo.Wait = jo.Wait == 0 ? 1000 : 2000;
+    return js_SubscribeSync(&sub, js, subject.c_str(), &jo, &so, &jerr);
   });
   if (st != NATS_OK) {
     return util::Status::Error(fmt::format("cannot follow {} of stream {} from sequence {}: {}",
