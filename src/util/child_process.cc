@@ -22,6 +22,9 @@ namespace {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::dup2(out_fd, 1);
   ::dup2(err_fd, 2);
+  // Nothing else of the parent's: a listening socket it holds (asio opens them
+  // without O_CLOEXEC) would stay bound in the child after the parent closed it.
+  ::close_range(3, ~0U, 0);
   ::execv(argv[0], argv);
   ::_exit(127);
 }
