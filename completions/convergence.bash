@@ -96,13 +96,13 @@ _convergence_load() {
     --tls-ca) _convergence_files; return 0 ;;
     --tls-cert) _convergence_files; return 0 ;;
     --tls-key) _convergence_files; return 0 ;;
-    --server|--workers|--entities|--rate|--mix|--hot-pct|--duration|--html|--readers|--subscribers) return 0 ;;
+    --server|--workers|--writer-threads|--entities|--rate|--mix|--hot-pct|--duration|--html|--readers|--subscribers) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
+    _convergence_words '-h --help --server --workers --writer-threads --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
     return 0
   fi
-  _convergence_words '-h --help --server --workers --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
+  _convergence_words '-h --help --server --workers --writer-threads --entities --schema --rate --mix --hot-pct --duration --quiet --json --html --readers --subscribers --bootstrap --include-prev --auth-token-file --tls --tls-ca --tls-cert --tls-key'
 }
 
 _convergence_wal_dump() {

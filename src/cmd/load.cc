@@ -25,6 +25,10 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
                       "Writer connections, each a separate source (default 1; none with "
                       "--subscribers N --bootstrap)")
           ->capture_default_str();
+  sub->add_option("--writer-threads", o.writer_threads,
+                  "Threads the writers share, each polling its writers' connections: for many "
+                  "--workers (0: one per writer)")
+      ->capture_default_str();
   sub->add_option("--entities", o.entities, "Entity pool size")->capture_default_str();
   sub->add_option("--schema", o.schema, "Schema to write")->capture_default_str();
   sub->add_option("--rate", o.rate, "Total ops/s over all workers (0: unlimited)")
@@ -65,6 +69,7 @@ CLI::App* RegisterLoad(CLI::App& app, LoadOptions& o) {
 util::Status ValidateLoadOptions(const LoadOptions& o) {
   if (o.workers > 1024) return util::Status::Error("--workers: at most 1024");
   if (o.readers > 1024) return util::Status::Error("--readers: at most 1024");
+  if (o.writer_threads > 1024) return util::Status::Error("--writer-threads: at most 1024");
   if (o.subscribers > 1024) return util::Status::Error("--subscribers: at most 1024");
   if (o.bootstrap && o.subscribers == 0) {
     return util::Status::Error(

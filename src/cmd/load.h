@@ -15,6 +15,9 @@ namespace conv::cmd {
 struct LoadOptions {
   std::string server = "127.0.0.1:3727";
   uint32_t workers = 1;
+  // Threads the writers share (each polls its writers' connections); 0: one per
+  // writer.
+  uint32_t writer_threads = 0;
   uint64_t entities = 10'000;
   std::string schema = "player";
   uint64_t rate = 0;  // total ops/s; 0: unlimited

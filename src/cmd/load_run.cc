@@ -138,7 +138,7 @@ class LoadRun {
   std::vector<std::unique_ptr<Reader>> readers_;
   std::vector<std::thread> threads_;  // writers and readers
   std::atomic<bool> stop_readers_{false};
-  std::atomic<size_t> running_{0};  // writers still running
+  std::atomic<size_t> running_{0};  // writer threads still running
   std::atomic<uint64_t> drained_ns_{0};
   std::mutex mu_;
   std::condition_variable cv_;  // a writer finished
@@ -277,11 +277,19 @@ void LoadRun::StartWriters() {
     workers_.push_back(std::make_unique<LoadWorker>(
         o_, schema_, fmt::format("{}-{}", o_.source_prefix, i + 1), token_, tls_, rate, 1000 + i));
   }
-  running_ = workers_.size();
-  for (auto& w : workers_) {
-    threads_.emplace_back([this, wp = w.get()] {
+  // A thread per writer unless --writer-threads says fewer: on 2 cores, 9 writers
+  // on 2 threads gave the point readers no core sooner (docs/performance.md,
+  // Saturation, "Fewer writer threads").
+  size_t threads = o_.writer_threads != 0 ? o_.writer_threads : workers_.size();
+  threads = std::min(threads, workers_.size());
+  std::vector<std::vector<LoadWorker*>> groups(threads);
+  for (size_t i = 0; i < workers_.size(); ++i)
+    groups[i % threads].push_back(workers_[i].get());
+  running_ = groups.size();
+  for (auto& g : groups) {
+    threads_.emplace_back([this, group = std::move(g)] {
       ::pthread_setname_np(::pthread_self(), "load-writer");
-      wp->Run(end_, kDrainTimeout);
+      LoadWorker::RunGroup(group, end_, kDrainTimeout);
       if (running_.fetch_sub(1) == 1) {
         drained_ns_.store(util::MonoNanos());
         std::lock_guard lock(mu_);

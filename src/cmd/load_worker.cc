@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -232,59 +233,111 @@ bool LoadWorker::ReceiveSome() {
   return alive;
 }
 
-void LoadWorker::Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain) {
-  using clock = std::chrono::steady_clock;
-  last_refill_ = clock::now();
+bool LoadWorker::Begin(std::chrono::steady_clock::time_point now) {
+  last_refill_ = now;
   if (auto st = Connect(std::chrono::milliseconds(0)); !st.ok()) {
     ++report_.errors;
     report_.first_error = st.message();
-    return;
+    return false;
   }
-  bool stopping = false;
-  auto drain_end = end + drain;
-  for (;;) {
-    auto now = clock::now();
-    if (!stopping && now >= end) {
-      stopping = true;
-      report_.acked_in_time = acked_ - acked_base_;
+  return true;
+}
+
+bool LoadWorker::Prepare(std::chrono::steady_clock::time_point now,
+                         std::chrono::steady_clock::time_point end,
+                         std::chrono::steady_clock::time_point drain_end, pollfd* p,
+                         int* timeout_ms) {
+  if (!stopping_ && now >= end) {
+    stopping_ = true;
+    report_.acked_in_time = acked_ - acked_base_;
+  }
+  if (stopping_ && (acked_ >= seq_ || now >= drain_end)) return false;
+  if (!stopping_) Generate(now);
+  want_out_ = UnsentBytes() > 0;
+  // TLS may need the other direction first (net::Transport::Events).
+  *p = {conn_->fd(), static_cast<short>(POLLIN | (want_out_ ? POLLOUT : 0) | conn_->Events(0)), 0};
+  auto until = stopping_ ? drain_end : end;
+  int ms =
+      static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
+  ms = std::clamp(ms, 0, 100);
+  if (rate_ != 0 && !stopping_) ms = std::min(ms, 1);
+  *timeout_ms = std::min(*timeout_ms, ms);
+  return true;
+}
+
+bool LoadWorker::Serve(short revents, std::chrono::steady_clock::time_point drain_end) {
+  bool ok = true;
+  if (revents & POLLIN) ok = ReceiveSome();
+  if (ok && (revents & (POLLERR | POLLHUP)) && !(revents & POLLIN)) ok = false;
+  if (ok && want_out_) ok = SendSome();
+  if (ok) return true;
+  // Lost the connection: reconnect (bounded) and resend what is unacknowledged.
+  ++report_.reconnects;
+  client_.reset();
+  // The servers of --server in turn (an owner's standby takes a few seconds to
+  // take over), not past the end of the drain.
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      drain_end - std::chrono::steady_clock::now());
+  auto st = Connect(std::clamp(left, std::chrono::milliseconds(0), kReconnectFor));
+  if (st.ok()) return true;
+  if (report_.first_error.empty()) {
+    report_.first_error = fmt::format("lost the connection: {}", st.message());
+  }
+  ++report_.errors;
+  return false;
+}
+
+void LoadWorker::Finish() {
+  if (!stopping_) report_.acked_in_time = acked_ - acked_base_;
+  report_.acked = acked_ - acked_base_;
+  report_.ack_p99_ns = ack_latency_ns_.Percentile(0.99);
+}
+
+void LoadWorker::RunGroup(const std::vector<LoadWorker*>& workers,
+                          std::chrono::steady_clock::time_point end,
+                          std::chrono::milliseconds drain) {
+  using clock = std::chrono::steady_clock;
+  std::vector<LoadWorker*> active;
+  for (LoadWorker* w : workers) {
+    if (w->Begin(clock::now())) {
+      active.push_back(w);
+    } else {
+      w->Finish();
     }
-    if (stopping && (acked_ >= seq_ || now >= drain_end)) break;
-    if (!stopping) Generate(now);
-    bool want_out = UnsentBytes() > 0;
-    // TLS may need the other direction first (net::Transport::Events).
-    pollfd p{conn_->fd(), static_cast<short>(POLLIN | (want_out ? POLLOUT : 0) | conn_->Events(0)),
-             0};
-    auto until = stopping ? drain_end : end;
-    int timeout_ms = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
-    timeout_ms = std::clamp(timeout_ms, 0, 100);
-    if (rate_ != 0 && !stopping) timeout_ms = std::min(timeout_ms, 1);
-    int rc = ::poll(&p, 1, timeout_ms);
-    if (rc < 0 && errno != EINTR) break;
-    bool ok = true;
-    if (rc > 0 && (p.revents & POLLIN)) ok = ReceiveSome();
-    if (ok && rc > 0 && (p.revents & (POLLERR | POLLHUP)) && !(p.revents & POLLIN)) ok = false;
-    if (ok && want_out) ok = SendSome();
-    if (!ok) {
-      // Lost the connection: reconnect (bounded) and resend what is unacknowledged.
-      ++report_.reconnects;
-      client_.reset();
-      // The servers of --server in turn (an owner's standby takes a few seconds to
-      // take over), not past the end of the drain.
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(drain_end - clock::now());
-      auto st = Connect(std::clamp(left, std::chrono::milliseconds(0), kReconnectFor));
-      if (!st.ok()) {
-        if (report_.first_error.empty()) {
-          report_.first_error = fmt::format("lost the connection: {}", st.message());
-        }
-        ++report_.errors;
-        break;
+  }
+  const auto drain_end = end + drain;
+  std::vector<pollfd> fds;
+  std::vector<LoadWorker*> polled;
+  while (!active.empty()) {
+    auto now = clock::now();
+    fds.clear();
+    polled.clear();
+    int timeout_ms = 100;
+    for (LoadWorker* w : active) {
+      pollfd p{};
+      if (w->Prepare(now, end, drain_end, &p, &timeout_ms)) {
+        fds.push_back(p);
+        polled.push_back(w);
+      } else {
+        w->Finish();
+      }
+    }
+    active.clear();
+    if (polled.empty()) break;
+    int rc = ::poll(fds.data(), fds.size(), timeout_ms);
+    if (rc < 0 && errno != EINTR) {
+      for (LoadWorker* w : polled)
+        w->Finish();
+      break;
+    }
+    for (size_t i = 0; i < polled.size(); ++i) {
+      if (polled[i]->Serve(rc > 0 ? fds[i].revents : 0, drain_end)) {
+        active.push_back(polled[i]);
+      } else {
+        polled[i]->Finish();
       }
     }
   }
-  if (!stopping) report_.acked_in_time = acked_ - acked_base_;
-  report_.acked = acked_ - acked_base_;
-  report_.ack_p99_ns = ack_latency_ns_.Percentile(0.99);
 }
 
 }  // namespace conv::cmd

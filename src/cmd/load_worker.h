@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cmd/load.h"
 #include "cmd/load_result.h"
@@ -13,6 +14,8 @@
 #include "engine/schema.h"
 #include "net/client.h"
 #include "util/histogram.h"
+
+struct pollfd;
 
 namespace conv::cmd {
 
@@ -25,8 +28,10 @@ class LoadWorker {
   LoadWorker(const LoadOptions& options, const engine::Schema& schema, std::string source,
              std::string token, net::SslCtxPtr tls, uint64_t rate, uint64_t seed);
 
-  // Runs until `end`, then waits up to `drain` for the last ACK.
-  void Run(std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain);
+  // Runs `workers` on the calling thread until `end` (one poll for all their
+  // connections), then waits up to `drain` for each one's last ACK.
+  static void RunGroup(const std::vector<LoadWorker*>& workers,
+                       std::chrono::steady_clock::time_point end, std::chrono::milliseconds drain);
 
   const WorkerReport& report() const { return report_; }
   // ACK latency of every acknowledged op, in ns: from the op's generation to the
@@ -49,6 +54,15 @@ class LoadWorker {
 
   // Connects to the servers of --server, trying them for up to `retry_for`.
   util::Status Connect(std::chrono::milliseconds retry_for);
+  // RunGroup's steps for this worker. Begin: connects (false: failed, reported).
+  bool Begin(std::chrono::steady_clock::time_point now);
+  // Before a poll: generates what it may and sets `p` (false: this worker is done).
+  bool Prepare(std::chrono::steady_clock::time_point now, std::chrono::steady_clock::time_point end,
+               std::chrono::steady_clock::time_point drain_end, pollfd* p, int* timeout_ms);
+  // After it: reads and sends as `revents` allow, reconnecting after a lost
+  // connection (false: could not, reported; this worker is done).
+  bool Serve(short revents, std::chrono::steady_clock::time_point drain_end);
+  void Finish();
   void Generate(std::chrono::steady_clock::time_point now);
   bool SendSome();     // false: connection lost
   bool ReceiveSome();  // false: connection lost
@@ -85,6 +99,8 @@ class LoadWorker {
   WorkerReport report_;
   std::atomic<uint64_t> acked_live_{0};
   uint64_t acked_base_ = 0;  // acked seq at the start, so reports count this run only
+  bool stopping_ = false;    // past `end`: waiting for the last ACK
+  bool want_out_ = false;    // had unsent bytes at the last Prepare
 };
 
 }  // namespace conv::cmd

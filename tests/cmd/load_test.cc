@@ -65,6 +65,27 @@ uint64_t ServerStat(conv::testing::TestServer& ts, const std::string& name) {
 
 }  // namespace
 
+TEST_CASE("load: writers sharing threads (--writer-threads) each write and are acknowledged once") {
+  conv::testing::TestServer ts;
+  uint64_t applied_before = ServerStat(ts, "ops_applied");
+  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "5",
+                       "--writer-threads", "2", "--entities", "200", "--duration", "1s", "--json"},
+                      std::chrono::seconds(60));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto parsed = conv::testing::ParseJson(r.out);
+  REQUIRE(parsed.has_value());
+  const conv::testing::JsonValue& j = *parsed;
+  CHECK(j.Get("errors")->number == 0);
+  CHECK(j.Get("acked_ops")->number == j.Get("total_ops")->number);
+  CHECK(static_cast<double>(ServerStat(ts, "ops_applied") - applied_before) ==
+        j.Get("acked_ops")->number);
+  const auto& workers = j.Get("per_worker")->array;
+  REQUIRE(workers.size() == 5);
+  for (const auto& w : workers)
+    CHECK(w.Get("acked")->number > 0);
+}
+
 TEST_CASE("load: a one-second run's figures agree with the server and with each other") {
   conv::testing::TestServer ts;
   uint64_t applied_before = ServerStat(ts, "ops_applied");
@@ -328,6 +349,7 @@ TEST_CASE("load: bad flags and unreachable servers get clear messages and distin
       {{"--bootstrap"}, 2, "--bootstrap is for subscribers: add --subscribers N"},
       {{"--include-prev", "--workers", "2"}, 2, "--include-prev is for subscribers"},
       {{"--subscribers", "2000"}, 2, "--subscribers: at most 1024"},
+      {{"--writer-threads", "2000"}, 2, "--writer-threads: at most 1024"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> argv = {CONV_BINARY, "load", "--server", ts.address()};
