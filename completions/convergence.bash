@@ -77,16 +77,16 @@ _convergence_subscribe() {
     --tls-ca) _convergence_files; return 0 ;;
     --tls-cert) _convergence_files; return 0 ;;
     --tls-key) _convergence_files; return 0 ;;
-    --prefix|--fields|--resume|--interval|--count|--server) return 0 ;;
+    --prefix|--fields|--resume|--interval|--count|--server|--reconnect-for) return 0 ;;
   esac
   if [[ $cur == -* ]]; then
-    _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
+    _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --reconnect-for --auth-token-file --tls --tls-ca --tls-cert --tls-key'
     return 0
   fi
-  case $(_convergence_positional --prefix --fields --resume --interval --count --server --auth-token-file --tls-ca --tls-cert --tls-key) in
+  case $(_convergence_positional --prefix --fields --resume --interval --count --server --reconnect-for --auth-token-file --tls-ca --tls-cert --tls-key) in
     1) _convergence_words 'player'; return 0 ;;
   esac
-  _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --auth-token-file --tls --tls-ca --tls-cert --tls-key'
+  _convergence_words '-h --help --prefix --fields --bootstrap --include-prev --resume --interval --count --server --reconnect-for --auth-token-file --tls --tls-ca --tls-cert --tls-key'
 }
 
 _convergence_load() {

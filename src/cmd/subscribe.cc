@@ -2,11 +2,15 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <thread>
 
 #include "cmd/common.h"
+#include "net/address.h"
 #include "net/client.h"
+#include "util/duration.h"
 #include "util/json.h"
 
 namespace conv::cmd {
@@ -34,7 +38,12 @@ CLI::App* RegisterSubscribe(CLI::App& app, SubscribeOptions& o) {
   sub->add_option("--count", o.count, "Exit after this many change lines (0: until stopped)")
       ->type_name("N")
       ->capture_default_str();
-  AddServerOption(*sub, o.server, "tried in order until one answers");
+  AddServerOption(*sub, o.server,
+                  "tried in order until one answers, and again after a lost connection (see "
+                  "--reconnect-for)");
+  AddDurationOption(*sub, "--reconnect-for", o.reconnect_for,
+                    "After a lost connection, how long to try the servers of --server again, "
+                    "resuming after the last window printed (0s: exit 3 at once)");
   sub->add_option("--auth-token-file", o.auth_token_file,
                   "File (mode 0600) holding the server's auth token")
       ->check(CLI::ExistingFile);
@@ -49,6 +58,9 @@ constexpr uint64_t kSubId = 1;
 // How long one wait for a frame lasts before the stop flag is looked at again (a
 // signal usually interrupts the wait sooner).
 constexpr std::chrono::milliseconds kPoll{200};
+// Loop's result when the connection was lost (or the server closed it): the
+// subscription may go on elsewhere.
+constexpr int kLost = -1;
 
 volatile std::sig_atomic_t g_stop = 0;
 
@@ -177,7 +189,7 @@ void PrintSummary(const Progress& p) {
 }
 
 // Reads and prints until --count is reached, a stop signal, or a failure; returns the
-// exit code.
+// exit code, or kLost.
 int Loop(net::Client& client, const engine::Schema& schema, Printer& printer, bool include_prev) {
   const uint8_t kSnapshot = static_cast<uint8_t>(net::FrameType::kSnapshot);
   const uint8_t kSnapshotEnd = static_cast<uint8_t>(net::FrameType::kSnapshotEnd);
@@ -190,7 +202,7 @@ int Loop(net::Client& client, const engine::Schema& schema, Printer& printer, bo
     if (!got.ok()) {
       if (g_stop) return kExitOk;
       PrintError(fmt::format("subscribe: connection lost: {}", got.message()));
-      return kExitSubscribeConnection;
+      return kLost;
     }
     if (!*got) continue;
     if (f.type == kSnapshot) {
@@ -225,7 +237,7 @@ int Loop(net::Client& client, const engine::Schema& schema, Printer& printer, bo
       std::string what = fmt::format("{} ({})", e.message, net::ErrorCodeName(e.code));
       if (e.seq_or_req == 0) {
         PrintError(fmt::format("subscribe: the server closed the connection: {}", what));
-        return kExitSubscribeConnection;
+        return kLost;
       }
       if (e.seq_or_req == kSubId) {
         PrintError(fmt::format("subscribe: the server refused the subscription: {}", what));
@@ -252,7 +264,15 @@ int RunSubscribe(const SubscribeOptions& o) {
     PrintError(tls.message());
     return kExitError;
   }
-  auto client = net::Client::Connect(o.server, *hello, std::chrono::seconds(5), *tls);
+  auto servers = net::ParseAddressList(o.server);
+  if (!servers.ok()) {
+    PrintError(servers.message());
+    return kExitError;
+  }
+  net::ClientOptions co;
+  co.servers = *servers;
+  co.tls = *tls;
+  auto client = net::Client::Connect(co, *hello);
   if (!client.ok()) {
     if (g_stop) return kExitOk;
     PrintError(client.message());
@@ -293,6 +313,50 @@ int RunSubscribe(const SubscribeOptions& o) {
   // Until SNAPSHOT_END says otherwise, what this run holds is what --resume named.
   printer.set_last_window(o.resume);
   int code = Loop(**client, *schema, printer, o.include_prev);
+  // A lost connection: the servers of --server again (a replica, or the owner's
+  // successor), resuming after the last window printed, as --resume does.
+  const auto reconnect_for = std::chrono::duration_cast<std::chrono::milliseconds>(o.reconnect_for);
+  while (code == kLost) {
+    if (reconnect_for.count() == 0) {
+      code = kExitSubscribeConnection;
+      break;
+    }
+    const Progress& p = printer.progress();
+    if (p.last_window == 0 && (p.snapshot_entries != 0 || p.changes != 0)) {
+      PrintError("subscribe: cannot resume: lost in the middle of the bootstrap");
+      code = kExitSubscribeConnection;
+      break;
+    }
+    client->reset();
+    const auto until = std::chrono::steady_clock::now() + reconnect_for;
+    for (;;) {
+      client = net::Client::Connect(co, *hello);
+      if (client.ok() || g_stop || std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::sleep_for(kPoll);
+    }
+    if (g_stop) {
+      code = kExitOk;
+      break;
+    }
+    if (!client.ok()) {
+      PrintError(fmt::format("subscribe: could not resume within {}: {}",
+                             util::FormatDuration(o.reconnect_for), client.message()));
+      code = kExitSubscribeConnection;
+      break;
+    }
+    if (p.last_window != 0) {
+      req.flags &= static_cast<uint8_t>(~net::kSubscribeBootstrap);
+      req.resume_window = p.last_window;
+    }
+    std::fprintf(stderr, "convergence: subscribe: resuming after window %llu on %s\n",
+                 static_cast<unsigned long long>(p.last_window), (*client)->server().c_str());
+    if (auto st = (*client)->Subscribe(req); !st.ok()) {
+      PrintError(fmt::format("subscribe: {}", st.message()));
+      code = kExitSubscribeConnection;
+      break;
+    }
+    code = Loop(**client, *schema, printer, o.include_prev);
+  }
   PrintSummary(printer.progress());
   return code;
 }

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@ struct SubscribeOptions {
   std::string auth_token_file;
   net::TlsClientOptions tls;
   uint64_t count = 0;  // 0: until stopped
+  // After a lost connection, how long the servers of --server are tried again
+  // (resuming after the last window printed); 0: exit.
+  std::chrono::microseconds reconnect_for{10'000'000};
 };
 
 // Exit codes of `convergence subscribe` beyond the shared ones (common.h).

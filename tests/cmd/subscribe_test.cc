@@ -22,8 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "support/durable_server.h"
 #include "support/json_value.h"
 #include "support/process.h"
+#include "support/serve_process.h"
 #include "support/test_server.h"
 
 using namespace conv;
@@ -52,10 +54,12 @@ testing::ProcessResult Run(const std::vector<std::string>& args,
 // its stderr collected in a scratch file. Killed by the destructor if still running.
 class Subscriber {
  public:
-  Subscriber(const testing::TestServer& ts, std::vector<std::string> args) {
+  Subscriber(const testing::TestServer& ts, std::vector<std::string> args)
+      : Subscriber(ts.address(), std::move(args)) {}
+  Subscriber(const std::string& server, std::vector<std::string> args) {
     std::vector<std::string> argv = {CONV_BINARY, "subscribe"};
     argv.insert(argv.end(), args.begin(), args.end());
-    argv.insert(argv.end(), {"--server", ts.address()});
+    argv.insert(argv.end(), {"--server", server});
     auto c = testing::ChildProcess::Start(argv, dir_.File("stderr"));
     REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.message()));
     child_ = std::move(c).value();
@@ -65,6 +69,12 @@ class Subscriber {
   std::string Line() {
     auto line = child_->WaitForLine("", testing::kReplyTimeout);
     REQUIRE_MESSAGE(line.ok(), (line.ok() ? "" : line.message()), "; stderr: ", err());
+    return *line;
+  }
+  // The next line, or nullopt at the end of stdout.
+  std::optional<std::string> TryLine() {
+    auto line = child_->WaitForLine("", testing::kReplyTimeout);
+    if (!line.ok()) return std::nullopt;
     return *line;
   }
   // The next line, parsed as JSON.
@@ -88,8 +98,8 @@ class Subscriber {
 
   // Waits for the process to end; its exit code, or -1 when it did not exit normally
   // within the timeout.
-  int ExitCode() {
-    auto status = child_->Wait(testing::kReplyTimeout);
+  int ExitCode(std::chrono::milliseconds wait = testing::kReplyTimeout) {
+    auto status = child_->Wait(wait);
     if (!status.has_value() || !WIFEXITED(*status)) return -1;
     return WEXITSTATUS(*status);
   }
@@ -357,16 +367,110 @@ TEST_CASE("subscribe cli: SIGINT and SIGTERM stop it with exit 0 and a summary")
 }
 
 TEST_CASE("subscribe cli: the server going away exits 3 with a message") {
-  testing::TestServer ts;
-  Subscriber sub(ts, {"player", "--bootstrap"});
-  sub.SnapshotEnd(0, true);
-  ts.Shutdown();
+  // --reconnect-for 0s: at once; 1s: after trying the server again for a second.
+  for (const char* reconnect_for : {"0s", "1s"}) {
+    CAPTURE(reconnect_for);
+    testing::TestServer ts;
+    Subscriber sub(ts, {"player", "--bootstrap", "--reconnect-for", reconnect_for});
+    uint64_t start = sub.SnapshotEnd(0, true);
+    auto stopped = std::chrono::steady_clock::now();
+    ts.Shutdown();
+    CHECK(sub.ExitCode() == 3);
+    std::string err = sub.err();
+    CAPTURE(err);
+    CHECK((err.find("shutting_down") != std::string::npos ||
+           err.find("closed the connection") != std::string::npos));
+    CHECK(err.find("0 snapshot entries") != std::string::npos);  // the summary still comes
+    if (std::string(reconnect_for) == "1s") {
+      CHECK(err.find("could not resume within 1s: ") != std::string::npos);
+      CHECK(std::chrono::steady_clock::now() - stopped >= std::chrono::seconds(1));
+      CHECK(err.find(fmt::format("continue with --resume {}", start)) != std::string::npos);
+    } else {
+      CHECK(err.find("could not resume") == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("subscribe cli: a lost connection is resumed after the last window printed") {
+  testing::TempDir dir("conv-subscribe-resume");
+  testing::DurableServerOptions so;
+  so.data_dir = dir.File("data");
+  so.port = testing::ClosedPort();
+  auto server = std::make_unique<testing::DurableServer>(so);
+  const std::string address = server->address();
+  uint64_t seq = 0;
+  auto write = [&](const std::string& id, int64_t score) {
+    auto w = server->Connect("game-1");
+    const engine::Schema& p = *w->FindSchema(kPlayer);
+    REQUIRE(w->Send(WriteFrame(FrameType::kAssert, ++seq, kTs1 + seq, kPlayer, id,
+                               Record(p, {{"score", score}})))
+                .ok());
+    REQUIRE(WaitForAck(*w, seq));
+  };
+  write("p-1", 1);
+  Subscriber sub(address, {"player", "--bootstrap"});
+  REQUIRE(Subscriber::Str(sub.Json(), "id") == "p-1");
+  uint64_t start = sub.SnapshotEnd(1, true);
+  write("p-2", 2);
+  JsonValue before = sub.Json();
+  CHECK(Subscriber::Str(before, "id") == "p-2");
+  uint64_t seen = Subscriber::Num(before, "window");
+  CHECK(seen > start);
+
+  // The server stops and comes back on the same port with the same data dir; a
+  // change made once it is back comes after the resume, in a later window.
+  server.reset();
+  server = std::make_unique<testing::DurableServer>(so);
+  CHECK(sub.SnapshotEnd(0, false) >= seen);
+  write("p-3", 3);
+  JsonValue after = sub.Json();
+  CHECK(Subscriber::Str(after, "id") == "p-3");
+  CHECK(Subscriber::Num(after, "window") > seen);
+  sub.Signal(SIGINT);
+  CHECK(sub.ExitCode() == 0);
+  std::string err = sub.err();
+  CAPTURE(err);
+  CHECK(err.find(fmt::format("resuming after window {} on {}", seen, address)) !=
+        std::string::npos);
+  CHECK(err.find("1 snapshot entries, 2 changes in 2 windows") != std::string::npos);
+}
+
+TEST_CASE("subscribe cli: a connection lost in the middle of a bootstrap is not resumed") {
+  testing::TempDir dir("conv-subscribe-resume");
+  testing::ServeProcess server = testing::StartServe(dir.File("data"), dir.File("serve.log"));
+  {
+    // More state than the sockets and the server's queue hold: the bootstrap cannot
+    // end while the subscriber's output is not read.
+    net::Hello hello;
+    hello.source = "game-1";
+    auto w = net::Client::Connect(server.address, hello);
+    REQUIRE_MESSAGE(w.ok(), w.message());
+    const engine::Schema& p = *(*w)->FindSchema(kPlayer);
+    const std::string record = Record(p, {{"score", int64_t{1}}});
+    constexpr uint64_t kEntities = 1'000'000;
+    for (uint64_t seq = 1; seq <= kEntities; ++seq) {
+      REQUIRE((*w)->Send(WriteFrame(FrameType::kAssert, seq, kTs1, kPlayer,
+                                    fmt::format("p-{}", seq), record))
+                  .ok());
+    }
+    REQUIRE((*w)->Sync().ok());
+  }
+  Subscriber sub(server.address, {"player", "--bootstrap", "--reconnect-for", "1s"});
+  CHECK(Subscriber::Str(sub.Json(), "type") == "snapshot");
+  server.process->Signal(SIGKILL);
+  // The lines that came before the loss, then the end.
+  uint64_t lines = 1;
+  for (auto next = sub.TryLine(); next.has_value(); next = sub.TryLine()) {
+    ++lines;
+    REQUIRE(next->find("\"type\":\"snapshot\"") != std::string::npos);
+  }
+  CHECK(lines < 1'000'000);
   CHECK(sub.ExitCode() == 3);
   std::string err = sub.err();
   CAPTURE(err);
-  CHECK((err.find("shutting_down") != std::string::npos ||
-         err.find("closed the connection") != std::string::npos));
-  CHECK(err.find("0 snapshot entries") != std::string::npos);  // the summary still comes
+  CHECK(err.find("subscribe: cannot resume: lost in the middle of the bootstrap") !=
+        std::string::npos);
+  CHECK(err.find("resuming") == std::string::npos);
 }
 
 TEST_CASE("subscribe cli: ids that are not UTF-8 print as base64, non-finite f64 as strings") {
