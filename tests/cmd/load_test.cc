@@ -63,24 +63,40 @@ uint64_t ServerStat(conv::testing::TestServer& ts, const std::string& name) {
   return 0;
 }
 
+// Runs `convergence load --server TS ARGS --json` for 1 s and checks it ran clean:
+// exit 0, no error, every op acknowledged, and every op counted applied by the server
+// once. Its report.
+struct LoadRun {
+  conv::testing::ProcessResult result;
+  conv::testing::JsonValue json;
+};
+LoadRun RunCleanLoad(conv::testing::TestServer& ts, const std::vector<std::string>& args) {
+  uint64_t applied_before = ServerStat(ts, "ops_applied");
+  std::vector<std::string> argv = {CONV_BINARY,  "load", "--server", ts.address(),
+                                   "--duration", "1s",   "--json"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  LoadRun run;
+  run.result = RunProcess(argv, std::chrono::seconds(60));
+  INFO(run.result.err);
+  REQUIRE(run.result.exit_code == 0);
+  auto parsed = conv::testing::ParseJson(run.result.out);
+  REQUIRE(parsed.has_value());
+  run.json = *parsed;
+  const conv::testing::JsonValue& j = run.json;
+  CHECK(j.Get("errors")->number == 0);
+  CHECK(j.Get("total_ops")->number > 0);
+  CHECK(j.Get("acked_ops")->number == j.Get("total_ops")->number);
+  CHECK(static_cast<double>(ServerStat(ts, "ops_applied") - applied_before) ==
+        j.Get("acked_ops")->number);
+  return run;
+}
+
 }  // namespace
 
 TEST_CASE("load: writers sharing threads (--writer-threads) each write and are acknowledged once") {
   conv::testing::TestServer ts;
-  uint64_t applied_before = ServerStat(ts, "ops_applied");
-  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "5",
-                       "--writer-threads", "2", "--entities", "200", "--duration", "1s", "--json"},
-                      std::chrono::seconds(60));
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  auto parsed = conv::testing::ParseJson(r.out);
-  REQUIRE(parsed.has_value());
-  const conv::testing::JsonValue& j = *parsed;
-  CHECK(j.Get("errors")->number == 0);
-  CHECK(j.Get("acked_ops")->number == j.Get("total_ops")->number);
-  CHECK(static_cast<double>(ServerStat(ts, "ops_applied") - applied_before) ==
-        j.Get("acked_ops")->number);
-  const auto& workers = j.Get("per_worker")->array;
+  LoadRun run = RunCleanLoad(ts, {"--workers", "5", "--writer-threads", "2", "--entities", "200"});
+  const auto& workers = run.json.Get("per_worker")->array;
   REQUIRE(workers.size() == 5);
   for (const auto& w : workers)
     CHECK(w.Get("acked")->number > 0);
@@ -88,25 +104,14 @@ TEST_CASE("load: writers sharing threads (--writer-threads) each write and are a
 
 TEST_CASE("load: a one-second run's figures agree with the server and with each other") {
   conv::testing::TestServer ts;
-  uint64_t applied_before = ServerStat(ts, "ops_applied");
-  auto r = RunProcess({CONV_BINARY, "load", "--server", ts.address(), "--workers", "2",
-                       "--entities", "200", "--duration", "1s", "--readers", "1", "--json"},
-                      std::chrono::seconds(60));
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  auto parsed = conv::testing::ParseJson(r.out);
-  REQUIRE(parsed.has_value());
-  const conv::testing::JsonValue& j = *parsed;
+  LoadRun run = RunCleanLoad(ts, {"--workers", "2", "--entities", "200", "--readers", "1"});
+  const conv::testing::JsonValue& j = run.json;
+  const auto& r = run.result;
   auto num = [&j](const char* key) {
     const auto* v = j.Get(key);
     REQUIRE_MESSAGE(v != nullptr, key);
     return v->number;
   };
-  CHECK(num("errors") == 0);
-  CHECK(num("total_ops") > 0);
-  CHECK(num("acked_ops") == num("total_ops"));
-  // Every op counted was applied by the server, once.
-  CHECK(static_cast<double>(ServerStat(ts, "ops_applied") - applied_before) == num("acked_ops"));
   CheckAckLatencyJson(r.out);
   // Throughput: ops acknowledged within the duration, per second, summed over workers.
   const auto& workers = j.Get("per_worker")->array;
