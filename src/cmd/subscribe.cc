@@ -250,6 +250,20 @@ int Loop(net::Client& client, const engine::Schema& schema, Printer& printer, bo
   return kExitOk;
 }
 
+// The same id and the same fields, in order.
+bool SameSchema(const engine::Schema* now, const engine::Schema& before) {
+  if (now == nullptr || now->id != before.id || now->fields.size() != before.fields.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < before.fields.size(); ++i) {
+    if (now->fields[i].name != before.fields[i].name ||
+        now->fields[i].type != before.fields[i].type) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int RunSubscribe(const SubscribeOptions& o) {
@@ -278,12 +292,15 @@ int RunSubscribe(const SubscribeOptions& o) {
     PrintError(client.message());
     return kExitSubscribeConnection;
   }
-  const engine::Schema* schema = (*client)->FindSchema(o.schema);
-  if (schema == nullptr) {
+  const engine::Schema* found = (*client)->FindSchema(o.schema);
+  if (found == nullptr) {
     PrintError(fmt::format("unknown schema '{}' (the server knows: {})", o.schema,
                            KnownSchemas((*client)->welcome())));
     return kExitSubscribeUnknown;
   }
+  // A copy: the client it belongs to is replaced when the subscription resumes.
+  const engine::Schema copy = *found;
+  const engine::Schema* schema = &copy;
   net::Subscribe req;
   req.sub = kSubId;
   req.schema_id = schema->id;
@@ -341,6 +358,15 @@ int RunSubscribe(const SubscribeOptions& o) {
     if (!client.ok()) {
       PrintError(fmt::format("subscribe: could not resume within {}: {}",
                              util::FormatDuration(o.reconnect_for), client.message()));
+      code = kExitSubscribeConnection;
+      break;
+    }
+    // The records printed so far and those to come must be read alike.
+    if (!SameSchema((*client)->FindSchema(o.schema), *schema)) {
+      PrintError(fmt::format(
+          "subscribe: cannot resume on {}: its schema '{}' is not the one the subscription "
+          "began with (another id or other fields)",
+          (*client)->server(), o.schema));
       code = kExitSubscribeConnection;
       break;
     }
