@@ -11,6 +11,8 @@ packages=(
   # Replication (serve --replicate, docs/replication.md): the NATS C client, and the
   # server the `cluster` tests run three of.
   libnats-dev nats-server
+  # The replicated stream's chunks are compressed with zstd.
+  libzstd-dev
   # The docs tests: man pages rendered with groff and man, completions run in each shell.
   groff-base man-db bash zsh fish
   # The Python client's tests (standard library only).

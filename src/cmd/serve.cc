@@ -273,6 +273,7 @@ void AppendReplicationStats(const repl::JetStreamLog& r, net::StatList& stats) {
                 {"repl_windows", c.windows},
                 {"repl_chunks", c.chunks},
                 {"repl_bytes", c.bytes},
+                {"repl_sent_bytes", c.sent_bytes},
                 {"repl_resends", c.resends},
                 {"repl_rounds", c.rounds},
                 {"repl_ack_us", c.ack_ns / 1000},

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <thread>
+
 namespace conv::engine {
 
 Durability::Durability(std::string dir, wal::WriterOptions options, SourceTable* sources,
@@ -86,8 +88,65 @@ void Durability::GiveUp(const std::deque<WindowBatch>& round, size_t failed,
 }
 
 void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
-  std::vector<std::string_view> views;
+  if (replica_ == nullptr) {
+    WriteRounds([&](Synced r) { Durable({std::move(r)}, on_durable); });
+    return;
+  }
+  std::thread confirm([&] { ConfirmRounds(on_durable); });
+  WriteRounds([&](Synced r) {
+    std::lock_guard lock(mu_);
+    synced_.push_back(std::move(r));
+    cv_.notify_all();
+  });
+  {
+    std::lock_guard lock(mu_);
+    writing_done_ = true;
+    cv_.notify_all();
+  }
+  confirm.join();
+}
+
+void Durability::ConfirmRounds(const std::function<void(uint64_t)>& on_durable) {
   for (;;) {
+    std::deque<Synced> rounds;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return writing_done_ || !synced_.empty(); });
+      if (synced_.empty()) return;  // the WAL thread returned and all is confirmed
+      rounds.swap(synced_);
+    }
+    if (halted_) return;
+    wal::WriteOutcome c = replica_->Confirm(rounds.back().window);
+    if (!c.ok()) {
+      halted_ = true;
+      on_fatal_(c.message);
+      return;
+    }
+    Durable(rounds, on_durable);
+  }
+}
+
+void Durability::Durable(const std::deque<Synced>& rounds,
+                         const std::function<void(uint64_t)>& on_durable) {
+  uint64_t window = rounds.back().window;
+  {
+    std::lock_guard lock(mu_);
+    for (const Synced& r : rounds) {
+      counters_.records += r.records;
+      for (const auto& [src, seq] : r.marks) {
+        uint64_t& m = marks_[src];
+        if (seq > m) m = seq;
+        if (sources_ != nullptr) sources_->NoteDurable(src, seq);
+      }
+    }
+    durable_window_ = window;
+  }
+  on_durable(window);
+}
+
+void Durability::WriteRounds(const std::function<void(Synced)>& on_synced) {
+  std::vector<std::string_view> views;
+  while (!halted_) {
     std::deque<WindowBatch> round;
     {
       std::unique_lock lock(mu_);
@@ -106,6 +165,7 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
           break;
         }
         if (o.errc == wal::WriteErrc::kIo) {
+          halted_ = true;
           on_fatal_(o.message);
           return;
         }
@@ -123,29 +183,26 @@ void Durability::Run(const std::function<void(uint64_t)>& on_durable) {
         stopping = cv_.wait_for(lock, kRetryInterval, [&] { return stop_; });
       }
     }
+    // With a replica, the windows are being copied while the disk syncs; the confirm
+    // thread waits for the copy.
     wal::WriteOutcome s = writer_.Sync();
-    // The replica copies while the disk syncs; the round waits for both.
-    if (s.ok() && replica_ != nullptr) s = replica_->Confirm();
     if (!s.ok()) {
+      halted_ = true;
       on_fatal_(s.message);
       return;
     }
     if (disk_full_.exchange(false) && log_) log_->Info("disk space is back; writes resume");
-    uint64_t window = round.back().window;
+    Synced synced;
+    synced.window = round.back().window;
+    for (WindowBatch& b : round) {
+      synced.records += b.records;
+      synced.marks.insert(synced.marks.end(), b.marks.begin(), b.marks.end());
+    }
     {
       std::lock_guard lock(mu_);
-      for (const WindowBatch& b : round) {
-        counters_.records += b.records;
-        for (const auto& [src, seq] : b.marks) {
-          uint64_t& m = marks_[src];
-          if (seq > m) m = seq;
-          if (sources_ != nullptr) sources_->NoteDurable(src, seq);
-        }
-      }
-      durable_window_ = window;
       counters_.writer = writer_.stats();
     }
-    on_durable(window);
+    on_synced(std::move(synced));
     if (on_round_) on_round_(writer_.stats().bytes);
   }
   writer_.Close();

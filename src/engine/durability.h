@@ -36,12 +36,16 @@ struct DurabilityCounters {
 
 // The WAL writer thread: group commit. It takes every window batch queued since its
 // last round, appends each as one block, makes them durable with one fdatasync, then
-// reports the newest window durable. On a full disk it keeps the batches, reports
+// reports the newest window durable. With a replica, every window is also published
+// as it is written, and a confirm thread started by Run() waits for the replica to
+// hold each synced round and reports it durable, in round order, while the WAL
+// thread goes on with the next rounds. On a full disk it keeps the batches, reports
 // disk_full() (writers are refused meanwhile) and retries every kRetryInterval until
 // a write succeeds. A Stop() while the disk is full allows one more try; if that
 // fails too, Run() logs which windows were not made durable (their ops were never
-// acknowledged) and returns. Any other write or fdatasync failure calls `on_fatal`:
-// an ack must never follow a failed fdatasync.
+// acknowledged) and returns. Any other write or fdatasync failure, or a replica's
+// failed Confirm, calls `on_fatal` and stops both threads: an ack must never follow
+// a failed fdatasync, nor a window the replica may not hold.
 class Durability {
  public:
   static constexpr auto kRetryInterval = std::chrono::milliseconds(100);
@@ -72,8 +76,9 @@ class Durability {
 
   // Called on the WAL thread after each round with the log bytes written so far.
   void SetOnRound(std::function<void(uint64_t)> f) { on_round_ = std::move(f); }
-  // The thread's body: returns after Stop() once the queue is written, or once one
-  // more try after the Stop() failed for lack of space.
+  // The thread's body: returns after Stop() once the queue is written (and, with a
+  // replica, confirmed), or once one more try after the Stop() failed for lack of
+  // space.
   void Run(const std::function<void(uint64_t)>& on_durable);
   void Stop();
 
@@ -86,9 +91,23 @@ class Durability {
   std::function<void(uint64_t)> on_round_;
   wal::LogReplica* replica_ = nullptr;
 
+  // What a written and synced round leaves to report once it is durable.
+  struct Synced {
+    uint64_t window = 0;  // the round's newest
+    uint64_t records = 0;
+    std::vector<std::pair<uint32_t, uint64_t>> marks;
+  };
+
   // Stopping with the disk full: closes the segment and logs the windows of
   // `round` from `failed` on, and those still queued, as not written.
   void GiveUp(const std::deque<WindowBatch>& round, size_t failed, const std::string& why);
+  // The WAL thread's rounds (Run without the confirm thread).
+  void WriteRounds(const std::function<void(Synced)>& on_synced);
+  // The confirm thread: waits for the replica to hold the synced rounds queued by
+  // the WAL thread, then reports them durable.
+  void ConfirmRounds(const std::function<void(uint64_t)>& on_durable);
+  // Notes the rounds' marks and reports the newest window durable.
+  void Durable(const std::deque<Synced>& rounds, const std::function<void(uint64_t)>& on_durable);
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -97,6 +116,9 @@ class Durability {
   std::unordered_map<uint32_t, uint64_t> marks_;  // guarded by mu_
   uint64_t durable_window_ = 0;                   // guarded by mu_
   DurabilityCounters counters_;                   // guarded by mu_
+  std::deque<Synced> synced_;                     // guarded by mu_: for the confirm thread
+  bool writing_done_ = false;                     // guarded by mu_: the WAL thread returned
+  std::atomic<bool> halted_{false};               // a write or a Confirm failed
   std::atomic<bool> disk_full_{false};
   std::atomic<uint64_t> no_space_failures_{0};
 };

@@ -178,6 +178,8 @@ constexpr MetricDef kMetrics[] = {
      "Chunk messages published to JetStream (resends not counted)."},
     {"repl_bytes", "convergence_replication_bytes_total", "", Type::kCounter,
      "Log bytes published to JetStream."},
+    {"repl_sent_bytes", "convergence_replication_sent_bytes_total", "", Type::kCounter,
+     "Bytes of the chunks those log bytes were published as (compressed)."},
     {"repl_resends", "convergence_replication_resends_total", "", Type::kCounter,
      "Chunks published again after a timeout or a refused publish."},
     {"repl_rounds", "convergence_replication_rounds_total", "", Type::kCounter,

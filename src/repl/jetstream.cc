@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "repl/compression.h"
 #include "repl/nats_link.h"
 #include "util/clock.h"
 
@@ -57,6 +60,9 @@ std::string EpochSubject(std::string_view cluster_name) {
 
 namespace {
 constexpr const char* kExpectedLastSeq = "Nats-Expected-Last-Sequence";
+// A checkpoint's chunks are at most this big (a window's take the server's max
+// payload): each holds up the windows behind it for one JetStream round.
+constexpr size_t kCheckpointChunk = 256 * 1024;
 
 // The sequence `m` must follow in the stream (0: none, an empty stream).
 void SetExpected(natsMsg* m, uint64_t last_seq) {
@@ -81,9 +87,6 @@ struct JetStreamLog::State {
   JsPtr ckpt_js;   // the checkpoint thread's synchronous ones
   JsPtr check_js;  // the WAL thread's look at the stream when a publish is refused
   size_t chunk = 0;
-  uint64_t round_start_ns = 0;  // WAL thread: first Publish of the round (0: none)
-  uint64_t round_last_window = 0;
-  std::string unsent;  // WAL thread: why a chunk of the round could not be built
 
   // Every message is numbered (Nats-Expected-Last-Sequence) and sent under this
   // lock, so the stream stores them in the order they were numbered.
@@ -94,12 +97,34 @@ struct JetStreamLog::State {
   std::atomic<uint64_t> epoch{0};
   std::atomic<bool> fenced{false};
 
+  // A window published and not yet returned by a Confirm: which of its chunks were
+  // acknowledged (by their Conv-Part index).
+  struct Unconfirmed {
+    uint64_t window = 0;
+    uint64_t published_ns = 0;
+    std::vector<bool> acked;
+    size_t missing = 0;
+  };
+
   std::mutex mu;
-  std::string fenced_owner;      // guarded
-  OwnerCheck owner_check;        // guarded
-  bool wrong_seq = false;        // guarded: a publish was refused out of order
-  std::vector<natsMsg*> failed;  // owned: publishes to do again (guarded)
-  std::string last_error;        // guarded
+  std::condition_variable cv;           // an ack, a failure, fencing
+  std::string fenced_owner;             // guarded
+  OwnerCheck owner_check;               // guarded
+  bool wrong_seq = false;               // guarded: a publish was refused out of order
+  std::vector<natsMsg*> failed;         // owned: publishes to do again (guarded)
+  std::string last_error;               // guarded
+  std::string unsent;                   // guarded: why a chunk could not be built
+  std::deque<Unconfirmed> unconfirmed;  // guarded, in window order
+  uint64_t published_through = 0;       // guarded: the newest window published
+  // The checkpoint being published (by the checkpoint thread): its chunks' acks.
+  struct CheckpointAcks {
+    uint64_t window = 0;
+    std::vector<bool> acked;
+    size_t missing = 0;
+    uint64_t first_seq = 0;  // the lowest stream sequence of its chunks
+  };
+  CheckpointAcks checkpoint;  // guarded
+  uint64_t last_ack_ns = 0;   // guarded: when the newest ack came
   // Lowest stream sequence of each window's chunks, in window order, for the purge
   // after a checkpoint (guarded).
   std::vector<std::pair<uint64_t, uint64_t>> window_seqs;
@@ -114,9 +139,18 @@ struct JetStreamLog::State {
   static void OnAck(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
     auto* s = static_cast<State*>(closure);
     std::lock_guard lock(s->mu);
+    s->cv.notify_all();
     if (pa != nullptr) {
       uint64_t window = 0;
-      if (HeaderNumber(msg, "Conv-Window", &window)) s->NoteSeq(window, pa->Sequence);
+      uint64_t part = 0;
+      uint64_t parts = 0;
+      if (HeaderNumber(msg, "Conv-Window", &window)) {
+        s->NoteSeq(window, pa->Sequence);
+        if (HeaderPart(msg, &part, &parts)) s->NoteAck(window, part);
+      } else if (HeaderNumber(msg, "Conv-Checkpoint", &window) && HeaderPart(msg, &part, &parts)) {
+        s->NoteCheckpointAck(window, part, pa->Sequence);
+      }
+      s->last_ack_ns = util::MonoNanos();
       natsMsg_Destroy(msg);
       return;
     }
@@ -139,8 +173,35 @@ struct JetStreamLog::State {
     }
   }
 
+  // Chunk `part` of `window` is in the stream (a resend's ack may come twice).
+  void NoteAck(uint64_t window, uint64_t part) {  // under mu
+    auto it = std::lower_bound(unconfirmed.begin(), unconfirmed.end(), window,
+                               [](const Unconfirmed& u, uint64_t w) { return u.window < w; });
+    if (it == unconfirmed.end() || it->window != window || part >= it->acked.size()) return;
+    if (it->acked[part]) return;
+    it->acked[part] = true;
+    --it->missing;
+  }
+
+  void NoteCheckpointAck(uint64_t window, uint64_t part, uint64_t seq) {  // under mu
+    CheckpointAcks& c = checkpoint;
+    if (window != c.window || part >= c.acked.size() || c.acked[part]) return;
+    c.acked[part] = true;
+    --c.missing;
+    if (c.first_seq == 0 || seq < c.first_seq) c.first_seq = seq;
+  }
+
+  // The newest window up to which every published window is in the stream.
+  uint64_t AckedThrough() const {  // under mu
+    for (const Unconfirmed& u : unconfirmed) {
+      if (u.missing != 0) return u.window - 1;
+    }
+    return published_through;
+  }
+
   void Fence(const std::string& owner) {
     std::lock_guard lock(mu);
+    cv.notify_all();
     if (fenced) return;
     fenced_owner = owner;
     fenced = true;
@@ -163,9 +224,8 @@ struct JetStreamLog::State {
   // fenced), or this owner's own resends came out of order (its numbering starts
   // again from the stream's last sequence). The stream's last sequence is read
   // before looking for a marker, so a marker written after the look is above it,
-  // and the next publish is refused again.
+  // and the next publish is refused again. The caller holds publish_mu.
   Refusal Resync() {
-    std::lock_guard publish_lock(publish_mu);
     jsErrCode jerr = static_cast<jsErrCode>(0);
     jsStreamInfo* info = nullptr;
     natsStatus st = js_GetStreamInfo(&info, check_js.get(), stream.c_str(), nullptr, &jerr);
@@ -218,14 +278,121 @@ struct JetStreamLog::State {
     std::lock_guard lock(mu);
     last_error = NatsError(st);
     failed.push_back(m);
+    cv.notify_all();
+  }
+
+  // After a failed publish, or a second without any ack: publishes again every chunk
+  // not in the stream yet, in the order they were numbered (numbered again from the
+  // stream's last sequence after a refusal out of order). New publishes wait
+  // meanwhile, and the outstanding ones are waited for first (a second; then taken
+  // back), so that every chunk not in the stream is among those sent again: none
+  // numbered before them can land after them.
+  Refusal Recover(bool stalled) {
+    if (!stalled) {
+      // A server that refuses at once (no responders during an election) is not
+      // asked again in a tight loop.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::lock_guard publish_lock(publish_mu);
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = stalled ? 1 : 1000;
+    if (js_PublishAsyncComplete(js.get(), &po) == NATS_TIMEOUT) {
+      // No ack in time (a server died, a leader is being elected): take the messages
+      // back and publish them again; Nats-Msg-Id makes a resend harmless.
+      natsMsgList pending;
+      if (js_PublishAsyncGetPendingList(&pending, js.get()) == NATS_OK) {
+        std::lock_guard lock(mu);
+        for (int i = 0; i < pending.Count; ++i) {
+          failed.push_back(pending.Msgs[i]);
+          pending.Msgs[i] = nullptr;
+        }
+        natsMsgList_Destroy(&pending);
+        last_error = "no publish ack in time";
+      }
+      po.MaxWait = 200;  // acks being handled as the list was taken
+      js_PublishAsyncComplete(js.get(), &po);
+    }
+    std::vector<natsMsg*> retry;
+    bool refused = false;
+    {
+      std::lock_guard lock(mu);
+      retry.swap(failed);
+      refused = std::exchange(wrong_seq, false);
+    }
+    // A refusal out of order: another owner's marker (fenced: nothing more is
+    // confirmed), or this owner's resends out of order (numbered again below).
+    const Refusal refusal = refused ? Resync() : Refusal::kUndecided;
+    if (refusal == Refusal::kFenced) {
+      for (natsMsg* m : retry)
+        natsMsg_Destroy(m);
+      return refusal;
+    }
+    {
+      std::lock_guard lock(mu);
+      counters.resends += retry.size();
+    }
+    std::stable_sort(retry.begin(), retry.end(),
+                     [](natsMsg* a, natsMsg* b) { return Expected(a) < Expected(b); });
+    for (natsMsg* m : retry) {
+      if (refusal == Refusal::kRenumber) SetExpected(m, last_seq++);
+      PublishAsync(m);
+    }
+    return refusal;
+  }
+
+  enum class Awaited { kDone, kFenced, kTimeout };
+  // Waits until `done` (asked under mu) holds, sending again what failed, or what
+  // had no ack for a second, meanwhile (Recover); for at most the confirm timeout.
+  // On a timeout `error` says what went wrong last.
+  template <typename Done>
+  Awaited AwaitAcks(Done done, std::string* error) {
+    constexpr uint64_t kQuiet = 1'000'000'000;  // no ack for this long: resend
+    const uint64_t start = util::MonoNanos();
+    const uint64_t deadline =
+        start + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+    uint64_t quiet_since = start;
+    for (;;) {
+      bool trouble = false;
+      bool stalled = false;
+      {
+        std::unique_lock lock(mu);
+        for (;;) {
+          if (fenced) return Awaited::kFenced;
+          if (done()) return Awaited::kDone;
+          trouble = !failed.empty() || wrong_seq;
+          if (trouble) break;
+          uint64_t quiet_end = std::max(quiet_since, last_ack_ns) + kQuiet;
+          uint64_t now = util::MonoNanos();
+          if (now >= deadline) {
+            *error = last_error.empty() ? "no publish ack" : last_error;
+            return Awaited::kTimeout;
+          }
+          if (now >= quiet_end) {
+            stalled = true;
+            break;
+          }
+          cv.wait_for(lock, std::chrono::nanoseconds(std::min(deadline, quiet_end) - now));
+        }
+      }
+      if (util::MonoNanos() >= deadline) {
+        std::lock_guard lock(mu);
+        *error = last_error.empty() ? "no publish ack" : last_error;
+        return Awaited::kTimeout;
+      }
+      if (Recover(stalled) == Refusal::kFenced) return Awaited::kFenced;
+      quiet_since = util::MonoNanos();
+    }
   }
 };
 
 namespace {
 
+// `encoding`: kZstd when the chunks are of a compressed frame, else empty.
 util::Result<MsgPtr> MakeChunk(const std::string& subject, std::string_view body,
                                const std::string& id, const char* number_header, uint64_t number,
-                               size_t part, size_t parts, uint64_t epoch) {
+                               size_t part, size_t parts, uint64_t epoch,
+                               std::string_view encoding) {
   natsMsg* m = nullptr;
   natsStatus s =
       natsMsg_Create(&m, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
@@ -237,6 +404,9 @@ util::Result<MsgPtr> MakeChunk(const std::string& subject, std::string_view body
   if (s == NATS_OK) s = natsMsgHeader_Set(m, number_header, number_text.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Conv-Part", part_text.c_str());
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Conv-Epoch", epoch_text.c_str());
+  if (s == NATS_OK && !encoding.empty()) {
+    s = natsMsgHeader_Set(m, kEncodingHeader, std::string(encoding).c_str());
+  }
   if (s != NATS_OK)
     return util::Status::Error(fmt::format("cannot build a message: {}", NatsError(s)));
   return msg;
@@ -346,124 +516,87 @@ JetStreamLog::~JetStreamLog() {
 
 void JetStreamLog::Publish(uint64_t window, std::string_view blocks) {
   if (s_->fenced) return;  // sends nothing more; Confirm fails
-  if (s_->round_start_ns == 0) s_->round_start_ns = util::MonoNanos();
-  s_->round_last_window = window;
+  const std::string compressed = Compress(blocks);
+  const std::string_view encoding = compressed.empty() ? "" : kZstd;
+  const size_t size = blocks.size();
+  if (!compressed.empty()) blocks = compressed;
   size_t parts = Parts(blocks.size(), s_->chunk);
-  std::unique_lock publish_lock(s_->publish_mu);
+  {
+    std::lock_guard lock(s_->mu);
+    s_->unconfirmed.push_back({window, util::MonoNanos(), std::vector<bool>(parts), parts});
+    s_->published_through = std::max(s_->published_through, window);
+    ++s_->counters.windows;
+    s_->counters.chunks += parts;
+    s_->counters.bytes += size;
+    s_->counters.sent_bytes += blocks.size();
+  }
+  std::lock_guard publish_lock(s_->publish_mu);
   for (size_t i = 0; i < parts; ++i) {
     std::string_view body = blocks.substr(i * s_->chunk, s_->chunk);
     auto m = MakeChunk(
         s_->log_subject, body,
         fmt::format("{}-e{}-w{}-{}", s_->options.cluster_name, s_->epoch.load(), window, i),
-        "Conv-Window", window, i, parts, s_->epoch);
-    if (!m.ok()) {  // only when memory runs out: the round must not be acknowledged
+        "Conv-Window", window, i, parts, s_->epoch, encoding);
+    if (!m.ok()) {  // only when memory runs out: the window must not be acknowledged
+      std::lock_guard lock(s_->mu);
       if (s_->unsent.empty()) s_->unsent = fmt::format("window {}: {}", window, m.message());
       continue;
     }
     SetExpected(m->get(), s_->last_seq++);
     s_->PublishAsync(m->release());
   }
-  publish_lock.unlock();
-  std::lock_guard lock(s_->mu);
-  ++s_->counters.windows;
-  s_->counters.chunks += parts;
-  s_->counters.bytes += blocks.size();
 }
 
 wal::WriteOutcome JetStreamLog::Confirm() {
-  const uint64_t start = util::MonoNanos();
-  const uint64_t deadline =
-      start + static_cast<uint64_t>(s_->options.confirm_timeout.count()) * 1'000'000;
-  auto fenced = [&]() -> wal::WriteOutcome {
-    s_->round_start_ns = 0;
-    return {wal::WriteErrc::kIo, s_->FencedMessage()};
-  };
-  if (s_->fenced) return fenced();
-  if (!s_->unsent.empty()) {
-    wal::WriteOutcome failed{wal::WriteErrc::kIo,
-                             fmt::format("cannot publish to JetStream: {}", s_->unsent)};
-    s_->unsent.clear();
-    s_->round_start_ns = 0;
-    return failed;
+  uint64_t through = 0;
+  {
+    std::lock_guard lock(s_->mu);
+    through = s_->published_through;
   }
-  for (;;) {
-    uint64_t now = util::MonoNanos();
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = static_cast<int64_t>(
-        std::clamp<uint64_t>((deadline > now ? deadline - now : 0) / 1'000'000, 1, 1000));
-    natsStatus st = js_PublishAsyncComplete(s_->js.get(), &po);
-    if (st == NATS_TIMEOUT) {
-      // No ack within the wait (a server died, a leader is being elected): take the
-      // messages back and publish them again; Nats-Msg-Id makes a resend harmless.
-      natsMsgList pending;
-      if (js_PublishAsyncGetPendingList(&pending, s_->js.get()) == NATS_OK) {
-        std::lock_guard lock(s_->mu);
-        for (int i = 0; i < pending.Count; ++i) {
-          s_->failed.push_back(pending.Msgs[i]);
-          pending.Msgs[i] = nullptr;
-        }
-        natsMsgList_Destroy(&pending);
-        s_->last_error = "no publish ack in time";
-      }
+  return Confirm(through);
+}
+
+wal::WriteOutcome JetStreamLog::Confirm(uint64_t through) {
+  auto fenced = [&]() -> wal::WriteOutcome { return {wal::WriteErrc::kIo, s_->FencedMessage()}; };
+  {
+    std::lock_guard lock(s_->mu);
+    if (!s_->unsent.empty()) {
+      wal::WriteOutcome failed{wal::WriteErrc::kIo,
+                               fmt::format("cannot publish to JetStream: {}", s_->unsent)};
+      s_->unsent.clear();
+      return failed;
     }
-    std::vector<natsMsg*> retry;
-    std::string error;
-    bool wrong_seq = false;
-    {
-      std::lock_guard lock(s_->mu);
-      retry.swap(s_->failed);
-      error = s_->last_error;
-      wrong_seq = std::exchange(s_->wrong_seq, false);
-    }
-    // A refusal out of order: another owner's marker (fenced: nothing of this round
-    // is acknowledged), or this owner's resends out of order (numbered again below).
-    const State::Refusal refusal = wrong_seq ? s_->Resync() : State::Refusal::kUndecided;
-    if (refusal == State::Refusal::kFenced) {
-      for (natsMsg* m : retry)
-        natsMsg_Destroy(m);
+  }
+  std::string error;
+  // Done even when later windows' chunks failed: the next Confirm sends them again.
+  switch (s_->AwaitAcks([&] { return s_->AckedThrough() >= through; }, &error)) {
+    case State::Awaited::kDone:
+      break;
+    case State::Awaited::kFenced:
       return fenced();
-    }
-    if (st == NATS_OK && retry.empty()) break;
-    if (util::MonoNanos() >= deadline) {
-      for (natsMsg* m : retry)
-        natsMsg_Destroy(m);
-      return {
-          wal::WriteErrc::kIo,
-          fmt::format("JetStream did not confirm window {} within {} ms: {}", s_->round_last_window,
-                      s_->options.confirm_timeout.count(), error.empty() ? NatsError(st) : error)};
-    }
-    if (!retry.empty()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      {
-        std::lock_guard lock(s_->mu);
-        s_->counters.resends += retry.size();
-      }
-      // Sent again in the order they were numbered; after a resync numbered again
-      // from the stream's last sequence.
-      std::stable_sort(retry.begin(), retry.end(),
-                       [](natsMsg* a, natsMsg* b) { return Expected(a) < Expected(b); });
-      std::lock_guard publish_lock(s_->publish_mu);
-      for (natsMsg* m : retry) {
-        if (refusal == State::Refusal::kRenumber) SetExpected(m, s_->last_seq++);
-        s_->PublishAsync(m);
-      }
-    }
+    case State::Awaited::kTimeout:
+      return {wal::WriteErrc::kIo,
+              fmt::format("JetStream did not confirm window {} within {} ms: {}", through,
+                          s_->options.confirm_timeout.count(), error)};
   }
-  if (s_->fenced) return fenced();
-  uint64_t dt = s_->round_start_ns != 0 ? util::MonoNanos() - s_->round_start_ns : 0;
   std::lock_guard lock(s_->mu);
+  uint64_t first_published = 0;
+  while (!s_->unconfirmed.empty() && s_->unconfirmed.front().window <= through) {
+    if (first_published == 0) first_published = s_->unconfirmed.front().published_ns;
+    s_->unconfirmed.pop_front();
+  }
+  uint64_t dt = first_published != 0 ? util::MonoNanos() - first_published : 0;
   ++s_->counters.rounds;
   s_->counters.ack_ns += dt;
   s_->counters.ack_max_ns = std::max(s_->counters.ack_max_ns, dt);
-  s_->counters.last_window = std::max(s_->counters.last_window, s_->round_last_window);
-  s_->round_start_ns = 0;
+  s_->counters.last_window = std::max(s_->counters.last_window, through);
   s_->last_error.clear();
   return {};
 }
 
 util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string& path) {
   std::string data;
+  std::string_view encoding;
   {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -483,54 +616,56 @@ util::Status JetStreamLog::PublishCheckpoint(uint64_t window, const std::string&
     }
     ::close(fd);
   }
-  const uint64_t deadline =
-      util::MonoNanos() + static_cast<uint64_t>(s_->options.confirm_timeout.count()) * 1'000'000;
-  size_t parts = Parts(data.size(), s_->chunk);
-  uint64_t first_seq = 0;
+  if (std::string compressed = Compress(data); !compressed.empty()) {
+    data = std::move(compressed);
+    encoding = kZstd;
+  }
+  if (s_->fenced) return util::Status::Error(s_->FencedMessage());
+  // Sent one chunk at a time, each after the previous one's ack, in chunks smaller
+  // than the windows': the windows published meanwhile wait behind one chunk at most.
+  const size_t chunk = std::min(s_->chunk, kCheckpointChunk);
+  const size_t parts = Parts(data.size(), chunk);
+  uint64_t published_before = 0;  // the newest window published before the checkpoint
+  auto fail = [&](State::Awaited awaited, const std::string& error) {
+    if (awaited == State::Awaited::kFenced) return util::Status::Error(s_->FencedMessage());
+    return util::Status::Error(
+        fmt::format("checkpoint {} ({} chunks) not confirmed within {} ms: {}", window, parts,
+                    s_->options.confirm_timeout.count(), error));
+  };
   for (size_t i = 0; i < parts; ++i) {
-    std::string id =
-        fmt::format("{}-e{}-c{}-{}", s_->options.cluster_name, s_->epoch.load(), window, i);
-    for (;;) {
-      auto m = MakeChunk(s_->ckpt_subject, std::string_view(data).substr(i * s_->chunk, s_->chunk),
-                         id, "Conv-Checkpoint", window, i, parts, s_->epoch);
-      if (!m.ok()) return m.status();
-      jsPubOptions po;
-      jsPubOptions_Init(&po);
-      po.MaxWait = 2000;
-      if (s_->fenced) return util::Status::Error(s_->FencedMessage());
-      jsPubAck* pa = nullptr;
-      jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus st;
-      {
-        // Numbered after every window chunk sent before it; the WAL thread's next
-        // publishes wait for its ack (one round trip per chunk).
-        std::lock_guard publish_lock(s_->publish_mu);
-        SetExpected(m->get(), s_->last_seq);
-        st = js_PublishMsg(&pa, s_->ckpt_js.get(), m->get(), &po, &jerr);
-        if (st == NATS_OK) s_->last_seq = pa->Sequence;
+    auto m = MakeChunk(
+        s_->ckpt_subject, std::string_view(data).substr(i * chunk, chunk),
+        fmt::format("{}-e{}-c{}-{}", s_->options.cluster_name, s_->epoch.load(), window, i),
+        "Conv-Checkpoint", window, i, parts, s_->epoch, encoding);
+    if (!m.ok()) return m.status();
+    {
+      // Numbered after every window chunk sent before it, and sent like them.
+      std::lock_guard publish_lock(s_->publish_mu);
+      if (i == 0) {
+        std::lock_guard lock(s_->mu);
+        published_before = s_->published_through;
+        s_->checkpoint = {window, std::vector<bool>(parts), parts, 0};
       }
-      if (st == NATS_OK) {
-        if (i == 0) first_seq = pa->Sequence;
-        jsPubAck_Destroy(pa);
-        break;
-      }
-      if (jerr == JSStreamWrongLastSequenceErr && s_->Resync() == State::Refusal::kFenced) {
-        return util::Status::Error(s_->FencedMessage());
-      }
-      if (util::MonoNanos() >= deadline) {
-        return util::Status::Error(fmt::format("chunk {} of {} not confirmed within {} ms: {}", i,
-                                               parts, s_->options.confirm_timeout.count(),
-                                               NatsError(st, jerr)));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      SetExpected(m->get(), s_->last_seq++);
+      s_->PublishAsync(m->release());
     }
+    std::string error;
+    auto awaited = s_->AwaitAcks([&] { return s_->checkpoint.acked[i]; }, &error);
+    if (awaited != State::Awaited::kDone) return fail(awaited, error);
   }
   // Everything older than the oldest chunk of a window after the checkpoint, and
   // than the checkpoint itself, is replaced by it: windows up to `window` and older
-  // checkpoints.
-  uint64_t below = first_seq;
+  // checkpoints. The windows published before the checkpoint are in the stream
+  // before it, and their acks say where: they are waited for too.
+  std::string error;
+  auto awaited = s_->AwaitAcks(
+      [&] { return s_->checkpoint.missing == 0 && s_->AckedThrough() >= published_before; },
+      &error);
+  if (awaited != State::Awaited::kDone) return fail(awaited, error);
+  uint64_t below = 0;
   {
     std::lock_guard lock(s_->mu);
+    below = s_->checkpoint.first_seq;
     auto it = std::upper_bound(s_->window_seqs.begin(), s_->window_seqs.end(),
                                std::make_pair(window, UINT64_MAX));
     for (auto j = it; j != s_->window_seqs.end(); ++j)

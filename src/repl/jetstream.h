@@ -5,7 +5,9 @@
 // conv.<NAME>.log) and the checkpoints (conv.<NAME>.ckpt), both in chunks within
 // the NATS server's max payload, and each owner's epoch marker (conv.<NAME>.epoch).
 // Chunk headers: Nats-Msg-Id (de-duplication of resends), Conv-Window or
-// Conv-Checkpoint, Conv-Part "i/n", Nats-Expected-Last-Sequence (the owner is the
+// Conv-Checkpoint, Conv-Part "i/n", Conv-Encoding "zstd" when the window or the
+// checkpoint was compressed before it was cut (repl/compression.h),
+// Nats-Expected-Last-Sequence (the owner is the
 // stream's only writer, so it knows the sequence each message must follow: a
 // message after another owner's marker is refused, which fences this one).
 
@@ -43,7 +45,8 @@ std::string EpochSubject(std::string_view cluster_name);
 struct ReplicationCounters {
   uint64_t windows = 0;      // windows published
   uint64_t chunks = 0;       // chunk messages published (resends not counted)
-  uint64_t bytes = 0;        // bytes of the chunks
+  uint64_t bytes = 0;        // bytes of the windows published
+  uint64_t sent_bytes = 0;   // bytes of their chunks (compressed)
   uint64_t resends = 0;      // chunks published again after a timeout or an error
   uint64_t rounds = 0;       // confirmed group commits
   uint64_t ack_ns = 0;       // sum over rounds: first publish to the last publish ack
@@ -66,7 +69,10 @@ class JetStreamLog final : public wal::LogReplica {
   JetStreamLog& operator=(const JetStreamLog&) = delete;
 
   void Publish(uint64_t window, std::string_view blocks) override;
-  wal::WriteOutcome Confirm() override;
+  // Confirm thread; Publish goes on meanwhile.
+  wal::WriteOutcome Confirm(uint64_t through) override;
+  // Every window published so far.
+  wal::WriteOutcome Confirm();
   util::Status PublishCheckpoint(uint64_t window, const std::string& path) override;
 
   // Publishes this owner's epoch marker (body: `address HOST:PORT`), expecting the

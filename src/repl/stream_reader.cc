@@ -6,6 +6,7 @@
 #include <map>
 #include <vector>
 
+#include "repl/compression.h"
 #include "repl/nats_link.h"
 #include "util/clock.h"
 #include "wal/checkpoint.h"
@@ -16,18 +17,25 @@ namespace conv::repl {
 
 namespace {
 
+// The most a window's or a checkpoint's compressed chunks may stand for: a frame
+// saying more is damaged (its bytes are not allocated).
+constexpr size_t kMaxDecodedWindow = size_t{1} << 30;
+constexpr size_t kMaxDecodedCheckpoint = size_t{1} << 36;
+
 // The chunks of one window or checkpoint, as they arrive.
 struct Pieces {
   std::vector<std::string> parts;
   std::vector<bool> have;
   uint64_t received = 0;
   uint64_t first_seq = 0;  // lowest stream sequence of its chunks
+  std::string encoding;    // Conv-Encoding of its chunks (empty: none)
   bool complete() const { return !parts.empty() && received == parts.size(); }
-  std::string Join() const {
+  // The window's blocks or the checkpoint file: the chunks joined, decompressed.
+  util::Result<std::string> Join(std::string_view what, size_t max_size) const {
     std::string out;
     for (const auto& p : parts)
       out += p;
-    return out;
+    return Decode(encoding, std::move(out), what, max_size);
   }
 };
 
@@ -38,15 +46,24 @@ util::Status AddPiece(std::map<uint64_t, Pieces>& into, natsMsg* m, const char* 
     return util::Status::Error(
         fmt::format("stream message {} has no valid {} or Conv-Part header", seq, header));
   }
+  const char* encoding = nullptr;
+  if (natsMsgHeader_Get(m, kEncodingHeader, &encoding) != NATS_OK || encoding == nullptr) {
+    encoding = "";
+  }
   Pieces& p = into[number];
   if (p.first_seq == 0 || seq < p.first_seq) p.first_seq = seq;
   if (p.parts.empty()) {
     p.parts.resize(count);
     p.have.resize(count);
+    p.encoding = encoding;
   } else if (p.parts.size() != count) {
     return util::Status::Error(
         fmt::format("stream message {}: {} {} has {} parts here and {} before", seq, header, number,
                     count, p.parts.size()));
+  } else if (p.encoding != encoding) {
+    return util::Status::Error(
+        fmt::format("stream message {}: {} {} has {} '{}' here and '{}' before", seq, header,
+                    number, kEncodingHeader, encoding, p.encoding));
   }
   if (!p.have[index]) {  // a resend that escaped de-duplication is the same bytes
     p.parts[index].assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
@@ -193,9 +210,12 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   for (auto it = checkpoints.rbegin(); it != checkpoints.rend(); ++it) {
     if (!it->second.complete()) continue;  // being written, or cut by a purge
     uint64_t window = 0;
-    if (auto s = wal::ReplayCheckpointImage(it->second.Join(),
-                                            fmt::format("{} of stream {}", it->first, stream),
-                                            visitor, &window, &report->checkpoint_records);
+    const std::string what = fmt::format("checkpoint {} of stream {}", it->first, stream);
+    auto image = it->second.Join(what, kMaxDecodedCheckpoint);
+    if (!image.ok()) return image.status();
+    if (auto s =
+            wal::ReplayCheckpointImage(*image, fmt::format("{} of stream {}", it->first, stream),
+                                       visitor, &window, &report->checkpoint_records);
         !s.ok()) {
       return s;
     }
@@ -215,7 +235,10 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
       return util::Status::Ok();
     }
     uint64_t records = 0;
-    if (auto s = wal::ReplayWindowImage(pieces.Join(), window, visitor, &records); !s.ok()) {
+    auto image =
+        pieces.Join(fmt::format("stream {}: window {}", stream, window), kMaxDecodedWindow);
+    if (!image.ok()) return image.status();
+    if (auto s = wal::ReplayWindowImage(*image, window, visitor, &records); !s.ok()) {
       return util::Status::Error(fmt::format("stream {}: {}", stream, s.message()));
     }
     ++report->windows;
@@ -355,7 +378,9 @@ util::Result<bool> StreamTail::Next(std::chrono::milliseconds wait, uint64_t* wi
     auto it = s_->pending.find(s_->next_window);
     if (it != s_->pending.end() && it->second.complete()) {
       *window = it->first;
-      *blocks = it->second.Join();
+      auto image = it->second.Join(fmt::format("window {}", it->first), kMaxDecodedWindow);
+      if (!image.ok()) return image.status();
+      *blocks = std::move(image).value();
       s_->pending.erase(s_->pending.begin(), std::next(it));
       ++s_->next_window;
       return true;
