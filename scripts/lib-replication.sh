@@ -1,6 +1,8 @@
 # Sourced by the replication benchmarks (needs $dir, $pids and $bin). Starts three
 # nats-server processes (one JetStream cluster) on loopback free ports under $dir,
 # appending their PIDs to $pids, and sets $urls (what --replicate and --follow take).
+# NATS_GOGC, when set, is the servers' GOGC (docs/replication.md, "Running a
+# three-node NATS cluster"); unset, Go's default (100).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cports=() rports=()
 for i in 0 1 2; do cports+=("$(free_port)"); rports+=("$(free_port)"); done
@@ -13,7 +15,11 @@ listen: 127.0.0.1:${cports[$i]}
 jetstream { store_dir: "$dir/store-n$i" }
 cluster { name: bench, listen: 127.0.0.1:${rports[$i]}, routes: [$routes] }
 CONF
-  nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
+  if [ -n "${NATS_GOGC:-}" ]; then
+    GOGC=$NATS_GOGC nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
+  else
+    nats-server -c "$dir/n$i.conf" >"$dir/n$i.log" 2>&1 &
+  fi
   pids+=($!)
 done
 for _ in $(seq 300); do grep -q 'metadata leader' "$dir"/n*.log && break; sleep 0.1; done
