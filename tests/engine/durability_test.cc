@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -108,16 +109,37 @@ struct DurableLog {
   }
 };
 
+// A Durability with a HeldReplica, its thread running until Finish().
+class Pipeline {
+ public:
+  Pipeline() {
+    d_.SetReplica(&replica_);
+    thread_ = std::thread([this] { d_.Run([this](uint64_t w) { log_.Durable(w); }); });
+  }
+  ~Pipeline() { Finish(); }
+  std::tuple<HeldReplica&, DurableLog&, engine::Durability&> parts() {
+    return {replica_, log_, d_};
+  }
+  void Finish() {
+    if (!thread_.joinable()) return;
+    d_.Stop();
+    thread_.join();
+  }
+
+ private:
+  testing::TempDir dir_{"conv-durability"};
+  HeldReplica replica_;
+  DurableLog log_;
+  engine::Durability d_{
+      dir_.path(), {}, nullptr, nullptr, [this](const std::string& m) { log_.Fatal(m); }};
+  std::thread thread_;
+};
+
 }  // namespace
 
 TEST_CASE("durability: later rounds are written and published while the replica confirms one") {
-  testing::TempDir dir("conv-durability");
-  HeldReplica replica;
-  DurableLog log;
-  engine::Durability d(dir.path(), {}, nullptr, nullptr,
-                       [&](const std::string& m) { log.Fatal(m); });
-  d.SetReplica(&replica);
-  std::thread wal([&] { d.Run([&](uint64_t w) { log.Durable(w); }); });
+  Pipeline p;
+  auto [replica, log, d] = p.parts();
 
   d.Submit(Batch(1, 7, 10));
   REQUIRE(replica.WaitFor([](auto&, auto& asked) { return asked.size() == 1; }));
@@ -142,21 +164,15 @@ TEST_CASE("durability: later rounds are written and published while the replica 
   CHECK(d.DurableMarks(&marks) == 3);
   CHECK(marks == std::unordered_map<uint32_t, uint64_t>{{7, 20}, {8, 5}});
 
-  d.Stop();
-  wal.join();
+  p.Finish();
   std::vector<uint64_t> durable = log.Windows();
   CHECK(std::is_sorted(durable.begin(), durable.end()));
   CHECK(log.fatal.empty());
 }
 
 TEST_CASE("durability: a failed Confirm acknowledges nothing more, later rounds included") {
-  testing::TempDir dir("conv-durability");
-  HeldReplica replica;
-  DurableLog log;
-  engine::Durability d(dir.path(), {}, nullptr, nullptr,
-                       [&](const std::string& m) { log.Fatal(m); });
-  d.SetReplica(&replica);
-  std::thread wal([&] { d.Run([&](uint64_t w) { log.Durable(w); }); });
+  Pipeline p;
+  auto [replica, log, d] = p.parts();
 
   d.Submit(Batch(1, 7, 10));
   REQUIRE(replica.WaitFor([](auto&, auto& asked) { return asked.size() == 1; }));
@@ -173,8 +189,7 @@ TEST_CASE("durability: a failed Confirm acknowledges nothing more, later rounds 
 
   // The WAL thread stops too: a round submitted now is neither confirmed nor durable.
   d.Submit(Batch(4, 7, 40));
-  d.Stop();
-  wal.join();
+  p.Finish();
   CHECK(log.Windows() == std::vector<uint64_t>{1});
   std::unordered_map<uint32_t, uint64_t> marks;
   CHECK(d.DurableMarks(&marks) == 1);
