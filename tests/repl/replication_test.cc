@@ -286,8 +286,10 @@ TEST_CASE("cluster: no acknowledged op is missing from the stream when the owner
   testing::CrashTotals t = testing::RunCrashCycles(run);
   MESSAGE(
       fmt::format("replicated crash test: {} cycles, {} acked ops, {} missing from the stream, "
-                  "{} lost locally, {} state mismatches; {:.1f} s",
-                  run.cycles, t.acked_ops, missing, t.lost, t.mismatches, t.seconds));
+                  "{} lost locally, {} state mismatches; {:.1f} s ({:.1f} s starting servers, "
+                  "{:.1f} s checking them)",
+                  run.cycles, t.acked_ops, missing, t.lost, t.mismatches, t.seconds,
+                  t.start_seconds, t.verify_seconds));
   CHECK(checked == run.cycles * 4);
   CHECK(missing == 0);
   CHECK(t.lost == 0);
