@@ -48,9 +48,9 @@ struct ReplicationCounters {
   uint64_t bytes = 0;        // bytes of the windows published
   uint64_t sent_bytes = 0;   // bytes of their chunks (compressed)
   uint64_t resends = 0;      // chunks published again after a timeout or an error
-  uint64_t rounds = 0;       // confirmed group commits
-  uint64_t ack_ns = 0;       // sum over rounds: first publish to the last publish ack
-  uint64_t ack_max_ns = 0;   // slowest round
+  uint64_t rounds = 0;       // Confirm calls that succeeded (each: every round queued)
+  uint64_t ack_ns = 0;       // sum over them: first publish to the last publish ack
+  uint64_t ack_max_ns = 0;   // slowest of them
   uint64_t last_window = 0;  // newest window confirmed
   uint64_t checkpoints = 0;  // checkpoints replicated
   uint64_t checkpoint_window = 0;
