@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -154,11 +155,16 @@ uint64_t StreamSeq(natsMsg* m) {
 
 }  // namespace
 
-util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
-                               StreamReadReport* report) {
-  *report = {};
-  auto link = ConnectJetStream(options.urls);
-  if (!link.ok()) return link.status();
+namespace {
+
+// One read of the stream from its first sequence to its last into `windows` and
+// `checkpoints`. False: a message came with a sequence past the one expected, so the
+// stream was purged below it while it was read (its windows are in a checkpoint
+// published after the sequences read): nothing read is to be used.
+util::Result<bool> CollectStream(const ReplicationOptions& options, JetStreamLink& link,
+                                 StreamReadReport* report, std::map<uint64_t, Pieces>& windows,
+                                 std::map<uint64_t, Pieces>& checkpoints,
+                                 const std::function<void()>& before_messages) {
   const std::string stream = StreamName(options.cluster_name);
   const std::string log_subject = LogSubject(options.cluster_name);
   const std::string epoch_subject = EpochSubject(options.cluster_name);
@@ -166,44 +172,80 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus st = RetryTimeouts(options, [&] {
     jerr = static_cast<jsErrCode>(0);
-    return js_GetStreamInfo(&info, link->js.get(), stream.c_str(), nullptr, &jerr);
+    return js_GetStreamInfo(&info, link.js.get(), stream.c_str(), nullptr, &jerr);
   });
   StreamInfoPtr info_guard(info);
   if (st != NATS_OK) {
     return util::Status::Error(
         fmt::format("cannot read stream {}: {}", stream, NatsError(st, jerr)));
   }
+  const uint64_t restarts = report->restarts;
+  *report = {};
+  report->restarts = restarts;
   report->first_seq = info->State.FirstSeq;
   report->last_seq = info->State.LastSeq;
   report->resume_seq = report->last_seq + 1;
+  if (before_messages) before_messages();
+  if (report->first_seq == 0 || report->first_seq > report->last_seq) return true;
+  // Delivered in bursts by an ordered consumer: asking for one message at a time
+  // cost a round trip to the stream's leader per message.
+  auto sub = FollowStream(options, link.js.get(), report->first_seq);
+  if (!sub.ok()) return sub.status();
+  // The stream's subjects are all in the consumer's filter and nothing is deleted
+  // from it but by a purge: its sequences come one after the other.
+  uint64_t expected = report->first_seq;
+  for (;;) {
+    natsMsg* m = nullptr;
+    natsStatus next = natsSubscription_NextMsg(
+        &m, sub->get(), static_cast<int64_t>(options.confirm_timeout.count()));
+    MsgPtr guard(m);
+    if (next != NATS_OK) {
+      return util::Status::Error(fmt::format("cannot read stream {} up to sequence {}: {}", stream,
+                                             report->last_seq, NatsError(next)));
+    }
+    const uint64_t seq = StreamSeq(m);
+    if (seq != expected++) return false;
+    if (seq > report->last_seq) break;  // published since the read began
+    if (TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) {
+      ++report->messages;
+      bool is_log = log_subject == natsMsg_GetSubject(m);
+      if (auto s = AddPiece(is_log ? windows : checkpoints, m,
+                            is_log ? "Conv-Window" : "Conv-Checkpoint", seq);
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (seq == report->last_seq) break;
+  }
+  return true;
+}
 
+}  // namespace
+
+util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
+                               StreamReadReport* report,
+                               const std::function<void()>& before_messages) {
+  *report = {};
+  auto link = ConnectJetStream(options.urls);
+  if (!link.ok()) return link.status();
+  const std::string stream = StreamName(options.cluster_name);
   std::map<uint64_t, Pieces> windows, checkpoints;
-  if (report->first_seq != 0 && report->first_seq <= report->last_seq) {
-    // Delivered in bursts by an ordered consumer: asking for one message at a time
-    // cost a round trip to the stream's leader per message.
-    auto sub = FollowStream(options, link->js.get(), report->first_seq);
-    if (!sub.ok()) return sub.status();
-    for (;;) {
-      natsMsg* m = nullptr;
-      natsStatus next = natsSubscription_NextMsg(
-          &m, sub->get(), static_cast<int64_t>(options.confirm_timeout.count()));
-      MsgPtr guard(m);
-      if (next != NATS_OK) {
-        return util::Status::Error(fmt::format("cannot read stream {} up to sequence {}: {}",
-                                               stream, report->last_seq, NatsError(next)));
-      }
-      const uint64_t seq = StreamSeq(m);
-      if (seq > report->last_seq) break;  // published since the read began
-      if (TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) {
-        ++report->messages;
-        bool is_log = log_subject == natsMsg_GetSubject(m);
-        if (auto s = AddPiece(is_log ? windows : checkpoints, m,
-                              is_log ? "Conv-Window" : "Conv-Checkpoint", seq);
-            !s.ok()) {
-          return s;
-        }
-      }
-      if (seq == report->last_seq) break;
+  // An owner purges the stream after each replicated checkpoint: a read it overtook
+  // starts again from the stream's new first sequence, for up to the confirm timeout.
+  const uint64_t deadline =
+      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+  for (;;) {
+    windows.clear();
+    checkpoints.clear();
+    auto whole = CollectStream(options, *link, report, windows, checkpoints, before_messages);
+    if (!whole.ok()) return whole.status();
+    if (*whole) break;
+    ++report->restarts;
+    if (util::MonoNanos() >= deadline) {
+      return util::Status::Error(fmt::format(
+          "cannot read stream {}: purged below sequences not read yet {} times within {} ms "
+          "(read from sequence {})",
+          stream, report->restarts, options.confirm_timeout.count(), report->first_seq));
     }
   }
   uint64_t from = 0;  // windows up to this are in the checkpoint
@@ -406,10 +448,23 @@ util::Result<bool> StreamTail::Next(std::chrono::milliseconds wait, uint64_t* wi
       return util::Status::Error(fmt::format("cannot read the stream: {}", NatsError(st)));
     }
     const uint64_t seq = StreamSeq(m);
-    if (s_->log_subject != natsMsg_GetSubject(m) && s_->epoch_subject != natsMsg_GetSubject(m)) {
-      continue;  // a checkpoint
-    }
     if (!TakeEpoch(m, s_->epoch_subject, &s_->epoch, s_->pending, nullptr)) continue;
+    if (s_->log_subject != natsMsg_GetSubject(m)) {
+      // A checkpoint: an owner publishes one at window W once every window up to W is
+      // in the stream before it, and purges them after it. One at or after the window
+      // wanted next, which has not come whole, replaces windows purged before they
+      // were read (or never published: a data dir's checkpoint put in a new stream).
+      uint64_t at = 0;
+      if (HeaderNumber(m, "Conv-Checkpoint", &at) && at >= s_->next_window) {
+        return util::Status::Error(fmt::format(
+            "{} not in the stream: checkpoint {} (stream message {}) replaced {} before this "
+            "replica read {}",
+            at == s_->next_window ? fmt::format("window {} is", at)
+                                  : fmt::format("windows {} to {} are", s_->next_window, at),
+            at, seq, at == s_->next_window ? "it" : "them", at == s_->next_window ? "it" : "them"));
+      }
+      continue;
+    }
     uint64_t number = 0;
     if (!HeaderNumber(m, "Conv-Window", &number)) {
       return util::Status::Error(

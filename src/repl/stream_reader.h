@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -35,13 +36,20 @@ struct StreamReadReport {
   // The newest epoch marker read (0: none): chunks of older epochs after it were
   // skipped, and a follower of the stream goes on from it.
   uint64_t epoch = 0;
+  // Reads begun again because the owner purged the stream below sequences not read
+  // yet (after a checkpoint it replicated meanwhile).
+  uint64_t restarts = 0;
 };
 
 // Replays the stream of `options.cluster_name` as it is now into `visitor`: the
 // newest checkpoint whose chunks are all there, then every later window up to the
-// first one with a chunk missing (report->torn_window).
+// first one with a chunk missing (report->torn_window). A read the owner's purge
+// overtakes begins again (report->restarts), for up to the confirm timeout.
+// `before_messages`, when given, is called after each read of where the stream
+// begins and ends and before its messages are read (tests purge it there).
 util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVisitor& visitor,
-                               StreamReadReport* report);
+                               StreamReadReport* report,
+                               const std::function<void()>& before_messages = {});
 
 // A standby's takeover (docs/replication.md, "Standby"): the state the stream
 // replays to (ReadReplicatedLog) written into `dir` as one checkpoint at the last
@@ -54,7 +62,8 @@ util::Status WriteStreamCheckpoint(const ReplicationOptions& options, const std:
 // Follows the log of `options.cluster_name` (a read replica): an ordered JetStream
 // consumer of its log subject (and the epoch markers) from a stream sequence on,
 // handing out every window after a given one whole and in window order, skipping
-// chunks of a deposed owner. Checkpoints are not read.
+// chunks of a deposed owner. Checkpoints are not read, only checked: one at or
+// after the window wanted next means that window was purged before it was read.
 class StreamTail {
  public:
   // More complete windows than this held past a missing one: the missing one is
@@ -71,7 +80,8 @@ class StreamTail {
 
   // Waits up to `wait` for the next window (the one after the last handed out).
   // True with `window` and `blocks` set when it is complete; false when it did
-  // not come in time. Fails on a malformed chunk or a window gone missing.
+  // not come in time. Fails on a malformed chunk or a window gone missing (a
+  // checkpoint replaced it, or more than kMaxHeldWindows later windows came).
   util::Result<bool> Next(std::chrono::milliseconds wait, uint64_t* window, std::string* blocks);
   // The newest window number seen in a chunk so far (complete or not).
   uint64_t newest_seen() const { return newest_seen_; }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -508,4 +509,57 @@ TEST_CASE("cluster: following a stream hands out whole windows in order and fail
                     "(purged before this replica read it)",
                     repl::StreamTail::kMaxHeldWindows + 1));
   CHECK((*tail)->newest_seen() == 5 + repl::StreamTail::kMaxHeldWindows);
+}
+
+TEST_CASE(
+    "cluster: following a stream fails at once on a checkpoint that replaced windows not read") {
+  testing::TempDir dir("conv-follow");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o;
+  o.urls = nats.urls();
+  o.cluster_name = "replaced";
+  auto stream = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(stream.ok(), stream.message());
+  for (uint64_t w = 1; w <= 3; ++w)
+    (*stream)->Publish(w, std::string(10, static_cast<char>('a' + w)));
+  REQUIRE((*stream)->Confirm().ok());
+  // A replica read the stream up to window 1 (sequence 1); before it follows on from
+  // sequence 2, the owner replicates a checkpoint at window 2 and purges windows 1
+  // and 2. (The tail does not read the checkpoint's bytes.)
+  const std::string cp = dir.File("checkpoint");
+  { std::ofstream(cp) << "checkpoint bytes"; }
+  auto published = (*stream)->PublishCheckpoint(2, cp);
+  REQUIRE_MESSAGE(published.ok(), published.message());
+  REQUIRE((*stream)->counters().purged_below == 3);
+  auto tail = repl::StreamTail::Open(o, 2, 1, 0);
+  REQUIRE_MESSAGE(tail.ok(), tail.message());
+  uint64_t window = 0;
+  std::string blocks;
+  auto got = (*tail)->Next(5s, &window, &blocks);
+  REQUIRE_FALSE(got.ok());
+  CHECK(got.message() ==
+        "window 2 is not in the stream: checkpoint 2 (stream message 4) replaced it before this "
+        "replica read it");
+  tail = repl::StreamTail::Open(o, 1, 0, 0);
+  REQUIRE_MESSAGE(tail.ok(), tail.message());
+  got = (*tail)->Next(5s, &window, &blocks);
+  REQUIRE_FALSE(got.ok());
+  CHECK(got.message() ==
+        "windows 1 to 2 are not in the stream: checkpoint 2 (stream message 4) replaced them "
+        "before this replica read them");
+
+  // A checkpoint of windows already handed out is passed over.
+  tail = repl::StreamTail::Open(o, 3, 2, 0);
+  REQUIRE_MESSAGE(tail.ok(), tail.message());
+  (*stream)->Publish(4, "w4");
+  REQUIRE((*stream)->Confirm().ok());
+  got = (*tail)->Next(5s, &window, &blocks);
+  REQUIRE_MESSAGE(got.ok(), got.message());
+  REQUIRE(*got);
+  CHECK(window == 3);
+  got = (*tail)->Next(5s, &window, &blocks);
+  REQUIRE_MESSAGE(got.ok(), got.message());
+  REQUIRE(*got);
+  CHECK(window == 4);
+  CHECK(blocks == "w4");
 }

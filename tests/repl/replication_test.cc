@@ -17,6 +17,7 @@
 #include "net/client.h"
 #include "net/messages.h"
 #include "repl/jetstream.h"
+#include "repl/nats_link.h"
 #include "repl/stream_reader.h"
 #include "support/crash_cycles.h"
 #include "support/nats_cluster.h"
@@ -159,6 +160,81 @@ TEST_CASE("cluster: windows go out in chunks, come back whole, and a checkpoint 
   CHECK(after.first_seq == c.purged_below);
   CHECK(restored.windows == std::vector<uint64_t>{3});
   CHECK(restored.claims == all.claims);
+}
+
+TEST_CASE("cluster: a read of the stream that a purge overtakes begins again from the checkpoint") {
+  testing::TempDir dir("conv-repl");
+  testing::NatsCluster nats(dir.path());
+  repl::ReplicationOptions o = Options(nats, "overtaken");
+  auto log = repl::JetStreamLog::Open(o, nullptr);
+  REQUIRE_MESSAGE(log.ok(), log.message());
+  const std::string data = dir.File("data");
+  std::filesystem::create_directories(data);
+  wal::SegmentWriter writer(data, {});
+  auto publish = [&](uint64_t w) {
+    auto records = WindowRecords(w, 4, 50);
+    std::vector<std::string_view> views(records.begin(), records.end());
+    REQUIRE(writer.AppendWindow(w, 4, 4, views).ok());
+    (*log)->Publish(w, writer.last_blocks());
+    REQUIRE(writer.Sync().ok());
+    auto confirmed = (*log)->Confirm();
+    REQUIRE_MESSAGE(confirmed.ok(), confirmed.message);
+  };
+  for (uint64_t w = 1; w <= 3; ++w)
+    publish(w);
+  repl::StreamReadReport report;
+  StateCollector all = ReadStream(o, &report);
+  REQUIRE(all.claims.size() == 12);
+  CHECK(report.restarts == 0);
+
+  // The owner replicates a checkpoint at window 2 and purges windows 1 and 2 after
+  // the reader saw the stream begin at sequence 1 and before it read a message.
+  auto cp = wal::CheckpointWriter::Begin(data, 2, "", 0);
+  REQUIRE(cp.ok());
+  for (uint64_t w = 1; w <= 2; ++w) {
+    std::string run;
+    for (const auto& r : WindowRecords(w, 4, 50))
+      run += r;
+    REQUIRE((*cp)->Add(run, 4).ok());
+  }
+  REQUIRE((*cp)->Finish().ok());
+  int calls = 0;
+  StateCollector read;
+  auto st = repl::ReadReplicatedLog(o, read, &report, [&] {
+    if (++calls > 1) return;
+    auto published = (*log)->PublishCheckpoint(2, (*cp)->path());
+    REQUIRE_MESSAGE(published.ok(), published.message());
+    REQUIRE((*log)->counters().purged_below > 1);
+  });
+  REQUIRE_MESSAGE(st.ok(), st.message());
+  CHECK(calls == 2);
+  CHECK(report.restarts == 1);
+  CHECK(report.used_checkpoint);
+  CHECK(report.checkpoint_window == 2);
+  CHECK(report.first_seq == (*log)->counters().purged_below);
+  CHECK(report.last_window == 3);
+  CHECK(read.claims == all.claims);
+
+  // Overtaken on every try: the read gives up at the confirm timeout and says why.
+  o.confirm_timeout = 300ms;
+  uint64_t w = 3;
+  st = repl::ReadReplicatedLog(o, read, &report, [&] {
+    publish(++w);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Stream.Purge.Sequence = report.last_seq + 1;
+    auto link = repl::ConnectJetStream(o.urls);
+    REQUIRE(link.ok());
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    REQUIRE(js_PurgeStream(link->js.get(), repl::StreamName("overtaken").c_str(), &jo, &jerr) ==
+            NATS_OK);
+  });
+  REQUIRE_FALSE(st.ok());
+  CHECK(report.restarts >= 2);
+  CHECK_MESSAGE(st.message().find("cannot read stream CONV_overtaken: purged below sequences not "
+                                  "read yet") != std::string::npos,
+                st.message());
+  CHECK_MESSAGE(st.message().find("within 300 ms") != std::string::npos, st.message());
 }
 
 TEST_CASE("cluster: Confirm fails when JetStream does not answer in time, and works after") {
