@@ -14,10 +14,6 @@ namespace {
 // work on the bytes saved is worth more, docs/performance.md, Replication).
 constexpr int kLevel = 3;
 
-struct CCtxDeleter {
-  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
-};
-
 // The level, and a checksum of the content in every frame: a damaged chunk is
 // named as such before the blocks' own CRCs would see it.
 ZSTD_CCtx* NewContext() {
@@ -31,17 +27,36 @@ ZSTD_CCtx* NewContext() {
   return c;
 }
 
+// A buffer more than eight times the frame bound asked for, and larger than this,
+// is given back (after a rare large window).
+constexpr size_t kKeepCapacity = size_t{16} << 20;
+
 }  // namespace
 
-std::string Compress(std::string_view data) {
-  // One context per thread (the WAL thread's windows, the checkpoint thread's files).
-  thread_local std::unique_ptr<ZSTD_CCtx, CCtxDeleter> ctx(NewContext());
-  if (ctx == nullptr || data.empty()) return {};
-  std::string out(ZSTD_compressBound(data.size()), '\0');
-  size_t n = ZSTD_compress2(ctx.get(), out.data(), out.size(), data.data(), data.size());
+struct Compressor::Context {
+  ZSTD_CCtx* c = NewContext();
+  ~Context() { ZSTD_freeCCtx(c); }
+};
+
+Compressor::Compressor() : ctx_(std::make_unique<Context>()) {}
+Compressor::~Compressor() = default;
+
+std::string_view Compressor::Compress(std::string_view data) {
+  if (ctx_->c == nullptr || data.empty()) return {};
+  const size_t bound = ZSTD_compressBound(data.size());
+  if (bound > capacity_ || (capacity_ > kKeepCapacity && capacity_ / 8 > bound)) {
+    buf_.reset();  // the old buffer goes before the new one comes
+    buf_ = std::make_unique_for_overwrite<char[]>(bound);
+    capacity_ = bound;
+  }
+  size_t n = ZSTD_compress2(ctx_->c, buf_.get(), capacity_, data.data(), data.size());
   if (ZSTD_isError(n) || n >= data.size()) return {};
-  out.resize(n);
-  return out;
+  return {buf_.get(), n};
+}
+
+std::string Compress(std::string_view data) {
+  Compressor c;
+  return std::string(c.Compress(data));
 }
 
 util::Result<std::string> Decode(std::string_view encoding, std::string data, std::string_view what,

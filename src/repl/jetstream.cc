@@ -87,6 +87,7 @@ struct JetStreamLog::State {
   JsPtr ckpt_js;   // the checkpoint thread's synchronous ones
   JsPtr check_js;  // the WAL thread's look at the stream when a publish is refused
   size_t chunk = 0;
+  Compressor compressor;  // Publish's: called by one thread at a time (the WAL thread)
 
   // Every message is numbered (Nats-Expected-Last-Sequence) and sent under this
   // lock, so the stream stores them in the order they were numbered.
@@ -516,7 +517,7 @@ JetStreamLog::~JetStreamLog() {
 
 void JetStreamLog::Publish(uint64_t window, std::string_view blocks) {
   if (s_->fenced) return;  // sends nothing more; Confirm fails
-  const std::string compressed = Compress(blocks);
+  const std::string_view compressed = s_->compressor.Compress(blocks);
   const std::string_view encoding = compressed.empty() ? "" : kZstd;
   const size_t size = blocks.size();
   if (!compressed.empty()) blocks = compressed;

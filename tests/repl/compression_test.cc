@@ -74,3 +74,26 @@ TEST_CASE("compression: a reader refuses an unknown encoding, a damaged frame, t
   CHECK(bad.message().rfind(
             fmt::format("window 9: the zstd frame of {} bytes is damaged: ", z.size()), 0) == 0);
 }
+
+TEST_CASE("compression: one compressor, inputs of several sizes in turn, each frame whole") {
+  repl::Compressor c;
+  std::mt19937_64 rng(20261202);  // fixed seed
+  std::string noise(8192, '\0');
+  for (char& ch : noise)
+    ch = static_cast<char>(rng());
+  // Growing, shrinking, one that does not shrink, then small again: each frame
+  // decodes to its own input, whatever the buffer held before.
+  for (size_t n : {1'000u, 200'000u, 3'000u, 0u, 8'192u, 50'000u}) {
+    const std::string data = n == 8'192 ? noise : Repetitive(n);
+    std::string_view z = c.Compress(data);
+    if (n == 0 || n == 8'192) {
+      CHECK(z.empty());
+      continue;
+    }
+    REQUIRE_FALSE(z.empty());
+    CHECK(z.size() < data.size());
+    auto back = repl::Decode(repl::kZstd, std::string(z), fmt::format("input of {}", n), n);
+    REQUIRE_MESSAGE(back.ok(), back.message());
+    CHECK(*back == data);
+  }
+}
