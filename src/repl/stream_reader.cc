@@ -153,18 +153,20 @@ uint64_t StreamSeq(natsMsg* m) {
   return seq;
 }
 
-}  // namespace
-
-namespace {
+// Where a read of the stream found a sequence missing (expected == 0: none).
+struct SeqGap {
+  uint64_t expected = 0;
+  uint64_t came = 0;
+};
 
 // One read of the stream from its first sequence to its last into `windows` and
-// `checkpoints`. False: a message came with a sequence past the one expected, so the
+// `checkpoints`. A gap: a message came with a sequence past the one expected, so the
 // stream was purged below it while it was read (its windows are in a checkpoint
 // published after the sequences read): nothing read is to be used.
-util::Result<bool> CollectStream(const ReplicationOptions& options, JetStreamLink& link,
-                                 StreamReadReport* report, std::map<uint64_t, Pieces>& windows,
-                                 std::map<uint64_t, Pieces>& checkpoints,
-                                 const std::function<void()>& before_messages) {
+util::Result<SeqGap> CollectStream(const ReplicationOptions& options, JetStreamLink& link,
+                                   StreamReadReport* report, std::map<uint64_t, Pieces>& windows,
+                                   std::map<uint64_t, Pieces>& checkpoints,
+                                   const std::function<void()>& before_messages) {
   const std::string stream = StreamName(options.cluster_name);
   const std::string log_subject = LogSubject(options.cluster_name);
   const std::string epoch_subject = EpochSubject(options.cluster_name);
@@ -186,7 +188,7 @@ util::Result<bool> CollectStream(const ReplicationOptions& options, JetStreamLin
   report->last_seq = info->State.LastSeq;
   report->resume_seq = report->last_seq + 1;
   if (before_messages) before_messages();
-  if (report->first_seq == 0 || report->first_seq > report->last_seq) return true;
+  if (report->first_seq == 0 || report->first_seq > report->last_seq) return SeqGap{};
   // Delivered in bursts by an ordered consumer: asking for one message at a time
   // cost a round trip to the stream's leader per message.
   auto sub = FollowStream(options, link.js.get(), report->first_seq);
@@ -204,7 +206,8 @@ util::Result<bool> CollectStream(const ReplicationOptions& options, JetStreamLin
                                              report->last_seq, NatsError(next)));
     }
     const uint64_t seq = StreamSeq(m);
-    if (seq != expected++) return false;
+    if (seq != expected) return SeqGap{expected, seq};
+    ++expected;
     if (seq > report->last_seq) break;  // published since the read began
     if (TakeEpoch(m, epoch_subject, &report->epoch, windows, &checkpoints)) {
       ++report->messages;
@@ -217,7 +220,7 @@ util::Result<bool> CollectStream(const ReplicationOptions& options, JetStreamLin
     }
     if (seq == report->last_seq) break;
   }
-  return true;
+  return SeqGap{};
 }
 
 }  // namespace
@@ -237,15 +240,16 @@ util::Status ReadReplicatedLog(const ReplicationOptions& options, wal::RecordVis
   for (;;) {
     windows.clear();
     checkpoints.clear();
-    auto whole = CollectStream(options, *link, report, windows, checkpoints, before_messages);
-    if (!whole.ok()) return whole.status();
-    if (*whole) break;
+    auto gap = CollectStream(options, *link, report, windows, checkpoints, before_messages);
+    if (!gap.ok()) return gap.status();
+    if (gap->expected == 0) break;
     ++report->restarts;
     if (util::MonoNanos() >= deadline) {
       return util::Status::Error(fmt::format(
           "cannot read stream {}: purged below sequences not read yet {} times within {} ms "
-          "(read from sequence {})",
-          stream, report->restarts, options.confirm_timeout.count(), report->first_seq));
+          "(the last read, from sequence {}, got sequence {} where {} was expected)",
+          stream, report->restarts, options.confirm_timeout.count(), report->first_seq, gap->came,
+          gap->expected));
     }
   }
   uint64_t from = 0;  // windows up to this are in the checkpoint

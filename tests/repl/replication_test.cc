@@ -234,7 +234,13 @@ TEST_CASE("cluster: a read of the stream that a purge overtakes begins again fro
   CHECK_MESSAGE(st.message().find("cannot read stream CONV_overtaken: purged below sequences not "
                                   "read yet") != std::string::npos,
                 st.message());
-  CHECK_MESSAGE(st.message().find("within 300 ms") != std::string::npos, st.message());
+  CHECK_MESSAGE(
+      st.message().find("within 300 ms (the last read, from sequence ") != std::string::npos,
+      st.message());
+  CHECK_MESSAGE(
+      st.message().find(fmt::format("got sequence {} where {} was expected", report.last_seq + 1,
+                                    report.first_seq)) != std::string::npos,
+      st.message());
 }
 
 TEST_CASE("cluster: Confirm fails when JetStream does not answer in time, and works after") {
