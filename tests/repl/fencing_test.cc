@@ -59,15 +59,6 @@ Marks Replay(const repl::ReplicationOptions& o) {
   return m;
 }
 
-// With the default confirm timeout: a cluster just started, on a loaded machine, may
-// take seconds to be ready for a new stream or bucket.
-repl::ReplicationOptions Options(const testing::NatsCluster& nats, const std::string& name) {
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = name;
-  return o;
-}
-
 // Window blocks as a segment holds them: one CLAIM.
 class Windows {
  public:
@@ -95,7 +86,7 @@ std::unique_ptr<repl::JetStreamLog> OpenLog(const repl::ReplicationOptions& o) {
 TEST_CASE("cluster: another owner's epoch marker fences an owner: it confirms nothing more") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "fence");
+  repl::ReplicationOptions o = nats.Options("fence");
   std::filesystem::create_directories(dir.File("a"));
   std::filesystem::create_directories(dir.File("b"));
   Windows wa(dir.File("a")), wb(dir.File("b"));
@@ -151,7 +142,7 @@ TEST_CASE("cluster: another owner's epoch marker fences an owner: it confirms no
 TEST_CASE("cluster: a publish refused out of order with no newer marker is numbered again") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "resync");
+  repl::ReplicationOptions o = nats.Options("resync");
   std::filesystem::create_directories(dir.File("a"));
   Windows w(dir.File("a"));
   auto a = OpenLog(o);
@@ -201,7 +192,7 @@ TEST_CASE("cluster: a publish refused out of order with no newer marker is numbe
 TEST_CASE("cluster: a deposed serve acknowledges nothing more and sends its writers on") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "deposed");
+  repl::ReplicationOptions o = nats.Options("deposed");
   // The new owner's address: a plain server that takes the writers sent there.
   testing::ServeProcess next = testing::StartServe(dir.File("next"), dir.File("next.log"));
   testing::ServeProcess owner = testing::StartServe(
@@ -275,7 +266,7 @@ TEST_CASE("cluster: a deposed serve acknowledges nothing more and sends its writ
 TEST_CASE("cluster: an owner whose record another takes is fenced even with no write pending") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "lost");
+  repl::ReplicationOptions o = nats.Options("lost");
   testing::ServeProcess owner = testing::StartServe(
       dir.File("data"), dir.File("serve.log"),
       {"--replicate", nats.urls(), "--cluster-name", "lost", "--window", "2ms"});
@@ -312,7 +303,7 @@ TEST_CASE(
     "chunks after it") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "epochs");
+  repl::ReplicationOptions o = nats.Options("epochs");
   // The stream as a takeover leaves it when the deposed owner was publishing: its
   // window 2 in two chunks, one stored before the new owner's marker and one
   // after it, then the new owner's own window 2.
@@ -379,7 +370,7 @@ TEST_CASE(
     "an empty data dir") {
   testing::TempDir dir("conv-fence");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "claims");
+  repl::ReplicationOptions o = nats.Options("claims");
   auto owner = repl::Ownership::Claim(o, "127.0.0.1:1001", nullptr, 100ms);
   REQUIRE_MESSAGE(owner.ok(), owner.message());
   uint64_t read = (*owner)->epoch();

@@ -377,9 +377,7 @@ TEST_CASE("cluster: writes to a replica get not_owner naming the owner, and the 
 
   // A record naming the replica itself (written here, as a takeover would): the
   // client follows at most kMaxOwnerRedirects answers, then fails saying so.
-  repl::ReplicationOptions ro;
-  ro.urls = nats.urls();
-  ro.cluster_name = "redirect";
+  repl::ReplicationOptions ro = nats.Options("redirect");
   auto loop = repl::Ownership::Claim(ro, replica.address, nullptr);
   REQUIRE_MESSAGE(loop.ok(), loop.message());
   deadline = std::chrono::steady_clock::now() + 10s;
@@ -428,9 +426,7 @@ TEST_CASE("cluster: follow flags are checked, and a replica of a name with no st
 TEST_CASE("cluster: a replica of a name nobody owns yet says so to writers") {
   testing::TempDir dir("conv-follow");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "ownerless";
+  repl::ReplicationOptions o = nats.Options("ownerless");
   auto stream = repl::JetStreamLog::Open(o, nullptr);  // the stream, and no owner record
   REQUIRE_MESSAGE(stream.ok(), stream.message());
   testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
@@ -452,9 +448,7 @@ TEST_CASE("cluster: a replica of a name nobody owns yet says so to writers") {
 TEST_CASE("cluster: a replica stops on a damaged window instead of serving past it") {
   testing::TempDir dir("conv-follow");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "damaged";
+  repl::ReplicationOptions o = nats.Options("damaged");
   auto stream = repl::JetStreamLog::Open(o, nullptr);
   REQUIRE_MESSAGE(stream.ok(), stream.message());
   testing::ServeProcess replica = testing::StartServe(dir.File("replica"), dir.File("replica.log"),
@@ -472,9 +466,7 @@ TEST_CASE("cluster: a replica stops on a damaged window instead of serving past 
 TEST_CASE("cluster: following a stream hands out whole windows in order and fails on a gap") {
   testing::TempDir dir("conv-follow");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "gap";
+  repl::ReplicationOptions o = nats.Options("gap");
   o.max_chunk = 4096;
   auto stream = repl::JetStreamLog::Open(o, nullptr);
   REQUIRE_MESSAGE(stream.ok(), stream.message());
@@ -515,9 +507,7 @@ TEST_CASE(
     "cluster: following a stream fails at once on a checkpoint that replaced windows not read") {
   testing::TempDir dir("conv-follow");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "replaced";
+  repl::ReplicationOptions o = nats.Options("replaced");
   auto stream = repl::JetStreamLog::Open(o, nullptr);
   REQUIRE_MESSAGE(stream.ok(), stream.message());
   for (uint64_t w = 1; w <= 3; ++w)

@@ -39,9 +39,7 @@ TEST_CASE(
     "cluster: the owner record is claimed with compare-and-set, a takeover raises the epoch") {
   testing::TempDir dir("conv-owner");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "record";
+  repl::ReplicationOptions o = nats.Options("record");
   auto first = repl::Ownership::Claim(o, "127.0.0.1:1001", nullptr, 100ms);
   REQUIRE_MESSAGE(first.ok(), first.message());
   uint64_t e1 = (*first)->epoch();
@@ -80,9 +78,7 @@ TEST_CASE(
 TEST_CASE("cluster: a reader of a cluster name nobody claimed finds no owner record") {
   testing::TempDir dir("conv-owner");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = "unclaimed";
+  repl::ReplicationOptions o = nats.Options("unclaimed");
   auto reader = repl::OwnerReader::Open(o);
   REQUIRE_MESSAGE(reader.ok(), reader.message());
   auto rec = (*reader)->Read();

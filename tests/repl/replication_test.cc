@@ -59,13 +59,6 @@ class StateCollector : public wal::RecordVisitor {
   std::vector<uint64_t> windows;
 };
 
-repl::ReplicationOptions Options(const testing::NatsCluster& nats, const std::string& name) {
-  repl::ReplicationOptions o;
-  o.urls = nats.urls();
-  o.cluster_name = name;
-  return o;
-}
-
 StateCollector ReadStream(const repl::ReplicationOptions& o, repl::StreamReadReport* report) {
   StateCollector c;
   auto st = repl::ReadReplicatedLog(o, c, report);
@@ -91,7 +84,7 @@ std::vector<std::string> WindowRecords(uint64_t w, size_t n, size_t value_bytes)
 TEST_CASE("cluster: windows go out in chunks, come back whole, and a checkpoint purges them") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "chunks");
+  repl::ReplicationOptions o = nats.Options("chunks");
   // Chunks of 64 bytes: the windows are compressed first (window 2's 40 KB to about
   // 1 KB), and it still takes more than ten.
   o.max_chunk = 64;
@@ -165,7 +158,7 @@ TEST_CASE("cluster: windows go out in chunks, come back whole, and a checkpoint 
 TEST_CASE("cluster: a read of the stream that a purge overtakes begins again from the checkpoint") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "overtaken");
+  repl::ReplicationOptions o = nats.Options("overtaken");
   auto log = repl::JetStreamLog::Open(o, nullptr);
   REQUIRE_MESSAGE(log.ok(), log.message());
   const std::string data = dir.File("data");
@@ -246,7 +239,7 @@ TEST_CASE("cluster: a read of the stream that a purge overtakes begins again fro
 TEST_CASE("cluster: Confirm fails when JetStream does not answer in time, and works after") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "paused");
+  repl::ReplicationOptions o = nats.Options("paused");
   {
     // The stream made first with the default confirm timeout, which also bounds how
     // long Open waits for a starting cluster to place its replicas; the short one
@@ -325,7 +318,7 @@ TEST_CASE("cluster: serve --replicate acknowledges a write only once JetStream h
   CHECK(await_ack(2, 8s));
 
   repl::StreamReadReport report;
-  StateCollector s = ReadStream(Options(nats, "acks"), &report);
+  StateCollector s = ReadStream(nats.Options("acks"), &report);
   CHECK(s.marks["acks-writer"] == 2);
   owner.Stop();
 }
@@ -333,7 +326,7 @@ TEST_CASE("cluster: serve --replicate acknowledges a write only once JetStream h
 TEST_CASE("cluster: no acknowledged op is missing from the stream when the owner is killed") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "kills");
+  repl::ReplicationOptions o = nats.Options("kills");
   testing::CrashRun run;
   run.cycles = testing::EnvNumber("CONV_REPL_CYCLES", 20);
   run.seed = testing::TestSeed("CONV_REPL_SEED", 20261130);
@@ -382,7 +375,7 @@ TEST_CASE("cluster: no acknowledged op is missing from the stream when the owner
 TEST_CASE("cluster: writes go on when a NATS server is killed, and nothing acknowledged is lost") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path());
-  repl::ReplicationOptions o = Options(nats, "natskill");
+  repl::ReplicationOptions o = nats.Options("natskill");
   testing::CrashRun run;
   run.cycles = 4;
   run.seed = testing::TestSeed("CONV_REPL_SEED", 20261130);
@@ -485,7 +478,7 @@ TEST_CASE("cluster: replication flags are checked before anything starts") {
 TEST_CASE("cluster: a stream that cannot get its replicas is an error naming the stream") {
   testing::TempDir dir("conv-repl");
   testing::NatsCluster nats(dir.path(), 1);  // one server: three replicas cannot be placed
-  repl::ReplicationOptions o = Options(nats, "lonely");
+  repl::ReplicationOptions o = nats.Options("lonely");
   o.confirm_timeout = 1s;
   auto t0 = std::chrono::steady_clock::now();
   auto log = repl::JetStreamLog::Open(o, nullptr);
@@ -533,7 +526,7 @@ TEST_CASE("cluster: a data dir written without replication is published whole to
       data, dir.File("owner.log"), {"--replicate", nats.urls(), "--cluster-name", "adopt"});
   owner.Stop();
   repl::StreamReadReport report;
-  StateCollector replicated = ReadStream(Options(nats, "adopt"), &report);
+  StateCollector replicated = ReadStream(nats.Options("adopt"), &report);
   StateCollector local;
   wal::RecoveryReport recovery;
   REQUIRE(wal::Recover(data, local, false, &recovery).ok());

@@ -92,6 +92,13 @@ std::string NatsCluster::url(int node) const {
   return fmt::format("nats://127.0.0.1:{}", nodes_[static_cast<size_t>(node)].client_port);
 }
 
+repl::ReplicationOptions NatsCluster::Options(const std::string& cluster_name) const {
+  repl::ReplicationOptions o;
+  o.urls = urls();
+  o.cluster_name = cluster_name;
+  return o;
+}
+
 std::string NatsCluster::urls() const {
   std::string out;
   for (int i = 0; i < size(); ++i)

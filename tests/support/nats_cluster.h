@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "repl/jetstream.h"
 #include "support/process.h"
 
 namespace conv::testing {
@@ -26,6 +27,10 @@ class NatsCluster {
   // Every node's client URL, comma-separated (what --replicate takes).
   std::string urls() const;
   std::string url(int node) const;
+  // Options for a cluster name replicated here: every node's URL, the default
+  // confirm timeout (a cluster just started, on a loaded machine, may take seconds
+  // to be ready for a new stream or bucket).
+  repl::ReplicationOptions Options(const std::string& cluster_name) const;
   int size() const { return static_cast<int>(nodes_.size()); }
   pid_t pid(int node) const;
   // SIGKILL, and reap.
