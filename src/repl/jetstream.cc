@@ -462,10 +462,10 @@ util::Result<std::unique_ptr<JetStreamLog>> JetStreamLog::Open(const Replication
   cfg.Storage = js_FileStorage;
   cfg.Replicas = options.replicas;
   cfg.Duplicates = int64_t{120} * 1'000'000'000;  // resends within 2 min are de-duplicated
-  // Tried again until --replicate's confirm timeout: a NATS cluster that is starting
-  // may not have its peers for the replicas yet.
+  // Tried again for up to the set-up timeout: a NATS cluster that is starting may
+  // not have its peers for the replicas yet.
   const uint64_t deadline =
-      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+      util::MonoNanos() + static_cast<uint64_t>(options.setup_timeout.count()) * 1'000'000;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   natsStatus st = NATS_OK;
   for (;;) {

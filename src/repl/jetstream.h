@@ -31,6 +31,10 @@ struct ReplicationOptions {
   int replicas = 3;          // JetStream replicas of the stream, 1 to 5
   // How long Confirm keeps resending before it fails (and nothing is acknowledged).
   std::chrono::milliseconds confirm_timeout{10'000};
+  // How long JetStreamLog::Open and Ownership::Claim try to create or update the
+  // stream and the owner bucket: a NATS cluster that is starting may not have the
+  // peers for their replicas yet, and a loaded one answers late.
+  std::chrono::milliseconds setup_timeout{10'000};
   // Largest chunk body; 0: the server's max payload less 1 KiB for the headers.
   size_t max_chunk = 0;
 };

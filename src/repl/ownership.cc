@@ -174,7 +174,7 @@ util::Result<std::unique_ptr<Ownership>> Ownership::Claim(const ReplicationOptio
   cfg.Replicas = options.replicas;
   // As for the stream: a NATS cluster that is starting may lack the peers for now.
   const uint64_t deadline =
-      util::MonoNanos() + static_cast<uint64_t>(options.confirm_timeout.count()) * 1'000'000;
+      util::MonoNanos() + static_cast<uint64_t>(options.setup_timeout.count()) * 1'000'000;
   natsStatus st;
   for (;;) {
     kvStore* kv = nullptr;
