@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/record.h"
 #include "engine/schema.h"
 #include "net/client.h"
 #include "net/messages.h"
@@ -75,6 +76,27 @@ class Writer {
         frames += gen_.Frame(index_, ++seq_);
       REQUIRE(client_->Send(frames).ok());
     }
+    AwaitAck(target);
+  }
+  // An ASSERT of entity kMarker naming its seq, acknowledged: a change every
+  // subscriber of the schema is told of, in a window no earlier op of this writer
+  // comes after. (The owner's last closed window may hold no change at all: ops that
+  // change nothing, such as a RETRACT of an entity this source never claimed.)
+  void Mark() {
+    engine::RecordBuilder b(gen_.schema());
+    REQUIRE(b.Set(0, fmt::format("mark-{}", seq_ + 1)).ok());
+    std::string frame;
+    ++seq_;
+    net::EncodeWriteOp(frame, {net::FrameType::kAssert, seq_, 1'000'000 + seq_, gen_.schema().id,
+                               kMarker, b.Encode()});
+    REQUIRE(client_->Send(frame).ok());
+    AwaitAck(seq_);
+  }
+  net::Client& client() { return *client_; }
+  static constexpr const char* kMarker = "marker";
+
+ private:
+  void AwaitAck(uint64_t target) {
     auto deadline = std::chrono::steady_clock::now() + 20s;
     uint64_t acked = 0;
     while (acked < target && std::chrono::steady_clock::now() < deadline) {
@@ -87,9 +109,7 @@ class Writer {
     }
     REQUIRE_MESSAGE(acked >= target, "ops up to ", target, " not acknowledged in 20 s");
   }
-  net::Client& client() { return *client_; }
 
- private:
   const testing::OpGenerator& gen_;
   size_t index_;
   uint64_t seq_ = 0;
@@ -128,11 +148,19 @@ std::map<std::string, std::string> AwaitSameState(net::Client& owner, net::Clien
 }
 
 // Reads until the feed's last window is at least `w`.
-void ReadUntilWindow(testing::Feed& f, uint64_t w) {
+// Reads `f` until it has the record of the writer's last Mark as `owner` answers it
+// to a QUERY: every window with a change up to the mark's, and none comes after.
+void ReadUntilMark(testing::Feed& f, net::Client& owner, const engine::Schema& schema) {
+  const std::string mark = testing::ServerState(owner, schema, {Writer::kMarker})[Writer::kMarker];
+  REQUIRE_FALSE(mark.empty());
+  auto has_mark = [&] {
+    auto it = f.state().find(Writer::kMarker);
+    return it != f.state().end() && it->second == mark;
+  };
   auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (f.window() < w && std::chrono::steady_clock::now() < deadline)
+  while (!has_mark() && std::chrono::steady_clock::now() < deadline)
     f.ReadOne(50ms);
-  REQUIRE_MESSAGE(f.window() >= w, "the feed is at window ", f.window(), ", not ", w);
+  REQUIRE_MESSAGE(has_mark(), "the feed is at window ", f.window(), " without the last mark");
 }
 
 // A NOTIFY's changes in a comparable form, sorted by id (partitions seal in any
@@ -268,9 +296,10 @@ TEST_CASE(
   on_replica.WaitSnapshotEnd();
   for (int round = 0; round < 20; ++round)
     writer.Write(100, 10);
+  writer.Mark();
   uint64_t end = AwaitCaughtUp(*owner_reader, *replica_reader);
-  ReadUntilWindow(on_owner, end);
-  ReadUntilWindow(on_replica, end);
+  ReadUntilMark(on_owner, *owner_reader, schema);
+  ReadUntilMark(on_replica, *owner_reader, schema);
   CHECK(on_replica.errors.empty());
   // Window numbers strictly increase on the replica (no duplicate), and after both
   // snapshots every window's changes are the owner's (no gap, same content).
@@ -282,7 +311,9 @@ TEST_CASE(
   CHECK(owner_windows.size() > 10);
   CHECK(replica_windows == owner_windows);
   CHECK(on_replica.state() == on_owner.state());
-  auto queried = testing::ServerState(*owner_reader, schema, gen.EntityIds());
+  std::vector<std::string> ids = gen.EntityIds();
+  ids.push_back(Writer::kMarker);
+  auto queried = testing::ServerState(*owner_reader, schema, ids);
   CHECK_MESSAGE(on_replica.state() == queried, Diff(on_replica.state(), queried));
 
   // Resume on the replica from a window seen on the owner: the entities changed
@@ -322,9 +353,10 @@ TEST_CASE(
   CHECK(delta.size() < on_owner.state().size());
   for (int round = 0; round < 5; ++round)
     writer.Write(100, 10);
-  end = AwaitCaughtUp(*owner_reader, *replica_reader);
-  ReadUntilWindow(on_owner, end);
-  ReadUntilWindow(resumed, end);
+  writer.Mark();
+  AwaitCaughtUp(*owner_reader, *replica_reader);
+  ReadUntilMark(on_owner, *owner_reader, schema);
+  ReadUntilMark(resumed, *owner_reader, schema);
   CHECK(ByWindow(resumed.notifies(), resumed.snapshot_end().window) ==
         ByWindow(on_owner.notifies(), resumed.snapshot_end().window));
   std::map<std::string, std::string> final_state = at_seen;
